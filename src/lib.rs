@@ -1,0 +1,1 @@
+//! moltguard: keeps a self-hosted AI agent's panel off the public internet.
