@@ -1,1 +1,18 @@
-//! moltguard: keeps a self-hosted AI agent's panel off the public internet.
+//! moltguard keeps a self-hosted AI agent's control panel off the public
+//! internet: a circuit breaker rendered into nginx, a guardian that opens it
+//! when something is exposed, and `moltgate`, the LLM gateway behind it.
+//!
+//! Module map:
+//! - [`breaker`]: the state file, the audit log, transitions as transactions.
+//! - [`nginx`]: rendering the breaker into config, running and probing nginx.
+//! - [`auth`]: the htpasswd file and its hashes.
+//! - [`config`]: `moltguard.toml` and where every file lives.
+//! - [`cli`]: the `moltguard` command.
+
+pub mod auth;
+pub mod breaker;
+pub mod cli;
+pub mod config;
+pub mod exec;
+pub mod fsutil;
+pub mod nginx;

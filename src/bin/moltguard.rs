@@ -1,1 +1,5 @@
-fn main() {}
+//! The `moltguard` command: see `moltguard --help`.
+
+fn main() -> std::process::ExitCode {
+    moltguard::cli::main()
+}

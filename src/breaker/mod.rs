@@ -1,0 +1,9 @@
+//! The circuit breaker: its state file, its audit log, and transitions.
+
+pub mod audit;
+pub mod state;
+pub mod store;
+pub mod transition;
+
+pub use state::{Actor, BreakerRecord, BreakerState, ReasonCode};
+pub use transition::{initialize, reapply, settle, transition, BreakerError, Report, Request};

@@ -1,0 +1,112 @@
+//! `moltguard breaker open|half-open|close|reapply`.
+
+use super::output::{emit, relative, CliError, Exit};
+use super::Ctx;
+use crate::breaker::state::ApplyOutcome;
+use crate::breaker::{self, Actor, BreakerState, ReasonCode, Report, Request};
+use chrono::Utc;
+use clap::{Args, Subcommand};
+use std::time::Duration;
+
+#[derive(Debug, Subcommand)]
+pub enum BreakerCmd {
+    /// OPEN: block all traffic.
+    Open(ChangeArgs),
+    /// HALF-OPEN: only this machine (loopback) may connect, with a password.
+    HalfOpen(TimedArgs),
+    /// CLOSED: let traffic through, password required.
+    Close(TimedArgs),
+    /// Re-render and re-apply the current state (after drift or a hand edit).
+    Reapply,
+}
+
+#[derive(Debug, Args)]
+pub struct ChangeArgs {
+    /// Why, in your words (kept in the state file and the audit log).
+    #[arg(long, value_name = "TEXT")]
+    reason: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct TimedArgs {
+    /// Return to OPEN by itself after this long, e.g. 30m, 2h (nginx enforces it).
+    #[arg(long = "for", value_name = "DURATION", value_parser = parse_duration)]
+    lifetime: Option<Duration>,
+    /// Why, in your words (kept in the state file and the audit log).
+    #[arg(long, value_name = "TEXT")]
+    reason: Option<String>,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s).map_err(|e| format!("{e} (examples: 90s, 30m, 2h)"))
+}
+
+pub fn run(ctx: &Ctx, cmd: BreakerCmd) -> Result<Exit, CliError> {
+    let cfg = ctx.config()?;
+    let (target, reason, ttl) = match cmd {
+        BreakerCmd::Open(a) => (BreakerState::Open, a.reason, None),
+        BreakerCmd::HalfOpen(a) => (BreakerState::HalfOpen, a.reason, a.lifetime),
+        BreakerCmd::Close(a) => (BreakerState::Closed, a.reason, a.lifetime),
+        BreakerCmd::Reapply => {
+            let report = breaker::reapply(&cfg, Actor::User)?;
+            return Ok(print_report(ctx, &report));
+        }
+    };
+    if reason.as_ref().is_some_and(|r| r.len() > 500 || r.chars().any(char::is_control)) {
+        return Err(CliError::usage("--reason must be one line of at most 500 characters", "shorten it"));
+    }
+    let report = breaker::transition(
+        &cfg,
+        Request {
+            target,
+            reason: ReasonCode::Manual,
+            detail: reason.unwrap_or_default(),
+            actor: Actor::User,
+            ttl,
+        },
+    )?;
+    Ok(print_report(ctx, &report))
+}
+
+fn print_report(ctx: &Ctx, r: &Report) -> Exit {
+    let applied = matches!(r.outcome, ApplyOutcome::Applied | ApplyOutcome::NginxNotRunning);
+    let now = Utc::now();
+    let value = serde_json::json!({
+        "ok": applied,
+        "outcome": r.outcome,
+        "message": r.message,
+        "from": r.before.state,
+        "to": r.after.state,
+        "label": r.after.state.label(),
+        "generation": r.after.generation,
+        "expires_at": r.after.expires_at,
+        "served": r.served,
+        "preliminary": r.preliminary,
+    });
+    emit(ctx.json, value, || {
+        for p in &r.preliminary {
+            println!("note: {p}");
+        }
+        if applied {
+            println!("breaker: {} (generation {})", r.after.state.label(), r.after.generation);
+            if let Some(t) = r.after.expires_at {
+                println!("returns to OPEN {} ({})", relative(t, now), t.to_rfc3339());
+            }
+            println!("{}", r.message);
+        } else {
+            eprintln!("error: the change to {} was not applied ({}): {}", last_target(r).to_uppercase(), r.outcome.as_str(), r.message);
+            eprintln!("breaker now: {} (generation {})", r.after.state.label(), r.after.generation);
+            eprintln!("  what to do: fix the nginx problem above (`moltguard nginx test`, nginx's error log), then retry");
+        }
+    });
+    if applied {
+        Exit::Ok
+    } else {
+        Exit::NotApplied
+    }
+}
+
+/// The state that was asked for (after a rollback, `after` is the old state).
+fn last_target(r: &Report) -> &'static str {
+    r.after.last_apply.as_ref().map_or(r.after.state, |a| a.target).as_str()
+}

@@ -1,0 +1,134 @@
+//! The `moltguard` command line: argument definitions and dispatch.
+//!
+//! Every command prints for people by default and JSON with `--json`, and
+//! exits with a code scripts can rely on (see [`Exit`]).
+
+mod audit_cmd;
+mod auth_cmd;
+mod breaker_cmd;
+mod init;
+mod nginx_cmd;
+mod output;
+mod status;
+mod up;
+
+use crate::config::{self, Config, Overrides};
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+pub use output::Exit;
+use output::CliError;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "moltguard",
+    version,
+    about = "Keeps your AI agent's control panel off the public internet.",
+    long_about = "moltguard puts a circuit breaker in front of your agent's panel, in nginx.\n\
+                  OPEN = all traffic blocked (the default), HALF-OPEN = only this machine, with a password,\n\
+                  CLOSED = traffic flows, password required.",
+    after_help = "Exit codes: 0 ok, 1 error, 2 usage, 3 refused (a precondition is not met), \
+                  4 change not applied (rolled back or nginx stopped), 5 unhealthy (status), \
+                  6 audit log tampered."
+)]
+pub struct Cli {
+    /// Put everything (config, state, logs, the nginx prefix) under DIR.
+    #[arg(long, global = true, env = "MOLTGUARD_HOME", value_name = "DIR")]
+    home: Option<PathBuf>,
+    /// The config file [default: DIR/moltguard.toml with --home, else the platform's].
+    #[arg(long, global = true, env = "MOLTGUARD_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Where breaker state and the audit log live.
+    #[arg(long, global = true, env = "MOLTGUARD_STATE_DIR", value_name = "DIR")]
+    state_dir: Option<PathBuf>,
+    /// Absolute path of the nginx binary.
+    #[arg(long, global = true, env = "MOLTGUARD_NGINX", value_name = "PATH")]
+    nginx_bin: Option<PathBuf>,
+    /// Print JSON instead of text.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Show the breaker state, what it means, and whether nginx really serves it.
+    Status,
+    /// Change the breaker state.
+    #[command(subcommand)]
+    Breaker(breaker_cmd::BreakerCmd),
+    /// Write a working starter setup (config, nginx site, breaker include).
+    Init(init::InitArgs),
+    /// Manage the users allowed through the edge (the htpasswd file).
+    #[command(subcommand)]
+    Auth(auth_cmd::AuthCmd),
+    /// Show the audit log of breaker transitions, or verify its hash chain.
+    AuditLog(audit_cmd::AuditArgs),
+    /// Start, stop, reload or test the nginx moltguard drives.
+    #[command(subcommand)]
+    Nginx(nginx_cmd::NginxCmd),
+    /// Bring the stack up in the foreground (init if needed, start nginx); Ctrl-C stops it.
+    Up(up::UpArgs),
+}
+
+/// Entry point of the `moltguard` binary.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let json = cli.json;
+    let code = match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            e.print(json);
+            e.exit
+        }
+    };
+    ExitCode::from(code as u8)
+}
+
+fn run(cli: Cli) -> Result<Exit, CliError> {
+    let overrides = Overrides {
+        home: cli.home.clone(),
+        config: cli.config.clone(),
+        state_dir: cli.state_dir.clone(),
+        nginx_binary: cli.nginx_bin.clone(),
+    };
+    let ctx = Ctx { overrides, json: cli.json };
+    match cli.command {
+        Command::Status => status::run(&ctx),
+        Command::Breaker(cmd) => breaker_cmd::run(&ctx, cmd),
+        Command::Init(args) => init::run(&ctx, args),
+        Command::Auth(cmd) => auth_cmd::run(&ctx, cmd),
+        Command::AuditLog(args) => audit_cmd::run(&ctx, args),
+        Command::Nginx(cmd) => nginx_cmd::run(&ctx, cmd),
+        Command::Up(args) => up::run(&ctx, args),
+    }
+}
+
+/// What every command gets: how to find the config, and how to print.
+pub(crate) struct Ctx {
+    overrides: Overrides,
+    json: bool,
+}
+
+impl Ctx {
+    /// Loads the config; a missing config file is an error that says to run init.
+    fn config(&self) -> Result<Config, CliError> {
+        let c = self.config_allow_missing()?;
+        if !c.config_file_found {
+            return Err(CliError::refused(
+                format!("no moltguard config at {}", c.layout.config_file.display()),
+                match &c.layout.home {
+                    Some(h) => format!("run `moltguard --home {} init` first", h.display()),
+                    None => "run `sudo moltguard init` first, or pass --home DIR / --config FILE".into(),
+                },
+            ));
+        }
+        Ok(c)
+    }
+
+    fn config_allow_missing(&self) -> Result<Config, CliError> {
+        config::load(&self.overrides).map_err(|e| CliError::error(e.to_string(), "fix the file, or move it aside and run `moltguard init`"))
+    }
+}

@@ -1,0 +1,93 @@
+//! Printing for people and for scripts, and the exit codes.
+
+use chrono::{DateTime, Utc};
+use std::time::Duration;
+
+/// Exit codes scripts can rely on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Exit {
+    Ok = 0,
+    Error = 1,
+    Usage = 2,
+    /// A precondition is not met (e.g. closing without a user); nothing changed.
+    Refused = 3,
+    /// The change could not be applied: rolled back, or nginx stopped.
+    NotApplied = 4,
+    /// `status`: the edge does not serve what the state file says, or the
+    /// state had to be repaired.
+    Unhealthy = 5,
+    /// `audit-log verify`: the hash chain is broken.
+    AuditBroken = 6,
+}
+
+/// An error with what to do next.
+#[derive(Debug)]
+pub struct CliError {
+    pub message: String,
+    pub hint: String,
+    pub exit: Exit,
+}
+
+impl CliError {
+    pub fn error(message: impl Into<String>, hint: impl Into<String>) -> Self {
+        Self { message: message.into(), hint: hint.into(), exit: Exit::Error }
+    }
+
+    pub fn refused(message: impl Into<String>, hint: impl Into<String>) -> Self {
+        Self { message: message.into(), hint: hint.into(), exit: Exit::Refused }
+    }
+
+    pub fn usage(message: impl Into<String>, hint: impl Into<String>) -> Self {
+        Self { message: message.into(), hint: hint.into(), exit: Exit::Usage }
+    }
+
+    pub fn print(&self, json: bool) {
+        if json {
+            let v = serde_json::json!({
+                "ok": false,
+                "error": self.message,
+                "hint": self.hint,
+                "exit_code": self.exit as u8,
+            });
+            println!("{v}");
+        } else {
+            eprintln!("error: {}", self.message);
+            if !self.hint.is_empty() {
+                eprintln!("  what to do: {}", self.hint);
+            }
+        }
+    }
+}
+
+impl From<crate::breaker::BreakerError> for CliError {
+    fn from(e: crate::breaker::BreakerError) -> Self {
+        use crate::breaker::BreakerError as B;
+        match e {
+            B::Refused { why, hint } => CliError::refused(why, hint),
+            B::Io { .. } => CliError::error(e.to_string(), "check the directory's owner and permissions (root-owned setups need sudo)"),
+            B::Unsafe(_) => CliError::error(e.to_string(), "move moltguard's files to a plain path"),
+            B::Nginx(n) => CliError::error(n.to_string(), "see nginx's error log; `moltguard nginx test` shows the config problem"),
+        }
+    }
+}
+
+/// Prints JSON, or runs the text printer.
+pub fn emit(json: bool, value: serde_json::Value, text: impl FnOnce()) {
+    if json {
+        println!("{}", serde_json::to_string_pretty(&value).unwrap_or_default());
+    } else {
+        text();
+    }
+}
+
+/// "in 29m 59s" / "3m ago".
+pub fn relative(t: DateTime<Utc>, now: DateTime<Utc>) -> String {
+    let secs = (t - now).num_seconds();
+    let d = humantime::format_duration(Duration::from_secs(secs.unsigned_abs())).to_string();
+    if secs > 0 {
+        format!("in {d}")
+    } else {
+        format!("{d} ago")
+    }
+}

@@ -1,0 +1,82 @@
+//! `moltguard up`: the whole stack in the foreground, on its defaults.
+
+use super::init::{self, InitArgs};
+use super::nginx_cmd::nginx_err;
+use super::output::{CliError, Exit};
+use super::Ctx;
+use crate::nginx::control::Nginx;
+use crate::nginx::probe;
+use clap::Args;
+use std::time::Duration;
+
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    /// The port nginx listens on (loopback), for a new setup.
+    #[arg(long, value_name = "PORT")]
+    edge_port: Option<u16>,
+    /// The loopback port of the upstream, for a new setup.
+    #[arg(long, value_name = "PORT")]
+    upstream_port: Option<u16>,
+}
+
+pub fn run(ctx: &Ctx, args: UpArgs) -> Result<Exit, CliError> {
+    let existing = ctx.config_allow_missing()?;
+    let out = init::init(
+        ctx,
+        &InitArgs {
+            edge_port: if existing.config_file_found { None } else { args.edge_port },
+            upstream_port: if existing.config_file_found { None } else { args.upstream_port },
+            system_nginx: false,
+            force: false,
+        },
+    )?;
+    let cfg = out.config;
+    if !cfg.nginx_managed() {
+        return Err(CliError::refused(
+            "this setup drives the system nginx; `up` runs a private one",
+            "use `moltguard --home DIR up` for a self-contained stack",
+        ));
+    }
+    crate::breaker::settle(&cfg)?;
+    let nginx = Nginx::from_config(&cfg).map_err(nginx_err)?;
+    nginx.test().map_err(nginx_err)?;
+    let pid = nginx.start().map_err(nginx_err)?;
+    let addr = probe::probe_address(cfg.settings.edge.listen_address, cfg.settings.edge.port);
+    let prefix = init::command_prefix(&cfg);
+    println!("moltguard is up (Ctrl-C stops everything it started)");
+    println!("  edge:     http://{addr}/  (nginx pid {pid})");
+    println!("  upstream: http://127.0.0.1:{}/", cfg.settings.edge.upstream_port);
+    println!("  logs:     {}/logs/", cfg.layout.managed_prefix().display());
+    match probe::probe(addr, Duration::from_secs(2)) {
+        Ok(s) => println!("  breaker:  {} (generation {})", s.state.label(), s.generation),
+        Err(e) => println!("  breaker:  edge probe failed: {e}"),
+    }
+    if crate::auth::htpasswd::auth_problem(&cfg.layout.htpasswd).is_some() {
+        println!("next: `{prefix} auth add-user NAME`, then `{prefix} breaker close --for 30m`");
+    } else {
+        println!("next: `{prefix} breaker close --for 30m` to let traffic through for half an hour");
+    }
+    wait_for_shutdown_signal();
+    println!("stopping nginx…");
+    nginx.stop(Duration::from_secs(5)).map_err(nginx_err)?;
+    Ok(Exit::Ok)
+}
+
+/// Blocks until SIGINT or SIGTERM.
+fn wait_for_shutdown_signal() {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build();
+    let Ok(rt) = rt else { return };
+    rt.block_on(async {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    });
+}

@@ -1,0 +1,418 @@
+//! Settings (`moltguard.toml`) and where every file lives.
+//!
+//! Precedence, highest first: command-line flag, environment variable,
+//! config file, platform default. `--home DIR` / `MOLTGUARD_HOME` puts
+//! everything (config, state, logs, the nginx prefix) under one directory.
+
+use serde::{Deserialize, Serialize};
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Settings as read from `moltguard.toml`. Every field has a safe default.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Settings {
+    pub paths: PathSettings,
+    pub edge: EdgeSettings,
+    pub nginx: NginxSettings,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PathSettings {
+    pub state_dir: Option<PathBuf>,
+    pub log_dir: Option<PathBuf>,
+    pub htpasswd: Option<PathBuf>,
+    pub nginx_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EdgeSettings {
+    pub listen_address: IpAddr,
+    pub port: u16,
+    pub upstream_port: u16,
+}
+
+impl Default for EdgeSettings {
+    fn default() -> Self {
+        Self {
+            listen_address: IpAddr::from([127, 0, 0, 1]),
+            port: 8443,
+            upstream_port: 8787,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NginxSettings {
+    pub binary: Option<PathBuf>,
+    pub managed: Option<bool>,
+    pub conf: Option<PathBuf>,
+    pub user: String,
+    #[serde(with = "humantime_serde_compat")]
+    pub verify_timeout: Duration,
+    #[serde(with = "humantime_serde_compat")]
+    pub worker_shutdown_timeout: Duration,
+}
+
+impl Default for NginxSettings {
+    fn default() -> Self {
+        Self {
+            binary: None,
+            managed: None,
+            conf: None,
+            user: "nobody".into(),
+            verify_timeout: Duration::from_secs(5),
+            worker_shutdown_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Durations in the config file are written the way people say them: "5s", "2m".
+mod humantime_serde_compat {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::time::Duration;
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&humantime::format_duration(*d).to_string())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let s = String::deserialize(d)?;
+        humantime::parse_duration(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+/// Overrides from flags and environment variables (clap merges those two).
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub home: Option<PathBuf>,
+    pub config: Option<PathBuf>,
+    pub state_dir: Option<PathBuf>,
+    pub nginx_binary: Option<PathBuf>,
+}
+
+/// Where every file lives, after precedence is applied.
+#[derive(Debug, Clone)]
+pub struct Layout {
+    pub home: Option<PathBuf>,
+    pub config_file: PathBuf,
+    pub state_dir: PathBuf,
+    pub log_dir: PathBuf,
+    pub htpasswd: PathBuf,
+    /// Generated nginx files: the site, the breaker include, and for a
+    /// managed nginx its main config and runtime prefix.
+    pub nginx_dir: PathBuf,
+}
+
+impl Layout {
+    pub fn state_file(&self) -> PathBuf {
+        self.state_dir.join("breaker.json")
+    }
+    pub fn audit_log(&self) -> PathBuf {
+        self.state_dir.join("audit.jsonl")
+    }
+    pub fn lock_file(&self) -> PathBuf {
+        self.state_dir.join("breaker.lock")
+    }
+    /// The per-request fail-safe: nginx denies every request while it is absent.
+    pub fn allow_token(&self) -> PathBuf {
+        self.state_dir.join("edge").join("breaker.allow")
+    }
+    pub fn include_file(&self) -> PathBuf {
+        self.nginx_dir.join("breaker.conf")
+    }
+    pub fn site_file(&self) -> PathBuf {
+        self.nginx_dir.join("moltguard-site.conf")
+    }
+    /// The main config of a managed (private-prefix) nginx.
+    pub fn managed_main_conf(&self) -> PathBuf {
+        self.nginx_dir.join("nginx.conf")
+    }
+    /// The managed nginx's `-p` prefix: pid, logs and temp paths live here.
+    pub fn managed_prefix(&self) -> PathBuf {
+        self.nginx_dir.join("runtime")
+    }
+    pub fn managed_pid_file(&self) -> PathBuf {
+        self.managed_prefix().join("nginx.pid")
+    }
+}
+
+/// Settings plus layout: everything a command needs to find its files.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub settings: Settings,
+    pub layout: Layout,
+    /// Whether `layout.config_file` existed when loaded.
+    pub config_file_found: bool,
+}
+
+impl Config {
+    /// A managed nginx runs on a private prefix that moltguard starts and
+    /// stops; otherwise moltguard drives the system's nginx.
+    pub fn nginx_managed(&self) -> bool {
+        self.settings.nginx.managed.unwrap_or(self.layout.home.is_some())
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read the config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("the config file {path} is not valid: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("the config file {path} is not valid: {message}")]
+    Invalid { path: PathBuf, message: String },
+}
+
+/// Loads settings and resolves the layout.
+pub fn load(ov: &Overrides) -> Result<Config, ConfigError> {
+    let defaults = PlatformDefaults::detect();
+    let home = ov.home.as_ref().map(|h| absolutize(h));
+    let config_file = match (&ov.config, &home) {
+        (Some(c), _) => absolutize(c),
+        (None, Some(h)) => h.join("moltguard.toml"),
+        (None, None) => defaults.config_dir.join("moltguard.toml"),
+    };
+    let (settings, found) = match std::fs::read_to_string(&config_file) {
+        Ok(text) => (parse(&config_file, &text)?, true),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => (Settings::default(), false),
+        Err(source) => {
+            return Err(ConfigError::Read {
+                path: config_file,
+                source,
+            })
+        }
+    };
+    let base = |home_sub: &str, default: &Path| -> PathBuf {
+        match &home {
+            Some(h) => h.join(home_sub),
+            None => default.to_path_buf(),
+        }
+    };
+    let config_dir = config_file
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| defaults.config_dir.clone());
+    let p = &settings.paths;
+    let layout = Layout {
+        state_dir: ov
+            .state_dir
+            .clone()
+            .or_else(|| p.state_dir.clone())
+            .unwrap_or_else(|| base("state", &defaults.state_dir)),
+        log_dir: p
+            .log_dir
+            .clone()
+            .unwrap_or_else(|| base("log", &defaults.log_dir)),
+        htpasswd: p
+            .htpasswd
+            .clone()
+            .unwrap_or_else(|| config_dir.join("htpasswd")),
+        nginx_dir: p
+            .nginx_dir
+            .clone()
+            .unwrap_or_else(|| config_dir.join("nginx")),
+        home,
+        config_file,
+    };
+    let mut settings = settings;
+    if let Some(bin) = &ov.nginx_binary {
+        settings.nginx.binary = Some(bin.clone());
+    }
+    Ok(Config {
+        settings,
+        layout,
+        config_file_found: found,
+    })
+}
+
+/// Parses and validates a config file's text.
+pub fn parse(path: &Path, text: &str) -> Result<Settings, ConfigError> {
+    let s: Settings = toml::from_str(text).map_err(|e| ConfigError::Parse {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })?;
+    let invalid = |message: String| ConfigError::Invalid {
+        path: path.to_path_buf(),
+        message,
+    };
+    if s.edge.port == 0 || s.edge.upstream_port == 0 {
+        return Err(invalid("edge.port and edge.upstream_port must be 1–65535".into()));
+    }
+    if s.edge.port == s.edge.upstream_port {
+        return Err(invalid(format!(
+            "edge.port and edge.upstream_port are both {}; nginx would proxy to itself",
+            s.edge.port
+        )));
+    }
+    for (name, p) in [
+        ("paths.state_dir", &s.paths.state_dir),
+        ("paths.log_dir", &s.paths.log_dir),
+        ("paths.htpasswd", &s.paths.htpasswd),
+        ("paths.nginx_dir", &s.paths.nginx_dir),
+        ("nginx.conf", &s.nginx.conf),
+    ] {
+        if let Some(p) = p {
+            if !p.is_absolute() {
+                return Err(invalid(format!(
+                    "{name} must be an absolute path, got {}",
+                    p.display()
+                )));
+            }
+        }
+    }
+    if s.nginx.verify_timeout.is_zero() || s.nginx.verify_timeout > Duration::from_secs(60) {
+        return Err(invalid("nginx.verify_timeout must be between 1ms and 60s".into()));
+    }
+    if s.nginx.user.is_empty() {
+        return Err(invalid("nginx.user must name a user".into()));
+    }
+    Ok(s)
+}
+
+/// The platform's conventional locations.
+#[derive(Debug, Clone)]
+pub struct PlatformDefaults {
+    pub config_dir: PathBuf,
+    pub state_dir: PathBuf,
+    pub log_dir: PathBuf,
+}
+
+impl PlatformDefaults {
+    #[cfg(target_os = "macos")]
+    pub fn detect() -> Self {
+        // Homebrew's prefix: /opt/homebrew on Apple silicon, /usr/local on Intel.
+        let prefix = if Path::new("/opt/homebrew").is_dir() {
+            PathBuf::from("/opt/homebrew")
+        } else {
+            PathBuf::from("/usr/local")
+        };
+        Self {
+            config_dir: prefix.join("etc/moltguard"),
+            state_dir: prefix.join("var/lib/moltguard"),
+            log_dir: prefix.join("var/log/moltguard"),
+        }
+    }
+
+    #[cfg(not(target_os = "macos"))]
+    pub fn detect() -> Self {
+        Self {
+            config_dir: PathBuf::from("/etc/moltguard"),
+            state_dir: PathBuf::from("/var/lib/moltguard"),
+            log_dir: PathBuf::from("/var/log/moltguard"),
+        }
+    }
+}
+
+fn absolutize(p: &Path) -> PathBuf {
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        std::env::current_dir()
+            .map(|d| d.join(p))
+            .unwrap_or_else(|_| p.to_path_buf())
+    }
+}
+
+/// The documented starter config `moltguard init` writes.
+pub fn starter_toml(edge_port: u16, upstream_port: u16, managed: bool, nginx_binary: &Path) -> String {
+    format!(
+        r#"# moltguard configuration. Every setting is optional; shown values are the defaults
+# unless `moltguard init` chose them for you. Precedence: flag > environment > this file.
+
+[paths]
+# Breaker state (breaker.json), the audit log, and the nginx allow token.
+# Default: /var/lib/moltguard (Linux), $(brew --prefix)/var/lib/moltguard (macOS),
+# or DIR/state with --home DIR. Flag: --state-dir, env: MOLTGUARD_STATE_DIR.
+# state_dir = "/var/lib/moltguard"
+# Logs of the guardian and of a managed nginx.
+# log_dir = "/var/log/moltguard"
+# Users allowed through the edge (APR1-MD5 hashes; see `moltguard auth`).
+# htpasswd = "/etc/moltguard/htpasswd"
+# Generated nginx files: the site, the breaker include, a managed nginx's prefix.
+# nginx_dir = "/etc/moltguard/nginx"
+
+[edge]
+# The address nginx listens on. Keep it on loopback: anything else exposes the panel.
+listen_address = "127.0.0.1"
+# The port nginx listens on (flag: --edge-port).
+port = {edge_port}
+# The loopback port of the upstream nginx protects, normally moltgate (flag: --upstream-port).
+upstream_port = {upstream_port}
+
+[nginx]
+# Absolute path of the nginx binary. When moltguard runs as root it only runs
+# root-owned binaries by absolute path, never one found through PATH.
+# Flag: --nginx-bin, env: MOLTGUARD_NGINX.
+binary = "{binary}"
+# true: moltguard runs its own nginx on a private prefix (nginx_dir/runtime).
+# false: moltguard drives the system nginx (add the printed include line to nginx.conf).
+managed = {managed}
+# The main nginx.conf to test and reload when not managed (default: nginx's own default).
+# conf = "/etc/nginx/nginx.conf"
+# The user nginx's workers read files as, when moltguard runs as root. A managed
+# nginx runs entirely as this user; generated files are made readable by its group.
+user = "nobody"
+# How long to wait for nginx to serve a new breaker generation after a reload.
+verify_timeout = "5s"
+# How long a reload lets old workers finish long-lived streams before cutting them.
+worker_shutdown_timeout = "5s"
+"#,
+        binary = nginx_binary.display(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn starter_config_parses_back() {
+        let text = starter_toml(9000, 9001, true, Path::new("/usr/sbin/nginx"));
+        let s = parse(Path::new("/x/moltguard.toml"), &text).unwrap();
+        assert_eq!(s.edge.port, 9000);
+        assert_eq!(s.edge.upstream_port, 9001);
+        assert_eq!(s.nginx.managed, Some(true));
+        assert_eq!(s.nginx.verify_timeout, Duration::from_secs(5));
+    }
+
+    #[test]
+    fn malformed_config_names_the_problem() {
+        let e = parse(Path::new("/x/m.toml"), "[edge]\nport = \"eighty\"\n").unwrap_err();
+        let msg = e.to_string();
+        assert!(msg.contains("/x/m.toml") && msg.contains("port"), "{msg}");
+        let e = parse(Path::new("/x/m.toml"), "[edge]\nprot = 80\n").unwrap_err();
+        assert!(e.to_string().contains("prot"), "{e}");
+        let e = parse(Path::new("/x/m.toml"), "[edge]\nport = 80\nupstream_port = 80\n").unwrap_err();
+        assert!(e.to_string().contains("proxy to itself"), "{e}");
+        let e = parse(Path::new("/x/m.toml"), "[paths]\nstate_dir = \"rel\"\n").unwrap_err();
+        assert!(e.to_string().contains("absolute"), "{e}");
+    }
+
+    #[test]
+    fn home_puts_everything_under_one_dir() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = load(&Overrides {
+            home: Some(dir.path().to_path_buf()),
+            ..Default::default()
+        })
+        .unwrap();
+        for p in [
+            &c.layout.config_file,
+            &c.layout.state_dir,
+            &c.layout.log_dir,
+            &c.layout.htpasswd,
+            &c.layout.nginx_dir,
+        ] {
+            assert!(p.starts_with(dir.path()), "{}", p.display());
+        }
+        assert!(c.nginx_managed());
+    }
+}

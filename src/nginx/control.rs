@@ -1,0 +1,318 @@
+//! Running nginx: test, start, reload, stop, and knowing whether it runs.
+//!
+//! Two modes. *Managed*: moltguard's own nginx on a private prefix
+//! (`nginx_dir/runtime`), started and stopped by moltguard; when moltguard
+//! runs as root, this nginx runs entirely as the unprivileged `nginx.user`.
+//! *System*: the machine's nginx, which moltguard only tests and reloads.
+
+use crate::config::Config;
+use crate::exec;
+use crate::fsutil;
+use crate::nginx::render;
+use std::io;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+#[derive(Debug, thiserror::Error)]
+pub enum NginxError {
+    #[error(transparent)]
+    Exec(#[from] exec::ExecError),
+    #[error("`nginx -t` rejects the configuration:\n{0}")]
+    TestFailed(String),
+    #[error("nginx could not {action}: {detail}")]
+    Command { action: &'static str, detail: String },
+    #[error("nginx is not running")]
+    NotRunning,
+    #[error("the nginx user {0:?} does not exist on this machine")]
+    NoSuchUser(String),
+    #[error(transparent)]
+    Unsafe(#[from] render::UnsafePath),
+    #[error("cannot prepare nginx files: {0}")]
+    Io(#[from] io::Error),
+}
+
+/// The unprivileged identity a managed nginx runs as when we are root.
+#[derive(Debug, Clone, Copy)]
+pub struct RunAs {
+    pub uid: u32,
+    pub gid: u32,
+}
+
+#[derive(Debug, Clone)]
+enum Mode {
+    Managed { prefix: PathBuf, conf: PathBuf, pid: PathBuf },
+    System { conf: Option<PathBuf>, pid_candidates: Vec<PathBuf> },
+}
+
+/// A handle on the nginx moltguard drives.
+#[derive(Debug, Clone)]
+pub struct Nginx {
+    binary: PathBuf,
+    mode: Mode,
+    run_as: Option<RunAs>,
+    edge_port: u16,
+}
+
+impl Nginx {
+    pub fn from_config(config: &Config) -> Result<Self, NginxError> {
+        let binary = exec::resolve(
+            "nginx",
+            config.settings.nginx.binary.as_deref(),
+            exec::NGINX_CANDIDATES,
+        )?;
+        let mode = if config.nginx_managed() {
+            let l = &config.layout;
+            Mode::Managed {
+                prefix: l.managed_prefix(),
+                conf: l.managed_main_conf(),
+                pid: l.managed_pid_file(),
+            }
+        } else {
+            Mode::System {
+                conf: config.settings.nginx.conf.clone(),
+                pid_candidates: ["/run/nginx.pid", "/var/run/nginx.pid", "/opt/homebrew/var/run/nginx.pid", "/usr/local/var/run/nginx.pid"]
+                    .iter()
+                    .map(PathBuf::from)
+                    .collect(),
+            }
+        };
+        Ok(Self {
+            binary,
+            mode,
+            run_as: nginx_identity(config)?,
+            edge_port: config.settings.edge.port,
+        })
+    }
+
+    pub fn binary(&self) -> &Path {
+        &self.binary
+    }
+
+    pub fn is_managed(&self) -> bool {
+        matches!(self.mode, Mode::Managed { .. })
+    }
+
+    /// The identity files must be readable by (group) when we are root.
+    pub fn run_as(&self) -> Option<RunAs> {
+        self.run_as
+    }
+
+    /// `nginx` with the mode's `-p`/`-c` flags, run as the managed identity.
+    fn command(&self) -> Command {
+        let mut c = Command::new(&self.binary);
+        match &self.mode {
+            Mode::Managed { prefix, conf, .. } => {
+                c.arg("-p").arg(prefix).arg("-c").arg(conf);
+                if let Some(r) = self.run_as {
+                    // std drops supplementary groups when switching from root.
+                    c.uid(r.uid).gid(r.gid);
+                }
+            }
+            Mode::System { conf: Some(conf), .. } => {
+                c.arg("-c").arg(conf);
+            }
+            Mode::System { conf: None, .. } => {}
+        }
+        c.stdin(Stdio::null());
+        c
+    }
+
+    /// `nginx -t` on the effective configuration.
+    pub fn test(&self) -> Result<(), NginxError> {
+        if let Mode::Managed { prefix, .. } = &self.mode {
+            // nginx -t opens the pid and log paths, which live in the prefix.
+            self.prepare_prefix(prefix)?;
+        }
+        let out = self
+            .command()
+            .arg("-t")
+            .arg("-q")
+            .output()
+            .map_err(|e| NginxError::Command { action: "run its config test", detail: e.to_string() })?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(NginxError::TestFailed(clean_output(&out.stderr)))
+        }
+    }
+
+    /// Tests a candidate include on its own, inside a throwaway server block,
+    /// before it replaces the live one.
+    pub fn test_candidate(&self, include_text: &str, scratch_parent: &Path) -> Result<(), NginxError> {
+        let dir = tempfile::Builder::new().prefix(".candidate-").tempdir_in(scratch_parent)?;
+        let candidate = dir.path().join("breaker.conf");
+        std::fs::write(&candidate, include_text)?;
+        let harness = dir.path().join("harness.conf");
+        std::fs::write(&harness, render::render_candidate_harness(&candidate, dir.path(), self.edge_port)?)?;
+        std::fs::create_dir(dir.path().join("tmp"))?;
+        if let Some(r) = self.run_as {
+            chown_tree(dir.path(), r)?;
+        }
+        let mut c = Command::new(&self.binary);
+        c.arg("-p").arg(dir.path()).arg("-c").arg(&harness).arg("-t").arg("-q");
+        if let Some(r) = self.run_as {
+            c.uid(r.uid).gid(r.gid);
+        }
+        let out = c
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| NginxError::Command { action: "run its config test", detail: e.to_string() })?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(NginxError::TestFailed(clean_output(&out.stderr)))
+        }
+    }
+
+    /// The master's pid, if nginx runs.
+    pub fn running_pid(&self) -> Option<i32> {
+        let candidates: Vec<&Path> = match &self.mode {
+            Mode::Managed { pid, .. } => vec![pid.as_path()],
+            Mode::System { pid_candidates, .. } => pid_candidates.iter().map(PathBuf::as_path).collect(),
+        };
+        candidates.into_iter().find_map(|p| {
+            let pid: i32 = std::fs::read_to_string(p).ok()?.trim().parse().ok()?;
+            let alive = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok();
+            (pid > 0 && alive).then_some(pid)
+        })
+    }
+
+    /// Asks the master to reload. Exit 0 only means the signal was sent:
+    /// whether the new config loaded must be verified separately.
+    pub fn reload(&self) -> Result<(), NginxError> {
+        if self.running_pid().is_none() {
+            return Err(NginxError::NotRunning);
+        }
+        let out = self
+            .command()
+            .args(["-s", "reload"])
+            .output()
+            .map_err(|e| NginxError::Command { action: "reload", detail: e.to_string() })?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(NginxError::Command { action: "reload", detail: clean_output(&out.stderr) })
+        }
+    }
+
+    /// Starts a managed nginx (it daemonizes; the pid file says when it is up).
+    pub fn start(&self) -> Result<i32, NginxError> {
+        if let Some(pid) = self.running_pid() {
+            return Ok(pid);
+        }
+        let Mode::Managed { prefix, pid, .. } = &self.mode else {
+            return Err(NginxError::Command {
+                action: "be started",
+                detail: "this setup drives the system nginx; start it with `sudo systemctl start nginx` \
+                         or `brew services start nginx`"
+                    .into(),
+            });
+        };
+        self.prepare_prefix(prefix)?;
+        let out = self
+            .command()
+            .output()
+            .map_err(|e| NginxError::Command { action: "start", detail: e.to_string() })?;
+        if !out.status.success() {
+            return Err(NginxError::Command { action: "start", detail: clean_output(&out.stderr) });
+        }
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Some(p) = self.running_pid() {
+                return Ok(p);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Err(NginxError::Command {
+            action: "start",
+            detail: format!("no live pid in {} after 5s; see {}/logs/error.log", pid.display(), prefix.display()),
+        })
+    }
+
+    /// Stops nginx: a graceful quit first, then a fast stop, then SIGKILL,
+    /// so a stop meant to fail closed really ends the serving.
+    pub fn stop(&self, grace: Duration) -> Result<(), NginxError> {
+        use nix::sys::signal::{kill, Signal};
+        let Some(pid) = self.running_pid() else {
+            return Ok(());
+        };
+        let pid = nix::unistd::Pid::from_raw(pid);
+        let gone = |d: Duration| {
+            let end = Instant::now() + d;
+            while Instant::now() < end {
+                if kill(pid, None).is_err() {
+                    return true;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            kill(pid, None).is_err()
+        };
+        for (sig, wait) in [(Signal::SIGQUIT, grace), (Signal::SIGTERM, Duration::from_secs(2)), (Signal::SIGKILL, Duration::from_secs(2))] {
+            if kill(pid, sig).is_err() || gone(wait) {
+                if sig == Signal::SIGKILL {
+                    // Workers outlive a killed master; end the whole group.
+                    let _ = kill(nix::unistd::Pid::from_raw(-pid.as_raw()), Signal::SIGKILL);
+                }
+                return Ok(());
+            }
+        }
+        Err(NginxError::Command { action: "be stopped", detail: format!("pid {pid} survived SIGKILL") })
+    }
+
+    /// Creates the managed prefix's runtime dirs, owned by the nginx identity.
+    fn prepare_prefix(&self, prefix: &Path) -> Result<(), NginxError> {
+        for d in [prefix.to_path_buf(), prefix.join("logs"), prefix.join("tmp")] {
+            fsutil::ensure_dir(&d, 0o700)?;
+        }
+        if let Some(r) = self.run_as {
+            chown_tree(prefix, r)?;
+        }
+        Ok(())
+    }
+}
+
+/// Who nginx runs as (managed) or reads files as (system), if we are root.
+fn nginx_identity(config: &Config) -> Result<Option<RunAs>, NginxError> {
+    if !exec::running_as_root() {
+        return Ok(None);
+    }
+    let name = &config.settings.nginx.user;
+    let user = nix::unistd::User::from_name(name)
+        .ok()
+        .flatten()
+        .ok_or_else(|| NginxError::NoSuchUser(name.clone()))?;
+    Ok(Some(RunAs { uid: user.uid.as_raw(), gid: user.gid.as_raw() }))
+}
+
+/// Makes a file or directory readable (not writable) by nginx's group.
+pub fn share_with_nginx(path: &Path, run_as: Option<RunAs>, mode: u32) -> io::Result<()> {
+    if let Some(r) = run_as {
+        nix::unistd::chown(path, None, Some(nix::unistd::Gid::from_raw(r.gid))).map_err(io::Error::from)?;
+    }
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+}
+
+fn chown_tree(root: &Path, r: RunAs) -> io::Result<()> {
+    let uid = Some(nix::unistd::Uid::from_raw(r.uid));
+    let gid = Some(nix::unistd::Gid::from_raw(r.gid));
+    nix::unistd::chown(root, uid, gid).map_err(io::Error::from)?;
+    if root.is_dir() {
+        for e in std::fs::read_dir(root)? {
+            chown_tree(&e?.path(), r)?;
+        }
+    }
+    Ok(())
+}
+
+/// nginx's stderr, trimmed and without its "nginx: " prefixes.
+fn clean_output(stderr: &[u8]) -> String {
+    String::from_utf8_lossy(stderr)
+        .lines()
+        .map(|l| l.strip_prefix("nginx: ").unwrap_or(l))
+        .filter(|l| !l.trim().is_empty())
+        .collect::<Vec<_>>()
+        .join("\n")
+}

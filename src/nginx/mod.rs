@@ -1,0 +1,6 @@
+//! The nginx edge: rendering the breaker into config, running nginx, and
+//! checking what it really serves.
+
+pub mod control;
+pub mod probe;
+pub mod render;

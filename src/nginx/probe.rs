@@ -1,0 +1,140 @@
+//! Asking the running edge which breaker generation it really serves.
+//!
+//! `nginx -s reload` exits 0 even when the new config never loads (a port
+//! in use, say), so every transition ends by reading the `X-Breaker-State`
+//! header over a fresh connection until the new generation shows up.
+
+use crate::breaker::state::BreakerState;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::time::{Duration, Instant};
+
+/// What the edge answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct Served {
+    pub state: BreakerState,
+    pub generation: u64,
+    pub http_status: u16,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProbeError {
+    #[error("nothing answers on {0}")]
+    Unreachable(SocketAddr),
+    #[error("{addr} answered HTTP {status} without a valid X-Breaker-State header (is this moltguard's edge?)")]
+    NoHeader { addr: SocketAddr, status: u16 },
+    #[error("the edge still serves generation {seen} ({state}) {waited_ms} ms after the reload, not generation {want}; \
+             nginx did not load the new config (see nginx's error log)")]
+    Stale { want: u64, seen: u64, state: BreakerState, waited_ms: u128 },
+}
+
+/// The loopback address to probe an edge listening on `listen`.
+pub fn probe_address(listen: IpAddr, port: u16) -> SocketAddr {
+    let ip = match listen {
+        IpAddr::V4(a) if a.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(a) if a.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        other => other,
+    };
+    SocketAddr::new(ip, port)
+}
+
+/// One request on a new connection.
+pub fn probe(addr: SocketAddr, timeout: Duration) -> Result<Served, ProbeError> {
+    let client = reqwest::blocking::Client::builder()
+        .no_proxy()
+        .pool_max_idle_per_host(0)
+        .timeout(timeout)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .map_err(|_| ProbeError::Unreachable(addr))?;
+    let resp = client
+        .get(format!("http://{addr}/"))
+        .header("Connection", "close")
+        .header("User-Agent", "moltguard-verify")
+        .send()
+        .map_err(|_| ProbeError::Unreachable(addr))?;
+    let status = resp.status().as_u16();
+    let header = resp
+        .headers()
+        .get("x-breaker-state")
+        .and_then(|v| v.to_str().ok())
+        .and_then(parse_header);
+    match header {
+        Some((state, generation)) => Ok(Served { state, generation, http_status: status }),
+        None => Err(ProbeError::NoHeader { addr, status }),
+    }
+}
+
+/// How many fresh connections in a row must see the new generation.
+///
+/// After a reload, old workers keep accepting for a few milliseconds until
+/// they handle the master's quit signal, so one answer from a new worker
+/// does not yet mean every new connection gets the new config.
+const CONSECUTIVE: u32 = 5;
+const STABLE_FOR: Duration = Duration::from_millis(150);
+
+/// Polls until the edge serves `want` on several consecutive fresh
+/// connections spanning [`STABLE_FOR`], or `timeout` passes.
+pub fn wait_for_generation(addr: SocketAddr, want: u64, timeout: Duration) -> Result<Served, ProbeError> {
+    let start = Instant::now();
+    let mut streak: Option<(u32, Instant)> = None;
+    let mut last_err;
+    loop {
+        let left = timeout.saturating_sub(start.elapsed());
+        match probe(addr, left.clamp(Duration::from_millis(100), Duration::from_secs(2))) {
+            Ok(s) if s.generation == want => {
+                let (n, since) = streak.map_or((1, Instant::now()), |(n, t)| (n + 1, t));
+                if n >= CONSECUTIVE && since.elapsed() >= STABLE_FOR {
+                    return Ok(s);
+                }
+                streak = Some((n, since));
+                last_err = ProbeError::Stale { want, seen: s.generation, state: s.state, waited_ms: start.elapsed().as_millis() };
+            }
+            Ok(s) => {
+                streak = None;
+                last_err = ProbeError::Stale { want, seen: s.generation, state: s.state, waited_ms: start.elapsed().as_millis() };
+            }
+            Err(e) => {
+                streak = None;
+                last_err = e;
+            }
+        }
+        if start.elapsed() >= timeout {
+            return Err(last_err);
+        }
+        std::thread::sleep(Duration::from_millis(if streak.is_some() { 30 } else { 50 }));
+    }
+}
+
+/// Parses `closed; generation=7`.
+pub fn parse_header(v: &str) -> Option<(BreakerState, u64)> {
+    let (state, rest) = v.split_once(';')?;
+    let generation = rest.trim().strip_prefix("generation=")?.parse().ok()?;
+    Some((BreakerState::parse(state.trim())?, generation))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_round_trip_and_garbage() {
+        assert_eq!(parse_header("half-open; generation=12"), Some((BreakerState::HalfOpen, 12)));
+        for bad in ["", "open", "open;", "open; generation=", "ajar; generation=1", "open; gen=1"] {
+            assert_eq!(parse_header(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn unspecified_listen_is_probed_on_loopback() {
+        assert_eq!(probe_address("0.0.0.0".parse().unwrap(), 80), "127.0.0.1:80".parse().unwrap());
+        assert_eq!(probe_address("::".parse().unwrap(), 80), "[::1]:80".parse().unwrap());
+    }
+
+    #[test]
+    fn closed_port_is_unreachable() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        drop(l);
+        assert!(matches!(probe(addr, Duration::from_millis(500)), Err(ProbeError::Unreachable(_))));
+    }
+}

@@ -1,0 +1,408 @@
+//! Turning breaker state into nginx configuration.
+//!
+//! nginx cannot read JSON, so the include is derived from the state file and
+//! regenerated on every transition. Everything here works around traps seen
+//! on nginx 1.22:
+//!
+//! * A server-level `deny all` or `auth_basic` is overridden by a location's
+//!   own `allow`/`deny` or `auth_basic off`, and a location-level `return`
+//!   runs before access and auth checks. So every block is a server-level
+//!   `if … { return … }`, which runs in the server rewrite phase, before any
+//!   location is even chosen: no location can undo it.
+//! * A reload takes effect only later and may silently fail; the allow token
+//!   (`if (!-f token)`) is checked on every request, so deleting it denies at
+//!   once, with no reload.
+//! * A `--for` lifetime must end even if no moltguard process is alive, so
+//!   the include compares nginx's clock (`$msec`) with the expiry itself.
+
+use crate::breaker::state::{BreakerRecord, BreakerState};
+use crate::config::{Config, Layout};
+use std::fmt::Write as _;
+use std::path::Path;
+
+/// The first line of every rendered include; `parse_include_header` reads it back.
+const INCLUDE_MAGIC: &str = "# moltguard breaker include:";
+
+#[derive(Debug, thiserror::Error)]
+#[error("the path {path} contains {what}, which nginx config cannot hold safely; use a path without it")]
+pub struct UnsafePath {
+    pub path: String,
+    pub what: &'static str,
+}
+
+/// Quotes a path for nginx, refusing characters that would change meaning
+/// (quotes end the string, `$` starts a variable, `;` and braces end directives).
+pub fn quote_path(p: &Path) -> Result<String, UnsafePath> {
+    let s = p.to_string_lossy();
+    let bad = |what| UnsafePath {
+        path: s.to_string(),
+        what,
+    };
+    for c in s.chars() {
+        match c {
+            '"' | '\'' => return Err(bad("a quote")),
+            '\\' => return Err(bad("a backslash")),
+            '$' => return Err(bad("a '$'")),
+            '{' | '}' | ';' => return Err(bad("a brace or semicolon")),
+            c if c.is_control() => return Err(bad("a control character")),
+            _ => {}
+        }
+    }
+    Ok(format!("\"{s}\""))
+}
+
+/// A JSON body for `return`, free of characters nginx would interpret.
+fn block_body(state: &str, meaning: &str, reason: &str, since: &str, generation: u64) -> String {
+    let body = serde_json::json!({
+        "error": {
+            "type": "breaker_open",
+            "state": state,
+            "meaning": meaning,
+            "reason": reason,
+            "since": since,
+            "generation": generation,
+            "help": "the operator can run `moltguard status` on the host",
+        }
+    })
+    .to_string();
+    debug_assert!(!body.contains(['\'', '\\', '$']));
+    body
+}
+
+/// Renders the breaker include for `record`.
+pub fn render_include(record: &BreakerRecord, layout: &Layout) -> Result<String, UnsafePath> {
+    let token = quote_path(&layout.allow_token())?;
+    let htpasswd = quote_path(&layout.htpasswd)?;
+    let gen = record.generation;
+    let since = record.changed_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let mut o = String::new();
+    let _ = writeln!(
+        o,
+        "{INCLUDE_MAGIC} state={} generation={gen}",
+        record.state
+    );
+    let _ = writeln!(
+        o,
+        "# Generated from {}; do not edit, run `moltguard breaker ...` instead.",
+        layout.state_file().display()
+    );
+    let _ = writeln!(o, "# {}", record.state.label());
+    let _ = writeln!(o, "default_type application/json;");
+    let _ = writeln!(
+        o,
+        "add_header X-Breaker-State \"{}; generation={gen}\" always;",
+        record.state
+    );
+    match record.state {
+        BreakerState::Open => {
+            let body = block_body(
+                "open",
+                BreakerState::Open.meaning(),
+                record.reason.as_str(),
+                &since,
+                gen,
+            );
+            let _ = writeln!(o, "return 503 '{body}\\n';");
+        }
+        BreakerState::HalfOpen | BreakerState::Closed => {
+            if let Some(exp) = record.expires_at {
+                let body = block_body("open", BreakerState::Open.meaning(), "TTL_EXPIRED", &exp.to_rfc3339_opts(chrono::SecondsFormat::Secs, true), gen);
+                let _ = writeln!(o, "# The lifetime ends at {exp}: nginx enforces it with its own clock.");
+                let _ = writeln!(
+                    o,
+                    "if ($msec ~ \"^({})[.]\") {{ return 503 '{body}\\n'; }}",
+                    at_or_after_regex(exp.timestamp().max(0) as u64)
+                );
+            }
+            let body = block_body(
+                "open",
+                BreakerState::Open.meaning(),
+                "ALLOW_TOKEN_MISSING",
+                &since,
+                gen,
+            );
+            let _ = writeln!(o, "# Fail-safe: without the allow token every request is denied, no reload needed.");
+            let _ = writeln!(o, "if (!-f {token}) {{ return 503 '{body}\\n'; }}");
+            if record.state == BreakerState::HalfOpen {
+                let body = serde_json::json!({"error": {
+                    "type": "breaker_half_open",
+                    "state": "half-open",
+                    "meaning": BreakerState::HalfOpen.meaning(),
+                    "generation": gen,
+                }})
+                .to_string();
+                let _ = writeln!(o, "# Half-open: loopback clients only.");
+                let _ = writeln!(
+                    o,
+                    "if ($remote_addr !~ \"^(127[.]0[.]0[.]1|::1|::ffff:127[.]0[.]0[.]1)$\") {{ return 403 '{body}\\n'; }}"
+                );
+            }
+            let _ = writeln!(o, "auth_basic \"moltguard\";");
+            let _ = writeln!(o, "auth_basic_user_file {htpasswd};");
+        }
+    }
+    Ok(o)
+}
+
+/// What a rendered include says about itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IncludeHeader {
+    pub state: BreakerState,
+    pub generation: u64,
+}
+
+/// Reads the state and generation back from an include's first line.
+pub fn parse_include_header(text: &str) -> Option<IncludeHeader> {
+    let rest = text.lines().next()?.strip_prefix(INCLUDE_MAGIC)?;
+    let mut state = None;
+    let mut generation = None;
+    for kv in rest.split_whitespace() {
+        match kv.split_once('=') {
+            Some(("state", v)) => state = BreakerState::parse(v),
+            Some(("generation", v)) => generation = v.parse().ok(),
+            _ => {}
+        }
+    }
+    Some(IncludeHeader {
+        state: state?,
+        generation: generation?,
+    })
+}
+
+/// A regex matching decimal integers (without leading zeros) that are
+/// `>= n`. nginx `if` can only match regexes, so "now >= expiry" becomes
+/// "the seconds part of $msec matches this".
+pub fn at_or_after_regex(n: u64) -> String {
+    let digits: Vec<u8> = n.to_string().into_bytes();
+    let len = digits.len();
+    let mut alts = Vec::new();
+    // Any number with more digits is larger.
+    alts.push(format!("[1-9][0-9]{{{len},}}"));
+    // Same length: equal up to position i, larger at i, anything after.
+    for i in 0..len {
+        let d = digits[i] - b'0';
+        if d == 9 {
+            continue;
+        }
+        let lo = d + 1;
+        let prefix = std::str::from_utf8(&digits[..i]).unwrap_or_default();
+        let rest = len - i - 1;
+        let class = if lo == 9 { "9".to_string() } else { format!("[{lo}-9]") };
+        if rest == 0 {
+            alts.push(format!("{prefix}{class}"));
+        } else {
+            alts.push(format!("{prefix}{class}[0-9]{{{rest}}}"));
+        }
+    }
+    alts.push(n.to_string());
+    alts.join("|")
+}
+
+/// Renders the site: a loopback server that includes the breaker and
+/// proxies to the upstream.
+pub fn render_site(config: &Config) -> Result<String, UnsafePath> {
+    let edge = &config.settings.edge;
+    let include = quote_path(&config.layout.include_file())?;
+    let listen = match edge.listen_address {
+        std::net::IpAddr::V4(a) => format!("{a}:{}", edge.port),
+        std::net::IpAddr::V6(a) => format!("[{a}]:{}", edge.port),
+    };
+    Ok(format!(
+        r#"# Generated by `moltguard init`. The breaker include decides who gets through;
+# keep it at server level and add no `auth_basic off`, `allow`, `satisfy any` or
+# location-level `return` inside this server (they bypass the breaker).
+
+map $http_upgrade $moltguard_connection_upgrade {{
+    default upgrade;
+    ''      close;
+}}
+
+server {{
+    listen {listen};
+    server_name _;
+    server_tokens off;
+
+    include {include};
+
+    location / {{
+        proxy_pass http://127.0.0.1:{upstream};
+        proxy_http_version 1.1;
+        proxy_set_header Host $host;
+        # Overwrite, never append: a client cannot smuggle a fake address in.
+        proxy_set_header X-Forwarded-For $remote_addr;
+        proxy_set_header X-Real-IP $remote_addr;
+        proxy_set_header X-Forwarded-Proto $scheme;
+        # WebSocket upgrades for the agent's live UI.
+        proxy_set_header Upgrade $http_upgrade;
+        proxy_set_header Connection $moltguard_connection_upgrade;
+        # LLM answers stream (SSE): pass bytes through as they come.
+        proxy_buffering off;
+        proxy_read_timeout 300s;
+    }}
+}}
+"#,
+        upstream = edge.upstream_port,
+    ))
+}
+
+/// Renders the main config of a managed nginx (private prefix, no root needed).
+pub fn render_managed_main(config: &Config) -> Result<String, UnsafePath> {
+    let l = &config.layout;
+    let prefix = l.managed_prefix();
+    let q = |p: &Path| quote_path(p);
+    Ok(format!(
+        r#"# Generated by moltguard: a private nginx that moltguard starts and stops.
+worker_processes 1;
+pid {pid};
+error_log {error_log} warn;
+# A reload into OPEN must cut long-lived streams (SSE, WebSockets) within seconds.
+worker_shutdown_timeout {wst}s;
+
+events {{
+    worker_connections 1024;
+}}
+
+http {{
+    access_log {access_log};
+    client_body_temp_path {tmp}/body;
+    proxy_temp_path {tmp}/proxy;
+    fastcgi_temp_path {tmp}/fastcgi;
+    uwsgi_temp_path {tmp}/uwsgi;
+    scgi_temp_path {tmp}/scgi;
+    server_tokens off;
+
+    include {site};
+}}
+"#,
+        pid = q(&l.managed_pid_file())?,
+        error_log = q(&prefix.join("logs/error.log"))?,
+        access_log = q(&prefix.join("logs/access.log"))?,
+        tmp = q(&prefix.join("tmp"))?.trim_matches('"'),
+        site = q(&l.site_file())?,
+        wst = config.settings.nginx.worker_shutdown_timeout.as_secs().max(1),
+    ))
+}
+
+/// A minimal config that wraps a candidate include in a server block, so
+/// `nginx -t` can check the include alone before it replaces the live one.
+/// `nginx -t` binds the listen address but tolerates "address in use", so
+/// the harness listens on the edge port, which the live nginx usually holds.
+pub fn render_candidate_harness(candidate: &Path, prefix: &Path, port: u16) -> Result<String, UnsafePath> {
+    Ok(format!(
+        r#"pid {pid};
+error_log {err} warn;
+events {{ worker_connections 16; }}
+http {{
+    access_log off;
+    client_body_temp_path {tmp}/body;
+    proxy_temp_path {tmp}/proxy;
+    fastcgi_temp_path {tmp}/fastcgi;
+    uwsgi_temp_path {tmp}/uwsgi;
+    scgi_temp_path {tmp}/scgi;
+    server {{
+        listen 127.0.0.1:{port};
+        include {candidate};
+    }}
+}}
+"#,
+        pid = quote_path(&prefix.join("harness.pid"))?,
+        err = quote_path(&prefix.join("harness-error.log"))?,
+        tmp = quote_path(&prefix.join("tmp"))?.trim_matches('"'),
+        candidate = quote_path(candidate)?,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::breaker::state::ReasonCode;
+    use chrono::{TimeZone, Utc};
+
+    /// nginx uses PCRE; this subset (classes, counted repeats) means the same in `regex`.
+    fn ge_regex(n: u64) -> regex::Regex {
+        regex::Regex::new(&format!("^({})$", at_or_after_regex(n))).unwrap()
+    }
+
+    #[test]
+    fn at_or_after_matches_exactly_the_larger_numbers() {
+        let samples = [1u64, 9, 10, 99, 100, 1795639697, 1799999999, 1800000000, 1790000009, 2000000000];
+        for &n in &samples {
+            let re = ge_regex(n);
+            for x in [n.saturating_sub(1), n, n + 1, n + 10, n * 10, n / 10, 9_999_999_999, 10_000_000_000] {
+                assert_eq!(re.is_match(&x.to_string()), x >= n, "n={n} x={x} re={re}");
+            }
+        }
+        // Exhaustive over a small range.
+        for n in 0..300u64 {
+            let re = ge_regex(n);
+            for x in 0..1200u64 {
+                assert_eq!(re.is_match(&x.to_string()), x >= n, "n={n} x={x}");
+            }
+        }
+    }
+
+    fn layout() -> Layout {
+        Layout {
+            home: None,
+            config_file: "/m/moltguard.toml".into(),
+            state_dir: "/m/state".into(),
+            log_dir: "/m/log".into(),
+            htpasswd: "/m/htpasswd".into(),
+            nginx_dir: "/m/nginx".into(),
+        }
+    }
+
+    #[test]
+    fn open_is_a_server_level_return_with_the_reason() {
+        let mut r = BreakerRecord::initial(Utc.with_ymd_and_hms(2026, 1, 2, 3, 4, 5).unwrap());
+        r.reason = ReasonCode::ExposurePublicBind;
+        r.generation = 7;
+        let inc = render_include(&r, &layout()).unwrap();
+        assert_eq!(
+            parse_include_header(&inc),
+            Some(IncludeHeader { state: BreakerState::Open, generation: 7 })
+        );
+        assert!(inc.contains("return 503 '{"));
+        assert!(inc.contains("\"reason\":\"EXPOSURE_PUBLIC_BIND\""));
+        assert!(inc.contains("2026-01-02T03:04:05Z"));
+        assert!(!inc.contains("auth_basic "), "open needs no auth: nothing passes");
+    }
+
+    #[test]
+    fn closed_requires_token_and_auth_and_enforces_expiry() {
+        let mut r = BreakerRecord::initial(Utc::now());
+        r.state = BreakerState::Closed;
+        r.expires_at = Some(Utc.timestamp_opt(1_800_000_000, 0).unwrap());
+        let inc = render_include(&r, &layout()).unwrap();
+        assert!(inc.contains("if (!-f \"/m/state/edge/breaker.allow\")"));
+        assert!(inc.contains("auth_basic_user_file \"/m/htpasswd\";"));
+        assert!(inc.contains("$msec ~"));
+        assert!(inc.contains("TTL_EXPIRED"));
+        assert!(!inc.contains("127[.]0[.]0[.]1"), "closed admits remote clients");
+    }
+
+    #[test]
+    fn half_open_admits_only_loopback() {
+        let mut r = BreakerRecord::initial(Utc::now());
+        r.state = BreakerState::HalfOpen;
+        let inc = render_include(&r, &layout()).unwrap();
+        assert!(inc.contains("$remote_addr !~"));
+        assert!(inc.contains("return 403"));
+        assert!(inc.contains("auth_basic "));
+    }
+
+    #[test]
+    fn hostile_paths_are_refused() {
+        for p in ["/a\"b", "/a$b", "/a;b", "/a{b", "/a\nb", "/a\\b"] {
+            assert!(quote_path(Path::new(p)).is_err(), "{p:?}");
+        }
+        assert_eq!(quote_path(Path::new("/Users/Jane Doe/x")).unwrap(), "\"/Users/Jane Doe/x\"");
+    }
+
+    #[test]
+    fn header_parser_ignores_other_files() {
+        assert_eq!(parse_include_header(""), None);
+        assert_eq!(parse_include_header("server { }"), None);
+        assert_eq!(parse_include_header("# moltguard breaker include: state=ajar generation=1"), None);
+    }
+}
