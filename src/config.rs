@@ -154,7 +154,10 @@ impl Config {
     /// A managed nginx runs on a private prefix that moltguard starts and
     /// stops; otherwise moltguard drives the system's nginx.
     pub fn nginx_managed(&self) -> bool {
-        self.settings.nginx.managed.unwrap_or(self.layout.home.is_some())
+        self.settings
+            .nginx
+            .managed
+            .unwrap_or(self.layout.home.is_some())
     }
 }
 
@@ -244,7 +247,9 @@ pub fn parse(path: &Path, text: &str) -> Result<Settings, ConfigError> {
         message,
     };
     if s.edge.port == 0 || s.edge.upstream_port == 0 {
-        return Err(invalid("edge.port and edge.upstream_port must be 1–65535".into()));
+        return Err(invalid(
+            "edge.port and edge.upstream_port must be 1–65535".into(),
+        ));
     }
     if s.edge.port == s.edge.upstream_port {
         return Err(invalid(format!(
@@ -269,7 +274,9 @@ pub fn parse(path: &Path, text: &str) -> Result<Settings, ConfigError> {
         }
     }
     if s.nginx.verify_timeout.is_zero() || s.nginx.verify_timeout > Duration::from_secs(60) {
-        return Err(invalid("nginx.verify_timeout must be between 1ms and 60s".into()));
+        return Err(invalid(
+            "nginx.verify_timeout must be between 1ms and 60s".into(),
+        ));
     }
     if s.nginx.user.is_empty() {
         return Err(invalid("nginx.user must name a user".into()));
@@ -322,7 +329,12 @@ fn absolutize(p: &Path) -> PathBuf {
 }
 
 /// The documented starter config `moltguard init` writes.
-pub fn starter_toml(edge_port: u16, upstream_port: u16, managed: bool, nginx_binary: &Path) -> String {
+pub fn starter_toml(
+    edge_port: u16,
+    upstream_port: u16,
+    managed: bool,
+    nginx_binary: &Path,
+) -> String {
     format!(
         r#"# moltguard configuration. Every setting is optional; shown values are the defaults
 # unless `moltguard init` chose them for you. Precedence: flag > environment > this file.
@@ -390,7 +402,11 @@ mod tests {
         assert!(msg.contains("/x/m.toml") && msg.contains("port"), "{msg}");
         let e = parse(Path::new("/x/m.toml"), "[edge]\nprot = 80\n").unwrap_err();
         assert!(e.to_string().contains("prot"), "{e}");
-        let e = parse(Path::new("/x/m.toml"), "[edge]\nport = 80\nupstream_port = 80\n").unwrap_err();
+        let e = parse(
+            Path::new("/x/m.toml"),
+            "[edge]\nport = 80\nupstream_port = 80\n",
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("proxy to itself"), "{e}");
         let e = parse(Path::new("/x/m.toml"), "[paths]\nstate_dir = \"rel\"\n").unwrap_err();
         assert!(e.to_string().contains("absolute"), "{e}");

@@ -52,7 +52,11 @@ pub fn running_as_root() -> bool {
 }
 
 /// Resolves a program to run, applying the root rules above.
-pub fn resolve(name: &str, configured: Option<&Path>, candidates: &[&str]) -> Result<PathBuf, ExecError> {
+pub fn resolve(
+    name: &str,
+    configured: Option<&Path>,
+    candidates: &[&str],
+) -> Result<PathBuf, ExecError> {
     resolve_as(name, configured, candidates, running_as_root())
 }
 
@@ -116,9 +120,14 @@ fn check_root_trust(path: &Path) -> Result<(), ExecError> {
         .map_err(|e| untrusted(format!("it cannot be resolved ({e})")))?;
     let mut cur = Some(canonical.as_path());
     while let Some(p) = cur {
-        let md = std::fs::metadata(p).map_err(|e| untrusted(format!("{} cannot be read ({e})", p.display())))?;
+        let md = std::fs::metadata(p)
+            .map_err(|e| untrusted(format!("{} cannot be read ({e})", p.display())))?;
         if md.uid() != 0 {
-            return Err(untrusted(format!("{} is owned by uid {}, not root", p.display(), md.uid())));
+            return Err(untrusted(format!(
+                "{} is owned by uid {}, not root",
+                p.display(),
+                md.uid()
+            )));
         }
         let mode = md.permissions().mode();
         // A sticky, world-writable directory (like /tmp) still lets anyone
@@ -127,7 +136,11 @@ fn check_root_trust(path: &Path) -> Result<(), ExecError> {
             return Err(untrusted(format!(
                 "{} is writable by {} (mode {:o})",
                 p.display(),
-                if mode & 0o002 != 0 { "everyone" } else { "its group" },
+                if mode & 0o002 != 0 {
+                    "everyone"
+                } else {
+                    "its group"
+                },
                 mode & 0o7777
             )));
         }

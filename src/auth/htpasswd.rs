@@ -53,7 +53,10 @@ impl HashKind {
             HashKind::Sha1
         } else if h.starts_with("{PLAIN}") {
             HashKind::Plain
-        } else if h.len() == 13 && h.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'/') {
+        } else if h.len() == 13
+            && h.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'/')
+        {
             HashKind::DesCrypt
         } else {
             HashKind::Unknown
@@ -62,12 +65,18 @@ impl HashKind {
 
     /// Whether an attacker with the file recovers passwords cheaply.
     pub fn is_weak(self) -> bool {
-        matches!(self, HashKind::Plain | HashKind::Sha1 | HashKind::DesCrypt | HashKind::Unknown)
+        matches!(
+            self,
+            HashKind::Plain | HashKind::Sha1 | HashKind::DesCrypt | HashKind::Unknown
+        )
     }
 
     /// Whether nginx checks it the same way on Linux and macOS (see `apr1`).
     pub fn portable(self) -> bool {
-        matches!(self, HashKind::Apr1 | HashKind::SaltedSha1 | HashKind::Sha1 | HashKind::Plain)
+        matches!(
+            self,
+            HashKind::Apr1 | HashKind::SaltedSha1 | HashKind::Sha1 | HashKind::Plain
+        )
     }
 }
 
@@ -120,10 +129,7 @@ pub enum HtpasswdError {
     #[error("no user named {0:?} in the htpasswd file")]
     NoSuchUser(String),
     #[error("the htpasswd file {path} cannot be used: {source}")]
-    Io {
-        path: String,
-        source: io::Error,
-    },
+    Io { path: String, source: io::Error },
 }
 
 /// The shortest password `auth add-user` accepts. The edge guards a panel
@@ -158,10 +164,14 @@ pub fn read(path: &Path) -> Result<Listing, HtpasswdError> {
 /// Why the edge cannot be opened to traffic yet, if it cannot.
 pub fn auth_problem(path: &Path) -> Option<String> {
     match fs::read(path) {
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            Some(format!("the htpasswd file {} does not exist", path.display()))
-        }
-        Err(e) => Some(format!("the htpasswd file {} cannot be read: {e}", path.display())),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Some(format!(
+            "the htpasswd file {} does not exist",
+            path.display()
+        )),
+        Err(e) => Some(format!(
+            "the htpasswd file {} cannot be read: {e}",
+            path.display()
+        )),
         Ok(b) => {
             let l = Listing::parse(&String::from_utf8_lossy(&b));
             if l.entries.is_empty() {
@@ -260,11 +270,22 @@ mod tests {
     #[test]
     fn classify_never_panics_and_knows_the_formats() {
         assert_eq!(HashKind::classify("$apr1$abc$def"), HashKind::Apr1);
-        assert_eq!(HashKind::classify("{SHA}W6ph5Mm5Pz8GgiULbPgzG37mj9g="), HashKind::Sha1);
+        assert_eq!(
+            HashKind::classify("{SHA}W6ph5Mm5Pz8GgiULbPgzG37mj9g="),
+            HashKind::Sha1
+        );
         assert_eq!(HashKind::classify("{PLAIN}hunter2"), HashKind::Plain);
         assert_eq!(HashKind::classify("abJnggxhB/yWI"), HashKind::DesCrypt);
         assert_eq!(HashKind::classify("$2y$05$xyz"), HashKind::Bcrypt);
-        for junk in ["", "$", "$$$$", "\u{0}", "{", "é$apr1$", &"x".repeat(10_000)] {
+        for junk in [
+            "",
+            "$",
+            "$$$$",
+            "\u{0}",
+            "{",
+            "é$apr1$",
+            &"x".repeat(10_000),
+        ] {
             let _ = HashKind::classify(junk);
         }
         assert!(HashKind::Plain.is_weak() && !HashKind::Apr1.is_weak());
@@ -291,9 +312,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("htpasswd");
         for bad in ["", "a:b", "a b", "ünï", "x\ny"] {
-            assert!(matches!(upsert(&p, bad, "a-long-enough-pass", 0o640), Err(HtpasswdError::BadUserName(_))));
+            assert!(matches!(
+                upsert(&p, bad, "a-long-enough-pass", 0o640),
+                Err(HtpasswdError::BadUserName(_))
+            ));
         }
-        assert!(matches!(upsert(&p, "ok", "short", 0o640), Err(HtpasswdError::WeakPassword { .. })));
+        assert!(matches!(
+            upsert(&p, "ok", "short", 0o640),
+            Err(HtpasswdError::WeakPassword { .. })
+        ));
         assert!(!p.exists(), "nothing written on rejection");
     }
 
@@ -306,6 +333,9 @@ mod tests {
         assert_eq!(auth_problem(&p), None);
         remove(&p, "alice", 0o640).unwrap();
         assert!(auth_problem(&p).unwrap().contains("no users"));
-        assert!(matches!(remove(&p, "alice", 0o640), Err(HtpasswdError::NoSuchUser(_))));
+        assert!(matches!(
+            remove(&p, "alice", 0o640),
+            Err(HtpasswdError::NoSuchUser(_))
+        ));
     }
 }

@@ -183,20 +183,40 @@ pub fn verify(path: &Path, expected_head: Option<&AuditHead>) -> io::Result<Veri
         }
         let e: AuditEntry = match serde_json::from_str(line) {
             Ok(e) => e,
-            Err(err) => return Ok(fail(lineno, format!("not a valid entry: {err}"), entries, head)),
+            Err(err) => {
+                return Ok(fail(
+                    lineno,
+                    format!("not a valid entry: {err}"),
+                    entries,
+                    head,
+                ))
+            }
         };
         if e.seq != expected_seq {
-            let why = format!("sequence {} where {} was expected (a line was removed or inserted)", e.seq, expected_seq);
+            let why = format!(
+                "sequence {} where {} was expected (a line was removed or inserted)",
+                e.seq, expected_seq
+            );
             return Ok(fail(lineno, why, entries, head));
         }
         if e.prev != prev {
-            return Ok(fail(lineno, "does not chain to the line before it".into(), entries, head));
+            return Ok(fail(
+                lineno,
+                "does not chain to the line before it".into(),
+                entries,
+                head,
+            ));
         }
         let Some(stored) = e.hash.clone() else {
             return Ok(fail(lineno, "has no hash".into(), entries, head));
         };
         if e.compute_hash() != stored {
-            return Ok(fail(lineno, "its content was changed after it was written".into(), entries, head));
+            return Ok(fail(
+                lineno,
+                "its content was changed after it was written".into(),
+                entries,
+                head,
+            ));
         }
         if expected_head.is_some_and(|want| want.seq == e.seq && want.hash == stored) {
             seen_expected_head = true;
@@ -204,7 +224,10 @@ pub fn verify(path: &Path, expected_head: Option<&AuditHead>) -> io::Result<Veri
         prev = stored.clone();
         expected_seq += 1;
         entries += 1;
-        head = Some(AuditHead { seq: e.seq, hash: stored });
+        head = Some(AuditHead {
+            seq: e.seq,
+            hash: stored,
+        });
     }
     if let Some(want) = expected_head {
         if !seen_expected_head {
@@ -263,7 +286,9 @@ mod tests {
     #[test]
     fn an_edited_line_is_detected() {
         let (_d, p, head) = log_with(4);
-        let text = fs::read_to_string(&p).unwrap().replace("\"detail\":\"test\"", "\"detail\":\"tset\"");
+        let text = fs::read_to_string(&p)
+            .unwrap()
+            .replace("\"detail\":\"test\"", "\"detail\":\"tset\"");
         fs::write(&p, text).unwrap();
         let v = verify(&p, Some(&head)).unwrap();
         assert!(!v.intact);
@@ -273,9 +298,17 @@ mod tests {
     #[test]
     fn a_removed_line_is_detected() {
         let (_d, p, head) = log_with(4);
-        let lines: Vec<String> = fs::read_to_string(&p).unwrap().lines().map(String::from).collect();
+        let lines: Vec<String> = fs::read_to_string(&p)
+            .unwrap()
+            .lines()
+            .map(String::from)
+            .collect();
         let kept = [&lines[0], &lines[2], &lines[3]];
-        fs::write(&p, kept.iter().map(|l| format!("{l}\n")).collect::<String>()).unwrap();
+        fs::write(
+            &p,
+            kept.iter().map(|l| format!("{l}\n")).collect::<String>(),
+        )
+        .unwrap();
         let v = verify(&p, Some(&head)).unwrap();
         assert!(!v.intact);
         assert_eq!(v.first_break.unwrap().0, 2);
@@ -284,9 +317,16 @@ mod tests {
     #[test]
     fn a_cut_tail_is_detected_through_the_state_head() {
         let (_d, p, head) = log_with(3);
-        let lines: Vec<String> = fs::read_to_string(&p).unwrap().lines().map(String::from).collect();
+        let lines: Vec<String> = fs::read_to_string(&p)
+            .unwrap()
+            .lines()
+            .map(String::from)
+            .collect();
         fs::write(&p, format!("{}\n{}\n", lines[0], lines[1])).unwrap();
-        assert!(verify(&p, None).unwrap().intact, "the chain itself is still whole");
+        assert!(
+            verify(&p, None).unwrap().intact,
+            "the chain itself is still whole"
+        );
         assert!(!verify(&p, Some(&head)).unwrap().intact);
     }
 

@@ -6,4 +6,7 @@ pub mod store;
 pub mod transition;
 
 pub use state::{Actor, BreakerRecord, BreakerState, ReasonCode};
-pub use transition::{initialize, reapply, settle, transition, BreakerError, Report, Request};
+pub use transition::{
+    initialize, reapply, settle, transition, BreakerError, Report, Request, Settlement,
+    SettlementKind,
+};

@@ -253,7 +253,9 @@ mod tests {
     #[test]
     fn labels_say_what_states_mean() {
         assert_eq!(BreakerState::Open.label(), "OPEN — all traffic blocked");
-        assert!(BreakerState::Closed.label().starts_with("CLOSED — traffic flows"));
+        assert!(BreakerState::Closed
+            .label()
+            .starts_with("CLOSED — traffic flows"));
     }
 
     #[test]

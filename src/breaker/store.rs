@@ -72,8 +72,8 @@ fn read_record(path: &Path) -> Result<BreakerRecord, (StateProblem, Option<u64>)
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Err((StateProblem::Missing, None)),
         Err(e) => return Err((StateProblem::Unreadable(e.to_string()), None)),
     };
-    let value: serde_json::Value = serde_json::from_slice(&bytes)
-        .map_err(|e| (StateProblem::Corrupt(e.to_string()), None))?;
+    let value: serde_json::Value =
+        serde_json::from_slice(&bytes).map_err(|e| (StateProblem::Corrupt(e.to_string()), None))?;
     let seen_generation = value.get("generation").and_then(|g| g.as_u64());
     match value.get("schema_version").and_then(|v| v.as_u64()) {
         Some(v) if v == u64::from(SCHEMA_VERSION) => {}
@@ -160,7 +160,14 @@ mod tests {
     #[test]
     fn garbage_fails_closed() {
         let dir = tempfile::tempdir().unwrap();
-        for junk in ["", "{", "null", "[]", "{\"schema_version\":1}", "\u{0}\u{1}"] {
+        for junk in [
+            "",
+            "{",
+            "null",
+            "[]",
+            "{\"schema_version\":1}",
+            "\u{0}\u{1}",
+        ] {
             let l = load(&write(dir.path(), junk), Utc::now());
             assert!(
                 matches!(l.problem, Some(StateProblem::Corrupt(_))),

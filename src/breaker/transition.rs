@@ -9,7 +9,9 @@
 //! allow token first, which denies every request at once, before any reload.
 
 use super::audit::{self, NewEntry};
-use super::state::{Actor, ApplyOutcome, ApplyRecord, BreakerRecord, BreakerState, ReasonCode, SCHEMA_VERSION};
+use super::state::{
+    Actor, ApplyOutcome, ApplyRecord, BreakerRecord, BreakerState, ReasonCode, SCHEMA_VERSION,
+};
 use super::store::{self, StateProblem};
 use crate::auth::htpasswd;
 use crate::config::Config;
@@ -44,7 +46,23 @@ pub struct Report {
     pub served: Option<probe::Served>,
     /// Transitions done first to record the truth: a repaired state file,
     /// an expired lifetime.
-    pub preliminary: Vec<String>,
+    pub preliminary: Vec<Settlement>,
+}
+
+/// A transition `settle` made to record what was already true.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Settlement {
+    pub kind: SettlementKind,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SettlementKind {
+    /// The state file could not be trusted and was replaced by OPEN.
+    RepairedState,
+    /// A `--for` lifetime ran out and the OPEN state was recorded.
+    RecordedExpiry,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -61,7 +79,10 @@ pub enum BreakerError {
 
 impl BreakerError {
     fn io(path: &std::path::Path, source: io::Error) -> Self {
-        BreakerError::Io { path: path.display().to_string(), source }
+        BreakerError::Io {
+            path: path.display().to_string(),
+            source,
+        }
     }
 }
 
@@ -76,7 +97,10 @@ pub fn transition(config: &Config, req: Request) -> Result<Report, BreakerError>
         }
         if ttl.is_zero() || ttl > MAX_TTL {
             return Err(BreakerError::Refused {
-                why: format!("--for must be between 1s and {}", humantime::format_duration(MAX_TTL)),
+                why: format!(
+                    "--for must be between 1s and {}",
+                    humantime::format_duration(MAX_TTL)
+                ),
                 hint: "for longer, close without --for and open the breaker yourself".into(),
             });
         }
@@ -85,13 +109,16 @@ pub fn transition(config: &Config, req: Request) -> Result<Report, BreakerError>
     let mut preliminary = session.settle()?;
     let report = session.apply(req)?;
     preliminary.extend(report.preliminary);
-    Ok(Report { preliminary, ..report })
+    Ok(Report {
+        preliminary,
+        ..report
+    })
 }
 
 /// Records what is already true before anyone acts: repairs an invalid
 /// state file and records an expired lifetime. Both only move toward OPEN.
 /// Returns what was done, in words.
-pub fn settle(config: &Config) -> Result<Vec<String>, BreakerError> {
+pub fn settle(config: &Config) -> Result<Vec<Settlement>, BreakerError> {
     Session::begin(config)?.settle()
 }
 
@@ -104,9 +131,18 @@ pub fn reapply(config: &Config, actor: Actor) -> Result<Report, BreakerError> {
     let ttl = cur
         .expires_at
         .map(|t| (t - Utc::now()).to_std().unwrap_or(Duration::from_secs(1)));
-    let report = session.apply(Request { target: cur.state, reason: cur.reason, detail: cur.detail, actor, ttl })?;
+    let report = session.apply(Request {
+        target: cur.state,
+        reason: cur.reason,
+        detail: cur.detail,
+        actor,
+        ttl,
+    })?;
     preliminary.extend(report.preliminary);
-    Ok(Report { preliminary, ..report })
+    Ok(Report {
+        preliminary,
+        ..report
+    })
 }
 
 /// Everything one locked transaction needs.
@@ -120,15 +156,25 @@ struct Session<'a> {
 impl<'a> Session<'a> {
     fn begin(config: &'a Config) -> Result<Self, BreakerError> {
         let l = &config.layout;
-        let edge_dir = l.allow_token().parent().map(|p| p.to_path_buf()).unwrap_or_default();
+        let edge_dir = l
+            .allow_token()
+            .parent()
+            .map(|p| p.to_path_buf())
+            .unwrap_or_default();
         fsutil::ensure_dir(&l.state_dir, 0o755).map_err(|e| BreakerError::io(&l.state_dir, e))?;
         fsutil::ensure_dir(&edge_dir, 0o755).map_err(|e| BreakerError::io(&edge_dir, e))?;
-        let lock = ExclusiveLock::acquire(&l.lock_file()).map_err(|e| BreakerError::io(&l.lock_file(), e))?;
+        let lock = ExclusiveLock::acquire(&l.lock_file())
+            .map_err(|e| BreakerError::io(&l.lock_file(), e))?;
         let loaded = store::load(&l.state_file(), Utc::now());
-        Ok(Self { config, _lock: lock, current: loaded.record, problem: loaded.problem })
+        Ok(Self {
+            config,
+            _lock: lock,
+            current: loaded.record,
+            problem: loaded.problem,
+        })
     }
 
-    fn settle(&mut self) -> Result<Vec<String>, BreakerError> {
+    fn settle(&mut self) -> Result<Vec<Settlement>, BreakerError> {
         let mut done = Vec::new();
         if let Some(problem) = self.problem.take() {
             let kept = store::quarantine(&self.config.layout.state_file(), Utc::now())
@@ -140,11 +186,14 @@ impl<'a> Session<'a> {
                 actor: Actor::System,
                 ttl: None,
             })?;
-            done.push(format!(
-                "{problem}: the breaker was forced OPEN and the state file rewritten (generation {}){}",
-                r.after.generation,
-                kept.map(|p| format!("; the bad file was kept as {}", p.display())).unwrap_or_default()
-            ));
+            done.push(Settlement {
+                kind: SettlementKind::RepairedState,
+                message: format!(
+                    "{problem}: the breaker was forced OPEN and the state file rewritten (generation {}){}",
+                    r.after.generation,
+                    kept.map(|p| format!("; the bad file was kept as {}", p.display())).unwrap_or_default()
+                ),
+            });
         }
         let now = Utc::now();
         if self.current.is_expired(now) {
@@ -152,16 +201,23 @@ impl<'a> Session<'a> {
             let r = self.apply(Request {
                 target: BreakerState::Open,
                 reason: ReasonCode::TtlExpired,
-                detail: format!("the {} lifetime ended at {}", self.current.state, until.to_rfc3339()),
+                detail: format!(
+                    "the {} lifetime ended at {}",
+                    self.current.state,
+                    until.to_rfc3339()
+                ),
                 actor: Actor::System,
                 ttl: None,
             })?;
-            done.push(format!(
-                "the {} lifetime ended at {}; recorded as OPEN (generation {})",
-                r.before.state,
-                until.to_rfc3339(),
-                r.after.generation
-            ));
+            done.push(Settlement {
+                kind: SettlementKind::RecordedExpiry,
+                message: format!(
+                    "the {} lifetime ended at {}; recorded as OPEN (generation {})",
+                    r.before.state,
+                    until.to_rfc3339(),
+                    r.after.generation
+                ),
+            });
         }
         Ok(done)
     }
@@ -189,21 +245,27 @@ impl<'a> Session<'a> {
             actor: req.actor,
             generation,
             changed_at: now,
-            expires_at: req.ttl.and_then(|t| chrono::Duration::from_std(t).ok()).map(|t| now + t),
+            expires_at: req.ttl.and_then(|t| expiry_after(now, t)),
             last_apply: None,
             audit_head: before.audit_head.clone(),
         };
         let nginx = Nginx::from_config(cfg);
         if req.target == BreakerState::Open {
             // Deny at once, before anything that can fail or take time.
-            fsutil::remove_durable(&l.allow_token()).map_err(|e| BreakerError::io(&l.allow_token(), e))?;
-            store::save(&l.state_file(), &next).map_err(|e| BreakerError::io(&l.state_file(), e))?;
+            fsutil::remove_durable(&l.allow_token())
+                .map_err(|e| BreakerError::io(&l.allow_token(), e))?;
+            store::save(&l.state_file(), &next)
+                .map_err(|e| BreakerError::io(&l.state_file(), e))?;
         }
         let (outcome, message, served) = match &nginx {
             Ok(n) => self.apply_to_edge(n, &next)?,
             Err(e) if req.target == BreakerState::Open => {
                 self.write_include(None, &next)?;
-                (ApplyOutcome::NginxNotRunning, format!("{e}; nothing is served without nginx"), None)
+                (
+                    ApplyOutcome::NginxNotRunning,
+                    format!("{e}; nothing is served without nginx"),
+                    None,
+                )
             }
             Err(e) => {
                 return Err(BreakerError::Refused {
@@ -215,9 +277,18 @@ impl<'a> Session<'a> {
                 })
             }
         };
-        next.last_apply = Some(ApplyRecord { at: Utc::now(), target: req.target, generation, outcome, message: message.clone() });
+        next.last_apply = Some(ApplyRecord {
+            at: Utc::now(),
+            target: req.target,
+            generation,
+            outcome,
+            message: message.clone(),
+        });
         let final_record = match outcome {
-            ApplyOutcome::RolledBack => BreakerRecord { last_apply: next.last_apply.clone(), ..before.clone() },
+            ApplyOutcome::RolledBack => BreakerRecord {
+                last_apply: next.last_apply.clone(),
+                ..before.clone()
+            },
             _ => next.clone(),
         };
         let head = audit::append(
@@ -235,10 +306,21 @@ impl<'a> Session<'a> {
             Utc::now(),
         )
         .map_err(|e| BreakerError::io(&l.audit_log(), e))?;
-        let final_record = BreakerRecord { audit_head: Some(head), ..final_record };
-        store::save(&l.state_file(), &final_record).map_err(|e| BreakerError::io(&l.state_file(), e))?;
+        let final_record = BreakerRecord {
+            audit_head: Some(head),
+            ..final_record
+        };
+        store::save(&l.state_file(), &final_record)
+            .map_err(|e| BreakerError::io(&l.state_file(), e))?;
         self.current = final_record.clone();
-        Ok(Report { before, after: final_record, outcome, message, served, preliminary: Vec::new() })
+        Ok(Report {
+            before,
+            after: final_record,
+            outcome,
+            message,
+            served,
+            preliminary: Vec::new(),
+        })
     }
 
     /// Never reuse a generation, even one whose apply failed or that only
@@ -252,10 +334,18 @@ impl<'a> Session<'a> {
         self.current.generation.max(on_disk).max(attempted) + 1
     }
 
-    fn write_include(&self, nginx: Option<&Nginx>, record: &BreakerRecord) -> Result<(), BreakerError> {
+    fn write_include(
+        &self,
+        nginx: Option<&Nginx>,
+        record: &BreakerRecord,
+    ) -> Result<(), BreakerError> {
         let l = &self.config.layout;
         let text = render::render_include(record, l)?;
-        write_shared(l.include_file().as_path(), text.as_bytes(), nginx.and_then(Nginx::run_as))
+        write_shared(
+            l.include_file().as_path(),
+            text.as_bytes(),
+            nginx.and_then(Nginx::run_as),
+        )
     }
 
     fn apply_to_edge(
@@ -272,16 +362,23 @@ impl<'a> Session<'a> {
         let restore = |this: &Self| -> Result<(), BreakerError> {
             match &old_include {
                 Some(b) => write_shared(&l.include_file(), b, nginx.run_as())?,
-                None => fsutil::remove_durable(&l.include_file()).map_err(|e| BreakerError::io(&l.include_file(), e))?,
+                None => fsutil::remove_durable(&l.include_file())
+                    .map_err(|e| BreakerError::io(&l.include_file(), e))?,
             }
             this.set_token(old_token && !to_open)
         };
 
         if let Err(e) = nginx.test_candidate(&text, &l.nginx_dir) {
             if to_open {
-                return Ok(self.escalate(nginx, format!("the OPEN include failed its own test: {e}")));
+                return Ok(
+                    self.escalate(nginx, format!("the OPEN include failed its own test: {e}"))
+                );
             }
-            return Ok((ApplyOutcome::RolledBack, format!("nothing changed: the new include failed `nginx -t`: {e}"), None));
+            return Ok((
+                ApplyOutcome::RolledBack,
+                format!("nothing changed: the new include failed `nginx -t`: {e}"),
+                None,
+            ));
         }
         write_shared(&l.include_file(), text.as_bytes(), nginx.run_as())?;
         self.set_token(!to_open)?;
@@ -303,7 +400,16 @@ impl<'a> Session<'a> {
         let failure = match failure {
             Some(f) => f,
             None => match probe::wait_for_generation(addr, next.generation, timeout) {
-                Ok(served) => return Ok((ApplyOutcome::Applied, format!("nginx serves generation {} (verified on {addr})", next.generation), Some(served))),
+                Ok(served) => {
+                    return Ok((
+                        ApplyOutcome::Applied,
+                        format!(
+                            "nginx serves generation {} (verified on {addr})",
+                            next.generation
+                        ),
+                        Some(served),
+                    ))
+                }
                 Err(e) => e.to_string(),
             },
         };
@@ -315,39 +421,84 @@ impl<'a> Session<'a> {
         let previous = old_include
             .as_deref()
             .and_then(|b| render::parse_include_header(&String::from_utf8_lossy(b)));
-        let back = nginx.test().and_then(|_| nginx.reload()).map_err(|e| e.to_string()).and_then(|_| match previous {
-            Some(h) => probe::wait_for_generation(addr, h.generation, timeout).map(|_| ()).map_err(|e| e.to_string()),
-            None => Err("there was no previous include to return to".into()),
-        });
+        let back = nginx
+            .test()
+            .and_then(|_| nginx.reload())
+            .map_err(|e| e.to_string())
+            .and_then(|_| match previous {
+                Some(h) => probe::wait_for_generation(addr, h.generation, timeout)
+                    .map(|_| ())
+                    .map_err(|e| e.to_string()),
+                None => Err("there was no previous include to return to".into()),
+            });
         match back {
-            Ok(()) => Ok((ApplyOutcome::RolledBack, format!("not applied, previous config restored: {failure}"), None)),
+            Ok(()) => Ok((
+                ApplyOutcome::RolledBack,
+                format!("not applied, previous config restored: {failure}"),
+                None,
+            )),
             Err(e) => {
                 // Neither the new nor the old config is known to be live: block.
                 self.set_token(false)?;
-                let (o, m, s) = self.escalate(nginx, format!("{failure}; restoring the previous config failed too: {e}"));
+                let (o, m, s) = self.escalate(
+                    nginx,
+                    format!("{failure}; restoring the previous config failed too: {e}"),
+                );
                 Ok((o, m, s))
             }
         }
     }
 
     /// Going to OPEN could not be verified: stop nginx rather than let it serve.
-    fn escalate(&self, nginx: &Nginx, why: String) -> (ApplyOutcome, String, Option<probe::Served>) {
+    fn escalate(
+        &self,
+        nginx: &Nginx,
+        why: String,
+    ) -> (ApplyOutcome, String, Option<probe::Served>) {
         let _ = self.set_token(false);
         match nginx.stop(Duration::from_secs(2)) {
-            Ok(()) => (ApplyOutcome::NginxStopped, format!("{why}; nginx was stopped so nothing is served (fail closed)"), None),
-            Err(e) => (ApplyOutcome::Failed, format!("{why}; stopping nginx failed too: {e}. Stop it by hand now"), None),
+            Ok(()) => (
+                ApplyOutcome::NginxStopped,
+                format!("{why}; nginx was stopped so nothing is served (fail closed)"),
+                None,
+            ),
+            Err(e) => (
+                ApplyOutcome::Failed,
+                format!("{why}; stopping nginx failed too: {e}. Stop it by hand now"),
+                None,
+            ),
         }
     }
 
     fn set_token(&self, present: bool) -> Result<(), BreakerError> {
         let t = self.config.layout.allow_token();
-        let r = if present { fsutil::touch_atomic(&t, 0o644) } else { fsutil::remove_durable(&t) };
+        let r = if present {
+            fsutil::touch_atomic(&t, 0o644)
+        } else {
+            fsutil::remove_durable(&t)
+        };
         r.map_err(|e| BreakerError::io(&t, e))
     }
 }
 
+/// `now + ttl`, rounded up to a whole second: nginx compares whole seconds
+/// of its clock, so the state file and nginx then agree on the instant.
+fn expiry_after(now: chrono::DateTime<Utc>, ttl: Duration) -> Option<chrono::DateTime<Utc>> {
+    let t = now + chrono::Duration::from_std(ttl).ok()?;
+    let whole = chrono::DateTime::from_timestamp(t.timestamp(), 0)?;
+    Some(if whole < t {
+        whole + chrono::Duration::seconds(1)
+    } else {
+        whole
+    })
+}
+
 /// Writes a file nginx must read: atomically, group-readable by nginx.
-fn write_shared(path: &std::path::Path, bytes: &[u8], run_as: Option<control::RunAs>) -> Result<(), BreakerError> {
+fn write_shared(
+    path: &std::path::Path,
+    bytes: &[u8],
+    run_as: Option<control::RunAs>,
+) -> Result<(), BreakerError> {
     fsutil::write_atomic(path, bytes, 0o640).map_err(|e| BreakerError::io(path, e))?;
     control::share_with_nginx(path, run_as, 0o640).map_err(|e| BreakerError::io(path, e))
 }
@@ -356,7 +507,10 @@ fn write_shared(path: &std::path::Path, bytes: &[u8], run_as: Option<control::Ru
 /// no state file yet, and renders the include either way. Returns whether a
 /// new state was written. An existing state, valid or not, is left for
 /// `settle` to judge: init never overwrites history.
-pub fn initialize(config: &Config, nginx_run_as: Option<control::RunAs>) -> Result<bool, BreakerError> {
+pub fn initialize(
+    config: &Config,
+    nginx_run_as: Option<control::RunAs>,
+) -> Result<bool, BreakerError> {
     let session = Session::begin(config)?;
     let l = &config.layout;
     let fresh = session.problem == Some(StateProblem::Missing) && !l.include_file().exists();
@@ -378,7 +532,8 @@ pub fn initialize(config: &Config, nginx_run_as: Option<control::RunAs>) -> Resu
         )
         .map_err(|e| BreakerError::io(&l.audit_log(), e))?;
         record.audit_head = Some(head);
-        fsutil::remove_durable(&l.allow_token()).map_err(|e| BreakerError::io(&l.allow_token(), e))?;
+        fsutil::remove_durable(&l.allow_token())
+            .map_err(|e| BreakerError::io(&l.allow_token(), e))?;
         store::save(&l.state_file(), &record).map_err(|e| BreakerError::io(&l.state_file(), e))?;
         let text = render::render_include(&record, l)?;
         write_shared(&l.include_file(), text.as_bytes(), nginx_run_as)?;

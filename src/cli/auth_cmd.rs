@@ -28,46 +28,72 @@ pub fn run(ctx: &Ctx, cmd: AuthCmd) -> Result<Exit, CliError> {
     let path = cfg.layout.htpasswd.clone();
     let run_as = Nginx::from_config(&cfg).ok().and_then(|n| n.run_as());
     match cmd {
-        AuthCmd::AddUser { name, password_stdin } => {
+        AuthCmd::AddUser {
+            name,
+            password_stdin,
+        } => {
             htpasswd::validate_user_name(&name).map_err(map_err)?;
             let password = read_password(password_stdin)?;
             let _lock = lock(&cfg)?;
             let existed = htpasswd::upsert(&path, &name, &password, 0o640).map_err(map_err)?;
-            control::share_with_nginx(&path, run_as, 0o640)
-                .map_err(|e| CliError::error(format!("cannot set permissions on {}: {e}", path.display()), ""))?;
-            emit(ctx.json, serde_json::json!({"ok": true, "user": name, "updated": existed, "htpasswd": path}), || {
-                println!(
+            control::share_with_nginx(&path, run_as, 0o640).map_err(|e| {
+                CliError::error(
+                    format!("cannot set permissions on {}: {e}", path.display()),
+                    "",
+                )
+            })?;
+            emit(
+                ctx.json,
+                serde_json::json!({"ok": true, "user": name, "updated": existed, "htpasswd": path}),
+                || {
+                    println!(
                     "{} {name:?} in {} (APR1-MD5, which nginx checks the same way on Linux and macOS)",
                     if existed { "updated the password of" } else { "added" },
                     path.display()
                 );
-            });
+                },
+            );
         }
         AuthCmd::RemoveUser { name } => {
             let _lock = lock(&cfg)?;
             htpasswd::remove(&path, &name, 0o640).map_err(map_err)?;
             let left = htpasswd::read(&path).map_err(map_err)?.entries.len();
-            emit(ctx.json, serde_json::json!({"ok": true, "user": name, "users_left": left}), || {
-                println!("removed {name:?}");
-                if left == 0 {
-                    println!("no users are left: nginx now refuses every request, and `breaker close` will refuse until you add one");
-                }
-            });
+            emit(
+                ctx.json,
+                serde_json::json!({"ok": true, "user": name, "users_left": left}),
+                || {
+                    println!("removed {name:?}");
+                    if left == 0 {
+                        println!("no users are left: nginx now refuses every request, and `breaker close` will refuse until you add one");
+                    }
+                },
+            );
         }
         AuthCmd::List => {
             let listing = htpasswd::read(&path).map_err(map_err)?;
-            emit(ctx.json, serde_json::to_value(&listing).unwrap_or_default(), || {
-                if listing.entries.is_empty() {
-                    println!("no users in {} — add one with `moltguard auth add-user NAME`", path.display());
-                }
-                for e in &listing.entries {
-                    let warn = if e.hash_kind.is_weak() { "  (WEAK: replace with `auth add-user`)" } else { "" };
-                    println!("{:<24} {:?}{warn}", e.user, e.hash_kind);
-                }
-                for n in &listing.malformed_lines {
-                    println!("warning: line {n} of {} is not `user:hash`", path.display());
-                }
-            });
+            emit(
+                ctx.json,
+                serde_json::to_value(&listing).unwrap_or_default(),
+                || {
+                    if listing.entries.is_empty() {
+                        println!(
+                            "no users in {} — add one with `moltguard auth add-user NAME`",
+                            path.display()
+                        );
+                    }
+                    for e in &listing.entries {
+                        let warn = if e.hash_kind.is_weak() {
+                            "  (WEAK: replace with `auth add-user`)"
+                        } else {
+                            ""
+                        };
+                        println!("{:<24} {:?}{warn}", e.user, e.hash_kind);
+                    }
+                    for n in &listing.malformed_lines {
+                        println!("warning: line {n} of {} is not `user:hash`", path.display());
+                    }
+                },
+            );
         }
     }
     Ok(Exit::Ok)
@@ -76,23 +102,32 @@ pub fn run(ctx: &Ctx, cmd: AuthCmd) -> Result<Exit, CliError> {
 fn lock(cfg: &crate::config::Config) -> Result<ExclusiveLock, CliError> {
     crate::fsutil::ensure_dir(&cfg.layout.state_dir, 0o755)
         .and_then(|_| ExclusiveLock::acquire(&cfg.layout.lock_file()))
-        .map_err(|e| CliError::error(format!("cannot lock {}: {e}", cfg.layout.lock_file().display()), "run with the permissions of the setup's owner (sudo for system-wide)"))
+        .map_err(|e| {
+            CliError::error(
+                format!("cannot lock {}: {e}", cfg.layout.lock_file().display()),
+                "run with the permissions of the setup's owner (sudo for system-wide)",
+            )
+        })
 }
 
 fn read_password(from_stdin: bool) -> Result<String, CliError> {
     if from_stdin {
         let mut line = String::new();
-        std::io::stdin()
-            .lock()
-            .read_line(&mut line)
-            .map_err(|e| CliError::error(format!("cannot read the password from stdin: {e}"), ""))?;
+        std::io::stdin().lock().read_line(&mut line).map_err(|e| {
+            CliError::error(format!("cannot read the password from stdin: {e}"), "")
+        })?;
         return Ok(line.trim_end_matches(['\r', '\n']).to_string());
     }
     if !std::io::stdin().is_terminal() {
-        return Err(CliError::usage("no terminal to ask for a password", "pipe it in with --password-stdin"));
+        return Err(CliError::usage(
+            "no terminal to ask for a password",
+            "pipe it in with --password-stdin",
+        ));
     }
-    let a = rpassword::prompt_password("New password: ").map_err(|e| CliError::error(e.to_string(), ""))?;
-    let b = rpassword::prompt_password("Repeat it: ").map_err(|e| CliError::error(e.to_string(), ""))?;
+    let a = rpassword::prompt_password("New password: ")
+        .map_err(|e| CliError::error(e.to_string(), ""))?;
+    let b = rpassword::prompt_password("Repeat it: ")
+        .map_err(|e| CliError::error(e.to_string(), ""))?;
     if a != b {
         return Err(CliError::usage("the passwords differ", "try again"));
     }
@@ -101,8 +136,14 @@ fn read_password(from_stdin: bool) -> Result<String, CliError> {
 
 fn map_err(e: HtpasswdError) -> CliError {
     match e {
-        HtpasswdError::BadUserName(_) | HtpasswdError::WeakPassword { .. } => CliError::usage(e.to_string(), ""),
-        HtpasswdError::NoSuchUser(_) => CliError::refused(e.to_string(), "see `moltguard auth list`"),
-        HtpasswdError::Io { .. } => CliError::error(e.to_string(), "check the file's owner and permissions"),
+        HtpasswdError::BadUserName(_) | HtpasswdError::WeakPassword { .. } => {
+            CliError::usage(e.to_string(), "")
+        }
+        HtpasswdError::NoSuchUser(_) => {
+            CliError::refused(e.to_string(), "see `moltguard auth list`")
+        }
+        HtpasswdError::Io { .. } => {
+            CliError::error(e.to_string(), "check the file's owner and permissions")
+        }
     }
 }

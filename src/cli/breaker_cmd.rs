@@ -52,8 +52,14 @@ pub fn run(ctx: &Ctx, cmd: BreakerCmd) -> Result<Exit, CliError> {
             return Ok(print_report(ctx, &report));
         }
     };
-    if reason.as_ref().is_some_and(|r| r.len() > 500 || r.chars().any(char::is_control)) {
-        return Err(CliError::usage("--reason must be one line of at most 500 characters", "shorten it"));
+    if reason
+        .as_ref()
+        .is_some_and(|r| r.len() > 500 || r.chars().any(char::is_control))
+    {
+        return Err(CliError::usage(
+            "--reason must be one line of at most 500 characters",
+            "shorten it",
+        ));
     }
     let report = breaker::transition(
         &cfg,
@@ -69,7 +75,10 @@ pub fn run(ctx: &Ctx, cmd: BreakerCmd) -> Result<Exit, CliError> {
 }
 
 fn print_report(ctx: &Ctx, r: &Report) -> Exit {
-    let applied = matches!(r.outcome, ApplyOutcome::Applied | ApplyOutcome::NginxNotRunning);
+    let applied = matches!(
+        r.outcome,
+        ApplyOutcome::Applied | ApplyOutcome::NginxNotRunning
+    );
     let now = Utc::now();
     let value = serde_json::json!({
         "ok": applied,
@@ -85,17 +94,30 @@ fn print_report(ctx: &Ctx, r: &Report) -> Exit {
     });
     emit(ctx.json, value, || {
         for p in &r.preliminary {
-            println!("note: {p}");
+            println!("note: {}", p.message);
         }
         if applied {
-            println!("breaker: {} (generation {})", r.after.state.label(), r.after.generation);
+            println!(
+                "breaker: {} (generation {})",
+                r.after.state.label(),
+                r.after.generation
+            );
             if let Some(t) = r.after.expires_at {
                 println!("returns to OPEN {} ({})", relative(t, now), t.to_rfc3339());
             }
             println!("{}", r.message);
         } else {
-            eprintln!("error: the change to {} was not applied ({}): {}", last_target(r).to_uppercase(), r.outcome.as_str(), r.message);
-            eprintln!("breaker now: {} (generation {})", r.after.state.label(), r.after.generation);
+            eprintln!(
+                "error: the change to {} was not applied ({}): {}",
+                last_target(r).to_uppercase(),
+                r.outcome.as_str(),
+                r.message
+            );
+            eprintln!(
+                "breaker now: {} (generation {})",
+                r.after.state.label(),
+                r.after.generation
+            );
             eprintln!("  what to do: fix the nginx problem above (`moltguard nginx test`, nginx's error log), then retry");
         }
     });
@@ -108,5 +130,9 @@ fn print_report(ctx: &Ctx, r: &Report) -> Exit {
 
 /// The state that was asked for (after a rollback, `after` is the old state).
 fn last_target(r: &Report) -> &'static str {
-    r.after.last_apply.as_ref().map_or(r.after.state, |a| a.target).as_str()
+    r.after
+        .last_apply
+        .as_ref()
+        .map_or(r.after.state, |a| a.target)
+        .as_str()
 }

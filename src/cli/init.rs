@@ -41,12 +41,17 @@ pub fn run(ctx: &Ctx, args: InitArgs) -> Result<Exit, CliError> {
     let cfg = &out.config;
     let l = &cfg.layout;
     let managed = cfg.nginx_managed();
-    let include_line = format!("include {};", render::quote_path(&l.site_file()).unwrap_or_default());
+    let include_line = format!(
+        "include {};",
+        render::quote_path(&l.site_file()).unwrap_or_default()
+    );
     let mut next = vec![format!("{} auth add-user NAME", command_prefix(cfg))];
     if managed {
         next.push(format!("{} nginx start", command_prefix(cfg)));
     } else {
-        next.push(format!("add this line inside the http {{ }} block of your nginx.conf: {include_line}"));
+        next.push(format!(
+            "add this line inside the http {{ }} block of your nginx.conf: {include_line}"
+        ));
         next.push("sudo nginx -t && sudo nginx -s reload".into());
     }
     next.push(format!("{} breaker close --for 30m", command_prefix(cfg)));
@@ -62,10 +67,25 @@ pub fn run(ctx: &Ctx, args: InitArgs) -> Result<Exit, CliError> {
         "next_steps": next,
     });
     emit(ctx.json, value, || {
-        println!("moltguard is set up in {}", l.config_file.parent().unwrap_or(Path::new("/")).display());
-        println!("  config:   {}{}", l.config_file.display(), if out.wrote_config { "" } else { " (kept)" });
+        println!(
+            "moltguard is set up in {}",
+            l.config_file.parent().unwrap_or(Path::new("/")).display()
+        );
+        println!(
+            "  config:   {}{}",
+            l.config_file.display(),
+            if out.wrote_config { "" } else { " (kept)" }
+        );
         println!("  site:     {}", l.site_file().display());
-        println!("  breaker:  {} ({})", l.state_file().display(), if out.new_state { "new: OPEN — all traffic blocked" } else { "kept" });
+        println!(
+            "  breaker:  {} ({})",
+            l.state_file().display(),
+            if out.new_state {
+                "new: OPEN — all traffic blocked"
+            } else {
+                "kept"
+            }
+        );
         if !managed {
             println!();
             println!("Add this one line inside the http {{ }} block of your nginx.conf:");
@@ -93,7 +113,11 @@ pub fn init(ctx: &Ctx, args: &InitArgs) -> Result<InitOutcome, CliError> {
     let mut cfg = ctx.config_allow_missing()?;
     let l = cfg.layout.clone();
     let root = exec::running_as_root();
-    let config_dir = l.config_file.parent().map(Path::to_path_buf).unwrap_or_default();
+    let config_dir = l
+        .config_file
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
     if let Some(home) = &l.home {
         ensure_dir(home, 0o755)?;
     }
@@ -101,21 +125,33 @@ pub fn init(ctx: &Ctx, args: &InitArgs) -> Result<InitOutcome, CliError> {
 
     let wrote_config = !cfg.config_file_found || args.force;
     if wrote_config {
-        let managed = !args.system_nginx && (l.home.is_some() || cfg.settings.nginx.managed == Some(true));
-        let binary = match exec::resolve("nginx", cfg.settings.nginx.binary.as_deref(), exec::NGINX_CANDIDATES) {
+        let managed =
+            !args.system_nginx && (l.home.is_some() || cfg.settings.nginx.managed == Some(true));
+        let binary = match exec::resolve(
+            "nginx",
+            cfg.settings.nginx.binary.as_deref(),
+            exec::NGINX_CANDIDATES,
+        ) {
             Ok(p) => p,
             Err(exec::ExecError::NotFound { .. }) => PathBuf::from(exec::NGINX_CANDIDATES[0]),
             Err(e) => return Err(CliError::refused(e.to_string(), e.hint())),
         };
         let edge = args.edge_port.unwrap_or(cfg.settings.edge.port);
-        let upstream = args.upstream_port.unwrap_or(cfg.settings.edge.upstream_port);
+        let upstream = args
+            .upstream_port
+            .unwrap_or(cfg.settings.edge.upstream_port);
         let text = config::starter_toml(edge, upstream, managed, &binary);
-        config::parse(&l.config_file, &text).map_err(|e| CliError::usage(e.to_string(), "choose other ports"))?;
-        fsutil::write_atomic(&l.config_file, text.as_bytes(), 0o644).map_err(|e| io_err(&l.config_file, e))?;
+        config::parse(&l.config_file, &text)
+            .map_err(|e| CliError::usage(e.to_string(), "choose other ports"))?;
+        fsutil::write_atomic(&l.config_file, text.as_bytes(), 0o644)
+            .map_err(|e| io_err(&l.config_file, e))?;
         cfg = ctx.config()?;
     } else if args.edge_port.is_some() || args.upstream_port.is_some() {
         return Err(CliError::refused(
-            format!("{} exists; ports given on the command line would be ignored", l.config_file.display()),
+            format!(
+                "{} exists; ports given on the command line would be ignored",
+                l.config_file.display()
+            ),
             "edit the [edge] section of the file, or pass --force to rewrite it",
         ));
     }
@@ -131,29 +167,41 @@ pub fn init(ctx: &Ctx, args: &InitArgs) -> Result<InitOutcome, CliError> {
     ensure_dir(&l.log_dir, 0o750)?;
     ensure_dir(&l.nginx_dir, 0o750)?;
     if root {
-        control::share_with_nginx(&l.nginx_dir, run_as, 0o750).map_err(|e| io_err(&l.nginx_dir, e))?;
+        control::share_with_nginx(&l.nginx_dir, run_as, 0o750)
+            .map_err(|e| io_err(&l.nginx_dir, e))?;
     }
     let site = render::render_site(&cfg).map_err(|e| CliError::refused(e.to_string(), ""))?;
     write_if(&l.site_file(), &site, args.force, run_as)?;
     if cfg.nginx_managed() {
-        let main = render::render_managed_main(&cfg).map_err(|e| CliError::refused(e.to_string(), ""))?;
+        let main =
+            render::render_managed_main(&cfg).map_err(|e| CliError::refused(e.to_string(), ""))?;
         write_if(&l.managed_main_conf(), &main, args.force, run_as)?;
     }
     let new_state = breaker::initialize(&cfg, run_as)?;
     if root {
         if let Some(home) = &l.home {
             // A managed nginx runs unprivileged and must reach its files.
-            std::fs::set_permissions(home, std::fs::Permissions::from_mode(0o755)).map_err(|e| io_err(home, e))?;
+            std::fs::set_permissions(home, std::fs::Permissions::from_mode(0o755))
+                .map_err(|e| io_err(home, e))?;
         }
     }
-    Ok(InitOutcome { config: cfg, wrote_config, new_state })
+    Ok(InitOutcome {
+        config: cfg,
+        wrote_config,
+        new_state,
+    })
 }
 
 fn ensure_dir(p: &Path, mode: u32) -> Result<(), CliError> {
     fsutil::ensure_dir(p, mode).map_err(|e| io_err(p, e))
 }
 
-fn write_if(path: &Path, text: &str, force: bool, run_as: Option<control::RunAs>) -> Result<(), CliError> {
+fn write_if(
+    path: &Path,
+    text: &str,
+    force: bool,
+    run_as: Option<control::RunAs>,
+) -> Result<(), CliError> {
     if path.exists() && !force {
         return Ok(());
     }

@@ -17,8 +17,8 @@ use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-pub use output::Exit;
 use output::CliError;
+pub use output::Exit;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -94,7 +94,10 @@ fn run(cli: Cli) -> Result<Exit, CliError> {
         state_dir: cli.state_dir.clone(),
         nginx_binary: cli.nginx_bin.clone(),
     };
-    let ctx = Ctx { overrides, json: cli.json };
+    let ctx = Ctx {
+        overrides,
+        json: cli.json,
+    };
     match cli.command {
         Command::Status => status::run(&ctx),
         Command::Breaker(cmd) => breaker_cmd::run(&ctx, cmd),
@@ -121,7 +124,9 @@ impl Ctx {
                 format!("no moltguard config at {}", c.layout.config_file.display()),
                 match &c.layout.home {
                     Some(h) => format!("run `moltguard --home {} init` first", h.display()),
-                    None => "run `sudo moltguard init` first, or pass --home DIR / --config FILE".into(),
+                    None => {
+                        "run `sudo moltguard init` first, or pass --home DIR / --config FILE".into()
+                    }
                 },
             ));
         }
@@ -129,6 +134,11 @@ impl Ctx {
     }
 
     fn config_allow_missing(&self) -> Result<Config, CliError> {
-        config::load(&self.overrides).map_err(|e| CliError::error(e.to_string(), "fix the file, or move it aside and run `moltguard init`"))
+        config::load(&self.overrides).map_err(|e| {
+            CliError::error(
+                e.to_string(),
+                "fix the file, or move it aside and run `moltguard init`",
+            )
+        })
     }
 }

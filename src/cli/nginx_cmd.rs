@@ -30,24 +30,37 @@ pub fn run(ctx: &Ctx, cmd: NginxCmd) -> Result<Exit, CliError> {
             nginx.test().map_err(nginx_err)?;
             let pid = nginx.start().map_err(nginx_err)?;
             let served = probe::probe(addr, Duration::from_secs(2)).ok();
-            emit(ctx.json, serde_json::json!({"ok": true, "pid": pid, "listen": addr, "served": served}), || {
-                println!("nginx runs (pid {pid}) on http://{addr}/");
-                if let Some(s) = served {
-                    println!("breaker: {} (generation {})", s.state.label(), s.generation);
-                }
-            });
+            emit(
+                ctx.json,
+                serde_json::json!({"ok": true, "pid": pid, "listen": addr, "served": served}),
+                || {
+                    println!("nginx runs (pid {pid}) on http://{addr}/");
+                    if let Some(s) = served {
+                        println!("breaker: {} (generation {})", s.state.label(), s.generation);
+                    }
+                },
+            );
         }
         NginxCmd::Stop => {
             nginx.stop(Duration::from_secs(5)).map_err(nginx_err)?;
-            emit(ctx.json, serde_json::json!({"ok": true}), || println!("nginx stopped"));
+            emit(ctx.json, serde_json::json!({"ok": true}), || {
+                println!("nginx stopped")
+            });
         }
         NginxCmd::Reload => {
-            nginx.test().and_then(|_| nginx.reload()).map_err(nginx_err)?;
-            emit(ctx.json, serde_json::json!({"ok": true}), || println!("nginx reloaded; `moltguard status` shows what it serves"));
+            nginx
+                .test()
+                .and_then(|_| nginx.reload())
+                .map_err(nginx_err)?;
+            emit(ctx.json, serde_json::json!({"ok": true}), || {
+                println!("nginx reloaded; `moltguard status` shows what it serves")
+            });
         }
         NginxCmd::Test => {
             nginx.test().map_err(nginx_err)?;
-            emit(ctx.json, serde_json::json!({"ok": true}), || println!("nginx configuration is valid"));
+            emit(ctx.json, serde_json::json!({"ok": true}), || {
+                println!("nginx configuration is valid")
+            });
         }
     }
     Ok(Exit::Ok)

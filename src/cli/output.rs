@@ -31,15 +31,27 @@ pub struct CliError {
 
 impl CliError {
     pub fn error(message: impl Into<String>, hint: impl Into<String>) -> Self {
-        Self { message: message.into(), hint: hint.into(), exit: Exit::Error }
+        Self {
+            message: message.into(),
+            hint: hint.into(),
+            exit: Exit::Error,
+        }
     }
 
     pub fn refused(message: impl Into<String>, hint: impl Into<String>) -> Self {
-        Self { message: message.into(), hint: hint.into(), exit: Exit::Refused }
+        Self {
+            message: message.into(),
+            hint: hint.into(),
+            exit: Exit::Refused,
+        }
     }
 
     pub fn usage(message: impl Into<String>, hint: impl Into<String>) -> Self {
-        Self { message: message.into(), hint: hint.into(), exit: Exit::Usage }
+        Self {
+            message: message.into(),
+            hint: hint.into(),
+            exit: Exit::Usage,
+        }
     }
 
     pub fn print(&self, json: bool) {
@@ -65,9 +77,17 @@ impl From<crate::breaker::BreakerError> for CliError {
         use crate::breaker::BreakerError as B;
         match e {
             B::Refused { why, hint } => CliError::refused(why, hint),
-            B::Io { .. } => CliError::error(e.to_string(), "check the directory's owner and permissions (root-owned setups need sudo)"),
-            B::Unsafe(_) => CliError::error(e.to_string(), "move moltguard's files to a plain path"),
-            B::Nginx(n) => CliError::error(n.to_string(), "see nginx's error log; `moltguard nginx test` shows the config problem"),
+            B::Io { .. } => CliError::error(
+                e.to_string(),
+                "check the directory's owner and permissions (root-owned setups need sudo)",
+            ),
+            B::Unsafe(_) => {
+                CliError::error(e.to_string(), "move moltguard's files to a plain path")
+            }
+            B::Nginx(n) => CliError::error(
+                n.to_string(),
+                "see nginx's error log; `moltguard nginx test` shows the config problem",
+            ),
         }
     }
 }
@@ -75,7 +95,10 @@ impl From<crate::breaker::BreakerError> for CliError {
 /// Prints JSON, or runs the text printer.
 pub fn emit(json: bool, value: serde_json::Value, text: impl FnOnce()) {
     if json {
-        println!("{}", serde_json::to_string_pretty(&value).unwrap_or_default());
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&value).unwrap_or_default()
+        );
     } else {
         text();
     }

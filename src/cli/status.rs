@@ -2,7 +2,7 @@
 
 use super::output::{emit, relative, CliError, Exit};
 use super::Ctx;
-use crate::breaker::{self, store, BreakerState};
+use crate::breaker::{self, store, BreakerState, SettlementKind};
 use crate::nginx::control::Nginx;
 use crate::nginx::probe;
 use chrono::Utc;
@@ -49,7 +49,10 @@ pub fn run(ctx: &Ctx) -> Result<Exit, CliError> {
         (Ok(_), Some(p), Some(Err(e))) => (false, format!("nginx (pid {p}) runs but the probe failed: {e}")),
         (Ok(_), Some(_), None) => unreachable!("a probe runs whenever a pid is known"),
     };
-    let healthy = healthy && loaded.problem.is_none() && settle_error.is_none();
+    let repaired = settled
+        .iter()
+        .any(|s| s.kind == SettlementKind::RepairedState);
+    let healthy = healthy && !repaired && loaded.problem.is_none() && settle_error.is_none();
 
     let value = json!({
         "ok": healthy,
@@ -84,20 +87,46 @@ pub fn run(ctx: &Ctx) -> Result<Exit, CliError> {
     emit(ctx.json, value, || {
         println!("breaker:    {}", effective.label());
         if effective != r.state {
-            println!("            (recorded as {}, but its lifetime ended)", r.state.as_str().to_uppercase());
+            println!(
+                "            (recorded as {}, but its lifetime ended)",
+                r.state.as_str().to_uppercase()
+            );
         }
-        println!("reason:     {}{}", r.reason, if r.detail.is_empty() { String::new() } else { format!(" — {}", r.detail) });
-        println!("since:      {} ({}, by {})", r.changed_at.to_rfc3339(), relative(r.changed_at, now), r.actor);
+        println!(
+            "reason:     {}{}",
+            r.reason,
+            if r.detail.is_empty() {
+                String::new()
+            } else {
+                format!(" — {}", r.detail)
+            }
+        );
+        println!(
+            "since:      {} ({}, by {})",
+            r.changed_at.to_rfc3339(),
+            relative(r.changed_at, now),
+            r.actor
+        );
         if let Some(t) = r.expires_at {
             println!("expires:    {} ({})", t.to_rfc3339(), relative(t, now));
         }
         println!("generation: {}", r.generation);
         if let Some(a) = &r.last_apply {
-            println!("last apply: {} → {} (generation {}): {}", a.target, a.outcome.as_str(), a.generation, a.message);
+            println!(
+                "last apply: {} → {} (generation {}): {}",
+                a.target,
+                a.outcome.as_str(),
+                a.generation,
+                a.message
+            );
         }
         println!("edge:       {edge_summary}");
         for s in &settled {
-            println!("repaired:   {s}");
+            let label = match s.kind {
+                SettlementKind::RepairedState => "repaired:  ",
+                SettlementKind::RecordedExpiry => "recorded:  ",
+            };
+            println!("{label} {}", s.message);
         }
         if let Some(e) = &settle_error {
             println!("warning:    could not record or repair the state: {e}");

@@ -24,8 +24,16 @@ pub fn run(ctx: &Ctx, args: UpArgs) -> Result<Exit, CliError> {
     let out = init::init(
         ctx,
         &InitArgs {
-            edge_port: if existing.config_file_found { None } else { args.edge_port },
-            upstream_port: if existing.config_file_found { None } else { args.upstream_port },
+            edge_port: if existing.config_file_found {
+                None
+            } else {
+                args.edge_port
+            },
+            upstream_port: if existing.config_file_found {
+                None
+            } else {
+                args.upstream_port
+            },
             system_nginx: false,
             force: false,
         },
@@ -45,16 +53,28 @@ pub fn run(ctx: &Ctx, args: UpArgs) -> Result<Exit, CliError> {
     let prefix = init::command_prefix(&cfg);
     println!("moltguard is up (Ctrl-C stops everything it started)");
     println!("  edge:     http://{addr}/  (nginx pid {pid})");
-    println!("  upstream: http://127.0.0.1:{}/", cfg.settings.edge.upstream_port);
-    println!("  logs:     {}/logs/", cfg.layout.managed_prefix().display());
+    println!(
+        "  upstream: http://127.0.0.1:{}/",
+        cfg.settings.edge.upstream_port
+    );
+    println!(
+        "  logs:     {}/logs/",
+        cfg.layout.managed_prefix().display()
+    );
     match probe::probe(addr, Duration::from_secs(2)) {
-        Ok(s) => println!("  breaker:  {} (generation {})", s.state.label(), s.generation),
+        Ok(s) => println!(
+            "  breaker:  {} (generation {})",
+            s.state.label(),
+            s.generation
+        ),
         Err(e) => println!("  breaker:  edge probe failed: {e}"),
     }
     if crate::auth::htpasswd::auth_problem(&cfg.layout.htpasswd).is_some() {
         println!("next: `{prefix} auth add-user NAME`, then `{prefix} breaker close --for 30m`");
     } else {
-        println!("next: `{prefix} breaker close --for 30m` to let traffic through for half an hour");
+        println!(
+            "next: `{prefix} breaker close --for 30m` to let traffic through for half an hour"
+        );
     }
     wait_for_shutdown_signal();
     println!("stopping nginx…");
@@ -64,16 +84,19 @@ pub fn run(ctx: &Ctx, args: UpArgs) -> Result<Exit, CliError> {
 
 /// Blocks until SIGINT or SIGTERM.
 fn wait_for_shutdown_signal() {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build();
     let Ok(rt) = rt else { return };
     rt.block_on(async {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = tokio::signal::ctrl_c().await;
+                    return;
+                }
+            };
         tokio::select! {
             _ = tokio::signal::ctrl_c() => {}
             _ = term.recv() => {}

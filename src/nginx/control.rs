@@ -23,7 +23,10 @@ pub enum NginxError {
     #[error("`nginx -t` rejects the configuration:\n{0}")]
     TestFailed(String),
     #[error("nginx could not {action}: {detail}")]
-    Command { action: &'static str, detail: String },
+    Command {
+        action: &'static str,
+        detail: String,
+    },
     #[error("nginx is not running")]
     NotRunning,
     #[error("the nginx user {0:?} does not exist on this machine")]
@@ -43,8 +46,15 @@ pub struct RunAs {
 
 #[derive(Debug, Clone)]
 enum Mode {
-    Managed { prefix: PathBuf, conf: PathBuf, pid: PathBuf },
-    System { conf: Option<PathBuf>, pid_candidates: Vec<PathBuf> },
+    Managed {
+        prefix: PathBuf,
+        conf: PathBuf,
+        pid: PathBuf,
+    },
+    System {
+        conf: Option<PathBuf>,
+        pid_candidates: Vec<PathBuf>,
+    },
 }
 
 /// A handle on the nginx moltguard drives.
@@ -73,10 +83,15 @@ impl Nginx {
         } else {
             Mode::System {
                 conf: config.settings.nginx.conf.clone(),
-                pid_candidates: ["/run/nginx.pid", "/var/run/nginx.pid", "/opt/homebrew/var/run/nginx.pid", "/usr/local/var/run/nginx.pid"]
-                    .iter()
-                    .map(PathBuf::from)
-                    .collect(),
+                pid_candidates: [
+                    "/run/nginx.pid",
+                    "/var/run/nginx.pid",
+                    "/opt/homebrew/var/run/nginx.pid",
+                    "/usr/local/var/run/nginx.pid",
+                ]
+                .iter()
+                .map(PathBuf::from)
+                .collect(),
             }
         };
         Ok(Self {
@@ -111,7 +126,9 @@ impl Nginx {
                     c.uid(r.uid).gid(r.gid);
                 }
             }
-            Mode::System { conf: Some(conf), .. } => {
+            Mode::System {
+                conf: Some(conf), ..
+            } => {
                 c.arg("-c").arg(conf);
             }
             Mode::System { conf: None, .. } => {}
@@ -131,7 +148,10 @@ impl Nginx {
             .arg("-t")
             .arg("-q")
             .output()
-            .map_err(|e| NginxError::Command { action: "run its config test", detail: e.to_string() })?;
+            .map_err(|e| NginxError::Command {
+                action: "run its config test",
+                detail: e.to_string(),
+            })?;
         if out.status.success() {
             Ok(())
         } else {
@@ -141,25 +161,42 @@ impl Nginx {
 
     /// Tests a candidate include on its own, inside a throwaway server block,
     /// before it replaces the live one.
-    pub fn test_candidate(&self, include_text: &str, scratch_parent: &Path) -> Result<(), NginxError> {
-        let dir = tempfile::Builder::new().prefix(".candidate-").tempdir_in(scratch_parent)?;
+    pub fn test_candidate(
+        &self,
+        include_text: &str,
+        scratch_parent: &Path,
+    ) -> Result<(), NginxError> {
+        let dir = tempfile::Builder::new()
+            .prefix(".candidate-")
+            .tempdir_in(scratch_parent)?;
         let candidate = dir.path().join("breaker.conf");
         std::fs::write(&candidate, include_text)?;
         let harness = dir.path().join("harness.conf");
-        std::fs::write(&harness, render::render_candidate_harness(&candidate, dir.path(), self.edge_port)?)?;
+        std::fs::write(
+            &harness,
+            render::render_candidate_harness(&candidate, dir.path(), self.edge_port)?,
+        )?;
         std::fs::create_dir(dir.path().join("tmp"))?;
         if let Some(r) = self.run_as {
             chown_tree(dir.path(), r)?;
         }
         let mut c = Command::new(&self.binary);
-        c.arg("-p").arg(dir.path()).arg("-c").arg(&harness).arg("-t").arg("-q");
+        c.arg("-p")
+            .arg(dir.path())
+            .arg("-c")
+            .arg(&harness)
+            .arg("-t")
+            .arg("-q");
         if let Some(r) = self.run_as {
             c.uid(r.uid).gid(r.gid);
         }
         let out = c
             .stdin(Stdio::null())
             .output()
-            .map_err(|e| NginxError::Command { action: "run its config test", detail: e.to_string() })?;
+            .map_err(|e| NginxError::Command {
+                action: "run its config test",
+                detail: e.to_string(),
+            })?;
         if out.status.success() {
             Ok(())
         } else {
@@ -171,7 +208,9 @@ impl Nginx {
     pub fn running_pid(&self) -> Option<i32> {
         let candidates: Vec<&Path> = match &self.mode {
             Mode::Managed { pid, .. } => vec![pid.as_path()],
-            Mode::System { pid_candidates, .. } => pid_candidates.iter().map(PathBuf::as_path).collect(),
+            Mode::System { pid_candidates, .. } => {
+                pid_candidates.iter().map(PathBuf::as_path).collect()
+            }
         };
         candidates.into_iter().find_map(|p| {
             let pid: i32 = std::fs::read_to_string(p).ok()?.trim().parse().ok()?;
@@ -190,11 +229,17 @@ impl Nginx {
             .command()
             .args(["-s", "reload"])
             .output()
-            .map_err(|e| NginxError::Command { action: "reload", detail: e.to_string() })?;
+            .map_err(|e| NginxError::Command {
+                action: "reload",
+                detail: e.to_string(),
+            })?;
         if out.status.success() {
             Ok(())
         } else {
-            Err(NginxError::Command { action: "reload", detail: clean_output(&out.stderr) })
+            Err(NginxError::Command {
+                action: "reload",
+                detail: clean_output(&out.stderr),
+            })
         }
     }
 
@@ -212,12 +257,15 @@ impl Nginx {
             });
         };
         self.prepare_prefix(prefix)?;
-        let out = self
-            .command()
-            .output()
-            .map_err(|e| NginxError::Command { action: "start", detail: e.to_string() })?;
+        let out = self.command().output().map_err(|e| NginxError::Command {
+            action: "start",
+            detail: e.to_string(),
+        })?;
         if !out.status.success() {
-            return Err(NginxError::Command { action: "start", detail: clean_output(&out.stderr) });
+            return Err(NginxError::Command {
+                action: "start",
+                detail: clean_output(&out.stderr),
+            });
         }
         let deadline = Instant::now() + Duration::from_secs(5);
         while Instant::now() < deadline {
@@ -228,7 +276,11 @@ impl Nginx {
         }
         Err(NginxError::Command {
             action: "start",
-            detail: format!("no live pid in {} after 5s; see {}/logs/error.log", pid.display(), prefix.display()),
+            detail: format!(
+                "no live pid in {} after 5s; see {}/logs/error.log",
+                pid.display(),
+                prefix.display()
+            ),
         })
     }
 
@@ -250,7 +302,11 @@ impl Nginx {
             }
             kill(pid, None).is_err()
         };
-        for (sig, wait) in [(Signal::SIGQUIT, grace), (Signal::SIGTERM, Duration::from_secs(2)), (Signal::SIGKILL, Duration::from_secs(2))] {
+        for (sig, wait) in [
+            (Signal::SIGQUIT, grace),
+            (Signal::SIGTERM, Duration::from_secs(2)),
+            (Signal::SIGKILL, Duration::from_secs(2)),
+        ] {
             if kill(pid, sig).is_err() || gone(wait) {
                 if sig == Signal::SIGKILL {
                     // Workers outlive a killed master; end the whole group.
@@ -259,12 +315,19 @@ impl Nginx {
                 return Ok(());
             }
         }
-        Err(NginxError::Command { action: "be stopped", detail: format!("pid {pid} survived SIGKILL") })
+        Err(NginxError::Command {
+            action: "be stopped",
+            detail: format!("pid {pid} survived SIGKILL"),
+        })
     }
 
     /// Creates the managed prefix's runtime dirs, owned by the nginx identity.
     fn prepare_prefix(&self, prefix: &Path) -> Result<(), NginxError> {
-        for d in [prefix.to_path_buf(), prefix.join("logs"), prefix.join("tmp")] {
+        for d in [
+            prefix.to_path_buf(),
+            prefix.join("logs"),
+            prefix.join("tmp"),
+        ] {
             fsutil::ensure_dir(&d, 0o700)?;
         }
         if let Some(r) = self.run_as {
@@ -284,13 +347,17 @@ fn nginx_identity(config: &Config) -> Result<Option<RunAs>, NginxError> {
         .ok()
         .flatten()
         .ok_or_else(|| NginxError::NoSuchUser(name.clone()))?;
-    Ok(Some(RunAs { uid: user.uid.as_raw(), gid: user.gid.as_raw() }))
+    Ok(Some(RunAs {
+        uid: user.uid.as_raw(),
+        gid: user.gid.as_raw(),
+    }))
 }
 
 /// Makes a file or directory readable (not writable) by nginx's group.
 pub fn share_with_nginx(path: &Path, run_as: Option<RunAs>, mode: u32) -> io::Result<()> {
     if let Some(r) = run_as {
-        nix::unistd::chown(path, None, Some(nix::unistd::Gid::from_raw(r.gid))).map_err(io::Error::from)?;
+        nix::unistd::chown(path, None, Some(nix::unistd::Gid::from_raw(r.gid)))
+            .map_err(io::Error::from)?;
     }
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
 }

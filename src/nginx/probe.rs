@@ -24,7 +24,12 @@ pub enum ProbeError {
     NoHeader { addr: SocketAddr, status: u16 },
     #[error("the edge still serves generation {seen} ({state}) {waited_ms} ms after the reload, not generation {want}; \
              nginx did not load the new config (see nginx's error log)")]
-    Stale { want: u64, seen: u64, state: BreakerState, waited_ms: u128 },
+    Stale {
+        want: u64,
+        seen: u64,
+        state: BreakerState,
+        waited_ms: u128,
+    },
 }
 
 /// The loopback address to probe an edge listening on `listen`.
@@ -59,7 +64,11 @@ pub fn probe(addr: SocketAddr, timeout: Duration) -> Result<Served, ProbeError> 
         .and_then(|v| v.to_str().ok())
         .and_then(parse_header);
     match header {
-        Some((state, generation)) => Ok(Served { state, generation, http_status: status }),
+        Some((state, generation)) => Ok(Served {
+            state,
+            generation,
+            http_status: status,
+        }),
         None => Err(ProbeError::NoHeader { addr, status }),
     }
 }
@@ -74,24 +83,41 @@ const STABLE_FOR: Duration = Duration::from_millis(150);
 
 /// Polls until the edge serves `want` on several consecutive fresh
 /// connections spanning [`STABLE_FOR`], or `timeout` passes.
-pub fn wait_for_generation(addr: SocketAddr, want: u64, timeout: Duration) -> Result<Served, ProbeError> {
+pub fn wait_for_generation(
+    addr: SocketAddr,
+    want: u64,
+    timeout: Duration,
+) -> Result<Served, ProbeError> {
     let start = Instant::now();
     let mut streak: Option<(u32, Instant)> = None;
     let mut last_err;
     loop {
         let left = timeout.saturating_sub(start.elapsed());
-        match probe(addr, left.clamp(Duration::from_millis(100), Duration::from_secs(2))) {
+        match probe(
+            addr,
+            left.clamp(Duration::from_millis(100), Duration::from_secs(2)),
+        ) {
             Ok(s) if s.generation == want => {
                 let (n, since) = streak.map_or((1, Instant::now()), |(n, t)| (n + 1, t));
                 if n >= CONSECUTIVE && since.elapsed() >= STABLE_FOR {
                     return Ok(s);
                 }
                 streak = Some((n, since));
-                last_err = ProbeError::Stale { want, seen: s.generation, state: s.state, waited_ms: start.elapsed().as_millis() };
+                last_err = ProbeError::Stale {
+                    want,
+                    seen: s.generation,
+                    state: s.state,
+                    waited_ms: start.elapsed().as_millis(),
+                };
             }
             Ok(s) => {
                 streak = None;
-                last_err = ProbeError::Stale { want, seen: s.generation, state: s.state, waited_ms: start.elapsed().as_millis() };
+                last_err = ProbeError::Stale {
+                    want,
+                    seen: s.generation,
+                    state: s.state,
+                    waited_ms: start.elapsed().as_millis(),
+                };
             }
             Err(e) => {
                 streak = None;
@@ -101,7 +127,11 @@ pub fn wait_for_generation(addr: SocketAddr, want: u64, timeout: Duration) -> Re
         if start.elapsed() >= timeout {
             return Err(last_err);
         }
-        std::thread::sleep(Duration::from_millis(if streak.is_some() { 30 } else { 50 }));
+        std::thread::sleep(Duration::from_millis(if streak.is_some() {
+            30
+        } else {
+            50
+        }));
     }
 }
 
@@ -118,16 +148,32 @@ mod tests {
 
     #[test]
     fn header_round_trip_and_garbage() {
-        assert_eq!(parse_header("half-open; generation=12"), Some((BreakerState::HalfOpen, 12)));
-        for bad in ["", "open", "open;", "open; generation=", "ajar; generation=1", "open; gen=1"] {
+        assert_eq!(
+            parse_header("half-open; generation=12"),
+            Some((BreakerState::HalfOpen, 12))
+        );
+        for bad in [
+            "",
+            "open",
+            "open;",
+            "open; generation=",
+            "ajar; generation=1",
+            "open; gen=1",
+        ] {
             assert_eq!(parse_header(bad), None, "{bad:?}");
         }
     }
 
     #[test]
     fn unspecified_listen_is_probed_on_loopback() {
-        assert_eq!(probe_address("0.0.0.0".parse().unwrap(), 80), "127.0.0.1:80".parse().unwrap());
-        assert_eq!(probe_address("::".parse().unwrap(), 80), "[::1]:80".parse().unwrap());
+        assert_eq!(
+            probe_address("0.0.0.0".parse().unwrap(), 80),
+            "127.0.0.1:80".parse().unwrap()
+        );
+        assert_eq!(
+            probe_address("::".parse().unwrap(), 80),
+            "[::1]:80".parse().unwrap()
+        );
     }
 
     #[test]
@@ -135,6 +181,9 @@ mod tests {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = l.local_addr().unwrap();
         drop(l);
-        assert!(matches!(probe(addr, Duration::from_millis(500)), Err(ProbeError::Unreachable(_))));
+        assert!(matches!(
+            probe(addr, Duration::from_millis(500)),
+            Err(ProbeError::Unreachable(_))
+        ));
     }
 }

@@ -24,7 +24,9 @@ use std::path::Path;
 const INCLUDE_MAGIC: &str = "# moltguard breaker include:";
 
 #[derive(Debug, thiserror::Error)]
-#[error("the path {path} contains {what}, which nginx config cannot hold safely; use a path without it")]
+#[error(
+    "the path {path} contains {what}, which nginx config cannot hold safely; use a path without it"
+)]
 pub struct UnsafePath {
     pub path: String,
     pub what: &'static str,
@@ -74,13 +76,11 @@ pub fn render_include(record: &BreakerRecord, layout: &Layout) -> Result<String,
     let token = quote_path(&layout.allow_token())?;
     let htpasswd = quote_path(&layout.htpasswd)?;
     let gen = record.generation;
-    let since = record.changed_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let since = record
+        .changed_at
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     let mut o = String::new();
-    let _ = writeln!(
-        o,
-        "{INCLUDE_MAGIC} state={} generation={gen}",
-        record.state
-    );
+    let _ = writeln!(o, "{INCLUDE_MAGIC} state={} generation={gen}", record.state);
     let _ = writeln!(
         o,
         "# Generated from {}; do not edit, run `moltguard breaker ...` instead.",
@@ -106,8 +106,17 @@ pub fn render_include(record: &BreakerRecord, layout: &Layout) -> Result<String,
         }
         BreakerState::HalfOpen | BreakerState::Closed => {
             if let Some(exp) = record.expires_at {
-                let body = block_body("open", BreakerState::Open.meaning(), "TTL_EXPIRED", &exp.to_rfc3339_opts(chrono::SecondsFormat::Secs, true), gen);
-                let _ = writeln!(o, "# The lifetime ends at {exp}: nginx enforces it with its own clock.");
+                let body = block_body(
+                    "open",
+                    BreakerState::Open.meaning(),
+                    "TTL_EXPIRED",
+                    &exp.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                    gen,
+                );
+                let _ = writeln!(
+                    o,
+                    "# The lifetime ends at {exp}: nginx enforces it with its own clock."
+                );
                 let _ = writeln!(
                     o,
                     "if ($msec ~ \"^({})[.]\") {{ return 503 '{body}\\n'; }}",
@@ -121,7 +130,10 @@ pub fn render_include(record: &BreakerRecord, layout: &Layout) -> Result<String,
                 &since,
                 gen,
             );
-            let _ = writeln!(o, "# Fail-safe: without the allow token every request is denied, no reload needed.");
+            let _ = writeln!(
+                o,
+                "# Fail-safe: without the allow token every request is denied, no reload needed."
+            );
             let _ = writeln!(o, "if (!-f {token}) {{ return 503 '{body}\\n'; }}");
             if record.state == BreakerState::HalfOpen {
                 let body = serde_json::json!({"error": {
@@ -187,7 +199,11 @@ pub fn at_or_after_regex(n: u64) -> String {
         let lo = d + 1;
         let prefix = std::str::from_utf8(&digits[..i]).unwrap_or_default();
         let rest = len - i - 1;
-        let class = if lo == 9 { "9".to_string() } else { format!("[{lo}-9]") };
+        let class = if lo == 9 {
+            "9".to_string()
+        } else {
+            format!("[{lo}-9]")
+        };
         if rest == 0 {
             alts.push(format!("{prefix}{class}"));
         } else {
@@ -279,7 +295,12 @@ http {{
         access_log = q(&prefix.join("logs/access.log"))?,
         tmp = q(&prefix.join("tmp"))?.trim_matches('"'),
         site = q(&l.site_file())?,
-        wst = config.settings.nginx.worker_shutdown_timeout.as_secs().max(1),
+        wst = config
+            .settings
+            .nginx
+            .worker_shutdown_timeout
+            .as_secs()
+            .max(1),
     ))
 }
 
@@ -287,7 +308,11 @@ http {{
 /// `nginx -t` can check the include alone before it replaces the live one.
 /// `nginx -t` binds the listen address but tolerates "address in use", so
 /// the harness listens on the edge port, which the live nginx usually holds.
-pub fn render_candidate_harness(candidate: &Path, prefix: &Path, port: u16) -> Result<String, UnsafePath> {
+pub fn render_candidate_harness(
+    candidate: &Path,
+    prefix: &Path,
+    port: u16,
+) -> Result<String, UnsafePath> {
     Ok(format!(
         r#"pid {pid};
 error_log {err} warn;
@@ -325,10 +350,21 @@ mod tests {
 
     #[test]
     fn at_or_after_matches_exactly_the_larger_numbers() {
-        let samples = [1u64, 9, 10, 99, 100, 1795639697, 1799999999, 1800000000, 1790000009, 2000000000];
+        let samples = [
+            1u64, 9, 10, 99, 100, 1795639697, 1799999999, 1800000000, 1790000009, 2000000000,
+        ];
         for &n in &samples {
             let re = ge_regex(n);
-            for x in [n.saturating_sub(1), n, n + 1, n + 10, n * 10, n / 10, 9_999_999_999, 10_000_000_000] {
+            for x in [
+                n.saturating_sub(1),
+                n,
+                n + 1,
+                n + 10,
+                n * 10,
+                n / 10,
+                9_999_999_999,
+                10_000_000_000,
+            ] {
                 assert_eq!(re.is_match(&x.to_string()), x >= n, "n={n} x={x} re={re}");
             }
         }
@@ -360,12 +396,18 @@ mod tests {
         let inc = render_include(&r, &layout()).unwrap();
         assert_eq!(
             parse_include_header(&inc),
-            Some(IncludeHeader { state: BreakerState::Open, generation: 7 })
+            Some(IncludeHeader {
+                state: BreakerState::Open,
+                generation: 7
+            })
         );
         assert!(inc.contains("return 503 '{"));
         assert!(inc.contains("\"reason\":\"EXPOSURE_PUBLIC_BIND\""));
         assert!(inc.contains("2026-01-02T03:04:05Z"));
-        assert!(!inc.contains("auth_basic "), "open needs no auth: nothing passes");
+        assert!(
+            !inc.contains("auth_basic "),
+            "open needs no auth: nothing passes"
+        );
     }
 
     #[test]
@@ -378,7 +420,10 @@ mod tests {
         assert!(inc.contains("auth_basic_user_file \"/m/htpasswd\";"));
         assert!(inc.contains("$msec ~"));
         assert!(inc.contains("TTL_EXPIRED"));
-        assert!(!inc.contains("127[.]0[.]0[.]1"), "closed admits remote clients");
+        assert!(
+            !inc.contains("127[.]0[.]0[.]1"),
+            "closed admits remote clients"
+        );
     }
 
     #[test]
@@ -396,13 +441,19 @@ mod tests {
         for p in ["/a\"b", "/a$b", "/a;b", "/a{b", "/a\nb", "/a\\b"] {
             assert!(quote_path(Path::new(p)).is_err(), "{p:?}");
         }
-        assert_eq!(quote_path(Path::new("/Users/Jane Doe/x")).unwrap(), "\"/Users/Jane Doe/x\"");
+        assert_eq!(
+            quote_path(Path::new("/Users/Jane Doe/x")).unwrap(),
+            "\"/Users/Jane Doe/x\""
+        );
     }
 
     #[test]
     fn header_parser_ignores_other_files() {
         assert_eq!(parse_include_header(""), None);
         assert_eq!(parse_include_header("server { }"), None);
-        assert_eq!(parse_include_header("# moltguard breaker include: state=ajar generation=1"), None);
+        assert_eq!(
+            parse_include_header("# moltguard breaker include: state=ajar generation=1"),
+            None
+        );
     }
 }

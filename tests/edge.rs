@@ -1,0 +1,379 @@
+//! Phase 1 end to end: the breaker, a real nginx, real sockets, real files.
+//!
+//! Every test starts its own nginx on a private prefix (ports >= 1024,
+//! pid/logs/temp inside the prefix). When the tests run as root, moltguard
+//! runs that nginx as the unprivileged `nobody`.
+
+#[path = "edge/stack.rs"]
+mod stack;
+
+use stack::*;
+use std::time::Duration;
+
+#[test]
+fn open_blocks_everything_with_the_reason() {
+    let s = Stack::started();
+    for auth in [false, true] {
+        let r = s.get(auth);
+        assert_eq!(r.status, 503);
+        let j = r.json();
+        assert_eq!(j["error"]["state"], "open");
+        assert_eq!(j["error"]["reason"], "INIT");
+        assert!(j["error"]["since"].as_str().unwrap().ends_with('Z'));
+        assert_eq!(r.header("X-Breaker-State"), Some("open; generation=1"));
+    }
+    s.ok(&["breaker", "close"]);
+    s.ok(&["breaker", "open", "--reason", "going out"]);
+    let r = s.get(true);
+    assert_eq!(r.status, 503);
+    assert_eq!(r.json()["error"]["reason"], "MANUAL");
+    let st = s.state();
+    assert_eq!(st["state"], "open");
+    assert_eq!(st["detail"], "going out");
+    assert_eq!(st["generation"], 3);
+}
+
+#[test]
+fn closed_requires_auth_and_passes_traffic() {
+    let s = Stack::started();
+    let (code, v) = s.json(&["breaker", "close"]);
+    assert_eq!(code, 0, "{v}");
+    assert_eq!(v["outcome"], "applied");
+    let anon = s.get(false);
+    assert_eq!(anon.status, 401);
+    assert_eq!(anon.header("X-Breaker-State"), Some("closed; generation=2"));
+    let wrong = http_get(s.edge(), None, Some((USER, "not-the-password")), &[]);
+    assert_eq!(wrong.status, 401);
+    let ok = s.get(true);
+    assert_eq!(ok.status, 200, "{}", ok.body);
+    assert!(ok.body.starts_with("upstream ok"));
+    // A remote client is let through too (with auth).
+    assert_eq!(
+        http_get(s.edge(), Some("127.0.0.2"), Some((USER, PASSWORD)), &[]).status,
+        200
+    );
+}
+
+#[test]
+fn forwarded_for_is_overwritten_not_appended() {
+    let s = Stack::started();
+    s.ok(&["breaker", "close"]);
+    let r = http_get(
+        s.edge(),
+        None,
+        Some((USER, PASSWORD)),
+        &[("X-Forwarded-For", "203.0.113.9")],
+    );
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body.trim(), "upstream ok; xff=127.0.0.1");
+}
+
+#[test]
+fn half_open_admits_only_loopback_and_still_wants_auth() {
+    let s = Stack::started();
+    s.ok(&["breaker", "half-open"]);
+    assert_eq!(s.get(false).status, 401);
+    assert_eq!(s.get(true).status, 200);
+    let remote = http_get(s.edge(), Some("127.0.0.2"), Some((USER, PASSWORD)), &[]);
+    assert_eq!(remote.status, 403, "{}", remote.body);
+    assert_eq!(remote.json()["error"]["state"], "half-open");
+}
+
+#[test]
+fn close_is_refused_without_users() {
+    let s = Stack::new();
+    s.ok(&["nginx", "start"]);
+    let out = s.run(&["breaker", "close"]);
+    assert_eq!(out.status.code(), Some(3));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("htpasswd") && err.contains("auth add-user"),
+        "{err}"
+    );
+    assert_eq!(s.get(false).status, 503);
+    // An emptied file is refused the same way.
+    std::fs::write(s.path("htpasswd"), "# nobody here\n").unwrap();
+    assert_eq!(s.run(&["breaker", "half-open"]).status.code(), Some(3));
+    assert_eq!(s.state()["state"], "open");
+}
+
+#[test]
+fn lifetime_expiry_blocks_without_any_moltguard_process() {
+    let s = Stack::started();
+    s.ok(&["breaker", "close", "--for", "2s"]);
+    assert_eq!(s.get(true).status, 200);
+    // nginx itself compares its clock with the expiry: no daemon involved.
+    assert!(eventually(Duration::from_secs(6), || s.get(true).status == 503));
+    let r = s.get(true);
+    assert_eq!(r.json()["error"]["reason"], "TTL_EXPIRED");
+    // The next moltguard command records the expiry as a transition.
+    let (_, v) = s.json(&["status"]);
+    assert_eq!(v["state"], "open");
+    assert_eq!(v["reason"], "TTL_EXPIRED");
+    assert_eq!(s.get(true).json()["error"]["reason"], "TTL_EXPIRED");
+}
+
+#[test]
+fn deleting_the_allow_token_denies_at_once() {
+    let s = Stack::started();
+    s.ok(&["breaker", "close"]);
+    assert_eq!(s.get(true).status, 200);
+    std::fs::remove_file(s.path("state/edge/breaker.allow")).unwrap();
+    let r = s.get(true);
+    assert_eq!(r.status, 503);
+    assert_eq!(r.json()["error"]["reason"], "ALLOW_TOKEN_MISSING");
+}
+
+#[test]
+fn corrupt_state_is_reported_repaired_and_blocks() {
+    let s = Stack::started();
+    s.ok(&["breaker", "close"]);
+    assert_eq!(s.get(true).status, 200);
+    std::fs::write(
+        s.path("state/breaker.json"),
+        "{\"schema_version\": 1, \"state\": \"clo",
+    )
+    .unwrap();
+    let (code, v) = s.json(&["status"]);
+    assert_eq!(code, 5, "status must say it was not healthy: {v}");
+    assert_eq!(v["settled"][0]["kind"], "repaired-state", "{v}");
+    assert!(
+        v["settled"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("not valid"),
+        "{v}"
+    );
+    assert_eq!(v["state"], "open");
+    assert_eq!(v["reason"], "STATE_INVALID");
+    let r = s.get(true);
+    assert_eq!(r.status, 503);
+    assert_eq!(r.json()["error"]["reason"], "STATE_INVALID");
+    // The bad file was kept, and the generation never went backwards.
+    let kept = std::fs::read_dir(s.path("state"))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .any(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("breaker.json.invalid-")
+        });
+    assert!(kept);
+    assert!(v["generation"].as_u64().unwrap() > 2);
+    // Next status is healthy again.
+    assert_eq!(s.json(&["status"]).0, 0);
+}
+
+#[test]
+fn unknown_schema_version_fails_closed() {
+    let s = Stack::started();
+    s.ok(&["breaker", "close"]);
+    let mut st = s.state();
+    st["schema_version"] = 99.into();
+    std::fs::write(s.path("state/breaker.json"), st.to_string()).unwrap();
+    let (_, v) = s.json(&["status"]);
+    assert_eq!(v["reason"], "STATE_INVALID");
+    assert_eq!(s.get(true).status, 503);
+}
+
+/// A port the edge must also listen on is taken: `nginx -t` passes and
+/// `nginx -s reload` exits 0, but the new config never loads.
+fn take_a_port_in_the_site(s: &Stack) -> std::net::TcpListener {
+    let blocker = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = blocker.local_addr().unwrap().port();
+    let site = s.path("nginx/moltguard-site.conf");
+    let text = read(&site).replacen(
+        "server_name _;",
+        &format!("server_name _;\n    listen 127.0.0.1:{port};"),
+        1,
+    );
+    std::fs::write(&site, text).unwrap();
+    blocker
+}
+
+#[test]
+fn failed_reload_to_closed_is_detected_and_rolled_back() {
+    let s = Stack::started();
+    let _blocker = take_a_port_in_the_site(&s);
+    let (code, v) = s.json(&["breaker", "close"]);
+    assert_eq!(code, 4, "{v}");
+    assert_eq!(v["outcome"], "rolled-back");
+    assert!(v["message"].as_str().unwrap().contains("generation"), "{v}");
+    // The state is still OPEN and nginx still serves it.
+    let st = s.state();
+    assert_eq!(st["state"], "open");
+    assert_eq!(st["last_apply"]["outcome"], "rolled-back");
+    assert_eq!(s.get(true).status, 503);
+    assert!(!s.path("state/edge/breaker.allow").exists());
+    let log = read(&s.path("state/audit.jsonl"));
+    assert!(log
+        .lines()
+        .last()
+        .unwrap()
+        .contains("\"outcome\":\"rolled-back\""));
+}
+
+#[test]
+fn failed_reload_to_open_stops_nginx() {
+    let s = Stack::started();
+    s.ok(&["breaker", "close"]);
+    assert_eq!(s.get(true).status, 200);
+    let _blocker = take_a_port_in_the_site(&s);
+    let (code, v) = s.json(&["breaker", "open"]);
+    assert_eq!(code, 4, "{v}");
+    assert_eq!(v["outcome"], "nginx-stopped");
+    assert!(eventually(Duration::from_secs(5), || s
+        .nginx_pid()
+        .is_none()));
+    assert!(
+        try_http_get(s.edge(), None, Some((USER, PASSWORD)), &[]).is_err(),
+        "nothing may serve"
+    );
+    let st = s.state();
+    assert_eq!(st["state"], "open");
+    assert_eq!(st["last_apply"]["outcome"], "nginx-stopped");
+}
+
+#[test]
+fn audit_log_chain_verifies_and_detects_tampering() {
+    let s = Stack::started();
+    s.ok(&["breaker", "close"]);
+    s.ok(&["breaker", "open"]);
+    let (code, v) = s.json(&["audit-log", "verify"]);
+    assert_eq!(code, 0, "{v}");
+    assert_eq!(v["entries"], 3);
+    let log = s.path("state/audit.jsonl");
+    std::fs::write(
+        &log,
+        read(&log).replacen("\"actor\":\"user\"", "\"actor\":\"guardian\"", 1),
+    )
+    .unwrap();
+    let (code, v) = s.json(&["audit-log", "verify"]);
+    assert_eq!(code, 6, "{v}");
+    assert_eq!(v["intact"], false);
+}
+
+#[test]
+fn status_reports_drift_between_state_and_nginx() {
+    let s = Stack::started();
+    s.ok(&["breaker", "close"]);
+    // Someone puts an old include back by hand and reloads.
+    let inc = s.path("nginx/breaker.conf");
+    std::fs::write(&inc, read(&inc).replace("generation=2", "generation=1")).unwrap();
+    s.ok(&["nginx", "reload"]);
+    // Old workers may answer for a few ms after a reload; wait them out.
+    assert!(eventually(Duration::from_secs(5), || s.json(&["status"]).0 == 5));
+    let (_, v) = s.json(&["status"]);
+    assert!(
+        v["nginx"]["summary"].as_str().unwrap().contains("DRIFT"),
+        "{v}"
+    );
+    s.ok(&["breaker", "reapply"]);
+    assert_eq!(s.json(&["status"]).0, 0);
+}
+
+#[test]
+fn nginx_not_running_is_said_plainly() {
+    let s = Stack::new();
+    s.add_user();
+    let (code, v) = s.json(&["breaker", "close", "--for", "10m"]);
+    assert_eq!(code, 0, "{v}");
+    assert_eq!(v["outcome"], "nginx-not-running");
+    let (code, v) = s.json(&["status"]);
+    assert_eq!(
+        code, 5,
+        "a closed breaker nobody serves is not healthy: {v}"
+    );
+    s.ok(&["nginx", "start"]);
+    assert_eq!(s.get(true).status, 200);
+    assert_eq!(s.json(&["status"]).0, 0);
+}
+
+#[test]
+fn kill_9_mid_transition_leaves_a_valid_state_file() {
+    use rand::Rng;
+    let s = Stack::started();
+    let mut rng = rand::thread_rng();
+    let mut killed_mid_run = 0;
+    for i in 0..30 {
+        let target = if i % 2 == 0 { "close" } else { "open" };
+        let mut child = s
+            .command(&["breaker", target])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(rng.gen_range(0..250)));
+        if child.try_wait().unwrap().is_none() {
+            killed_mid_run += 1;
+        }
+        let _ = child.kill(); // SIGKILL
+        let _ = child.wait();
+        let text = read(&s.path("state/breaker.json"));
+        let v: serde_json::Value = serde_json::from_str(&text)
+            .unwrap_or_else(|e| panic!("iteration {i}: torn state file ({e}): {text:?}"));
+        assert_eq!(v["schema_version"], 1);
+        // No temp file is ever mistaken for state; leftovers are only temp names.
+        for e in std::fs::read_dir(s.path("state")).unwrap() {
+            let name = e.unwrap().file_name().to_string_lossy().into_owned();
+            assert!(
+                ["breaker.json", "breaker.lock", "audit.jsonl", "edge"].contains(&name.as_str())
+                    || name.starts_with(".moltguard-"),
+                "unexpected file {name}"
+            );
+        }
+    }
+    assert!(
+        killed_mid_run >= 5,
+        "only {killed_mid_run} kills landed mid-run"
+    );
+    // After all that, the stack still works and the state is consistent.
+    let (code, v) = s.json(&["status"]);
+    assert!(code == 0 || code == 5, "{v}");
+    s.ok(&["breaker", "reapply"]);
+    assert_eq!(s.json(&["status"]).0, 0);
+    assert_eq!(s.json(&["audit-log", "verify"]).0, 0);
+}
+
+#[test]
+fn malformed_config_is_a_clear_error() {
+    let s = Stack::new();
+    std::fs::write(s.path("moltguard.toml"), "[edge]\nport = \"high\"\n").unwrap();
+    let out = s.run(&["status"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("moltguard.toml") && err.contains("port"),
+        "{err}"
+    );
+}
+
+#[test]
+fn init_keeps_state_and_refuses_to_ignore_ports() {
+    let s = Stack::started();
+    s.ok(&["breaker", "close"]);
+    s.ok(&["init"]);
+    assert_eq!(s.state()["state"], "closed");
+    assert_eq!(
+        s.run(&["init", "--edge-port", "1234"]).status.code(),
+        Some(3)
+    );
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn managed_nginx_runs_unprivileged() {
+    let s = Stack::started();
+    let pid = s.nginx_pid().unwrap();
+    let status = read(std::path::Path::new(&format!("/proc/{pid}/status")));
+    let uid: u32 = status
+        .lines()
+        .find(|l| l.starts_with("Uid:"))
+        .unwrap()
+        .split_whitespace()
+        .nth(2)
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_ne!(uid, 0, "the managed nginx master must not run as root");
+}
