@@ -447,6 +447,45 @@ mod tests {
         );
     }
 
+    /// `nginx/examples/` shows users exactly what moltguard writes; this
+    /// keeps those files true. `MOLTGUARD_BLESS=1 cargo test` rewrites them.
+    #[test]
+    fn examples_in_the_repo_match_the_renderer() {
+        let layout = Layout {
+            home: None,
+            config_file: "/etc/moltguard/moltguard.toml".into(),
+            state_dir: "/var/lib/moltguard".into(),
+            log_dir: "/var/log/moltguard".into(),
+            htpasswd: "/etc/moltguard/htpasswd".into(),
+            nginx_dir: "/etc/moltguard/nginx".into(),
+        };
+        let config = Config { settings: Default::default(), layout: layout.clone(), config_file_found: true };
+        let at = Utc.with_ymd_and_hms(2026, 11, 25, 12, 0, 0).unwrap();
+        let mut r = BreakerRecord::initial(at);
+        r.generation = 7;
+        r.reason = ReasonCode::Manual;
+        let mut files = vec![
+            ("moltguard-site.conf", render_site(&config).unwrap()),
+            ("nginx-managed.conf", render_managed_main(&config).unwrap()),
+            ("breaker-open.conf", render_include(&r, &layout).unwrap()),
+        ];
+        r.state = BreakerState::HalfOpen;
+        files.push(("breaker-half-open.conf", render_include(&r, &layout).unwrap()));
+        r.state = BreakerState::Closed;
+        r.expires_at = Some(at + chrono::Duration::minutes(30));
+        files.push(("breaker-closed-for-30m.conf", render_include(&r, &layout).unwrap()));
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("nginx/examples");
+        for (name, text) in files {
+            let path = dir.join(name);
+            if std::env::var_os("MOLTGUARD_BLESS").is_some() {
+                std::fs::create_dir_all(&dir).unwrap();
+                std::fs::write(&path, &text).unwrap();
+            }
+            let on_disk = std::fs::read_to_string(&path).unwrap_or_default();
+            assert_eq!(on_disk, text, "{} is stale: run `MOLTGUARD_BLESS=1 cargo test --lib`", path.display());
+        }
+    }
+
     #[test]
     fn header_parser_ignores_other_files() {
         assert_eq!(parse_include_header(""), None);
