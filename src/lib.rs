@@ -15,4 +15,5 @@ pub mod cli;
 pub mod config;
 pub mod exec;
 pub mod fsutil;
+pub mod guardian;
 pub mod nginx;

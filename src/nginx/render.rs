@@ -459,7 +459,11 @@ mod tests {
             htpasswd: "/etc/moltguard/htpasswd".into(),
             nginx_dir: "/etc/moltguard/nginx".into(),
         };
-        let config = Config { settings: Default::default(), layout: layout.clone(), config_file_found: true };
+        let config = Config {
+            settings: Default::default(),
+            layout: layout.clone(),
+            config_file_found: true,
+        };
         let at = Utc.with_ymd_and_hms(2026, 11, 25, 12, 0, 0).unwrap();
         let mut r = BreakerRecord::initial(at);
         r.generation = 7;
@@ -470,10 +474,16 @@ mod tests {
             ("breaker-open.conf", render_include(&r, &layout).unwrap()),
         ];
         r.state = BreakerState::HalfOpen;
-        files.push(("breaker-half-open.conf", render_include(&r, &layout).unwrap()));
+        files.push((
+            "breaker-half-open.conf",
+            render_include(&r, &layout).unwrap(),
+        ));
         r.state = BreakerState::Closed;
         r.expires_at = Some(at + chrono::Duration::minutes(30));
-        files.push(("breaker-closed-for-30m.conf", render_include(&r, &layout).unwrap()));
+        files.push((
+            "breaker-closed-for-30m.conf",
+            render_include(&r, &layout).unwrap(),
+        ));
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("nginx/examples");
         for (name, text) in files {
             let path = dir.join(name);
@@ -482,7 +492,12 @@ mod tests {
                 std::fs::write(&path, &text).unwrap();
             }
             let on_disk = std::fs::read_to_string(&path).unwrap_or_default();
-            assert_eq!(on_disk, text, "{} is stale: run `MOLTGUARD_BLESS=1 cargo test --lib`", path.display());
+            assert_eq!(
+                on_disk,
+                text,
+                "{} is stale: run `MOLTGUARD_BLESS=1 cargo test --lib`",
+                path.display()
+            );
         }
     }
 

@@ -1,0 +1,68 @@
+//! What a check reports: a stable id, a severity, what was found, and the fix.
+
+use crate::breaker::ReasonCode;
+use serde::Serialize;
+
+/// How bad a finding is. Any critical finding opens the breaker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Info,
+    Warning,
+    Critical,
+}
+
+/// One problem found by a check.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Finding {
+    /// Stable identifier of the rule that fired, e.g. `NGINX_LISTEN_PUBLIC`.
+    pub id: &'static str,
+    pub severity: Severity,
+    /// The breaker reason code a critical finding opens the breaker with.
+    pub reason: ReasonCode,
+    /// What was found, with enough detail to locate it. Never a secret.
+    pub what: String,
+    /// What the user should do about it.
+    pub fix: String,
+    /// Where: `file:line`, `pid 123 (node)`, an address.
+    pub location: Option<String>,
+}
+
+impl Finding {
+    pub fn critical(
+        id: &'static str,
+        reason: ReasonCode,
+        what: impl Into<String>,
+        fix: impl Into<String>,
+    ) -> Self {
+        Self {
+            id,
+            severity: Severity::Critical,
+            reason,
+            what: what.into(),
+            fix: fix.into(),
+            location: None,
+        }
+    }
+
+    pub fn warning(
+        id: &'static str,
+        reason: ReasonCode,
+        what: impl Into<String>,
+        fix: impl Into<String>,
+    ) -> Self {
+        Self {
+            id,
+            severity: Severity::Warning,
+            reason,
+            what: what.into(),
+            fix: fix.into(),
+            location: None,
+        }
+    }
+
+    pub fn at(mut self, location: impl Into<String>) -> Self {
+        self.location = Some(location.into());
+        self
+    }
+}
