@@ -1,6 +1,11 @@
 //! The guardian: checks that find exposure and misconfiguration, and the
 //! daemon that opens the breaker when one is critical.
 
+pub mod daemon;
+pub mod exposure;
 pub mod finding;
+pub mod runtime;
+pub mod scan;
+pub mod selfcheck;
 
 pub use finding::{Finding, Severity};
