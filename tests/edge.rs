@@ -4,7 +4,7 @@
 //! pid/logs/temp inside the prefix). When the tests run as root, moltguard
 //! runs that nginx as the unprivileged `nobody`.
 
-#[path = "edge/stack.rs"]
+#[path = "support/stack.rs"]
 mod stack;
 
 use stack::*;
