@@ -5,6 +5,7 @@
 //! runs that nginx as the unprivileged `nobody`.
 
 #[path = "support/stack.rs"]
+#[allow(dead_code)] // shared by several test binaries; each uses a part
 mod stack;
 
 use stack::*;

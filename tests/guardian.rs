@@ -7,6 +7,7 @@
 //! (the probe itself is tested against 127.0.0.2 in the unit tests).
 
 #[path = "support/stack.rs"]
+#[allow(dead_code)] // shared by several test binaries; each uses a part
 mod stack;
 
 use stack::*;
