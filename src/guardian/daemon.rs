@@ -88,8 +88,13 @@ pub fn watched_dirs(config: &Config) -> Vec<PathBuf> {
 }
 
 /// Files the guardian writes itself, or that change on every transition
-/// without meaning anything new; events on them do not trigger a scan.
-fn is_noise(path: &Path) -> bool {
+/// without meaning anything new, and a managed nginx's runtime prefix (pid,
+/// logs, temp files; `nginx -t` touches it); events on them do not trigger a
+/// scan, or every scan would trigger the next.
+fn is_noise(path: &Path, runtime_prefix: &Path) -> bool {
+    if path.starts_with(runtime_prefix) {
+        return true;
+    }
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy())
@@ -139,7 +144,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         act(&config, &report);
         let next = next_wake(&config, interval);
         write_status(&config, started_at, &report, next);
-        files_changed = wait_for_change(&rx, next);
+        files_changed = wait_for_change(&rx, next, &config.layout.managed_prefix());
     }
 }
 
@@ -161,6 +166,7 @@ fn next_wake(config: &Config, interval: Duration) -> DateTime<Utc> {
 fn wait_for_change(
     rx: &mpsc::Receiver<notify::Result<notify::Event>>,
     deadline: DateTime<Utc>,
+    runtime_prefix: &Path,
 ) -> bool {
     let until = Instant::now() + (deadline - Utc::now()).to_std().unwrap_or(Duration::ZERO);
     loop {
@@ -169,7 +175,7 @@ fn wait_for_change(
             return false;
         }
         match rx.recv_timeout(left) {
-            Ok(Ok(ev)) if is_relevant(&ev) => {
+            Ok(Ok(ev)) if is_relevant(&ev, runtime_prefix) => {
                 tracing::debug!(paths = ?ev.paths, "watched file changed");
                 // Let the burst settle, then scan.
                 let settle_until = Instant::now() + DEBOUNCE;
@@ -193,11 +199,11 @@ fn wait_for_change(
     }
 }
 
-fn is_relevant(ev: &notify::Event) -> bool {
+fn is_relevant(ev: &notify::Event, runtime_prefix: &Path) -> bool {
     matches!(
         ev.kind,
         EventKind::Create(_) | EventKind::Modify(_) | EventKind::Remove(_) | EventKind::Any
-    ) && ev.paths.iter().any(|p| !is_noise(p))
+    ) && ev.paths.iter().any(|p| !is_noise(p, runtime_prefix))
 }
 
 /// Opens the breaker for the primary critical finding, unless it already is
@@ -247,6 +253,22 @@ fn act(config: &Config, report: &ScanReport) {
         ),
         Ok(None) => {}
         Err(e) => tracing::error!(finding = id, error = %e, "could not open the breaker"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn own_writes_and_nginx_runtime_are_noise() {
+        let rt = Path::new("/h/nginx/runtime");
+        for p in ["/h/state/guardian.json", "/h/state/.moltguard-abc.tmp", "/h/nginx/runtime", "/h/nginx/runtime/logs/error.log", "/h/nginx/.candidate-x"] {
+            assert!(is_noise(Path::new(p), rt), "{p}");
+        }
+        for p in ["/h/state/breaker.json", "/h/htpasswd", "/h/nginx/moltguard-site.conf", "/h/state/edge/breaker.allow"] {
+            assert!(!is_noise(Path::new(p), rt), "{p}");
+        }
     }
 }
 

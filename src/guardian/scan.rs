@@ -177,9 +177,14 @@ impl Scanner {
     }
 }
 
-/// This process's CPU time so far, in µs.
+/// CPU time so far of this process and its waited-for children (`nginx -t`), in µs.
 fn cpu_time() -> Option<u64> {
-    let u = nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_SELF).ok()?;
+    use nix::sys::resource::{getrusage, UsageWho};
     let us = |t: nix::sys::time::TimeVal| t.tv_sec() as u64 * 1_000_000 + t.tv_usec() as u64;
-    Some(us(u.user_time()) + us(u.system_time()))
+    let mut total = 0;
+    for who in [UsageWho::RUSAGE_SELF, UsageWho::RUSAGE_CHILDREN] {
+        let u = getrusage(who).ok()?;
+        total += us(u.user_time()) + us(u.system_time());
+    }
+    Some(total)
 }

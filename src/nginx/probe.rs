@@ -42,17 +42,29 @@ pub fn probe_address(listen: IpAddr, port: u16) -> SocketAddr {
     SocketAddr::new(ip, port)
 }
 
+/// One client for the process: a blocking client owns a runtime thread, too
+/// costly to build per probe. No idle pooling, so every probe is a fresh
+/// connection (an old keep-alive one could reach an old worker).
+fn client() -> Option<&'static reqwest::blocking::Client> {
+    static CLIENT: std::sync::OnceLock<Option<reqwest::blocking::Client>> = std::sync::OnceLock::new();
+    CLIENT
+        .get_or_init(|| {
+            reqwest::blocking::Client::builder()
+                .no_proxy()
+                .pool_max_idle_per_host(0)
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .ok()
+        })
+        .as_ref()
+}
+
 /// One request on a new connection.
 pub fn probe(addr: SocketAddr, timeout: Duration) -> Result<Served, ProbeError> {
-    let client = reqwest::blocking::Client::builder()
-        .no_proxy()
-        .pool_max_idle_per_host(0)
-        .timeout(timeout)
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .map_err(|_| ProbeError::Unreachable(addr))?;
+    let client = client().ok_or(ProbeError::Unreachable(addr))?;
     let resp = client
         .get(format!("http://{addr}/"))
+        .timeout(timeout)
         .header("Connection", "close")
         .header("User-Agent", "moltguard-verify")
         .send()
