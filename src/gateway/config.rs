@@ -247,9 +247,10 @@ struct FileBreaker {
 
 /// Default config file location: `$MOLTGUARD_HOME/moltgate.toml` if set.
 pub fn default_config_path(env: &Env) -> Option<PathBuf> {
-    env.get("MOLTGATE_CONFIG")
-        .map(PathBuf::from)
-        .or_else(|| env.get("MOLTGUARD_HOME").map(|h| Path::new(h).join("moltgate.toml")))
+    env.get("MOLTGATE_CONFIG").map(PathBuf::from).or_else(|| {
+        env.get("MOLTGUARD_HOME")
+            .map(|h| Path::new(h).join("moltgate.toml"))
+    })
 }
 
 /// State dir: `MOLTGATE_STATE_DIR`, else `$MOLTGUARD_HOME/state`, else `./.moltguard/state`.
@@ -298,11 +299,12 @@ impl GatewayConfig {
             ))
         })?;
 
-        let state_dir = if env.contains_key("MOLTGATE_STATE_DIR") || env.contains_key("MOLTGUARD_HOME") {
-            default_state_dir(env)
-        } else {
-            file.state_dir.unwrap_or_else(|| default_state_dir(env))
-        };
+        let state_dir =
+            if env.contains_key("MOLTGATE_STATE_DIR") || env.contains_key("MOLTGUARD_HOME") {
+                default_state_dir(env)
+            } else {
+                file.state_dir.unwrap_or_else(|| default_state_dir(env))
+            };
 
         let mut providers = Vec::new();
         for (name, fp) in &file.providers {
@@ -315,7 +317,9 @@ impl GatewayConfig {
         };
         let request_timeout_ms = match env_nonempty("LLM_REQUEST_TIMEOUT_MS") {
             Some(v) => parse_u64("LLM_REQUEST_TIMEOUT_MS", &v)?,
-            None => file.request_timeout_ms.unwrap_or(DEFAULT_REQUEST_TIMEOUT_MS),
+            None => file
+                .request_timeout_ms
+                .unwrap_or(DEFAULT_REQUEST_TIMEOUT_MS),
         };
         if request_timeout_ms == 0 {
             return Err(ConfigError::Invalid(
@@ -331,9 +335,17 @@ impl GatewayConfig {
         // file already defines a provider of that name.
         let signals: [(&str, ProviderKind, &[&str]); 4] = [
             ("groq", ProviderKind::Groq, &["GROQ_API_KEY"]),
-            ("openrouter", ProviderKind::OpenRouter, &["OPENROUTER_API_KEY"]),
+            (
+                "openrouter",
+                ProviderKind::OpenRouter,
+                &["OPENROUTER_API_KEY"],
+            ),
             ("openai", ProviderKind::OpenAi, &["OPENAI_API_KEY"]),
-            ("ollama", ProviderKind::Ollama, &["OLLAMA_BASE_URL", "OLLAMA_MODEL"]),
+            (
+                "ollama",
+                ProviderKind::Ollama,
+                &["OLLAMA_BASE_URL", "OLLAMA_MODEL"],
+            ),
         ];
         let default_provider_env = env_nonempty("DEFAULT_LLM_PROVIDER");
         let secrets_dir = state_dir.join("secrets");
@@ -349,8 +361,7 @@ impl GatewayConfig {
                         || creds_dir.as_ref().is_some_and(|d| d.join(k).exists())
                 })
                 || default_provider_env.as_deref() == Some(name)
-                || (file.providers.is_empty()
-                    && file.default_provider.as_deref() == Some(name));
+                || (file.providers.is_empty() && file.default_provider.as_deref() == Some(name));
             if signalled {
                 providers.push(build_provider(name, &FileProvider::default(), env)?);
             }
@@ -374,7 +385,10 @@ impl GatewayConfig {
             let d = BreakerConfig::default();
             BreakerConfig {
                 failure_threshold: fb.failure_threshold.unwrap_or(d.failure_threshold).max(1),
-                cooldown: fb.cooldown_ms.map(Duration::from_millis).unwrap_or(d.cooldown),
+                cooldown: fb
+                    .cooldown_ms
+                    .map(Duration::from_millis)
+                    .unwrap_or(d.cooldown),
             }
         };
 
@@ -434,14 +448,19 @@ fn build_provider(name: &str, fp: &FileProvider, env: &Env) -> Result<ProviderCo
         ("total_timeout_ms", timeouts.total),
     ] {
         if t.is_zero() {
-            return Err(ConfigError::Invalid(format!("provider {name}: {what} must be > 0")));
+            return Err(ConfigError::Invalid(format!(
+                "provider {name}: {what} must be > 0"
+            )));
         }
     }
     Ok(ProviderConfig {
         name: name.to_string(),
         kind,
         base_url,
-        key_ref: fp.key.clone().or_else(|| kind.default_key_ref().map(String::from)),
+        key_ref: fp
+            .key
+            .clone()
+            .or_else(|| kind.default_key_ref().map(String::from)),
         default_model: fp.model.clone().or_else(|| kind.default_model(env)),
         timeouts,
     })
@@ -451,7 +470,9 @@ fn parse_bool(var: &str, v: &str) -> Result<bool, ConfigError> {
     match v.trim().to_ascii_lowercase().as_str() {
         "1" | "true" | "yes" | "on" => Ok(true),
         "0" | "false" | "no" | "off" => Ok(false),
-        _ => Err(ConfigError::Invalid(format!("{var}={v:?} is not a boolean (true/false)"))),
+        _ => Err(ConfigError::Invalid(format!(
+            "{var}={v:?} is not a boolean (true/false)"
+        ))),
     }
 }
 
@@ -466,7 +487,10 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> Env {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
@@ -504,9 +528,10 @@ mod tests {
 
     #[test]
     fn unknown_keys_are_rejected_precisely() {
-        let e = GatewayConfig::from_toml_str("[providers.x]\nbase_ur = \"h\"\n", &env(&[]), "f.toml")
-            .unwrap_err()
-            .to_string();
+        let e =
+            GatewayConfig::from_toml_str("[providers.x]\nbase_ur = \"h\"\n", &env(&[]), "f.toml")
+                .unwrap_err()
+                .to_string();
         assert!(e.contains("base_ur"), "{e}");
         let e = GatewayConfig::from_toml_str("", &env(&[("LLM_STREAMING", "maybe")]), "t")
             .unwrap_err()

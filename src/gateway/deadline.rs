@@ -12,7 +12,9 @@ pub struct Deadline {
 
 impl Deadline {
     pub fn after(d: Duration) -> Self {
-        Self { at: Instant::now() + d }
+        Self {
+            at: Instant::now() + d,
+        }
     }
     pub fn at(at: Instant) -> Self {
         Self { at }
@@ -28,7 +30,9 @@ impl Deadline {
     }
     /// The earlier of this deadline and `now + d`.
     pub fn cap(&self, d: Duration) -> Deadline {
-        Self { at: self.at.min(Instant::now() + d) }
+        Self {
+            at: self.at.min(Instant::now() + d),
+        }
     }
     /// True when this deadline (and not the per-phase one) is the binding one.
     pub fn binds_before(&self, d: Duration) -> bool {

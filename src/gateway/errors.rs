@@ -50,7 +50,12 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    pub fn new(status: StatusCode, kind: &'static str, code: &str, message: impl Into<String>) -> Self {
+    pub fn new(
+        status: StatusCode,
+        kind: &'static str,
+        code: &str,
+        message: impl Into<String>,
+    ) -> Self {
         Self {
             status,
             kind,
@@ -63,7 +68,12 @@ impl ApiError {
     }
 
     pub fn invalid_request(param: Option<&'static str>, message: impl Into<String>) -> Self {
-        let mut e = Self::new(StatusCode::BAD_REQUEST, "invalid_request_error", "invalid_request", message);
+        let mut e = Self::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_request_error",
+            "invalid_request",
+            message,
+        );
         e.param = param;
         e
     }
@@ -86,7 +96,10 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut resp = (self.status, axum::Json(self.body())).into_response();
         let h = resp.headers_mut();
-        h.insert("x-moltgate-attempts", HeaderValue::from(self.attempts.iter().filter(|a| a.sent).count()));
+        h.insert(
+            "x-moltgate-attempts",
+            HeaderValue::from(self.attempts.iter().filter(|a| a.sent).count()),
+        );
         if let Some(s) = self.retry_after_secs {
             h.insert("retry-after", HeaderValue::from(s));
         }

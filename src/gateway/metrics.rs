@@ -40,8 +40,11 @@ impl Metrics {
             c
         };
         let histo = |name: &str, help: &str, labels: &[&str]| {
-            let h = HistogramVec::new(HistogramOpts::new(name, help).buckets(BUCKETS.to_vec()), labels)
-                .expect("metric");
+            let h = HistogramVec::new(
+                HistogramOpts::new(name, help).buckets(BUCKETS.to_vec()),
+                labels,
+            )
+            .expect("metric");
             registry.register(Box::new(h.clone())).expect("register");
             h
         };
@@ -70,7 +73,11 @@ impl Metrics {
             "Upstream failures by provider and error class",
             &["provider", "class"],
         );
-        let retries = counter("moltgate_retries_total", "Retries of the same route", &["provider"]);
+        let retries = counter(
+            "moltgate_retries_total",
+            "Retries of the same route",
+            &["provider"],
+        );
         let fallbacks = counter(
             "moltgate_fallbacks_total",
             "Moves from a failed route to the next one",
@@ -84,7 +91,9 @@ impl Metrics {
             &["provider"],
         )
         .expect("metric");
-        registry.register(Box::new(breaker_state.clone())).expect("register");
+        registry
+            .register(Box::new(breaker_state.clone()))
+            .expect("register");
         let stream_aborts = counter(
             "moltgate_stream_aborts_total",
             "Streams ended with an error event after content had started",

@@ -6,6 +6,7 @@
 //! provider has a circuit breaker, and streams are either complete or end
 //! with an explicit error event.
 
+pub mod check;
 pub mod circuit;
 pub mod config;
 pub mod deadline;
@@ -51,7 +52,13 @@ impl Gateway {
                     Err(e) => (None, None, Some(e.to_string())),
                 },
             };
-            providers.push(Arc::new(Provider::new(pc.clone(), key, origin, key_error, cfg.breaker)?));
+            providers.push(Arc::new(Provider::new(
+                pc.clone(),
+                key,
+                origin,
+                key_error,
+                cfg.breaker,
+            )?));
         }
         let gw = Arc::new(Self {
             cfg,
@@ -79,7 +86,9 @@ impl Gateway {
     /// Usable: key present (if one is needed) and breaker not open.
     pub fn ready(&self) -> bool {
         self.providers.iter().any(|p| {
-            !p.key_missing() && p.key_error.is_none() && p.breaker.state() != circuit::BreakerState::Open
+            !p.key_missing()
+                && p.key_error.is_none()
+                && p.breaker.state() != circuit::BreakerState::Open
         })
     }
 }

@@ -84,8 +84,12 @@ pub struct Provider {
 }
 
 /// Upstream SSE events, owned by whoever consumes them.
-pub type UpstreamEvents =
-    Pin<Box<dyn Stream<Item = Result<eventsource_stream::Event, EventStreamError<reqwest::Error>>> + Send>>;
+pub type UpstreamEvents = Pin<
+    Box<
+        dyn Stream<Item = Result<eventsource_stream::Event, EventStreamError<reqwest::Error>>>
+            + Send,
+    >,
+>;
 
 pub enum Answer {
     /// A complete `chat.completion` object.
@@ -100,7 +104,13 @@ pub enum Answer {
 }
 
 impl Provider {
-    pub fn new(cfg: ProviderConfig, key: Option<SecretString>, key_origin: Option<SecretOrigin>, key_error: Option<String>, breaker: BreakerConfig) -> anyhow::Result<Self> {
+    pub fn new(
+        cfg: ProviderConfig,
+        key: Option<SecretString>,
+        key_origin: Option<SecretOrigin>,
+        key_error: Option<String>,
+        breaker: BreakerConfig,
+    ) -> anyhow::Result<Self> {
         let client = reqwest::Client::builder()
             .connect_timeout(cfg.timeouts.connect)
             .pool_idle_timeout(Duration::from_secs(60))
@@ -166,7 +176,13 @@ impl Provider {
     }
 
     /// One attempt. `body` is the client's request with `model`/`stream` already set.
-    pub async fn attempt(&self, body: Bytes, stream: bool, overall: Deadline, redactor: &Redactor) -> Result<Answer, Failure> {
+    pub async fn attempt(
+        &self,
+        body: Bytes,
+        stream: bool,
+        overall: Deadline,
+        redactor: &Redactor,
+    ) -> Result<Answer, Failure> {
         let t = self.cfg.timeouts;
         let budget = overall.cap(t.total);
         let start = Instant::now();
@@ -178,7 +194,12 @@ impl Provider {
             overall: overall_binds(limit),
         };
 
-        let resp = match timeout_at(headers_by.instant(), self.request("/chat/completions", body).send()).await {
+        let resp = match timeout_at(
+            headers_by.instant(),
+            self.request("/chat/completions", body).send(),
+        )
+        .await
+        {
             Err(_) => return Err(timeout(Phase::Headers, headers_by.instant())),
             Ok(Err(e)) => return Err(send_error(e, t.connect, redactor)),
             Ok(Ok(r)) => r,
@@ -197,7 +218,12 @@ impl Provider {
                 .await
                 .unwrap_or_default();
             let (code, message) = error_message(&text, redactor);
-            return Err(classify_status(status.as_u16(), code.as_deref(), message, retry_after.as_deref()));
+            return Err(classify_status(
+                status.as_u16(),
+                code.as_deref(),
+                message,
+                retry_after.as_deref(),
+            ));
         }
 
         let is_sse = resp
@@ -217,9 +243,24 @@ impl Provider {
             let idle_by = budget.cap(t.idle).instant();
             match timeout_at(idle_by, resp.chunk()).await {
                 Err(_) => {
-                    let phase = if idle_by < budget.instant() { Phase::Idle } else { Phase::Total };
-                    let ms = if phase == Phase::Idle { t.idle.as_millis() as u64 } else { budget.instant().saturating_duration_since(start).as_millis() as u64 };
-                    return Err(Failure::Timeout { phase, ms, overall: phase == Phase::Total && overall_binds(idle_by) });
+                    let phase = if idle_by < budget.instant() {
+                        Phase::Idle
+                    } else {
+                        Phase::Total
+                    };
+                    let ms = if phase == Phase::Idle {
+                        t.idle.as_millis() as u64
+                    } else {
+                        budget
+                            .instant()
+                            .saturating_duration_since(start)
+                            .as_millis() as u64
+                    };
+                    return Err(Failure::Timeout {
+                        phase,
+                        ms,
+                        overall: phase == Phase::Total && overall_binds(idle_by),
+                    });
                 }
                 Ok(Err(e)) => {
                     return Err(Failure::Cut {
@@ -262,7 +303,9 @@ impl Provider {
             Err(_) => Err(format!("no answer within {} ms", within.as_millis())),
             Ok(Err(e)) => Err(root_cause(&e.without_url())),
             Ok(Ok(r)) if r.status().is_success() => Ok(start.elapsed().as_millis() as u64),
-            Ok(Ok(r)) if matches!(r.status().as_u16(), 401 | 403) => Err(format!("API key rejected ({})", r.status().as_u16())),
+            Ok(Ok(r)) if matches!(r.status().as_u16(), 401 | 403) => {
+                Err(format!("API key rejected ({})", r.status().as_u16()))
+            }
             Ok(Ok(r)) => Err(format!("HTTP {}", r.status().as_u16())),
         }
     }
@@ -287,7 +330,11 @@ async fn first_content(
                 let total = idle_by >= budget.instant();
                 return Err(Failure::Timeout {
                     phase: if total { Phase::Total } else { Phase::Idle },
-                    ms: if total { idle_by.saturating_duration_since(start).as_millis() as u64 } else { idle.as_millis() as u64 },
+                    ms: if total {
+                        idle_by.saturating_duration_since(start).as_millis() as u64
+                    } else {
+                        idle.as_millis() as u64
+                    },
                     overall: total && overall.instant() <= idle_by,
                 });
             }
@@ -331,14 +378,19 @@ async fn first_content(
 
 /// Content, a tool call or a finish reason: the answer has begun.
 pub fn chunk_has_content(v: &Value) -> bool {
-    v.get("choices").and_then(Value::as_array).is_some_and(|cs| {
-        cs.iter().any(|c| {
-            let d = c.get("delta");
-            d.and_then(|d| d.get("content")).and_then(Value::as_str).is_some_and(|s| !s.is_empty())
-                || d.and_then(|d| d.get("tool_calls")).is_some_and(|t| !t.is_null())
-                || c.get("finish_reason").is_some_and(|f| !f.is_null())
+    v.get("choices")
+        .and_then(Value::as_array)
+        .is_some_and(|cs| {
+            cs.iter().any(|c| {
+                let d = c.get("delta");
+                d.and_then(|d| d.get("content"))
+                    .and_then(Value::as_str)
+                    .is_some_and(|s| !s.is_empty())
+                    || d.and_then(|d| d.get("tool_calls"))
+                        .is_some_and(|t| !t.is_null())
+                    || c.get("finish_reason").is_some_and(|f| !f.is_null())
+            })
         })
-    })
 }
 
 /// Some providers answer 200 with `{"error": ...}` (OpenRouter does, mid-stream too).
@@ -375,7 +427,10 @@ fn error_message(text: &str, redactor: &Redactor) -> (Option<String>, String) {
         Ok(v) if v.get("error").is_some() => {
             let e = &v["error"];
             if e.is_string() {
-                (None, redactor.redact(&truncate(e.as_str().unwrap_or(""), 300)))
+                (
+                    None,
+                    redactor.redact(&truncate(e.as_str().unwrap_or(""), 300)),
+                )
             } else {
                 error_fields(e, redactor)
             }
@@ -395,7 +450,12 @@ pub fn truncate(s: &str, max: usize) -> String {
     }
 }
 
-async fn read_body(mut resp: reqwest::Response, idle_by: Instant, by: Instant, max: usize) -> Option<String> {
+async fn read_body(
+    mut resp: reqwest::Response,
+    idle_by: Instant,
+    by: Instant,
+    max: usize,
+) -> Option<String> {
     let mut buf = Vec::new();
     let until = idle_by.min(by);
     while let Ok(Ok(Some(c))) = timeout_at(until, resp.chunk()).await {
@@ -462,7 +522,10 @@ pub fn label_model(v: &mut Value, provider: &str, route_model: &str) -> String {
         .unwrap_or(route_model)
         .to_string();
     if let Some(o) = v.as_object_mut() {
-        o.insert("model".into(), Value::String(format!("{provider}/{upstream}")));
+        o.insert(
+            "model".into(),
+            Value::String(format!("{provider}/{upstream}")),
+        );
     }
     upstream
 }

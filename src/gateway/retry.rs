@@ -38,24 +38,52 @@ impl Phase {
 #[derive(Debug, Clone)]
 pub enum Failure {
     /// A deadline fired. `overall` when the request's chain deadline was the binding one.
-    Timeout { phase: Phase, ms: u64, overall: bool },
+    Timeout {
+        phase: Phase,
+        ms: u64,
+        overall: bool,
+    },
     /// Refused, reset or closed before any response byte.
-    Connect { detail: String },
+    Connect {
+        detail: String,
+    },
     /// The body was cut after it started.
-    Cut { detail: String },
+    Cut {
+        detail: String,
+    },
     RateLimited {
         retry_after: Option<Duration>,
         until: Option<DateTime<Utc>>,
     },
-    Auth { status: u16 },
-    ContextLength { message: String },
-    ContentPolicy { message: String },
-    NotFound { message: String },
-    BadRequest { status: u16, message: String },
-    Server { status: u16, message: String },
-    Malformed { detail: String },
-    CircuitOpen { retry_in: Duration },
-    KeyMissing { key_ref: String },
+    Auth {
+        status: u16,
+    },
+    ContextLength {
+        message: String,
+    },
+    ContentPolicy {
+        message: String,
+    },
+    NotFound {
+        message: String,
+    },
+    BadRequest {
+        status: u16,
+        message: String,
+    },
+    Server {
+        status: u16,
+        message: String,
+    },
+    Malformed {
+        detail: String,
+    },
+    CircuitOpen {
+        retry_in: Duration,
+    },
+    KeyMissing {
+        key_ref: String,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -190,7 +218,12 @@ pub fn parse_retry_after(v: &str) -> Option<(Duration, DateTime<Utc>)> {
 }
 
 /// Classify a non-2xx upstream answer from its status and (sanitised) message.
-pub fn classify_status(status: u16, code: Option<&str>, message: String, retry_after: Option<&str>) -> Failure {
+pub fn classify_status(
+    status: u16,
+    code: Option<&str>,
+    message: String,
+    retry_after: Option<&str>,
+) -> Failure {
     let lower = message.to_ascii_lowercase();
     let code = code.unwrap_or("").to_ascii_lowercase();
     let context = code.contains("context_length")
@@ -231,17 +264,46 @@ mod tests {
     #[test]
     fn classification_and_actions() {
         let max = Duration::from_secs(2);
-        let f = classify_status(400, Some("context_length_exceeded"), "too long".into(), None);
+        let f = classify_status(
+            400,
+            Some("context_length_exceeded"),
+            "too long".into(),
+            None,
+        );
         assert!(matches!(f, Failure::ContextLength { .. }));
         assert_eq!(f.action(max), Action::NextRoute);
-        let f = classify_status(400, None, "Your request was flagged by our content policy".into(), None);
+        let f = classify_status(
+            400,
+            None,
+            "Your request was flagged by our content policy".into(),
+            None,
+        );
         assert_eq!(f.action(max), Action::Stop);
-        assert_eq!(classify_status(401, None, String::new(), None).action(max), Action::SkipProvider);
-        assert_eq!(classify_status(503, None, String::new(), None).action(max), Action::Retry);
-        assert_eq!(classify_status(429, None, String::new(), Some("1")).action(max), Action::Retry);
-        assert_eq!(classify_status(429, None, String::new(), Some("60")).action(max), Action::NextRoute);
-        assert_eq!(classify_status(429, None, String::new(), None).action(max), Action::NextRoute);
-        let t = Failure::Timeout { phase: Phase::Headers, ms: 10, overall: false };
+        assert_eq!(
+            classify_status(401, None, String::new(), None).action(max),
+            Action::SkipProvider
+        );
+        assert_eq!(
+            classify_status(503, None, String::new(), None).action(max),
+            Action::Retry
+        );
+        assert_eq!(
+            classify_status(429, None, String::new(), Some("1")).action(max),
+            Action::Retry
+        );
+        assert_eq!(
+            classify_status(429, None, String::new(), Some("60")).action(max),
+            Action::NextRoute
+        );
+        assert_eq!(
+            classify_status(429, None, String::new(), None).action(max),
+            Action::NextRoute
+        );
+        let t = Failure::Timeout {
+            phase: Phase::Headers,
+            ms: 10,
+            overall: false,
+        };
         assert_eq!(t.action(max), Action::NextRoute);
     }
 

@@ -45,7 +45,12 @@ fn known(cfg: &GatewayConfig) -> String {
 }
 
 /// Resolve one requested name (alias, `provider/model` or bare model).
-fn resolve_one(cfg: &GatewayConfig, name: &str, out: &mut Vec<Route>, with_globals: bool) -> Result<(), String> {
+fn resolve_one(
+    cfg: &GatewayConfig,
+    name: &str,
+    out: &mut Vec<Route>,
+    with_globals: bool,
+) -> Result<(), String> {
     if let Some(chain) = cfg.aliases.get(name) {
         for r in chain {
             out.push(parse_configured(cfg, r)?);
@@ -75,7 +80,11 @@ fn resolve_one(cfg: &GatewayConfig, name: &str, out: &mut Vec<Route>, with_globa
     push_globals(cfg, out, with_globals)
 }
 
-fn push_globals(cfg: &GatewayConfig, out: &mut Vec<Route>, with_globals: bool) -> Result<(), String> {
+fn push_globals(
+    cfg: &GatewayConfig,
+    out: &mut Vec<Route>,
+    with_globals: bool,
+) -> Result<(), String> {
     if with_globals {
         for f in &cfg.fallbacks {
             out.push(parse_configured(cfg, f)?);
@@ -85,7 +94,11 @@ fn push_globals(cfg: &GatewayConfig, out: &mut Vec<Route>, with_globals: bool) -
 }
 
 /// Build the full chain for a request. Duplicates are removed, first wins.
-pub fn resolve_chain(cfg: &GatewayConfig, model: &str, request_fallbacks: &[String]) -> Result<Vec<Route>, String> {
+pub fn resolve_chain(
+    cfg: &GatewayConfig,
+    model: &str,
+    request_fallbacks: &[String],
+) -> Result<Vec<Route>, String> {
     let mut out = Vec::new();
     resolve_one(cfg, model, &mut out, true)?;
     for f in request_fallbacks {
@@ -159,7 +172,10 @@ mod tests {
         let c = cfg();
         assert_eq!(
             names(resolve_chain(&c, "fast", &[]).unwrap()),
-            ["groq/llama-3.1-8b-instant", "openrouter/meta-llama/llama-3.1-8b-instruct"]
+            [
+                "groq/llama-3.1-8b-instant",
+                "openrouter/meta-llama/llama-3.1-8b-instruct"
+            ]
         );
         assert_eq!(
             names(resolve_chain(&c, "openrouter/anthropic/claude", &[]).unwrap()),
@@ -175,7 +191,10 @@ mod tests {
             ]
         );
         // Unknown prefix: the whole name is a model for the default provider.
-        assert_eq!(names(resolve_chain(&c, "meta/x", &[]).unwrap())[0], "groq/meta/x");
+        assert_eq!(
+            names(resolve_chain(&c, "meta/x", &[]).unwrap())[0],
+            "groq/meta/x"
+        );
         assert!(check_routes(&c).is_empty());
     }
 }

@@ -61,7 +61,10 @@ pub enum SecretError {
     #[error("refusing secrets file {path}: mode {mode:04o} lets group/other read it; run `chmod 600 {path}`")]
     InsecureFile { path: PathBuf, mode: u32 },
     #[error("cannot read secret {path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("secret name {0:?} is invalid (use letters, digits, '_', '-', '.')")]
     BadName(String),
 }
@@ -89,7 +92,10 @@ impl SecretSource {
         validate_name(name)?;
         let file = secret_path(&self.state_dir, name);
         if let Some(v) = read_secret_file(&file, true)? {
-            return Ok(Some(Secret { value: v, origin: SecretOrigin::File }));
+            return Ok(Some(Secret {
+                value: v,
+                origin: SecretOrigin::File,
+            }));
         }
         if let Some(dir) = &self.credentials_dir {
             // systemd already restricts credentials to the unit; no mode check.
@@ -101,9 +107,17 @@ impl SecretSource {
             }
         }
         if let Some(v) = keychain_lookup(name) {
-            return Ok(Some(Secret { value: v, origin: SecretOrigin::Keychain }));
+            return Ok(Some(Secret {
+                value: v,
+                origin: SecretOrigin::Keychain,
+            }));
         }
-        if let Some(v) = self.env.get(name).map(|v| v.trim()).filter(|v| !v.is_empty()) {
+        if let Some(v) = self
+            .env
+            .get(name)
+            .map(|v| v.trim())
+            .filter(|v| !v.is_empty())
+        {
             let first = self.warned.lock().unwrap().insert(name.to_string());
             if first {
                 tracing::warn!(
@@ -172,7 +186,11 @@ fn read_secret_file(path: &Path, check_mode: bool) -> Result<Option<SecretString
 
 /// Store a secret atomically: temp file created 0600 in the same directory,
 /// fsync, rename over the target, fsync the directory. For `moltguard secrets set`.
-pub fn write_secret_file(state_dir: &Path, name: &str, value: &str) -> Result<PathBuf, SecretError> {
+pub fn write_secret_file(
+    state_dir: &Path,
+    name: &str,
+    value: &str,
+) -> Result<PathBuf, SecretError> {
     validate_name(name)?;
     let dir = state_dir.join("secrets");
     let io = |path: &Path| {
@@ -228,10 +246,16 @@ mod tests {
 
         let p = write_secret_file(dir.path(), "K1", "from-file\n").unwrap();
         let s = src.resolve("K1").unwrap().unwrap();
-        assert_eq!((s.value.expose(), s.origin), ("from-file", SecretOrigin::File));
+        assert_eq!(
+            (s.value.expose(), s.origin),
+            ("from-file", SecretOrigin::File)
+        );
 
         use std::os::unix::fs::PermissionsExt;
-        assert_eq!(std::fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            std::fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
         let e = src.resolve("K1").unwrap_err().to_string();
         assert!(e.contains("chmod 600"), "{e}");

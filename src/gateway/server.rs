@@ -1,4 +1,7 @@
 //! HTTP routes and the fallback chain.
+// `ApiError` carries the attempt list by value; it is built once per failed
+// request, so boxing it would buy nothing.
+#![allow(clippy::result_large_err)]
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -61,7 +64,10 @@ async fn metrics(State(gw): State<Arc<Gateway>>) -> Response {
         gw.refresh_breaker_gauge(p);
     }
     (
-        [(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
         gw.metrics.render(),
     )
         .into_response()
@@ -90,27 +96,56 @@ struct ChatRequest {
 }
 
 fn parse_request(raw: &[u8], default_model: &str) -> Result<ChatRequest, ApiError> {
-    let v: Value = serde_json::from_slice(raw)
-        .map_err(|e| ApiError::invalid_request(None, format!("request body is not valid JSON: {e}")))?;
+    let v: Value = serde_json::from_slice(raw).map_err(|e| {
+        ApiError::invalid_request(None, format!("request body is not valid JSON: {e}"))
+    })?;
     let Value::Object(body) = v else {
-        return Err(ApiError::invalid_request(None, "request body must be a JSON object"));
+        return Err(ApiError::invalid_request(
+            None,
+            "request body must be a JSON object",
+        ));
     };
     let model = match body.get("model") {
         None | Some(Value::Null) => default_model.to_string(),
         Some(Value::String(s)) if s.trim().is_empty() => default_model.to_string(),
         Some(Value::String(s)) => s.trim().to_string(),
-        Some(_) => return Err(ApiError::invalid_request(Some("model"), "\"model\" must be a string")),
+        Some(_) => {
+            return Err(ApiError::invalid_request(
+                Some("model"),
+                "\"model\" must be a string",
+            ))
+        }
     };
     match body.get("messages") {
         Some(Value::Array(a)) if !a.is_empty() => {}
-        Some(Value::Array(_)) => return Err(ApiError::invalid_request(Some("messages"), "\"messages\" must not be empty")),
-        Some(_) => return Err(ApiError::invalid_request(Some("messages"), "\"messages\" must be an array of {role, content} objects")),
-        None => return Err(ApiError::invalid_request(Some("messages"), "missing required field \"messages\"")),
+        Some(Value::Array(_)) => {
+            return Err(ApiError::invalid_request(
+                Some("messages"),
+                "\"messages\" must not be empty",
+            ))
+        }
+        Some(_) => {
+            return Err(ApiError::invalid_request(
+                Some("messages"),
+                "\"messages\" must be an array of {role, content} objects",
+            ))
+        }
+        None => {
+            return Err(ApiError::invalid_request(
+                Some("messages"),
+                "missing required field \"messages\"",
+            ))
+        }
     }
     let stream = match body.get("stream") {
         None | Some(Value::Null) => false,
         Some(Value::Bool(b)) => *b,
-        Some(_) => return Err(ApiError::invalid_request(Some("stream"), "\"stream\" must be true or false")),
+        Some(_) => {
+            return Err(ApiError::invalid_request(
+                Some("stream"),
+                "\"stream\" must be true or false",
+            ))
+        }
     };
     let fallbacks = match body.get("fallbacks") {
         None | Some(Value::Null) => Vec::new(),
@@ -118,12 +153,26 @@ fn parse_request(raw: &[u8], default_model: &str) -> Result<ChatRequest, ApiErro
             .iter()
             .map(|f| match f {
                 Value::String(s) => Ok(s.clone()),
-                Value::Object(o) => o.get("model").and_then(Value::as_str).map(str::to_owned).ok_or(()),
+                Value::Object(o) => o
+                    .get("model")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned)
+                    .ok_or(()),
                 _ => Err(()),
             })
             .collect::<Result<_, _>>()
-            .map_err(|_| ApiError::invalid_request(Some("fallbacks"), "\"fallbacks\" must be a list of model names"))?,
-        Some(_) => return Err(ApiError::invalid_request(Some("fallbacks"), "\"fallbacks\" must be a list of model names")),
+            .map_err(|_| {
+                ApiError::invalid_request(
+                    Some("fallbacks"),
+                    "\"fallbacks\" must be a list of model names",
+                )
+            })?,
+        Some(_) => {
+            return Err(ApiError::invalid_request(
+                Some("fallbacks"),
+                "\"fallbacks\" must be a list of model names",
+            ))
+        }
     };
     Ok(ChatRequest {
         body,
@@ -160,20 +209,29 @@ async fn chat(State(gw): State<Arc<Gateway>>, raw: Bytes) -> Response {
     match outcome {
         Err(e) => {
             gw.metrics.requests.with_label_values(&["error"]).inc();
-            gw.metrics.request_duration.with_label_values(&["error"]).observe(elapsed);
+            gw.metrics
+                .request_duration
+                .with_label_values(&["error"])
+                .observe(elapsed);
             tracing::info!(model = %label(&req.model), status = e.status.as_u16(), "request failed: {}", e.message);
             e.into_response()
         }
         Ok(s) => {
             gw.metrics.requests.with_label_values(&["ok"]).inc();
-            gw.metrics.request_duration.with_label_values(&["ok"]).observe(elapsed);
+            gw.metrics
+                .request_duration
+                .with_label_values(&["ok"])
+                .observe(elapsed);
             respond(&gw, s, req.stream)
         }
     }
 }
 
 fn client_error(gw: &Gateway, e: ApiError) -> Response {
-    gw.metrics.requests.with_label_values(&["client_error"]).inc();
+    gw.metrics
+        .requests
+        .with_label_values(&["client_error"])
+        .inc();
     e.into_response()
 }
 
@@ -185,13 +243,19 @@ fn respond(gw: &Arc<Gateway>, s: Success, client_stream: bool) -> Response {
             answered_model = label_model(&mut v, &provider_name, &s.route.model);
             if client_stream {
                 let events = synthesize(&v);
-                Sse::new(futures_util::stream::iter(events.into_iter().map(Ok::<_, std::convert::Infallible>))).into_response()
+                Sse::new(futures_util::stream::iter(
+                    events.into_iter().map(Ok::<_, std::convert::Infallible>),
+                ))
+                .into_response()
             } else {
                 Json(v).into_response()
             }
         }
         Answer::Stream { first, rest, done } => {
-            if let Some(m) = first.iter().find_map(|c| c.get("model").and_then(Value::as_str)) {
+            if let Some(m) = first
+                .iter()
+                .find_map(|c| c.get("model").and_then(Value::as_str))
+            {
                 answered_model = m.to_string();
             }
             let r = Relay {
@@ -219,7 +283,13 @@ fn respond(gw: &Arc<Gateway>, s: Success, client_stream: bool) -> Response {
     resp
 }
 
-async fn run_chain(gw: &Arc<Gateway>, req: &ChatRequest, chain: &[Route], upstream_stream: bool, overall: Deadline) -> Result<Success, ApiError> {
+async fn run_chain(
+    gw: &Arc<Gateway>,
+    req: &ChatRequest,
+    chain: &[Route],
+    upstream_stream: bool,
+    overall: Deadline,
+) -> Result<Success, ApiError> {
     let cfg = &gw.cfg;
     let mut reports: Vec<AttemptReport> = Vec::new();
     let mut last: Option<Failure> = None;
@@ -228,10 +298,15 @@ async fn run_chain(gw: &Arc<Gateway>, req: &ChatRequest, chain: &[Route], upstre
     let mut sent = 0usize;
 
     'routes: for (i, route) in chain.iter().enumerate() {
-        let Some(p) = gw.provider(&route.provider) else { continue };
+        let Some(p) = gw.provider(&route.provider) else {
+            continue;
+        };
         if i > 0 {
             if let Some(prev) = chain.get(i - 1) {
-                gw.metrics.fallbacks.with_label_values(&[&prev.provider]).inc();
+                gw.metrics
+                    .fallbacks
+                    .with_label_values(&[&prev.provider])
+                    .inc();
             }
         }
         if skipped_providers.contains(&route.provider) {
@@ -256,14 +331,18 @@ async fn run_chain(gw: &Arc<Gateway>, req: &ChatRequest, chain: &[Route], upstre
                 break 'routes;
             }
             if let Err(rej) = p.breaker.try_acquire() {
-                let f = Failure::CircuitOpen { retry_in: rej.retry_in };
+                let f = Failure::CircuitOpen {
+                    retry_in: rej.retry_in,
+                };
                 reports.push(AttemptReport::failed(p.name(), &route.model, &f, 0));
                 last = Some(f);
                 continue 'routes;
             }
             let t0 = Instant::now();
             sent += 1;
-            let result = p.attempt(body.clone(), upstream_stream, overall, &gw.redactor).await;
+            let result = p
+                .attempt(body.clone(), upstream_stream, overall, &gw.redactor)
+                .await;
             let ms = t0.elapsed().as_millis() as u64;
             let model_l = label(&route.model);
             match result {
@@ -271,7 +350,10 @@ async fn run_chain(gw: &Arc<Gateway>, req: &ChatRequest, chain: &[Route], upstre
                     p.breaker.record_success();
                     gw.refresh_breaker_gauge(p);
                     p.record(ms, Ok(()));
-                    gw.metrics.upstream_requests.with_label_values(&[p.name(), model_l, "ok"]).inc();
+                    gw.metrics
+                        .upstream_requests
+                        .with_label_values(&[p.name(), model_l, "ok"])
+                        .inc();
                     gw.metrics
                         .upstream_latency
                         .with_label_values(&[p.name(), model_l])
@@ -295,8 +377,14 @@ async fn run_chain(gw: &Arc<Gateway>, req: &ChatRequest, chain: &[Route], upstre
                     let rep = AttemptReport::failed(p.name(), &route.model, &f, ms);
                     tracing::warn!(provider = p.name(), model = %model_l, class = f.class(), elapsed_ms = ms, "attempt failed: {}", rep.detail);
                     p.record(ms, Err(rep.detail.clone()));
-                    gw.metrics.upstream_requests.with_label_values(&[p.name(), model_l, f.class()]).inc();
-                    gw.metrics.errors.with_label_values(&[p.name(), f.class()]).inc();
+                    gw.metrics
+                        .upstream_requests
+                        .with_label_values(&[p.name(), model_l, f.class()])
+                        .inc();
+                    gw.metrics
+                        .errors
+                        .with_label_values(&[p.name(), f.class()])
+                        .inc();
                     reports.push(rep);
                     let action = f.action(cfg.max_retry_after);
                     last = Some(f.clone());
@@ -322,13 +410,22 @@ async fn run_chain(gw: &Arc<Gateway>, req: &ChatRequest, chain: &[Route], upstre
             }
         }
     }
-    Err(exhausted_error(cfg, &req.model, chain, last, reports, overall))
+    Err(exhausted_error(
+        cfg, &req.model, chain, last, reports, overall,
+    ))
 }
 
 fn stop_error(model: &str, f: &Failure, reports: Vec<AttemptReport>) -> ApiError {
-    let culprit = reports.last().map(|r| format!("{}/{}", r.provider, r.model)).unwrap_or_default();
+    let culprit = reports
+        .last()
+        .map(|r| format!("{}/{}", r.provider, r.model))
+        .unwrap_or_default();
     let (status, kind, code) = match f {
-        Failure::ContentPolicy { .. } => (StatusCode::BAD_REQUEST, "invalid_request_error", "content_policy_violation"),
+        Failure::ContentPolicy { .. } => (
+            StatusCode::BAD_REQUEST,
+            "invalid_request_error",
+            "content_policy_violation",
+        ),
         Failure::BadRequest { status, .. } => (
             StatusCode::from_u16(*status).unwrap_or(StatusCode::BAD_REQUEST),
             "invalid_request_error",
@@ -340,7 +437,10 @@ fn stop_error(model: &str, f: &Failure, reports: Vec<AttemptReport>) -> ApiError
         status,
         kind,
         code,
-        format!("{culprit} {} (model {model:?}; not retried: another provider would refuse it too)", f.describe()),
+        format!(
+            "{culprit} {} (model {model:?}; not retried: another provider would refuse it too)",
+            f.describe()
+        ),
     );
     e.attempts = reports;
     e
@@ -355,42 +455,80 @@ fn exhausted_error(
     overall: Deadline,
 ) -> ApiError {
     let tried: Vec<String> = reports.iter().map(AttemptReport::line).collect();
-    let reached: HashSet<String> = reports.iter().map(|r| format!("{}/{}", r.provider, r.model)).collect();
-    let untried: Vec<String> = chain.iter().map(|r| r.to_string()).filter(|r| !reached.contains(r)).collect();
+    let reached: HashSet<String> = reports
+        .iter()
+        .map(|r| format!("{}/{}", r.provider, r.model))
+        .collect();
+    let untried: Vec<String> = chain
+        .iter()
+        .map(|r| r.to_string())
+        .filter(|r| !reached.contains(r))
+        .collect();
     let classes: Vec<&str> = reports.iter().map(|r| r.outcome).collect();
     let all = |c: &[&str]| !classes.is_empty() && classes.iter().all(|x| c.contains(x));
-    let deadline_hit = overall.expired() || matches!(last, Some(Failure::Timeout { overall: true, .. }));
+    let deadline_hit =
+        overall.expired() || matches!(last, Some(Failure::Timeout { overall: true, .. }));
 
     let (status, kind, code, headline) = if deadline_hit {
         (
             StatusCode::GATEWAY_TIMEOUT,
             "timeout_error",
             "deadline_exceeded",
-            format!("No answer for model {model:?} within the request deadline of {} ms.", cfg.request_timeout.as_millis()),
+            format!(
+                "No answer for model {model:?} within the request deadline of {} ms.",
+                cfg.request_timeout.as_millis()
+            ),
         )
     } else if all(&["rate_limited", "circuit_open"]) && classes.contains(&"rate_limited") {
-        (StatusCode::TOO_MANY_REQUESTS, "rate_limit_error", "rate_limited", format!("Every provider for model {model:?} is rate limiting."))
+        (
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limit_error",
+            "rate_limited",
+            format!("Every provider for model {model:?} is rate limiting."),
+        )
     } else if all(&["context_length"]) {
         (StatusCode::BAD_REQUEST, "invalid_request_error", "context_length_exceeded", format!("The prompt is too long for every model tried for {model:?}; shorten it or add a larger-context model to the chain."))
     } else if all(&["auth", "key_missing"]) {
-        (StatusCode::BAD_GATEWAY, "api_error", "upstream_auth_failed", format!("No provider for model {model:?} has a working API key."))
+        (
+            StatusCode::BAD_GATEWAY,
+            "api_error",
+            "upstream_auth_failed",
+            format!("No provider for model {model:?} has a working API key."),
+        )
     } else if matches!(last, Some(Failure::Timeout { .. })) {
-        (StatusCode::GATEWAY_TIMEOUT, "timeout_error", "upstream_timeout", format!("No provider answered model {model:?} in time."))
+        (
+            StatusCode::GATEWAY_TIMEOUT,
+            "timeout_error",
+            "upstream_timeout",
+            format!("No provider answered model {model:?} in time."),
+        )
     } else if all(&["circuit_open"]) {
         (StatusCode::SERVICE_UNAVAILABLE, "api_error", "circuit_open", format!("Every provider for model {model:?} is temporarily disabled after repeated failures."))
     } else {
-        (StatusCode::BAD_GATEWAY, "api_error", "upstream_error", format!("No provider could answer model {model:?}."))
+        (
+            StatusCode::BAD_GATEWAY,
+            "api_error",
+            "upstream_error",
+            format!("No provider could answer model {model:?}."),
+        )
     };
     let mut msg = headline;
     if !tried.is_empty() {
         msg.push_str(&format!(" Tried {}: {}.", tried.len(), tried.join("; ")));
     }
     if !untried.is_empty() {
-        msg.push_str(&format!(" Not tried (no time left or provider skipped): {}.", untried.join(", ")));
+        msg.push_str(&format!(
+            " Not tried (no time left or provider skipped): {}.",
+            untried.join(", ")
+        ));
     }
     let mut e = ApiError::new(status, kind, code, msg);
     if status == StatusCode::TOO_MANY_REQUESTS {
-        if let Some(Failure::RateLimited { retry_after: Some(d), .. }) = &last {
+        if let Some(Failure::RateLimited {
+            retry_after: Some(d),
+            ..
+        }) = &last
+        {
             e.retry_after_secs = Some(d.as_secs().max(1));
         }
     }

@@ -138,7 +138,10 @@ pub async fn test_provider(gw: &Gateway, p: &Provider, model: Option<String>) ->
             ok: false,
             latency_ms: 0,
             verdict: p.key_error.clone().unwrap_or_else(|| {
-                format!("no API key: run `moltguard secrets set {}`", p.cfg.key_ref.as_deref().unwrap_or("?"))
+                format!(
+                    "no API key: run `moltguard secrets set {}`",
+                    p.cfg.key_ref.as_deref().unwrap_or("?")
+                )
             }),
         };
     }
@@ -146,11 +149,18 @@ pub async fn test_provider(gw: &Gateway, p: &Provider, model: Option<String>) ->
     let body = upstream_body(body.as_object().expect("object"), &m, false);
     let t0 = Instant::now();
     let r = p
-        .attempt(body, false, Deadline::after(p.cfg.timeouts.total.min(gw.cfg.request_timeout)), &gw.redactor)
+        .attempt(
+            body,
+            false,
+            Deadline::after(p.cfg.timeouts.total.min(gw.cfg.request_timeout)),
+            &gw.redactor,
+        )
         .await;
     let ms = t0.elapsed().as_millis() as u64;
     let (ok, verdict) = match r {
-        Ok(Answer::Full(_)) | Ok(Answer::Stream { .. }) => (true, format!("OK: answered in {ms} ms")),
+        Ok(Answer::Full(_)) | Ok(Answer::Stream { .. }) => {
+            (true, format!("OK: answered in {ms} ms"))
+        }
         Err(f) => (false, format!("FAILED: {}", f.describe())),
     };
     p.record(ms, if ok { Ok(()) } else { Err(verdict.clone()) });
@@ -169,7 +179,13 @@ pub async fn test_handler(State(gw): State<Arc<Gateway>>, body: axum::body::Byte
     } else {
         match serde_json::from_slice(&body) {
             Ok(r) => r,
-            Err(e) => return ApiError::invalid_request(None, format!("body must be {{\"provider\": NAME}} or empty: {e}")).into_response(),
+            Err(e) => {
+                return ApiError::invalid_request(
+                    None,
+                    format!("body must be {{\"provider\": NAME}} or empty: {e}"),
+                )
+                .into_response()
+            }
         }
     };
     let targets: Vec<_> = match &req.provider {
@@ -187,7 +203,9 @@ pub async fn test_handler(State(gw): State<Arc<Gateway>>, body: axum::body::Byte
         },
         None => gw.providers.clone(),
     };
-    let futs = targets.iter().map(|p| test_provider(&gw, p, req.model.clone()));
+    let futs = targets
+        .iter()
+        .map(|p| test_provider(&gw, p, req.model.clone()));
     let results = futures_util::future::join_all(futs).await;
     Json(json!({"results": results})).into_response()
 }
@@ -206,7 +224,9 @@ pub fn spawn_startup_check(gw: Arc<Gateway>) {
             }
             let within = p.cfg.timeouts.connect + Duration::from_secs(3);
             match p.probe_models(within).await {
-                Ok(ms) => tracing::info!(provider = p.name(), latency_ms = ms, key_source = ?p.key_origin.map(|o| o.as_str()), "provider reachable"),
+                Ok(ms) => {
+                    tracing::info!(provider = p.name(), latency_ms = ms, key_source = ?p.key_origin.map(|o| o.as_str()), "provider reachable")
+                }
                 Err(e) => {
                     let e = gw.redactor.redact(&e);
                     tracing::warn!(provider = p.name(), "provider check failed: {e}");
@@ -226,6 +246,9 @@ mod tests {
         let p = percentiles((1..=100).collect());
         assert_eq!((p.p50, p.p90, p.p99), (Some(50), Some(90), Some(99)));
         assert_eq!(percentiles(vec![]).p50, None);
-        assert_eq!(display_url("https://u:p@h.example/v1?x=1"), "https://h.example/v1");
+        assert_eq!(
+            display_url("https://u:p@h.example/v1?x=1"),
+            "https://h.example/v1"
+        );
     }
 }

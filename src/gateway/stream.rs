@@ -19,7 +19,7 @@ use tokio::time::{timeout_at, Instant};
 
 use super::deadline::Deadline;
 use super::errors::ApiError;
-use super::provider::{chunk_has_content, embedded_error, label_model, Provider, UpstreamEvents};
+use super::provider::{embedded_error, label_model, Provider, UpstreamEvents};
 use super::Gateway;
 
 /// How long to wait for `[DONE]` (or a usage chunk) after `finish_reason`.
@@ -35,18 +35,26 @@ fn json_event(v: &Value) -> Event {
 
 /// Build a valid stream from a complete (non-streamed) answer.
 pub fn synthesize(full: &Value) -> Vec<Event> {
-    let id = full.get("id").cloned().unwrap_or(json!("chatcmpl-moltgate"));
+    let id = full
+        .get("id")
+        .cloned()
+        .unwrap_or(json!("chatcmpl-moltgate"));
     let created = full.get("created").cloned().unwrap_or(json!(0));
     let model = full.get("model").cloned().unwrap_or(Value::Null);
-    let base = |choices: Value| {
-        json!({"id": id, "object": "chat.completion.chunk", "created": created, "model": model, "choices": choices})
-    };
-    let choices = full.get("choices").and_then(Value::as_array).cloned().unwrap_or_default();
+    let base = |choices: Value| json!({"id": id, "object": "chat.completion.chunk", "created": created, "model": model, "choices": choices});
+    let choices = full
+        .get("choices")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
     let mut deltas = Vec::new();
     let mut finishes = Vec::new();
     for (i, c) in choices.iter().enumerate() {
         let index = c.get("index").cloned().unwrap_or(json!(i));
-        let mut delta = c.get("message").cloned().unwrap_or(json!({"role": "assistant", "content": ""}));
+        let mut delta = c
+            .get("message")
+            .cloned()
+            .unwrap_or(json!({"role": "assistant", "content": ""}));
         if let Some(o) = delta.as_object_mut() {
             o.retain(|_, v| !v.is_null());
             // Streaming tool calls carry an index per call.
@@ -65,7 +73,11 @@ pub fn synthesize(full: &Value) -> Vec<Event> {
     if let Some(u) = full.get("usage") {
         last["usage"] = u.clone();
     }
-    vec![json_event(&base(Value::Array(deltas))), json_event(&last), done_event()]
+    vec![
+        json_event(&base(Value::Array(deltas))),
+        json_event(&last),
+        done_event(),
+    ]
 }
 
 /// Everything the relay needs after commit.
@@ -90,10 +102,12 @@ struct State {
 
 impl State {
     fn push_chunk(&mut self, mut v: Value) {
-        if v
-            .get("choices")
+        if v.get("choices")
             .and_then(Value::as_array)
-            .is_some_and(|cs| cs.iter().any(|c| c.get("finish_reason").is_some_and(|f| !f.is_null())))
+            .is_some_and(|cs| {
+                cs.iter()
+                    .any(|c| c.get("finish_reason").is_some_and(|f| !f.is_null()))
+            })
         {
             self.saw_finish = true;
         }
@@ -108,11 +122,23 @@ impl State {
             self.r.route_model
         );
         tracing::warn!(provider = %p, model = %self.r.route_model, reason, "stream aborted after content started");
-        self.r.gw.metrics.stream_aborts.with_label_values(&[&p, reason]).inc();
-        self.r.gw.metrics.errors.with_label_values(&[&p, reason]).inc();
+        self.r
+            .gw
+            .metrics
+            .stream_aborts
+            .with_label_values(&[&p, reason])
+            .inc();
+        self.r
+            .gw
+            .metrics
+            .errors
+            .with_label_values(&[&p, reason])
+            .inc();
         self.r.provider.breaker.record_failure();
         self.r.gw.refresh_breaker_gauge(&self.r.provider);
-        self.r.provider.record(self.r.started.elapsed().as_millis() as u64, Err(what));
+        self.r
+            .provider
+            .record(self.r.started.elapsed().as_millis() as u64, Err(what));
         let err = ApiError::new(StatusCode::BAD_GATEWAY, "api_error", reason, msg);
         self.queue.push_back(json_event(&err.body()));
         self.finish();
@@ -162,12 +188,18 @@ pub fn relay(r: Relay) -> impl Stream<Item = Result<Event, Infallible>> + Send {
                             st.r.started.elapsed().as_millis()
                         )
                     } else {
-                        format!("upstream went silent for {} ms mid-stream (timeout)", st.r.idle.as_millis())
+                        format!(
+                            "upstream went silent for {} ms mid-stream (timeout)",
+                            st.r.idle.as_millis()
+                        )
                     };
                     st.abort("stream_timeout", what);
                 }
                 Ok(None) if st.saw_finish => st.finish(),
-                Ok(None) => st.abort("stream_cut", "upstream closed the stream before finishing".into()),
+                Ok(None) => st.abort(
+                    "stream_cut",
+                    "upstream closed the stream before finishing".into(),
+                ),
                 Ok(Some(Err(_))) if st.saw_finish => st.finish(),
                 Ok(Some(Err(e))) => {
                     tracing::debug!(error = %e, "upstream stream error");
@@ -180,7 +212,10 @@ pub fn relay(r: Relay) -> impl Stream<Item = Result<Event, Infallible>> + Send {
                     }
                     match serde_json::from_str::<Value>(&ev.data) {
                         Err(_) => {
-                            tracing::debug!(provider = st.r.provider.name(), "skipping malformed chunk");
+                            tracing::debug!(
+                                provider = st.r.provider.name(),
+                                "skipping malformed chunk"
+                            );
                             st.r.gw
                                 .metrics
                                 .errors
@@ -191,7 +226,6 @@ pub fn relay(r: Relay) -> impl Stream<Item = Result<Event, Infallible>> + Send {
                             if let Some(f) = embedded_error(&v, &st.r.gw.redactor) {
                                 st.abort("upstream_error", f.describe());
                             } else if v.is_object() {
-                                let _ = chunk_has_content(&v);
                                 st.push_chunk(v);
                             }
                         }
