@@ -95,7 +95,18 @@ impl Gateway {
 
 /// Serve the gateway on an already bound listener until the future is dropped.
 pub async fn serve(gw: Arc<Gateway>, listener: tokio::net::TcpListener) -> std::io::Result<()> {
-    axum::serve(listener, server::router(gw)).await
+    axum::serve(nodelay(listener), server::router(gw)).await
+}
+
+/// SSE chunks are small writes: without TCP_NODELAY, Nagle plus the
+/// client's delayed ACK can hold a chunk back for tens of milliseconds.
+fn nodelay(
+    listener: tokio::net::TcpListener,
+) -> impl axum::serve::Listener<Addr = std::net::SocketAddr> {
+    use axum::serve::ListenerExt;
+    listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    })
 }
 
 /// Like [`serve`], stopping gracefully when `shutdown` resolves.
@@ -104,7 +115,7 @@ pub async fn serve_with_shutdown(
     listener: tokio::net::TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, server::router(gw))
+    axum::serve(nodelay(listener), server::router(gw))
         .with_graceful_shutdown(shutdown)
         .await
 }

@@ -74,6 +74,8 @@ impl Redactor {
 
 pub struct Provider {
     pub cfg: ProviderConfig,
+    /// `{base_url}/chat/completions`, parsed once (URL parsing showed in profiles).
+    chat_url: reqwest::Url,
     pub client: reqwest::Client,
     pub key: Option<SecretString>,
     pub key_origin: Option<SecretOrigin>,
@@ -115,9 +117,14 @@ impl Provider {
             .connect_timeout(cfg.timeouts.connect)
             .pool_idle_timeout(Duration::from_secs(60))
             .tcp_nodelay(true)
+            // Never follow redirects with a key attached; retries are ours to decide.
+            .redirect(reqwest::redirect::Policy::none())
+            .retry(reqwest::retry::never())
             .user_agent(concat!("moltgate/", env!("CARGO_PKG_VERSION")))
             .build()?;
+        let chat_url = reqwest::Url::parse(&format!("{}/chat/completions", cfg.base_url))?;
         Ok(Self {
+            chat_url,
             cfg,
             client,
             key,
@@ -160,10 +167,10 @@ impl Provider {
         }
     }
 
-    fn request(&self, path: &str, body: Bytes) -> reqwest::RequestBuilder {
+    fn request(&self, body: Bytes) -> reqwest::RequestBuilder {
         let mut rb = self
             .client
-            .post(format!("{}{}", self.cfg.base_url, path))
+            .post(self.chat_url.clone())
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .body(body);
         if let Some(k) = &self.key {
@@ -194,12 +201,7 @@ impl Provider {
             overall: overall_binds(limit),
         };
 
-        let resp = match timeout_at(
-            headers_by.instant(),
-            self.request("/chat/completions", body).send(),
-        )
-        .await
-        {
+        let resp = match timeout_at(headers_by.instant(), self.request(body).send()).await {
             Err(_) => return Err(timeout(Phase::Headers, headers_by.instant())),
             Ok(Err(e)) => return Err(send_error(e, t.connect, redactor)),
             Ok(Ok(r)) => r,
