@@ -4,10 +4,6 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-
-/// glibc malloc cost ~12% of CPU under load in the benchmark; mimalloc is cheaper.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use moltguard::gateway::config::{self, GatewayConfig};
 use moltguard::gateway::secrets::SecretSource;
 use moltguard::gateway::{check, status, Gateway};
