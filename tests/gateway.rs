@@ -228,9 +228,15 @@ async fn wildcard_goes_to_default_provider_and_prefix_selects_provider() {
 #[tokio::test]
 async fn stream_requested_with_streaming_off_is_synthesised() {
     let (a, _b, g) = pair("").await;
-    let r = post(&g, chat_stream("a/fake-ok")).await;
+    let mut body = chat_stream("a/fake-ok");
+    body["stream_options"] = json!({"include_usage": true});
+    body["temperature"] = json!(0.5);
+    let r = post(&g, body).await;
     assert_eq!(r.status, 200);
     assert!(r.header("content-type").starts_with("text/event-stream"));
+    let sent = a.last_body().unwrap();
+    assert!(sent.get("stream_options").is_none(), "{sent}");
+    assert_eq!(sent["temperature"], 0.5, "other fields pass through");
     assert_eq!(r.streamed_content(), "Hello from fake");
     let ev = r.events();
     assert_eq!(ev.last().unwrap(), "[DONE]");

@@ -18,12 +18,13 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use eventsource_stream::{EventStreamError, Eventsource};
 use futures_util::{Stream, StreamExt};
-use serde_json::{Map, Value};
+use serde_json::Value;
 use tokio::time::{timeout_at, Instant};
 
 use super::circuit::Breaker;
 use super::config::{BreakerConfig, ProviderConfig};
 use super::deadline::Deadline;
+use super::json;
 use super::retry::{classify_status, Failure, Phase};
 use super::secrets::{SecretOrigin, SecretString};
 
@@ -94,8 +95,9 @@ pub type UpstreamEvents = Pin<
 >;
 
 pub enum Answer {
-    /// A complete `chat.completion` object.
-    Full(Value),
+    /// A complete `chat.completion` object, `model` already relabelled
+    /// `provider/model`; `model` is what the upstream reported.
+    Full { body: Bytes, model: String },
     /// A stream whose first content chunk has arrived; `first` holds every
     /// chunk so far (role chunk, first content chunk).
     Stream {
@@ -186,6 +188,7 @@ impl Provider {
     pub async fn attempt(
         &self,
         body: Bytes,
+        route_model: &str,
         stream: bool,
         overall: Deadline,
         redactor: &Redactor,
@@ -280,18 +283,8 @@ impl Provider {
                 }
             }
         }
-        let v: Value = serde_json::from_slice(&buf).map_err(|e| Failure::Malformed {
-            detail: format!("answer is not valid JSON ({e})"),
-        })?;
-        if let Some(f) = embedded_error(&v, redactor) {
-            return Err(f);
-        }
-        if !v.get("choices").is_some_and(Value::is_array) {
-            return Err(Failure::Malformed {
-                detail: "answer has no \"choices\" array".into(),
-            });
-        }
-        Ok(Answer::Full(v))
+        let (body, model) = label_full(&buf, self.name(), route_model, redactor)?;
+        Ok(Answer::Full { body, model })
     }
 
     /// `GET /models`, used by the startup check: latency or a readable error.
@@ -532,17 +525,64 @@ pub fn label_model(v: &mut Value, provider: &str, route_model: &str) -> String {
     upstream
 }
 
-/// The request body sent upstream: the client's, with the route's model,
-/// our streaming choice, and gateway-only fields removed.
-pub fn upstream_body(client: &Map<String, Value>, model: &str, stream: bool) -> Bytes {
-    let mut m = client.clone();
-    m.insert("model".into(), Value::String(model.to_string()));
-    m.remove("fallbacks");
-    if stream {
-        m.insert("stream".into(), Value::Bool(true));
-    } else {
-        m.remove("stream");
-        m.remove("stream_options");
+/// Validate a buffered answer and relabel its `model` as "provider/model",
+/// touching only top-level fields.
+fn label_full(
+    buf: &[u8],
+    provider: &str,
+    route_model: &str,
+    redactor: &Redactor,
+) -> Result<(Bytes, String), Failure> {
+    let fields = json::parse_fields(buf).map_err(|e| Failure::Malformed {
+        detail: format!("answer {e}"),
+    })?;
+    if let Some(e) = fields.get("error").filter(|e| e.get() != "null") {
+        let v = serde_json::json!({ "error": serde_json::from_str::<Value>(e.get()).unwrap_or(Value::Null) });
+        if let Some(f) = embedded_error(&v, redactor) {
+            return Err(f);
+        }
     }
-    Bytes::from(serde_json::to_vec(&m).expect("serialize JSON map"))
+    if !fields
+        .get("choices")
+        .is_some_and(|c| c.get().starts_with('['))
+    {
+        return Err(Failure::Malformed {
+            detail: "answer has no \"choices\" array".into(),
+        });
+    }
+    let upstream = fields
+        .get("model")
+        .and_then(|m| serde_json::from_str::<String>(m.get()).ok())
+        .filter(|m| !m.is_empty())
+        .unwrap_or_else(|| route_model.to_string());
+    let mut w = json::ObjectWriter::with_capacity(buf.len() + provider.len());
+    for (k, v) in &fields {
+        if k != "model" {
+            w.raw(k, v.get());
+        }
+    }
+    w.string("model", &format!("{provider}/{upstream}"));
+    Ok((Bytes::from(w.finish()), upstream))
+}
+
+/// The request body sent upstream: the client's top-level fields, with the
+/// route's model, our streaming choice, and gateway-only fields removed.
+pub fn upstream_body(client: &json::Fields<'_>, model: &str, stream: bool) -> Bytes {
+    let mut w =
+        json::ObjectWriter::with_capacity(client.values().map(|v| v.get().len() + 16).sum());
+    for (k, v) in client {
+        let drop = match k.as_str() {
+            "model" | "stream" | "fallbacks" => true,
+            "stream_options" => !stream,
+            _ => false,
+        };
+        if !drop {
+            w.raw(k, v.get());
+        }
+    }
+    w.string("model", model);
+    if stream {
+        w.raw("stream", "true");
+    }
+    Bytes::from(w.finish())
 }

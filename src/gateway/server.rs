@@ -13,13 +13,14 @@ use axum::response::sse::Sse;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 use tokio::time::Instant;
 
 use super::deadline::Deadline;
 use super::errors::{ApiError, AttemptReport};
+use super::json;
 use super::metrics::label;
-use super::provider::{label_model, upstream_body, Answer, Provider};
+use super::provider::{upstream_body, Answer, Provider};
 use super::retry::{Action, Failure};
 use super::routing::{resolve_chain, Route};
 use super::stream::{relay, synthesize, Relay};
@@ -88,94 +89,88 @@ async fn models(State(gw): State<Arc<Gateway>>) -> Json<Value> {
     Json(json!({"object": "list", "data": data}))
 }
 
-struct ChatRequest {
-    body: Map<String, Value>,
+struct ChatRequest<'a> {
+    fields: json::Fields<'a>,
     model: String,
     stream: bool,
     fallbacks: Vec<String>,
 }
 
-fn parse_request(raw: &[u8], default_model: &str) -> Result<ChatRequest, ApiError> {
-    let v: Value = serde_json::from_slice(raw).map_err(|e| {
-        ApiError::invalid_request(None, format!("request body is not valid JSON: {e}"))
-    })?;
-    let Value::Object(body) = v else {
-        return Err(ApiError::invalid_request(
-            None,
-            "request body must be a JSON object",
-        ));
+fn parse_request<'a>(raw: &'a [u8], default_model: &str) -> Result<ChatRequest<'a>, ApiError> {
+    let fields = json::parse_fields(raw)
+        .map_err(|e| ApiError::invalid_request(None, format!("request body {e}")))?;
+    let model = match fields.get("model") {
+        f if json::is_absent(f) => default_model.to_string(),
+        Some(v) => match serde_json::from_str::<String>(v.get()) {
+            Ok(s) if s.trim().is_empty() => default_model.to_string(),
+            Ok(s) => s.trim().to_string(),
+            Err(_) => {
+                return Err(ApiError::invalid_request(
+                    Some("model"),
+                    "\"model\" must be a string",
+                ))
+            }
+        },
+        None => unreachable!("absent handled above"),
     };
-    let model = match body.get("model") {
-        None | Some(Value::Null) => default_model.to_string(),
-        Some(Value::String(s)) if s.trim().is_empty() => default_model.to_string(),
-        Some(Value::String(s)) => s.trim().to_string(),
-        Some(_) => {
-            return Err(ApiError::invalid_request(
-                Some("model"),
-                "\"model\" must be a string",
-            ))
-        }
+    let bad_messages = || {
+        ApiError::invalid_request(
+            Some("messages"),
+            "\"messages\" must be an array of {role, content} objects",
+        )
     };
-    match body.get("messages") {
-        Some(Value::Array(a)) if !a.is_empty() => {}
-        Some(Value::Array(_)) => {
-            return Err(ApiError::invalid_request(
-                Some("messages"),
-                "\"messages\" must not be empty",
-            ))
-        }
-        Some(_) => {
-            return Err(ApiError::invalid_request(
-                Some("messages"),
-                "\"messages\" must be an array of {role, content} objects",
-            ))
-        }
+    match fields.get("messages") {
         None => {
             return Err(ApiError::invalid_request(
                 Some("messages"),
                 "missing required field \"messages\"",
             ))
         }
+        Some(v) => {
+            let list: Vec<&serde_json::value::RawValue> =
+                serde_json::from_str(v.get()).map_err(|_| bad_messages())?;
+            if list.is_empty() {
+                return Err(ApiError::invalid_request(
+                    Some("messages"),
+                    "\"messages\" must not be empty",
+                ));
+            }
+            if !list.iter().all(|m| m.get().starts_with('{')) {
+                return Err(bad_messages());
+            }
+        }
     }
-    let stream = match body.get("stream") {
-        None | Some(Value::Null) => false,
-        Some(Value::Bool(b)) => *b,
-        Some(_) => {
-            return Err(ApiError::invalid_request(
-                Some("stream"),
-                "\"stream\" must be true or false",
-            ))
-        }
+    let stream = match fields.get("stream") {
+        f if json::is_absent(f) => false,
+        Some(v) => serde_json::from_str::<bool>(v.get()).map_err(|_| {
+            ApiError::invalid_request(Some("stream"), "\"stream\" must be true or false")
+        })?,
+        None => false,
     };
-    let fallbacks = match body.get("fallbacks") {
-        None | Some(Value::Null) => Vec::new(),
-        Some(Value::Array(a)) => a
-            .iter()
-            .map(|f| match f {
-                Value::String(s) => Ok(s.clone()),
-                Value::Object(o) => o
-                    .get("model")
-                    .and_then(Value::as_str)
-                    .map(str::to_owned)
-                    .ok_or(()),
-                _ => Err(()),
-            })
-            .collect::<Result<_, _>>()
-            .map_err(|_| {
-                ApiError::invalid_request(
-                    Some("fallbacks"),
-                    "\"fallbacks\" must be a list of model names",
-                )
-            })?,
-        Some(_) => {
-            return Err(ApiError::invalid_request(
-                Some("fallbacks"),
-                "\"fallbacks\" must be a list of model names",
-            ))
-        }
+    let bad_fallbacks = || {
+        ApiError::invalid_request(
+            Some("fallbacks"),
+            "\"fallbacks\" must be a list of model names",
+        )
+    };
+    let fallbacks = match fields.get("fallbacks") {
+        f if json::is_absent(f) => Vec::new(),
+        Some(v) => match serde_json::from_str::<Value>(v.get()) {
+            Ok(Value::Array(a)) => a
+                .iter()
+                .map(|f| match f {
+                    Value::String(s) => Some(s.clone()),
+                    Value::Object(o) => o.get("model").and_then(Value::as_str).map(str::to_owned),
+                    _ => None,
+                })
+                .collect::<Option<Vec<_>>>()
+                .ok_or_else(bad_fallbacks)?,
+            _ => return Err(bad_fallbacks()),
+        },
+        None => Vec::new(),
     };
     Ok(ChatRequest {
-        body,
+        fields,
         model,
         stream,
         fallbacks,
@@ -239,16 +234,21 @@ fn respond(gw: &Arc<Gateway>, s: Success, client_stream: bool) -> Response {
     let provider_name = s.provider.name().to_string();
     let mut answered_model = s.route.model.clone();
     let mut resp = match s.answer {
-        Answer::Full(mut v) => {
-            answered_model = label_model(&mut v, &provider_name, &s.route.model);
+        Answer::Full { body, model } => {
+            answered_model = model;
             if client_stream {
+                let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
                 let events = synthesize(&v);
                 Sse::new(futures_util::stream::iter(
                     events.into_iter().map(Ok::<_, std::convert::Infallible>),
                 ))
                 .into_response()
             } else {
-                Json(v).into_response()
+                (
+                    [(axum::http::header::CONTENT_TYPE, "application/json")],
+                    body,
+                )
+                    .into_response()
             }
         }
         Answer::Stream { first, rest, done } => {
@@ -285,7 +285,7 @@ fn respond(gw: &Arc<Gateway>, s: Success, client_stream: bool) -> Response {
 
 async fn run_chain(
     gw: &Arc<Gateway>,
-    req: &ChatRequest,
+    req: &ChatRequest<'_>,
     chain: &[Route],
     upstream_stream: bool,
     overall: Deadline,
@@ -325,7 +325,7 @@ async fn run_chain(
             last = Some(f);
             continue;
         }
-        let body = upstream_body(&req.body, &route.model, upstream_stream);
+        let body = upstream_body(&req.fields, &route.model, upstream_stream);
         loop {
             if overall.expired() {
                 break 'routes;
@@ -341,7 +341,13 @@ async fn run_chain(
             let t0 = Instant::now();
             sent += 1;
             let result = p
-                .attempt(body.clone(), upstream_stream, overall, &gw.redactor)
+                .attempt(
+                    body.clone(),
+                    &route.model,
+                    upstream_stream,
+                    overall,
+                    &gw.redactor,
+                )
                 .await;
             let ms = t0.elapsed().as_millis() as u64;
             let model_l = label(&route.model);

@@ -145,12 +145,15 @@ pub async fn test_provider(gw: &Gateway, p: &Provider, model: Option<String>) ->
             }),
         };
     }
-    let body = json!({"model": m, "messages": [{"role": "user", "content": "Reply with OK."}], "max_tokens": 1});
-    let body = upstream_body(body.as_object().expect("object"), &m, false);
+    let raw = json!({"messages": [{"role": "user", "content": "Reply with OK."}], "max_tokens": 1})
+        .to_string();
+    let fields = super::json::parse_fields(raw.as_bytes()).expect("static JSON object");
+    let body = upstream_body(&fields, &m, false);
     let t0 = Instant::now();
     let r = p
         .attempt(
             body,
+            &m,
             false,
             Deadline::after(p.cfg.timeouts.total.min(gw.cfg.request_timeout)),
             &gw.redactor,
@@ -158,7 +161,7 @@ pub async fn test_provider(gw: &Gateway, p: &Provider, model: Option<String>) ->
         .await;
     let ms = t0.elapsed().as_millis() as u64;
     let (ok, verdict) = match r {
-        Ok(Answer::Full(_)) | Ok(Answer::Stream { .. }) => {
+        Ok(Answer::Full { .. }) | Ok(Answer::Stream { .. }) => {
             (true, format!("OK: answered in {ms} ms"))
         }
         Err(f) => (false, format!("FAILED: {}", f.describe())),
