@@ -305,6 +305,21 @@ async fn bad_requests_get_openai_shaped_errors() {
     let (s, body) = get(&g, "/v1/nope").await;
     assert_eq!(s, 404);
     assert!(body.contains("\"error\""));
+    let (s, body) = get(&g, "/v1/chat/completions").await;
+    assert_eq!(s, 405);
+    assert!(body.contains("method_not_allowed"), "{body}");
+    let huge = format!(
+        "{{\"model\":\"a/fake-ok\",\"messages\":[{{\"role\":\"user\",\"content\":\"{}\"}}]}}",
+        "x".repeat(17 << 20)
+    );
+    let r = client()
+        .post(format!("{}/v1/chat/completions", g.base))
+        .body(huge)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 413);
+    assert!(r.text().await.unwrap().contains("limit is 16 MiB"));
     assert_eq!(a.total_requests(), 0, "bad input never reaches a provider");
 }
 

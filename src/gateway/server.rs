@@ -26,6 +26,9 @@ use super::routing::{resolve_chain, Route};
 use super::stream::{relay, synthesize, Relay};
 use super::{status, Gateway};
 
+/// Largest request body accepted (long prompts are big, but not unbounded).
+const MAX_REQUEST_BYTES: usize = 16 << 20;
+
 pub fn router(gw: Arc<Gateway>) -> Router {
     Router::new()
         .route("/v1/chat/completions", post(chat))
@@ -44,7 +47,15 @@ pub fn router(gw: Arc<Gateway>) -> Router {
                 "unknown endpoint; moltgate serves POST /v1/chat/completions, GET /v1/models, /health, /ready, /metrics, /api/providers/status, POST /api/providers/test",
             )
         })
-        .layer(DefaultBodyLimit::max(16 << 20))
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "invalid_request_error",
+                "method_not_allowed",
+                "method not allowed on this endpoint (chat completions take POST)",
+            )
+        })
+        .layer(DefaultBodyLimit::max(MAX_REQUEST_BYTES))
         .with_state(gw)
 }
 
@@ -186,8 +197,25 @@ struct Success {
     budget: Deadline,
 }
 
-async fn chat(State(gw): State<Arc<Gateway>>, raw: Bytes) -> Response {
+async fn chat(
+    State(gw): State<Arc<Gateway>>,
+    raw: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Response {
     let started = Instant::now();
+    let raw = match raw {
+        Ok(b) => b,
+        Err(e) => {
+            let mut err = ApiError::invalid_request(
+                None,
+                format!(
+                    "could not read the request body ({e}); the limit is {} MiB",
+                    MAX_REQUEST_BYTES >> 20
+                ),
+            );
+            err.status = e.status();
+            return client_error(&gw, err);
+        }
+    };
     let req = match parse_request(&raw, &gw.cfg.default_model) {
         Ok(r) => r,
         Err(e) => return client_error(&gw, e),
