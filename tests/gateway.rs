@@ -1036,8 +1036,8 @@ fn serve_refuses_non_loopback_listen() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("loopback"));
 }
 
-/// A running `moltgate` binary, killed on drop.
-struct Running(std::process::Child);
+/// A running `moltgate` binary, killed on drop (with its state dir).
+struct Running(std::process::Child, #[allow(dead_code)] tempfile::TempDir);
 
 impl Drop for Running {
     fn drop(&mut self) {
@@ -1055,13 +1055,13 @@ fn free_port() -> u16 {
 }
 
 async fn spawn_binary(provider: &FakeProvider, extra_env: &[(&str, &str)]) -> (Running, String) {
-    let dir = tempfile::tempdir().unwrap().keep();
+    let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let mut cmd = std::process::Command::new(moltgate_bin());
     cmd.arg("serve")
         .env_clear()
         .env("MOLTGATE_LISTEN", format!("127.0.0.1:{port}"))
-        .env("MOLTGATE_STATE_DIR", &dir)
+        .env("MOLTGATE_STATE_DIR", dir.path())
         .env("DEFAULT_LLM_PROVIDER", "ollama")
         .env("OLLAMA_BASE_URL", format!("http://{}", provider.addr))
         .env("OLLAMA_MODEL", "fake-ok")
@@ -1071,7 +1071,7 @@ async fn spawn_binary(provider: &FakeProvider, extra_env: &[(&str, &str)]) -> (R
     for (k, v) in extra_env {
         cmd.env(k, v);
     }
-    let child = Running(cmd.spawn().unwrap());
+    let child = Running(cmd.spawn().unwrap(), dir);
     let base = format!("http://127.0.0.1:{port}");
     let t = Instant::now();
     loop {
