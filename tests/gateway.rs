@@ -448,6 +448,55 @@ base_url = "{}"
     assert_eq!(r.attempts(), 3, "dead tried twice (1 retry), then b");
 }
 
+#[tokio::test]
+async fn connect_timeout_moves_on_without_retry() {
+    // A listener that never accepts, with its backlog filled: further SYNs
+    // are dropped and connect() hangs, as with a black-holed host.
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    sock.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let full = sock.listen(1).unwrap();
+    let addr = full.local_addr().unwrap();
+    let mut fillers = Vec::new();
+    for _ in 0..8 {
+        match tokio::time::timeout(
+            Duration::from_millis(200),
+            tokio::net::TcpStream::connect(addr),
+        )
+        .await
+        {
+            Ok(Ok(s)) => fillers.push(s),
+            _ => break,
+        }
+    }
+    let b = FakeProvider::start().await;
+    let toml = format!(
+        r#"
+default_provider = "blackhole"
+fallbacks = ["b/fake-ok"]
+[providers.blackhole]
+base_url = "http://{addr}/v1"
+connect_timeout_ms = 300
+[providers.b]
+base_url = "{}"
+"#,
+        b.base_url()
+    );
+    let g = start_gateway(&toml, &[]).await;
+    let r = post(&g, chat("m")).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.header("x-moltgate-provider"), "b");
+    assert_eq!(r.attempts(), 2, "a connect timeout is not retried");
+    assert!(r.elapsed >= Duration::from_millis(290), "{:?}", r.elapsed);
+    assert!(
+        r.elapsed < Duration::from_millis(300) + MARGIN,
+        "{:?}",
+        r.elapsed
+    );
+    let (_, st) = get(&g, "/api/providers/status").await;
+    assert!(st.contains("could not connect within 300 ms"), "{st}");
+    drop(fillers);
+}
+
 // ------------------------------------------------------------- streaming
 
 #[tokio::test]
