@@ -1020,6 +1020,37 @@ async fn models_status_and_provider_test() {
     assert_eq!(b["base_url"], g.gw.cfg.providers[1].base_url);
 }
 
+#[tokio::test]
+async fn startup_check_records_unreachable_providers_without_blocking() {
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = dead.local_addr().unwrap().port();
+    drop(dead);
+    let a = FakeProvider::start().await;
+    let toml = format!(
+        "[providers.a]\nbase_url = \"{}\"\n[providers.dead]\nbase_url = \"http://127.0.0.1:{port}/v1\"\n",
+        a.base_url()
+    );
+    let g = start_gateway(&toml, &[]).await;
+    let t = Instant::now();
+    moltguard::gateway::status::spawn_startup_check(g.gw.clone());
+    assert!(t.elapsed() < Duration::from_millis(50), "does not block");
+    let mut st = Value::Null;
+    while t.elapsed() < Duration::from_secs(5) {
+        st = serde_json::from_str(&get(&g, "/api/providers/status").await.1).unwrap();
+        if st["providers"][1]["last_error"].is_string() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(st["providers"][0]["last_error"].is_null(), "{st}");
+    let e = st["providers"][1]["last_error"].as_str().unwrap();
+    assert!(
+        e.starts_with("startup check:") && e.contains("refused"),
+        "{e}"
+    );
+    assert_eq!(a.total_requests(), 1, "one GET /models probe");
+}
+
 // ------------------------------------------------ real binary: CLI, compat
 
 fn moltgate_bin() -> std::path::PathBuf {

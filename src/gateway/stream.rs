@@ -35,6 +35,13 @@ fn json_event(v: &Value) -> Event {
 
 /// Build a valid stream from a complete (non-streamed) answer.
 pub fn synthesize(full: &Value) -> Vec<Event> {
+    let mut events: Vec<Event> = synthesize_chunks(full).iter().map(json_event).collect();
+    events.push(done_event());
+    events
+}
+
+/// The chunks of [`synthesize`]: one delta per choice, then the finish chunk with `usage`.
+pub fn synthesize_chunks(full: &Value) -> Vec<Value> {
     let id = full
         .get("id")
         .cloned()
@@ -73,11 +80,7 @@ pub fn synthesize(full: &Value) -> Vec<Event> {
     if let Some(u) = full.get("usage") {
         last["usage"] = u.clone();
     }
-    vec![
-        json_event(&base(Value::Array(deltas))),
-        json_event(&last),
-        done_event(),
-    ]
+    vec![base(Value::Array(deltas)), last]
 }
 
 /// Everything the relay needs after commit.
@@ -234,4 +237,35 @@ pub fn relay(r: Relay) -> impl Stream<Item = Result<Event, Infallible>> + Send {
             }
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn synthesised_stream_carries_content_tool_calls_finish_and_usage() {
+        let full = json!({
+            "id": "x", "created": 1, "model": "p/m",
+            "choices": [{"index": 0, "finish_reason": "tool_calls", "message": {
+                "role": "assistant", "content": null,
+                "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}]
+            }}],
+            "usage": {"total_tokens": 3}
+        });
+        let c = synthesize_chunks(&full);
+        assert_eq!(c.len(), 2);
+        assert_eq!(synthesize(&full).len(), 3, "plus [DONE]");
+        assert_eq!(c[0]["object"], "chat.completion.chunk");
+        assert_eq!(c[0]["model"], "p/m");
+        let d = &c[0]["choices"][0]["delta"];
+        assert!(d.get("content").is_none(), "nulls dropped: {d}");
+        assert_eq!(
+            d["tool_calls"][0]["index"], 0,
+            "streamed tool calls carry an index"
+        );
+        assert_eq!(d["tool_calls"][0]["function"]["name"], "f");
+        assert_eq!(c[1]["choices"][0]["finish_reason"], "tool_calls");
+        assert_eq!(c[1]["usage"]["total_tokens"], 3);
+    }
 }
