@@ -77,6 +77,8 @@ impl Gateway {
         self.providers.iter().find(|p| p.name() == name)
     }
 
+    /// Breaker states change with time (open -> half-open), so the gauge is
+    /// refreshed when scraped and on failures, not on every success.
     pub fn refresh_breaker_gauge(&self, p: &Provider) {
         self.metrics
             .breaker_state

@@ -382,7 +382,6 @@ async fn run_chain(
             match result {
                 Ok(answer) => {
                     p.breaker.record_success();
-                    gw.refresh_breaker_gauge(p);
                     p.record(ms, Ok(()));
                     gw.metrics
                         .upstream_requests
