@@ -12,9 +12,17 @@ use std::time::{Duration, Instant};
 const PASSWORD: &str = "bench-password-123";
 
 fn main() {
-    let exe = std::env::var("MOLTGUARD_BIN").unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/target/release/moltguard").to_string());
-    assert!(Path::new(&exe).exists(), "build it first: cargo build --release (or set MOLTGUARD_BIN)");
-    let home = tempfile::Builder::new().prefix("moltguard-bench-").tempdir().unwrap();
+    let exe = std::env::var("MOLTGUARD_BIN").unwrap_or_else(|_| {
+        concat!(env!("CARGO_MANIFEST_DIR"), "/target/release/moltguard").to_string()
+    });
+    assert!(
+        Path::new(&exe).exists(),
+        "build it first: cargo build --release (or set MOLTGUARD_BIN)"
+    );
+    let home = tempfile::Builder::new()
+        .prefix("moltguard-bench-")
+        .tempdir()
+        .unwrap();
     let h = home.path().to_str().unwrap().to_string();
     let mg = |args: &[&str]| -> std::process::Output {
         let mut c = Command::new(&exe);
@@ -26,23 +34,50 @@ fn main() {
     let upstream = upstream_listener.local_addr().unwrap().port();
     std::thread::spawn(move || serve_ok(upstream_listener));
     let agent = free_port();
-    ok(mg(&["init", "--edge-port", &edge.to_string(), "--upstream-port", &upstream.to_string()]));
+    ok(mg(&[
+        "init",
+        "--edge-port",
+        &edge.to_string(),
+        "--upstream-port",
+        &upstream.to_string(),
+    ]));
     let cfg = home.path().join("moltguard.toml");
     let text = std::fs::read_to_string(&cfg).unwrap();
     let text = text
         .replace("interval = \"30s\"", "interval = \"5s\"")
         .replace("self_probe = true", "self_probe = false")
-        .replace(&format!("agent_port = {}", 18789), &format!("agent_port = {agent}"));
+        .replace(
+            &format!("agent_port = {}", 18789),
+            &format!("agent_port = {agent}"),
+        );
     let text = regex_free_replace_agent_homes(&text);
     std::fs::write(&cfg, text).unwrap();
-    let mut add = Command::new(&exe).args(["--home", &h, "auth", "add-user", "bench", "--password-stdin"]).stdin(Stdio::piped()).spawn().unwrap();
+    let mut add = Command::new(&exe)
+        .args([
+            "--home",
+            &h,
+            "auth",
+            "add-user",
+            "bench",
+            "--password-stdin",
+        ])
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
     use std::io::Write;
-    add.stdin.take().unwrap().write_all(format!("{PASSWORD}\n").as_bytes()).unwrap();
+    add.stdin
+        .take()
+        .unwrap()
+        .write_all(format!("{PASSWORD}\n").as_bytes())
+        .unwrap();
     assert!(add.wait().unwrap().success());
     ok(mg(&["nginx", "start"]));
+    let _nginx = NginxGuard(exe.clone(), h.clone());
 
     // Hundreds of sockets for the scan to look through.
-    let _many: Vec<TcpListener> = (0..300).map(|_| TcpListener::bind("127.0.0.1:0").unwrap()).collect();
+    let _many: Vec<TcpListener> = (0..300)
+        .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
 
     println!("moltguard guardian benchmark (poll interval 5s, nginx on 127.0.0.1:{edge})");
     println!();
@@ -58,7 +93,11 @@ fn main() {
         file_delays.push(wait_status(edge, 503, Duration::from_secs(10)));
         std::thread::sleep(Duration::from_millis(300));
     }
-    print_delays("corrupt state file written → nginx answers 503", &file_delays, "target ≤ 1 s");
+    print_delays(
+        "corrupt state file written → nginx answers 503",
+        &file_delays,
+        "target ≤ 1 s",
+    );
 
     // 2. A new public socket on a protected port → nginx denies.
     let mut sock_delays = Vec::new();
@@ -72,11 +111,17 @@ fn main() {
         drop(l);
         std::thread::sleep(Duration::from_millis(300));
     }
-    print_delays("0.0.0.0 bind on a protected port → nginx answers 503", &sock_delays, "target ≤ interval (5 s) + 1 s");
+    print_delays(
+        "0.0.0.0 bind on a protected port → nginx answers 503",
+        &sock_delays,
+        "target ≤ interval (5 s) + 1 s",
+    );
 
     // 3. Scan cost and idle memory, from steady-state poll cycles.
     std::thread::sleep(Duration::from_secs(11));
-    let status: serde_json::Value = serde_json::from_slice(&std::fs::read(home.path().join("state/guardian.json")).unwrap()).unwrap();
+    let status: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(home.path().join("state/guardian.json")).unwrap())
+            .unwrap();
     println!(
         "one poll scan (300+ sockets): {} µs CPU, {} µs wall",
         status["scan_cpu_us"], status["scan_wall_us"]
@@ -84,18 +129,26 @@ fn main() {
     // A one-shot audit is a new process: it pays for startup, and runs `nginx -t`.
     let audit = mg(&["--json", "audit"]);
     let a: serde_json::Value = serde_json::from_slice(&audit.stdout).unwrap_or_default();
-    println!("full audit incl. `nginx -t`: {} µs CPU, {} µs wall", a["cpu_us"], a["wall_us"]);
+    println!(
+        "full audit incl. `nginx -t`: {} µs CPU, {} µs wall",
+        a["cpu_us"], a["wall_us"]
+    );
     match rss_kb(g.child.id()) {
         Some(kb) => println!("guardian idle RSS: {:.1} MB", kb as f64 / 1024.0),
         None => println!("guardian idle RSS: not measured on this platform"),
     }
     g.stop();
-    ok(mg(&["nginx", "stop"]));
 }
 
 fn regex_free_replace_agent_homes(text: &str) -> String {
     text.lines()
-        .map(|l| if l.starts_with("agent_homes") { "agent_homes = []".to_string() } else { l.to_string() })
+        .map(|l| {
+            if l.starts_with("agent_homes") {
+                "agent_homes = []".to_string()
+            } else {
+                l.to_string()
+            }
+        })
         .collect::<Vec<_>>()
         .join("\n")
         + "\n"
@@ -103,6 +156,21 @@ fn regex_free_replace_agent_homes(text: &str) -> String {
 
 struct Guardian {
     child: Child,
+}
+
+impl Drop for Guardian {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Stops the bench's nginx even when the bench panics.
+struct NginxGuard(String, String);
+
+impl Drop for NginxGuard {
+    fn drop(&mut self) {
+        let _ = Command::new(&self.0).args(["--home", &self.1, "nginx", "stop"]).output();
+    }
 }
 
 impl Guardian {
@@ -137,11 +205,20 @@ fn serve_ok(l: TcpListener) {
 }
 
 fn ok(o: std::process::Output) {
-    assert!(o.status.success(), "{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    assert!(
+        o.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// Polls the edge every 5 ms until it answers `want`; returns how long it took.
@@ -161,7 +238,11 @@ fn status(port: u16) -> Option<u16> {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
     let auth = base64::engine::general_purpose::STANDARD.encode(format!("bench:{PASSWORD}"));
-    write!(s, "GET / HTTP/1.1\r\nHost: x\r\nAuthorization: Basic {auth}\r\nConnection: close\r\n\r\n").ok()?;
+    write!(
+        s,
+        "GET / HTTP/1.1\r\nHost: x\r\nAuthorization: Basic {auth}\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
     let mut buf = [0u8; 16];
     s.read_exact(&mut buf[..12]).ok()?;
     std::str::from_utf8(&buf[9..12]).ok()?.parse().ok()
@@ -171,10 +252,18 @@ fn print_delays(what: &str, d: &[Duration], target: &str) {
     let ms: Vec<f64> = d.iter().map(|d| d.as_secs_f64() * 1000.0).collect();
     let max = ms.iter().cloned().fold(0.0, f64::max);
     let mean = ms.iter().sum::<f64>() / ms.len() as f64;
-    println!("{what}: mean {mean:.0} ms, max {max:.0} ms over {} runs ({target})", ms.len());
+    println!(
+        "{what}: mean {mean:.0} ms, max {max:.0} ms over {} runs ({target})",
+        ms.len()
+    );
 }
 
 fn rss_kb(pid: u32) -> Option<u64> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    s.lines().find(|l| l.starts_with("VmRSS:"))?.split_whitespace().nth(1)?.parse().ok()
+    s.lines()
+        .find(|l| l.starts_with("VmRSS:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
 }

@@ -7,6 +7,8 @@
 //! - [`nginx`]: rendering the breaker into config, running and probing nginx.
 //! - [`auth`]: the htpasswd file and its hashes.
 //! - [`config`]: `moltguard.toml` and where every file lives.
+//! - [`guardian`]: the checks and the daemon that opens the breaker.
+//! - [`gateway`]: `moltgate`, the OpenAI-compatible LLM gateway.
 //! - [`cli`]: the `moltguard` command.
 
 pub mod auth;
@@ -15,6 +17,7 @@ pub mod cli;
 pub mod config;
 pub mod exec;
 pub mod fsutil;
+pub mod gateway;
 #[cfg(test)]
 mod golden;
 pub mod guardian;

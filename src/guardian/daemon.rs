@@ -256,22 +256,6 @@ fn act(config: &Config, report: &ScanReport) {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn own_writes_and_nginx_runtime_are_noise() {
-        let rt = Path::new("/h/nginx/runtime");
-        for p in ["/h/state/guardian.json", "/h/state/.moltguard-abc.tmp", "/h/nginx/runtime", "/h/nginx/runtime/logs/error.log", "/h/nginx/.candidate-x"] {
-            assert!(is_noise(Path::new(p), rt), "{p}");
-        }
-        for p in ["/h/state/breaker.json", "/h/htpasswd", "/h/nginx/moltguard-site.conf", "/h/state/edge/breaker.allow"] {
-            assert!(!is_noise(Path::new(p), rt), "{p}");
-        }
-    }
-}
-
 fn log_report(r: &ScanReport) {
     for f in &r.findings {
         match f.severity {
@@ -312,5 +296,32 @@ fn write_status(config: &Config, started_at: DateTime<Utc>, r: &ScanReport, next
     };
     if let Err(e) = fsutil::write_atomic(&status_file(config), &json, 0o644) {
         tracing::warn!(error = %e, "cannot write the guardian status file");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn own_writes_and_nginx_runtime_are_noise() {
+        let rt = Path::new("/h/nginx/runtime");
+        for p in [
+            "/h/state/guardian.json",
+            "/h/state/.moltguard-abc.tmp",
+            "/h/nginx/runtime",
+            "/h/nginx/runtime/logs/error.log",
+            "/h/nginx/.candidate-x",
+        ] {
+            assert!(is_noise(Path::new(p), rt), "{p}");
+        }
+        for p in [
+            "/h/state/breaker.json",
+            "/h/htpasswd",
+            "/h/nginx/moltguard-site.conf",
+            "/h/state/edge/breaker.allow",
+        ] {
+            assert!(!is_noise(Path::new(p), rt), "{p}");
+        }
     }
 }

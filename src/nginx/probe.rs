@@ -46,7 +46,8 @@ pub fn probe_address(listen: IpAddr, port: u16) -> SocketAddr {
 /// costly to build per probe. No idle pooling, so every probe is a fresh
 /// connection (an old keep-alive one could reach an old worker).
 fn client() -> Option<&'static reqwest::blocking::Client> {
-    static CLIENT: std::sync::OnceLock<Option<reqwest::blocking::Client>> = std::sync::OnceLock::new();
+    static CLIENT: std::sync::OnceLock<Option<reqwest::blocking::Client>> =
+        std::sync::OnceLock::new();
     CLIENT
         .get_or_init(|| {
             reqwest::blocking::Client::builder()

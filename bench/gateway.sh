@@ -1,0 +1,141 @@
+#!/usr/bin/env bash
+# moltgate benchmark: the fake provider alone (direct), moltgate in front of
+# it, and nginx proxy_pass in front of it, at 1 and 64 connections with wrk.
+# Prints p50/p99 latency, added latency vs direct, requests/s, and RSS.
+#
+# Usage: bench/gateway.sh [DURATION]      (default 10s per run)
+# Needs: wrk, nginx (non-root, private prefix), a release build (done here).
+# Everything listens on 127.0.0.1 only and stops when the script exits.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DUR=${1:-10s}
+FAKE_PORT=${FAKE_PORT:-18101}
+GW_PORT=${GW_PORT:-18102}
+NGX_PORT=${NGX_PORT:-18103}
+
+command -v wrk >/dev/null || { echo "wrk not found (apt-get install wrk)"; exit 1; }
+NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+[ -x "$NGINX" ] || { echo "nginx not found (apt-get install nginx-light)"; exit 1; }
+
+echo "== building (release)"
+cargo build --release -q --bin moltgate --example fake_provider
+
+TMP=$(mktemp -d /tmp/moltgate-bench.XXXXXX)
+PIDS=()
+cleanup() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$TMP"
+}
+trap cleanup EXIT
+
+wait_port() {
+  for _ in $(seq 1 100); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+    sleep 0.1
+  done
+  echo "port $1 never opened"; exit 1
+}
+
+target/release/examples/fake_provider "127.0.0.1:$FAKE_PORT" >/dev/null &
+PIDS+=($!)
+
+cat >"$TMP/moltgate.toml" <<TOML
+default_provider = "fake"
+[providers.fake]
+base_url = "http://127.0.0.1:$FAKE_PORT/v1"
+TOML
+env -i PATH="$PATH" RUST_LOG=warn MOLTGATE_STATE_DIR="$TMP/state" \
+  target/release/moltgate serve --config "$TMP/moltgate.toml" --listen "127.0.0.1:$GW_PORT" 2>"$TMP/moltgate.log" &
+GW_PID=$!
+PIDS+=($GW_PID)
+
+mkdir -p "$TMP/nginx/logs"
+cat >"$TMP/nginx/nginx.conf" <<NGX
+daemon off;
+worker_processes auto;
+pid $TMP/nginx/nginx.pid;
+error_log $TMP/nginx/logs/error.log warn;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  client_body_temp_path $TMP/nginx/client_body;
+  proxy_temp_path $TMP/nginx/proxy;
+  fastcgi_temp_path $TMP/nginx/fastcgi;
+  uwsgi_temp_path $TMP/nginx/uwsgi;
+  scgi_temp_path $TMP/nginx/scgi;
+  upstream fake { server 127.0.0.1:$FAKE_PORT; keepalive 64; }
+  server {
+    listen 127.0.0.1:$NGX_PORT;
+    location / {
+      proxy_pass http://fake;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+    }
+  }
+}
+NGX
+"$NGINX" -p "$TMP/nginx" -c "$TMP/nginx/nginx.conf" 2>"$TMP/nginx/logs/stderr.log" &
+PIDS+=($!)
+
+wait_port "$FAKE_PORT"; wait_port "$GW_PORT"; wait_port "$NGX_PORT"
+
+cat >"$TMP/post.lua" <<'LUA'
+wrk.method = "POST"
+wrk.body = '{"model":"fake-ok","messages":[{"role":"user","content":"hi"}]}'
+wrk.headers["Content-Type"] = "application/json"
+LUA
+
+rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
+RSS_IDLE=$(rss_kb "$GW_PID")
+
+# Sanity: every path answers the same request with 200.
+for port in "$FAKE_PORT" "$GW_PORT" "$NGX_PORT"; do
+  code=$(curl -s -o /dev/null -w '%{http_code}' -H 'content-type: application/json' \
+    -d '{"model":"fake-ok","messages":[{"role":"user","content":"hi"}]}' "http://127.0.0.1:$port/v1/chat/completions")
+  [ "$code" = 200 ] || { echo "port $port answered $code"; cat "$TMP/moltgate.log"; exit 1; }
+done
+
+# Convert wrk's "45.12us" / "1.20ms" / "1.00s" to microseconds.
+to_us() { awk -v v="$1" 'BEGIN{ n=v+0; if (v ~ /us$/) print n; else if (v ~ /ms$/) print n*1000; else if (v ~ /s$/) print n*1000000; else print n }'; }
+
+declare -A P50 P99 RPS
+run() { # name port conns threads
+  local out
+  wrk -t"$4" -c"$3" -d"$DUR" --latency -s "$TMP/post.lua" "http://127.0.0.1:$2/v1/chat/completions" >"$TMP/wrk.out"
+  out=$(cat "$TMP/wrk.out")
+  if grep -q "Non-2xx" <<<"$out"; then echo "$1 c=$3: non-2xx responses!"; grep -E "Non-2xx|Socket errors" <<<"$out"; fi
+  P50[$1/$3]=$(to_us "$(awk '$1=="50%"{print $2}' <<<"$out")")
+  P99[$1/$3]=$(to_us "$(awk '$1=="99%"{print $2}' <<<"$out")")
+  RPS[$1/$3]=$(awk '/^Requests\/sec/{print $2}' <<<"$out")
+}
+
+echo "== warm-up"
+for port in "$FAKE_PORT" "$GW_PORT" "$NGX_PORT"; do
+  wrk -t1 -c4 -d2s -s "$TMP/post.lua" "http://127.0.0.1:$port/v1/chat/completions" >/dev/null
+done
+
+for c in 1 64; do
+  t=1; [ "$c" -gt 1 ] && t=2
+  echo "== $c connection(s), $DUR each"
+  run direct "$FAKE_PORT" "$c" "$t"
+  run moltgate "$GW_PORT" "$c" "$t"
+  run nginx "$NGX_PORT" "$c" "$t"
+done
+RSS_LOADED=$(rss_kb "$GW_PID")
+
+echo
+printf '%-9s %5s %10s %10s %12s %12s %10s\n' path conns p50_us p99_us added_p50_us added_p99_us req/s
+for c in 1 64; do
+  for n in direct moltgate nginx; do
+    k=$n/$c
+    ap50=$(awk -v a="${P50[$k]}" -v b="${P50[direct/$c]}" 'BEGIN{printf "%.1f", a-b}')
+    ap99=$(awk -v a="${P99[$k]}" -v b="${P99[direct/$c]}" 'BEGIN{printf "%.1f", a-b}')
+    printf '%-9s %5s %10s %10s %12s %12s %10s\n' "$n" "$c" "${P50[$k]}" "${P99[$k]}" "$ap50" "$ap99" "${RPS[$k]}"
+  done
+done
+echo
+ratio=$(awk -v a="${RPS[moltgate/64]}" -v b="${RPS[nginx/64]}" 'BEGIN{printf "%.2f", a/b}')
+echo "moltgate/nginx throughput at 64 connections: ${ratio}x   (target >= 0.70x)"
+echo "moltgate RSS: idle $((RSS_IDLE / 1024)) MiB ($RSS_IDLE kB), after load $((RSS_LOADED / 1024)) MiB ($RSS_LOADED kB)   (target idle <= 30 MB)"
+echo "targets at 1 connection: added p50 <= 300 us, added p99 <= 1000 us"

@@ -1,0 +1,167 @@
+//! `moltgate`: the OpenAI-compatible LLM gateway that runs behind nginx.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use moltguard::gateway::config::{self, GatewayConfig};
+use moltguard::gateway::secrets::SecretSource;
+use moltguard::gateway::{check, status, Gateway};
+
+#[derive(Parser)]
+#[command(
+    name = "moltgate",
+    version,
+    about = "OpenAI-compatible LLM gateway that never hangs"
+)]
+struct Cli {
+    /// TOML config file (default: $MOLTGUARD_HOME/moltgate.toml if set).
+    #[arg(long, global = true, env = "MOLTGATE_CONFIG")]
+    config: Option<PathBuf>,
+    /// Address to listen on; loopback only.
+    #[arg(long, global = true, env = "MOLTGATE_LISTEN")]
+    listen: Option<String>,
+    /// Where secrets and state live (default: $MOLTGUARD_HOME/state).
+    #[arg(long, global = true, env = "MOLTGATE_STATE_DIR")]
+    state_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    cmd: Option<Cmd>,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Serve the gateway (default).
+    Serve,
+    /// Validate the configuration and exit non-zero on any problem.
+    CheckConfig,
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let mut env = config::process_env();
+    if let Some(l) = &cli.listen {
+        env.insert("MOLTGATE_LISTEN".into(), l.clone());
+    }
+    if let Some(d) = &cli.state_dir {
+        env.insert("MOLTGATE_STATE_DIR".into(), d.display().to_string());
+    }
+    let path = cli
+        .config
+        .clone()
+        .or_else(|| config::default_config_path(&env).filter(|p| p.exists()));
+    let cfg = match GatewayConfig::load(path.as_deref(), &env) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("moltgate: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let secrets = SecretSource::new(cfg.state_dir.clone(), &env);
+    match cli.cmd.unwrap_or(Cmd::Serve) {
+        Cmd::CheckConfig => check_config(&cfg, &secrets),
+        Cmd::Serve => serve(cfg, secrets),
+    }
+}
+
+fn check_config(cfg: &GatewayConfig, secrets: &SecretSource) -> ExitCode {
+    let r = check::check(cfg, secrets);
+    println!(
+        "config: {}",
+        cfg.source
+            .as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|| "(environment only)".into())
+    );
+    println!(
+        "listen: {}  default: {}/{}",
+        cfg.listen, cfg.default_provider, cfg.default_model
+    );
+    for l in &r.info {
+        println!("  {l}");
+    }
+    for w in &r.warnings {
+        println!("warning: {w}");
+    }
+    for e in &r.errors {
+        println!("error: {e}");
+    }
+    if r.errors.is_empty() {
+        println!("ok");
+        ExitCode::SUCCESS
+    } else {
+        println!("{} problem(s) found", r.errors.len());
+        ExitCode::FAILURE
+    }
+}
+
+fn serve(cfg: GatewayConfig, secrets: SecretSource) -> ExitCode {
+    let errors = check::structural_errors(&cfg);
+    if !errors.is_empty() {
+        for e in &errors {
+            eprintln!("moltgate: {e}");
+        }
+        return ExitCode::from(2);
+    }
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("moltgate: cannot start runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    rt.block_on(async move {
+        let listen = cfg.listen;
+        let gw = match Gateway::new(cfg, &secrets) {
+            Ok(g) => g,
+            Err(e) => {
+                eprintln!("moltgate: {e:#}");
+                return ExitCode::FAILURE;
+            }
+        };
+        let listener = match tokio::net::TcpListener::bind(listen).await {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!("moltgate: cannot listen on {listen}: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        let addr = listener
+            .local_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_default();
+        tracing::info!("moltgate listening on http://{addr}");
+        status::spawn_startup_check(gw.clone());
+        match moltguard::gateway::serve_with_shutdown(gw, listener, shutdown_signal()).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("moltgate: server error: {e}");
+                ExitCode::FAILURE
+            }
+        }
+    })
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("install SIGTERM handler");
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+    tracing::info!("shutting down");
+}

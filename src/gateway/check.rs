@@ -1,0 +1,168 @@
+//! `moltgate check-config`: everything wrong with a configuration, precisely.
+
+use super::config::GatewayConfig;
+use super::routing::check_routes;
+use super::secrets::{SecretOrigin, SecretSource};
+
+#[derive(Debug, Default)]
+pub struct Report {
+    /// Make the config unusable: exit non-zero.
+    pub errors: Vec<String>,
+    /// Works, but should be fixed (e.g. keys in the environment).
+    pub warnings: Vec<String>,
+    /// One line per provider.
+    pub info: Vec<String>,
+}
+
+/// Structural problems that stop `serve` from starting (keys excluded).
+pub fn structural_errors(cfg: &GatewayConfig) -> Vec<String> {
+    let mut errors = Vec::new();
+    if let Err(e) = check_listen(cfg) {
+        errors.push(e);
+    }
+    for p in &cfg.providers {
+        if let Err(e) = check_url(&p.base_url) {
+            errors.push(format!("provider {}: base_url {e}", p.name));
+        }
+    }
+    errors.extend(check_routes(cfg));
+    errors
+}
+
+/// Only loopback binds until the auth issue lands: nginx is the front door.
+pub fn check_listen(cfg: &GatewayConfig) -> Result<(), String> {
+    if cfg.listen.ip().is_loopback() {
+        Ok(())
+    } else {
+        Err(format!(
+            "refusing to listen on {}: moltgate has no authentication yet and must sit behind nginx on loopback (use 127.0.0.1:PORT)",
+            cfg.listen
+        ))
+    }
+}
+
+fn check_url(u: &str) -> Result<(), String> {
+    let url = reqwest::Url::parse(u)
+        .map_err(|e| format!("{:?} is not a URL ({e})", redact_userinfo(u)))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(format!(
+            "{:?} must use http or https, not {:?}",
+            redact_userinfo(u),
+            url.scheme()
+        ));
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(format!("{:?} has no host", redact_userinfo(u)));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err("must not embed credentials (user:password@); use a key reference".into());
+    }
+    Ok(())
+}
+
+fn redact_userinfo(u: &str) -> String {
+    match (u.find("://"), u.find('@')) {
+        (Some(s), Some(a)) if a > s => format!("{}[redacted]{}", &u[..s + 3], &u[a..]),
+        _ => u.to_string(),
+    }
+}
+
+pub fn check(cfg: &GatewayConfig, secrets: &SecretSource) -> Report {
+    let mut r = Report {
+        errors: structural_errors(cfg),
+        ..Default::default()
+    };
+    let mut usable = 0;
+    for p in &cfg.providers {
+        let key = match &p.key_ref {
+            None => {
+                usable += 1;
+                "no key needed".to_string()
+            }
+            Some(k) => match secrets.resolve(k) {
+                Ok(Some(s)) => {
+                    usable += 1;
+                    if s.origin == SecretOrigin::Environment {
+                        r.warnings.push(format!(
+                            "provider {}: key {k} comes from the environment; store it with `moltguard secrets set {k}` and unset the variable",
+                            p.name
+                        ));
+                    }
+                    format!("key {k} from {}", s.origin.as_str())
+                }
+                Ok(None) => {
+                    r.errors.push(format!(
+                        "provider {}: no API key {k} found (looked in {}, $CREDENTIALS_DIRECTORY, keychain, environment); run `moltguard secrets set {k}`",
+                        p.name,
+                        cfg.state_dir.join("secrets").display()
+                    ));
+                    format!("key {k} MISSING")
+                }
+                Err(e) => {
+                    r.errors.push(format!("provider {}: {e}", p.name));
+                    format!("key {k} unreadable")
+                }
+            },
+        };
+        let t = p.timeouts;
+        r.info.push(format!(
+            "provider {} ({}) {} — {key}; timeouts connect {} ms, ttfb {} ms, idle {} ms, total {} ms",
+            p.name,
+            p.kind.as_str(),
+            redact_userinfo(&p.base_url),
+            t.connect.as_millis(),
+            t.ttfb.as_millis(),
+            t.idle.as_millis(),
+            t.total.as_millis()
+        ));
+    }
+    if cfg.providers.is_empty() {
+        r.errors.push("no providers configured".into());
+    } else if usable == 0 {
+        r.errors
+            .push("no provider is usable: every one lacks its API key".into());
+    }
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gateway::config::Env;
+
+    #[test]
+    fn reports_bad_urls_routes_keys_and_env_keys() {
+        let toml = r#"
+            listen = "0.0.0.0:8787"
+            [providers.bad]
+            base_url = "ftp://x"
+            [providers.nohost]
+            base_url = "http://"
+            [providers.groq]
+            [providers.openrouter]
+            [aliases]
+            a = ["nope/model"]
+        "#;
+        let env: Env = [("GROQ_API_KEY".to_string(), "gsk_secret_value_1".to_string())].into();
+        let cfg = GatewayConfig::from_toml_str(toml, &env, "t").unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let r = check(&cfg, &SecretSource::new(dir.path(), &env));
+        let all = r.errors.join("\n");
+        assert!(all.contains("refusing to listen on 0.0.0.0:8787"), "{all}");
+        assert!(
+            all.contains("provider bad: base_url") && all.contains("http or https"),
+            "{all}"
+        );
+        assert!(all.contains("provider nohost"), "{all}");
+        assert!(
+            all.contains("alias \"a\"") && all.contains("\"nope\" is not configured"),
+            "{all}"
+        );
+        assert!(all.contains("OPENROUTER_API_KEY"), "{all}");
+        assert!(r
+            .warnings
+            .join("\n")
+            .contains("GROQ_API_KEY comes from the environment"));
+        assert!(!format!("{r:?}").contains("gsk_secret_value_1"));
+    }
+}

@@ -1,0 +1,124 @@
+//! moltgate: an OpenAI-compatible LLM gateway that never hangs.
+//!
+//! Every request gets one overall deadline; each attempt gets per-phase
+//! deadlines capped by what is left of it. Failures are classified
+//! ([`retry::Failure`]) into retry / next route / skip provider / stop, each
+//! provider has a circuit breaker, and streams are either complete or end
+//! with an explicit error event.
+
+pub mod check;
+pub mod circuit;
+pub mod config;
+pub mod deadline;
+pub mod errors;
+pub mod json;
+pub mod provider;
+pub mod retry;
+pub mod routing;
+pub mod secrets;
+pub mod server;
+pub mod status;
+pub mod stream;
+
+mod metrics;
+
+use std::sync::Arc;
+
+pub use config::GatewayConfig;
+pub use metrics::Metrics;
+use provider::{Provider, Redactor};
+use secrets::SecretSource;
+
+pub struct Gateway {
+    pub cfg: GatewayConfig,
+    pub providers: Vec<Arc<Provider>>,
+    pub metrics: Metrics,
+    pub redactor: Redactor,
+}
+
+impl Gateway {
+    /// Resolve keys and build one pooled HTTP client per provider.
+    pub fn new(cfg: GatewayConfig, secrets: &SecretSource) -> anyhow::Result<Arc<Self>> {
+        let mut redactor = Redactor::default();
+        let mut providers = Vec::new();
+        for pc in &cfg.providers {
+            let (key, origin, key_error) = match &pc.key_ref {
+                None => (None, None, None),
+                Some(r) => match secrets.resolve(r) {
+                    Ok(Some(s)) => {
+                        redactor.add(&s.value);
+                        (Some(s.value), Some(s.origin), None)
+                    }
+                    Ok(None) => (None, None, None),
+                    Err(e) => (None, None, Some(e.to_string())),
+                },
+            };
+            providers.push(Arc::new(Provider::new(
+                pc.clone(),
+                key,
+                origin,
+                key_error,
+                cfg.breaker,
+            )?));
+        }
+        let gw = Arc::new(Self {
+            cfg,
+            providers,
+            metrics: Metrics::new(),
+            redactor,
+        });
+        for p in &gw.providers {
+            gw.refresh_breaker_gauge(p);
+        }
+        Ok(gw)
+    }
+
+    pub fn provider(&self, name: &str) -> Option<&Arc<Provider>> {
+        self.providers.iter().find(|p| p.name() == name)
+    }
+
+    /// Breaker states change with time (open -> half-open), so the gauge is
+    /// refreshed when scraped and on failures, not on every success.
+    pub fn refresh_breaker_gauge(&self, p: &Provider) {
+        self.metrics
+            .breaker_state
+            .with_label_values(&[p.name()])
+            .set(p.breaker.state().gauge());
+    }
+
+    /// Usable: key present (if one is needed) and breaker not open.
+    pub fn ready(&self) -> bool {
+        self.providers.iter().any(|p| {
+            !p.key_missing()
+                && p.key_error.is_none()
+                && p.breaker.state() != circuit::BreakerState::Open
+        })
+    }
+}
+
+/// Serve the gateway on an already bound listener until the future is dropped.
+pub async fn serve(gw: Arc<Gateway>, listener: tokio::net::TcpListener) -> std::io::Result<()> {
+    axum::serve(nodelay(listener), server::router(gw)).await
+}
+
+/// SSE chunks are small writes: without TCP_NODELAY, Nagle plus the
+/// client's delayed ACK can hold a chunk back for tens of milliseconds.
+fn nodelay(
+    listener: tokio::net::TcpListener,
+) -> impl axum::serve::Listener<Addr = std::net::SocketAddr> {
+    use axum::serve::ListenerExt;
+    listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    })
+}
+
+/// Like [`serve`], stopping gracefully when `shutdown` resolves.
+pub async fn serve_with_shutdown(
+    gw: Arc<Gateway>,
+    listener: tokio::net::TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(nodelay(listener), server::router(gw))
+        .with_graceful_shutdown(shutdown)
+        .await
+}

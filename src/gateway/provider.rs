@@ -1,0 +1,588 @@
+//! One configured upstream and one attempt against it, with separate connect,
+//! headers (time-to-first-byte), idle-between-chunks and total deadlines.
+//!
+//! reqwest's own `timeout()` is a single total budget, so every phase here is
+//! wrapped in `tokio::time::timeout_at`. The connect phase uses reqwest's
+//! `connect_timeout`, which is why each provider has its own `Client` (built
+//! once, pooled, shared by all requests to that provider).
+//!
+//! The attempt future owns the upstream request: dropping it (client gone)
+//! drops the connection at once.
+
+use std::collections::VecDeque;
+use std::pin::Pin;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use eventsource_stream::{EventStreamError, Eventsource};
+use futures_util::{Stream, StreamExt};
+use serde_json::Value;
+use tokio::time::{timeout_at, Instant};
+
+use super::circuit::Breaker;
+use super::config::{BreakerConfig, ProviderConfig};
+use super::deadline::Deadline;
+use super::json;
+use super::retry::{classify_status, Failure, Phase};
+use super::secrets::{SecretOrigin, SecretString};
+
+/// Latency samples kept per provider for status and the dashboard.
+const HISTORY: usize = 512;
+/// Cap on a buffered (non-streaming) answer.
+const MAX_BODY: usize = 32 << 20;
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Sample {
+    pub at: DateTime<Utc>,
+    pub ms: u64,
+    pub ok: bool,
+}
+
+#[derive(Debug, Default)]
+pub struct Stats {
+    pub history: VecDeque<Sample>,
+    pub last_latency_ms: Option<u64>,
+    pub last_error: Option<String>,
+    pub last_error_at: Option<DateTime<Utc>>,
+    pub last_ok_at: Option<DateTime<Utc>>,
+}
+
+/// Replaces every known secret value in text that may reach a client or log.
+#[derive(Default)]
+pub struct Redactor {
+    secrets: Vec<String>,
+}
+
+impl Redactor {
+    pub fn add(&mut self, s: &SecretString) {
+        // Very short values would redact ordinary words; keys are long.
+        if s.expose().len() >= 6 {
+            self.secrets.push(s.expose().to_string());
+        }
+    }
+    pub fn redact(&self, text: &str) -> String {
+        let mut out = text.to_string();
+        for s in &self.secrets {
+            if out.contains(s.as_str()) {
+                out = out.replace(s.as_str(), "[redacted]");
+            }
+        }
+        out
+    }
+}
+
+pub struct Provider {
+    pub cfg: ProviderConfig,
+    /// `{base_url}/chat/completions`, parsed once (URL parsing showed in profiles).
+    chat_url: reqwest::Url,
+    pub client: reqwest::Client,
+    pub key: Option<SecretString>,
+    pub key_origin: Option<SecretOrigin>,
+    /// Why the key could not be read (e.g. insecure file), without the key.
+    pub key_error: Option<String>,
+    pub breaker: Breaker,
+    pub stats: Mutex<Stats>,
+}
+
+/// Upstream SSE events, owned by whoever consumes them.
+pub type UpstreamEvents = Pin<
+    Box<
+        dyn Stream<Item = Result<eventsource_stream::Event, EventStreamError<reqwest::Error>>>
+            + Send,
+    >,
+>;
+
+pub enum Answer {
+    /// A complete `chat.completion` object, `model` already relabelled
+    /// `provider/model`; `model` is what the upstream reported.
+    Full { body: Bytes, model: String },
+    /// A stream whose first content chunk has arrived; `first` holds every
+    /// chunk so far (role chunk, first content chunk).
+    Stream {
+        first: Vec<Value>,
+        rest: UpstreamEvents,
+        done: bool,
+    },
+}
+
+impl Provider {
+    pub fn new(
+        cfg: ProviderConfig,
+        key: Option<SecretString>,
+        key_origin: Option<SecretOrigin>,
+        key_error: Option<String>,
+        breaker: BreakerConfig,
+    ) -> anyhow::Result<Self> {
+        let client = reqwest::Client::builder()
+            .connect_timeout(cfg.timeouts.connect)
+            .pool_idle_timeout(Duration::from_secs(60))
+            .tcp_nodelay(true)
+            // Never follow redirects with a key attached; retries are ours to decide.
+            .redirect(reqwest::redirect::Policy::none())
+            .retry(reqwest::retry::never())
+            .user_agent(concat!("moltgate/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        let chat_url = reqwest::Url::parse(&format!("{}/chat/completions", cfg.base_url))?;
+        Ok(Self {
+            chat_url,
+            cfg,
+            client,
+            key,
+            key_origin,
+            key_error,
+            breaker: Breaker::new(breaker),
+            stats: Mutex::new(Stats::default()),
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.cfg.name
+    }
+
+    /// A key is needed for presets that use one (Ollama and custom URLs may not).
+    pub fn key_missing(&self) -> bool {
+        self.cfg.key_ref.is_some() && self.key.is_none()
+    }
+
+    pub fn record(&self, ms: u64, result: Result<(), String>) {
+        let mut s = self.stats.lock().unwrap();
+        let now = Utc::now();
+        if s.history.len() == HISTORY {
+            s.history.pop_front();
+        }
+        s.history.push_back(Sample {
+            at: now,
+            ms,
+            ok: result.is_ok(),
+        });
+        match result {
+            Ok(()) => {
+                s.last_latency_ms = Some(ms);
+                s.last_ok_at = Some(now);
+            }
+            Err(e) => {
+                s.last_error = Some(e);
+                s.last_error_at = Some(now);
+            }
+        }
+    }
+
+    fn request(&self, body: Bytes) -> reqwest::RequestBuilder {
+        let mut rb = self
+            .client
+            .post(self.chat_url.clone())
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body);
+        if let Some(k) = &self.key {
+            rb = rb.bearer_auth(k.expose());
+        }
+        if self.cfg.kind == super::config::ProviderKind::OpenRouter {
+            rb = rb.header("X-Title", "moltgate");
+        }
+        rb
+    }
+
+    /// One attempt. `body` is the client's request with `model`/`stream` already set.
+    pub async fn attempt(
+        &self,
+        body: Bytes,
+        route_model: &str,
+        stream: bool,
+        overall: Deadline,
+        redactor: &Redactor,
+    ) -> Result<Answer, Failure> {
+        let t = self.cfg.timeouts;
+        let budget = overall.cap(t.total);
+        let start = Instant::now();
+        let headers_by = budget.cap(t.ttfb);
+        let overall_binds = |limit: Instant| overall.instant() <= limit;
+        let timeout = |phase: Phase, limit: Instant| Failure::Timeout {
+            phase,
+            ms: limit.saturating_duration_since(start).as_millis() as u64,
+            overall: overall_binds(limit),
+        };
+
+        let resp = match timeout_at(headers_by.instant(), self.request(body).send()).await {
+            Err(_) => return Err(timeout(Phase::Headers, headers_by.instant())),
+            Ok(Err(e)) => return Err(send_error(e, t.connect, redactor)),
+            Ok(Ok(r)) => r,
+        };
+
+        let status = resp.status();
+        if !status.is_success() {
+            let retry_after = resp
+                .headers()
+                .get(reqwest::header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
+            // The error body is best effort: a short bounded read.
+            let err_by = budget.cap(t.idle.min(Duration::from_secs(2)));
+            let text = read_body(resp, err_by.instant(), err_by.instant(), 64 << 10)
+                .await
+                .unwrap_or_default();
+            let (code, message) = error_message(&text, redactor);
+            return Err(classify_status(
+                status.as_u16(),
+                code.as_deref(),
+                message,
+                retry_after.as_deref(),
+            ));
+        }
+
+        let is_sse = resp
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.contains("text/event-stream"));
+
+        if stream && is_sse {
+            return first_content(resp, t.idle, budget, start, overall, redactor).await;
+        }
+
+        // Buffered answer: every chunk must come within `idle`, all by `budget`.
+        let mut buf = Vec::new();
+        let mut resp = resp;
+        loop {
+            let idle_by = budget.cap(t.idle).instant();
+            match timeout_at(idle_by, resp.chunk()).await {
+                Err(_) => {
+                    let phase = if idle_by < budget.instant() {
+                        Phase::Idle
+                    } else {
+                        Phase::Total
+                    };
+                    let ms = if phase == Phase::Idle {
+                        t.idle.as_millis() as u64
+                    } else {
+                        budget
+                            .instant()
+                            .saturating_duration_since(start)
+                            .as_millis() as u64
+                    };
+                    return Err(Failure::Timeout {
+                        phase,
+                        ms,
+                        overall: phase == Phase::Total && overall_binds(idle_by),
+                    });
+                }
+                Ok(Err(e)) => {
+                    return Err(Failure::Cut {
+                        detail: redactor.redact(&root_cause(&e.without_url())),
+                    })
+                }
+                Ok(Ok(None)) => break,
+                Ok(Ok(Some(c))) => {
+                    buf.extend_from_slice(&c);
+                    if buf.len() > MAX_BODY {
+                        return Err(Failure::Malformed {
+                            detail: format!("answer larger than {} MiB", MAX_BODY >> 20),
+                        });
+                    }
+                }
+            }
+        }
+        let (body, model) = label_full(&buf, self.name(), route_model, redactor)?;
+        Ok(Answer::Full { body, model })
+    }
+
+    /// `GET /models`, used by the startup check: latency or a readable error.
+    pub async fn probe_models(&self, within: Duration) -> Result<u64, String> {
+        let start = Instant::now();
+        let mut rb = self.client.get(format!("{}/models", self.cfg.base_url));
+        if let Some(k) = &self.key {
+            rb = rb.bearer_auth(k.expose());
+        }
+        match tokio::time::timeout(within, rb.send()).await {
+            Err(_) => Err(format!("no answer within {} ms", within.as_millis())),
+            Ok(Err(e)) => Err(root_cause(&e.without_url())),
+            Ok(Ok(r)) if r.status().is_success() => Ok(start.elapsed().as_millis() as u64),
+            Ok(Ok(r)) if matches!(r.status().as_u16(), 401 | 403) => {
+                Err(format!("API key rejected ({})", r.status().as_u16()))
+            }
+            Ok(Ok(r)) => Err(format!("HTTP {}", r.status().as_u16())),
+        }
+    }
+}
+
+/// Read the stream until the first content chunk, so that anything failing
+/// before it can still fall back to the next route.
+async fn first_content(
+    resp: reqwest::Response,
+    idle: Duration,
+    budget: Deadline,
+    start: Instant,
+    overall: Deadline,
+    redactor: &Redactor,
+) -> Result<Answer, Failure> {
+    let mut events: UpstreamEvents = Box::pin(resp.bytes_stream().eventsource());
+    let mut first = Vec::new();
+    loop {
+        let idle_by = budget.cap(idle).instant();
+        let ev = match timeout_at(idle_by, events.next()).await {
+            Err(_) => {
+                let total = idle_by >= budget.instant();
+                return Err(Failure::Timeout {
+                    phase: if total { Phase::Total } else { Phase::Idle },
+                    ms: if total {
+                        idle_by.saturating_duration_since(start).as_millis() as u64
+                    } else {
+                        idle.as_millis() as u64
+                    },
+                    overall: total && overall.instant() <= idle_by,
+                });
+            }
+            Ok(None) => {
+                return Err(Failure::Cut {
+                    detail: "stream ended before any content".into(),
+                })
+            }
+            Ok(Some(Err(e))) => {
+                return Err(Failure::Cut {
+                    detail: redactor.redact(&stream_error(&e)),
+                })
+            }
+            Ok(Some(Ok(ev))) => ev,
+        };
+        if ev.data.trim() == "[DONE]" {
+            return Ok(Answer::Stream {
+                first,
+                rest: events,
+                done: true,
+            });
+        }
+        let Ok(v) = serde_json::from_str::<Value>(&ev.data) else {
+            tracing::debug!("skipping malformed upstream chunk before first content");
+            continue;
+        };
+        if let Some(f) = embedded_error(&v, redactor) {
+            return Err(f);
+        }
+        let has_content = chunk_has_content(&v);
+        first.push(v);
+        if has_content {
+            return Ok(Answer::Stream {
+                first,
+                rest: events,
+                done: false,
+            });
+        }
+    }
+}
+
+/// Content, a tool call or a finish reason: the answer has begun.
+pub fn chunk_has_content(v: &Value) -> bool {
+    v.get("choices")
+        .and_then(Value::as_array)
+        .is_some_and(|cs| {
+            cs.iter().any(|c| {
+                let d = c.get("delta");
+                d.and_then(|d| d.get("content"))
+                    .and_then(Value::as_str)
+                    .is_some_and(|s| !s.is_empty())
+                    || d.and_then(|d| d.get("tool_calls"))
+                        .is_some_and(|t| !t.is_null())
+                    || c.get("finish_reason").is_some_and(|f| !f.is_null())
+            })
+        })
+}
+
+/// Some providers answer 200 with `{"error": ...}` (OpenRouter does, mid-stream too).
+pub fn embedded_error(v: &Value, redactor: &Redactor) -> Option<Failure> {
+    let e = v.get("error")?;
+    if e.is_null() {
+        return None;
+    }
+    let (code, message) = error_fields(e, redactor);
+    let status = e
+        .get("code")
+        .and_then(Value::as_u64)
+        .filter(|c| (400..600).contains(c))
+        .unwrap_or(502) as u16;
+    Some(classify_status(status, code.as_deref(), message, None))
+}
+
+fn error_fields(e: &Value, redactor: &Redactor) -> (Option<String>, String) {
+    let code = e
+        .get("code")
+        .and_then(|c| c.as_str().map(str::to_owned))
+        .or_else(|| e.get("type").and_then(Value::as_str).map(str::to_owned));
+    let msg = e
+        .get("message")
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+        .unwrap_or_else(|| e.to_string());
+    (code, redactor.redact(&truncate(&msg, 300)))
+}
+
+/// Pull `error.message`/`error.code` out of an upstream error body.
+fn error_message(text: &str, redactor: &Redactor) -> (Option<String>, String) {
+    match serde_json::from_str::<Value>(text) {
+        Ok(v) if v.get("error").is_some() => {
+            let e = &v["error"];
+            if e.is_string() {
+                (
+                    None,
+                    redactor.redact(&truncate(e.as_str().unwrap_or(""), 300)),
+                )
+            } else {
+                error_fields(e, redactor)
+            }
+        }
+        _ => {
+            let t = text.trim();
+            let t = if t.is_empty() { "(empty body)" } else { t };
+            (None, redactor.redact(&truncate(t, 300)))
+        }
+    }
+}
+
+pub fn truncate(s: &str, max: usize) -> String {
+    match s.char_indices().nth(max) {
+        Some((i, _)) => format!("{}…", &s[..i]),
+        None => s.to_string(),
+    }
+}
+
+async fn read_body(
+    mut resp: reqwest::Response,
+    idle_by: Instant,
+    by: Instant,
+    max: usize,
+) -> Option<String> {
+    let mut buf = Vec::new();
+    let until = idle_by.min(by);
+    while let Ok(Ok(Some(c))) = timeout_at(until, resp.chunk()).await {
+        buf.extend_from_slice(&c);
+        if buf.len() >= max {
+            break;
+        }
+    }
+    Some(String::from_utf8_lossy(&buf).into_owned())
+}
+
+/// The innermost error message ("Connection refused (os error 111)"),
+/// without reqwest's URL (which could carry credentials).
+pub fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut cur: &(dyn std::error::Error + 'static) = e;
+    while let Some(next) = cur.source() {
+        cur = next;
+    }
+    cur.to_string()
+}
+
+fn stream_error(e: &EventStreamError<reqwest::Error>) -> String {
+    match e {
+        EventStreamError::Transport(t) => {
+            let t = reqwest_without_url_ref(t);
+            if t.is_empty() {
+                "connection closed mid-stream".into()
+            } else {
+                t
+            }
+        }
+        other => other.to_string(),
+    }
+}
+
+fn reqwest_without_url_ref(e: &reqwest::Error) -> String {
+    // `root_cause` never prints the top-level message, which is where the URL lives.
+    let inner = root_cause(e);
+    if inner.contains("://") {
+        "connection error".into()
+    } else {
+        inner
+    }
+}
+
+fn send_error(e: reqwest::Error, connect: Duration, redactor: &Redactor) -> Failure {
+    if e.is_connect() && e.is_timeout() {
+        return Failure::Timeout {
+            phase: Phase::Connect,
+            ms: connect.as_millis() as u64,
+            overall: false,
+        };
+    }
+    let detail = redactor.redact(&root_cause(&e.without_url()));
+    Failure::Connect { detail }
+}
+
+/// Rewrite `model` to "provider/model" so clients see who really answered.
+pub fn label_model(v: &mut Value, provider: &str, route_model: &str) -> String {
+    let upstream = v
+        .get("model")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .unwrap_or(route_model)
+        .to_string();
+    if let Some(o) = v.as_object_mut() {
+        o.insert(
+            "model".into(),
+            Value::String(format!("{provider}/{upstream}")),
+        );
+    }
+    upstream
+}
+
+/// Validate a buffered answer and relabel its `model` as "provider/model",
+/// touching only top-level fields.
+fn label_full(
+    buf: &[u8],
+    provider: &str,
+    route_model: &str,
+    redactor: &Redactor,
+) -> Result<(Bytes, String), Failure> {
+    let fields = json::parse_fields(buf).map_err(|e| Failure::Malformed {
+        detail: format!("answer {e}"),
+    })?;
+    if let Some(e) = fields.get("error").filter(|e| e.get() != "null") {
+        let v = serde_json::json!({ "error": serde_json::from_str::<Value>(e.get()).unwrap_or(Value::Null) });
+        if let Some(f) = embedded_error(&v, redactor) {
+            return Err(f);
+        }
+    }
+    if !fields
+        .get("choices")
+        .is_some_and(|c| c.get().starts_with('['))
+    {
+        return Err(Failure::Malformed {
+            detail: "answer has no \"choices\" array".into(),
+        });
+    }
+    let upstream = fields
+        .get("model")
+        .and_then(|m| serde_json::from_str::<String>(m.get()).ok())
+        .filter(|m| !m.is_empty())
+        .unwrap_or_else(|| route_model.to_string());
+    let mut w = json::ObjectWriter::with_capacity(buf.len() + provider.len());
+    for (k, v) in &fields {
+        if k != "model" {
+            w.raw(k, v.get());
+        }
+    }
+    w.string("model", &format!("{provider}/{upstream}"));
+    Ok((Bytes::from(w.finish()), upstream))
+}
+
+/// The request body sent upstream: the client's top-level fields, with the
+/// route's model, our streaming choice, and gateway-only fields removed.
+pub fn upstream_body(client: &json::Fields<'_>, model: &str, stream: bool) -> Bytes {
+    let mut w =
+        json::ObjectWriter::with_capacity(client.values().map(|v| v.get().len() + 16).sum());
+    for (k, v) in client {
+        let drop = match k.as_str() {
+            "model" | "stream" | "fallbacks" => true,
+            "stream_options" => !stream,
+            _ => false,
+        };
+        if !drop {
+            w.raw(k, v.get());
+        }
+    }
+    w.string("model", model);
+    if stream {
+        w.raw("stream", "true");
+    }
+    Bytes::from(w.finish())
+}

@@ -1,0 +1,317 @@
+//! What went wrong with one upstream attempt, and what to do about it.
+//!
+//! | failure                         | action                              |
+//! |---------------------------------|-------------------------------------|
+//! | 5xx                             | retry (if retries left), else next  |
+//! | refused / reset before any byte | retry (if retries left), else next  |
+//! | 429 with short Retry-After      | wait, retry; long or none: next     |
+//! | any timeout (silent upstream)   | next route, never the same one      |
+//! | 400 context length / 413        | next route (maybe a bigger context) |
+//! | 400 content policy              | stop, pass the reason on            |
+//! | 401 / 403                       | skip every route on that provider   |
+//! | 404 model not found             | next route                          |
+//! | other 4xx                       | stop: the request itself is bad     |
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    Connect,
+    Headers,
+    Idle,
+    Total,
+}
+
+impl Phase {
+    fn describe(self) -> &'static str {
+        match self {
+            Phase::Connect => "could not connect",
+            Phase::Headers => "sent no response headers",
+            Phase::Idle => "went silent between chunks",
+            Phase::Total => "did not finish",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub enum Failure {
+    /// A deadline fired. `overall` when the request's chain deadline was the binding one.
+    Timeout {
+        phase: Phase,
+        ms: u64,
+        overall: bool,
+    },
+    /// Refused, reset or closed before any response byte.
+    Connect {
+        detail: String,
+    },
+    /// The body was cut after it started.
+    Cut {
+        detail: String,
+    },
+    RateLimited {
+        retry_after: Option<Duration>,
+        until: Option<DateTime<Utc>>,
+    },
+    Auth {
+        status: u16,
+    },
+    ContextLength {
+        message: String,
+    },
+    ContentPolicy {
+        message: String,
+    },
+    NotFound {
+        message: String,
+    },
+    BadRequest {
+        status: u16,
+        message: String,
+    },
+    Server {
+        status: u16,
+        message: String,
+    },
+    Malformed {
+        detail: String,
+    },
+    CircuitOpen {
+        retry_in: Duration,
+    },
+    KeyMissing {
+        key_ref: String,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// The same route may succeed on another try.
+    Retry,
+    NextRoute,
+    /// The provider's key is bad: skip all its routes.
+    SkipProvider,
+    /// Fail the request now (client-caused, retrying elsewhere won't help).
+    Stop,
+}
+
+impl Failure {
+    pub fn class(&self) -> &'static str {
+        match self {
+            Failure::Timeout { .. } => "timeout",
+            Failure::Connect { .. } => "connect",
+            Failure::Cut { .. } => "cut",
+            Failure::RateLimited { .. } => "rate_limited",
+            Failure::Auth { .. } => "auth",
+            Failure::ContextLength { .. } => "context_length",
+            Failure::ContentPolicy { .. } => "content_policy",
+            Failure::NotFound { .. } => "model_not_found",
+            Failure::BadRequest { .. } => "bad_request",
+            Failure::Server { .. } => "server_error",
+            Failure::Malformed { .. } => "malformed",
+            Failure::CircuitOpen { .. } => "circuit_open",
+            Failure::KeyMissing { .. } => "key_missing",
+        }
+    }
+
+    pub fn action(&self, max_retry_after: Duration) -> Action {
+        match self {
+            Failure::Server { .. } | Failure::Connect { .. } => Action::Retry,
+            Failure::RateLimited {
+                retry_after: Some(d),
+                ..
+            } if *d <= max_retry_after => Action::Retry,
+            Failure::RateLimited { .. }
+            | Failure::Timeout { .. }
+            | Failure::Cut { .. }
+            | Failure::Malformed { .. }
+            | Failure::ContextLength { .. }
+            | Failure::NotFound { .. }
+            | Failure::CircuitOpen { .. } => Action::NextRoute,
+            Failure::Auth { .. } | Failure::KeyMissing { .. } => Action::SkipProvider,
+            Failure::ContentPolicy { .. } | Failure::BadRequest { .. } => Action::Stop,
+        }
+    }
+
+    /// Whether this failure says the provider is unhealthy (feeds the breaker).
+    pub fn counts_against_provider(&self) -> bool {
+        matches!(
+            self,
+            Failure::Timeout { .. }
+                | Failure::Connect { .. }
+                | Failure::Cut { .. }
+                | Failure::Server { .. }
+                | Failure::Malformed { .. }
+                | Failure::RateLimited { .. }
+        )
+    }
+
+    /// How long to wait before retrying the same route.
+    pub fn retry_delay(&self, attempt: u32) -> Duration {
+        match self {
+            Failure::RateLimited {
+                retry_after: Some(d),
+                ..
+            } => *d,
+            // Short jittered backoff: long enough to skip a blip, short
+            // enough to leave budget for the fallbacks.
+            _ => {
+                let base = 50u64 << attempt.min(4);
+                Duration::from_millis(base + rand::random::<u64>() % base)
+            }
+        }
+    }
+
+    /// One sentence a person can act on (no provider/model prefix).
+    pub fn describe(&self) -> String {
+        match self {
+            Failure::Timeout { phase, ms, overall } => {
+                if *overall {
+                    format!("{} before the request's overall deadline ({ms} ms total budget left)", phase.describe())
+                } else {
+                    format!("{} within {ms} ms (timeout)", phase.describe())
+                }
+            }
+            Failure::Connect { detail } => format!("connection failed before any response: {detail}"),
+            Failure::Cut { detail } => format!("response was cut off: {detail}"),
+            Failure::RateLimited { retry_after, until } => match (retry_after, until) {
+                (_, Some(t)) => format!("rate limited (429) until {}", t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
+                (Some(d), None) => format!("rate limited (429), retry after {} ms", d.as_millis()),
+                _ => "rate limited (429), no Retry-After given".to_string(),
+            },
+            Failure::Auth { status } => format!(
+                "API key rejected ({status}); check the key with `moltguard secrets set` and `moltgate check-config`"
+            ),
+            Failure::ContextLength { message } => format!("prompt too long for this model's context window: {message}"),
+            Failure::ContentPolicy { message } => format!("refused by the provider's content policy: {message}"),
+            Failure::NotFound { message } => format!("model not found: {message}"),
+            Failure::BadRequest { status, message } => format!("rejected the request ({status}): {message}"),
+            Failure::Server { status, message } => format!("server error ({status}): {message}"),
+            Failure::Malformed { detail } => format!("sent a malformed response: {detail}"),
+            Failure::CircuitOpen { retry_in } => format!(
+                "skipped: circuit breaker open after repeated failures (next probe in {} ms)",
+                retry_in.as_millis()
+            ),
+            Failure::KeyMissing { key_ref } => format!(
+                "skipped: no API key found for {key_ref} (set it with `moltguard secrets set {key_ref}`)"
+            ),
+        }
+    }
+}
+
+/// Parse `Retry-After`: delta-seconds or an HTTP date.
+pub fn parse_retry_after(v: &str) -> Option<(Duration, DateTime<Utc>)> {
+    let v = v.trim();
+    if let Ok(secs) = v.parse::<f64>() {
+        if secs.is_finite() && secs >= 0.0 {
+            let d = Duration::from_secs_f64(secs.min(86_400.0));
+            let until = Utc::now() + chrono::Duration::from_std(d).ok()?;
+            return Some((d, until));
+        }
+        return None;
+    }
+    let t = DateTime::parse_from_rfc2822(v).ok()?.with_timezone(&Utc);
+    let d = (t - Utc::now()).to_std().unwrap_or_default();
+    Some((d, t))
+}
+
+/// Classify a non-2xx upstream answer from its status and (sanitised) message.
+pub fn classify_status(
+    status: u16,
+    code: Option<&str>,
+    message: String,
+    retry_after: Option<&str>,
+) -> Failure {
+    let lower = message.to_ascii_lowercase();
+    let code = code.unwrap_or("").to_ascii_lowercase();
+    let context = code.contains("context_length")
+        || lower.contains("context length")
+        || lower.contains("context_length")
+        || lower.contains("maximum context")
+        || lower.contains("context window")
+        || lower.contains("reduce the length")
+        || lower.contains("too many tokens");
+    let policy = code.contains("content_policy")
+        || code.contains("content_filter")
+        || lower.contains("content policy")
+        || lower.contains("content management policy")
+        || lower.contains("content_filter")
+        || lower.contains("flagged");
+    match status {
+        401 | 403 => Failure::Auth { status },
+        429 => {
+            let parsed = retry_after.and_then(parse_retry_after);
+            Failure::RateLimited {
+                retry_after: parsed.map(|p| p.0),
+                until: parsed.map(|p| p.1),
+            }
+        }
+        413 => Failure::ContextLength { message },
+        400..=499 if policy => Failure::ContentPolicy { message },
+        400..=499 if context => Failure::ContextLength { message },
+        404 => Failure::NotFound { message },
+        400..=499 => Failure::BadRequest { status, message },
+        _ => Failure::Server { status, message },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classification_and_actions() {
+        let max = Duration::from_secs(2);
+        let f = classify_status(
+            400,
+            Some("context_length_exceeded"),
+            "too long".into(),
+            None,
+        );
+        assert!(matches!(f, Failure::ContextLength { .. }));
+        assert_eq!(f.action(max), Action::NextRoute);
+        let f = classify_status(
+            400,
+            None,
+            "Your request was flagged by our content policy".into(),
+            None,
+        );
+        assert_eq!(f.action(max), Action::Stop);
+        assert_eq!(
+            classify_status(401, None, String::new(), None).action(max),
+            Action::SkipProvider
+        );
+        assert_eq!(
+            classify_status(503, None, String::new(), None).action(max),
+            Action::Retry
+        );
+        assert_eq!(
+            classify_status(429, None, String::new(), Some("1")).action(max),
+            Action::Retry
+        );
+        assert_eq!(
+            classify_status(429, None, String::new(), Some("60")).action(max),
+            Action::NextRoute
+        );
+        assert_eq!(
+            classify_status(429, None, String::new(), None).action(max),
+            Action::NextRoute
+        );
+        let t = Failure::Timeout {
+            phase: Phase::Headers,
+            ms: 10,
+            overall: false,
+        };
+        assert_eq!(t.action(max), Action::NextRoute);
+    }
+
+    #[test]
+    fn retry_after_forms() {
+        assert_eq!(parse_retry_after("2").unwrap().0, Duration::from_secs(2));
+        let d = parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT").unwrap();
+        assert_eq!(d.0, Duration::ZERO);
+        assert!(parse_retry_after("soon").is_none());
+    }
+}

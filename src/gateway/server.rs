@@ -1,0 +1,570 @@
+//! HTTP routes and the fallback chain.
+// `ApiError` carries the attempt list by value; it is built once per failed
+// request, so boxing it would buy nothing.
+#![allow(clippy::result_large_err)]
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::sse::Sse;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::{json, Value};
+use tokio::time::Instant;
+
+use super::deadline::Deadline;
+use super::errors::{ApiError, AttemptReport};
+use super::json;
+use super::metrics::label;
+use super::provider::{upstream_body, Answer, Provider};
+use super::retry::{Action, Failure};
+use super::routing::{resolve_chain, Route};
+use super::stream::{relay, synthesize, Relay};
+use super::{status, Gateway};
+
+/// Largest request body accepted (long prompts are big, but not unbounded).
+const MAX_REQUEST_BYTES: usize = 16 << 20;
+
+pub fn router(gw: Arc<Gateway>) -> Router {
+    Router::new()
+        .route("/v1/chat/completions", post(chat))
+        .route("/chat/completions", post(chat))
+        .route("/v1/models", get(models))
+        .route("/health", get(|| async { Json(json!({"status": "ok"})) }))
+        .route("/ready", get(ready))
+        .route("/metrics", get(metrics))
+        .route("/api/providers/status", get(status::status_handler))
+        .route("/api/providers/test", post(status::test_handler))
+        .fallback(|| async {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "invalid_request_error",
+                "not_found",
+                "unknown endpoint; moltgate serves POST /v1/chat/completions, GET /v1/models, /health, /ready, /metrics, /api/providers/status, POST /api/providers/test",
+            )
+        })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "invalid_request_error",
+                "method_not_allowed",
+                "method not allowed on this endpoint (chat completions take POST)",
+            )
+        })
+        .layer(DefaultBodyLimit::max(MAX_REQUEST_BYTES))
+        .with_state(gw)
+}
+
+async fn ready(State(gw): State<Arc<Gateway>>) -> Response {
+    if gw.ready() {
+        Json(json!({"status": "ready"})).into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"status": "not_ready", "reason": "no provider is usable (missing keys or open circuit breakers); see /api/providers/status"})),
+        )
+            .into_response()
+    }
+}
+
+async fn metrics(State(gw): State<Arc<Gateway>>) -> Response {
+    for p in &gw.providers {
+        gw.refresh_breaker_gauge(p);
+    }
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
+        gw.metrics.render(),
+    )
+        .into_response()
+}
+
+/// Aliases plus each provider's default model; upstream catalogues are not
+/// fetched (that would make a cheap call slow and fallible).
+async fn models(State(gw): State<Arc<Gateway>>) -> Json<Value> {
+    let mut data = Vec::new();
+    for alias in gw.cfg.aliases.keys() {
+        data.push(json!({"id": alias, "object": "model", "created": 0, "owned_by": "moltgate"}));
+    }
+    for p in &gw.providers {
+        if let Some(m) = &p.cfg.default_model {
+            data.push(json!({"id": format!("{}/{}", p.name(), m), "object": "model", "created": 0, "owned_by": p.name()}));
+        }
+    }
+    Json(json!({"object": "list", "data": data}))
+}
+
+struct ChatRequest<'a> {
+    fields: json::Fields<'a>,
+    model: String,
+    stream: bool,
+    fallbacks: Vec<String>,
+}
+
+fn parse_request<'a>(raw: &'a [u8], default_model: &str) -> Result<ChatRequest<'a>, ApiError> {
+    let fields = json::parse_fields(raw)
+        .map_err(|e| ApiError::invalid_request(None, format!("request body {e}")))?;
+    let model = match fields.get("model") {
+        f if json::is_absent(f) => default_model.to_string(),
+        Some(v) => match serde_json::from_str::<String>(v.get()) {
+            Ok(s) if s.trim().is_empty() => default_model.to_string(),
+            Ok(s) => s.trim().to_string(),
+            Err(_) => {
+                return Err(ApiError::invalid_request(
+                    Some("model"),
+                    "\"model\" must be a string",
+                ))
+            }
+        },
+        None => unreachable!("absent handled above"),
+    };
+    let bad_messages = || {
+        ApiError::invalid_request(
+            Some("messages"),
+            "\"messages\" must be an array of {role, content} objects",
+        )
+    };
+    match fields.get("messages") {
+        None => {
+            return Err(ApiError::invalid_request(
+                Some("messages"),
+                "missing required field \"messages\"",
+            ))
+        }
+        Some(v) => {
+            let list: Vec<&serde_json::value::RawValue> =
+                serde_json::from_str(v.get()).map_err(|_| bad_messages())?;
+            if list.is_empty() {
+                return Err(ApiError::invalid_request(
+                    Some("messages"),
+                    "\"messages\" must not be empty",
+                ));
+            }
+            if !list.iter().all(|m| m.get().starts_with('{')) {
+                return Err(bad_messages());
+            }
+        }
+    }
+    let stream = match fields.get("stream") {
+        f if json::is_absent(f) => false,
+        Some(v) => serde_json::from_str::<bool>(v.get()).map_err(|_| {
+            ApiError::invalid_request(Some("stream"), "\"stream\" must be true or false")
+        })?,
+        None => false,
+    };
+    let bad_fallbacks = || {
+        ApiError::invalid_request(
+            Some("fallbacks"),
+            "\"fallbacks\" must be a list of model names",
+        )
+    };
+    let fallbacks = match fields.get("fallbacks") {
+        f if json::is_absent(f) => Vec::new(),
+        Some(v) => match serde_json::from_str::<Value>(v.get()) {
+            Ok(Value::Array(a)) => a
+                .iter()
+                .map(|f| match f {
+                    Value::String(s) => Some(s.clone()),
+                    Value::Object(o) => o.get("model").and_then(Value::as_str).map(str::to_owned),
+                    _ => None,
+                })
+                .collect::<Option<Vec<_>>>()
+                .ok_or_else(bad_fallbacks)?,
+            _ => return Err(bad_fallbacks()),
+        },
+        None => Vec::new(),
+    };
+    Ok(ChatRequest {
+        fields,
+        model,
+        stream,
+        fallbacks,
+    })
+}
+
+/// The answer of the route that succeeded.
+struct Success {
+    provider: Arc<Provider>,
+    route: Route,
+    answer: Answer,
+    attempts: usize,
+    budget: Deadline,
+}
+
+async fn chat(
+    State(gw): State<Arc<Gateway>>,
+    raw: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Response {
+    let started = Instant::now();
+    let raw = match raw {
+        Ok(b) => b,
+        Err(e) => {
+            let mut err = ApiError::invalid_request(
+                None,
+                format!(
+                    "could not read the request body ({e}); the limit is {} MiB",
+                    MAX_REQUEST_BYTES >> 20
+                ),
+            );
+            err.status = e.status();
+            return client_error(&gw, err);
+        }
+    };
+    let req = match parse_request(&raw, &gw.cfg.default_model) {
+        Ok(r) => r,
+        Err(e) => return client_error(&gw, e),
+    };
+    let chain = match resolve_chain(&gw.cfg, &req.model, &req.fallbacks) {
+        Ok(c) => c,
+        Err(msg) => return client_error(&gw, ApiError::invalid_request(Some("model"), msg)),
+    };
+    let overall = Deadline::after(gw.cfg.request_timeout);
+    let upstream_stream = gw.cfg.streaming && req.stream;
+
+    let outcome = run_chain(&gw, &req, &chain, upstream_stream, overall).await;
+    let elapsed = started.elapsed().as_secs_f64();
+    match outcome {
+        Err(e) => {
+            gw.metrics.requests.with_label_values(&["error"]).inc();
+            gw.metrics
+                .request_duration
+                .with_label_values(&["error"])
+                .observe(elapsed);
+            tracing::info!(model = %label(&req.model), status = e.status.as_u16(), "request failed: {}", e.message);
+            e.into_response()
+        }
+        Ok(s) => {
+            gw.metrics.requests.with_label_values(&["ok"]).inc();
+            gw.metrics
+                .request_duration
+                .with_label_values(&["ok"])
+                .observe(elapsed);
+            respond(&gw, s, req.stream)
+        }
+    }
+}
+
+fn client_error(gw: &Gateway, e: ApiError) -> Response {
+    gw.metrics
+        .requests
+        .with_label_values(&["client_error"])
+        .inc();
+    e.into_response()
+}
+
+fn respond(gw: &Arc<Gateway>, s: Success, client_stream: bool) -> Response {
+    let provider_name = s.provider.name().to_string();
+    let mut answered_model = s.route.model.clone();
+    let mut resp = match s.answer {
+        Answer::Full { body, model } => {
+            answered_model = model;
+            if client_stream {
+                let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+                let events = synthesize(&v);
+                Sse::new(futures_util::stream::iter(
+                    events.into_iter().map(Ok::<_, std::convert::Infallible>),
+                ))
+                .into_response()
+            } else {
+                (
+                    [(axum::http::header::CONTENT_TYPE, "application/json")],
+                    body,
+                )
+                    .into_response()
+            }
+        }
+        Answer::Stream { first, rest, done } => {
+            if let Some(m) = first
+                .iter()
+                .find_map(|c| c.get("model").and_then(Value::as_str))
+            {
+                answered_model = m.to_string();
+            }
+            let r = Relay {
+                gw: gw.clone(),
+                provider: s.provider.clone(),
+                route_model: s.route.model.clone(),
+                first,
+                rest,
+                done,
+                idle: s.provider.cfg.timeouts.idle,
+                budget: s.budget,
+                started: Instant::now(),
+            };
+            Sse::new(relay(r)).into_response()
+        }
+    };
+    let h = resp.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(&provider_name) {
+        h.insert("x-moltgate-provider", v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&answered_model) {
+        h.insert("x-moltgate-model", v);
+    }
+    h.insert("x-moltgate-attempts", HeaderValue::from(s.attempts));
+    resp
+}
+
+async fn run_chain(
+    gw: &Arc<Gateway>,
+    req: &ChatRequest<'_>,
+    chain: &[Route],
+    upstream_stream: bool,
+    overall: Deadline,
+) -> Result<Success, ApiError> {
+    let cfg = &gw.cfg;
+    let mut reports: Vec<AttemptReport> = Vec::new();
+    let mut last: Option<Failure> = None;
+    let mut retries_used = 0u32;
+    let mut skipped_providers: HashSet<String> = HashSet::new();
+    let mut sent = 0usize;
+
+    'routes: for (i, route) in chain.iter().enumerate() {
+        let Some(p) = gw.provider(&route.provider) else {
+            continue;
+        };
+        if i > 0 {
+            if let Some(prev) = chain.get(i - 1) {
+                gw.metrics
+                    .fallbacks
+                    .with_label_values(&[&prev.provider])
+                    .inc();
+            }
+        }
+        if skipped_providers.contains(&route.provider) {
+            continue;
+        }
+        if p.key_missing() || p.key_error.is_some() {
+            let f = Failure::KeyMissing {
+                key_ref: p.cfg.key_ref.clone().unwrap_or_default(),
+            };
+            let mut rep = AttemptReport::failed(p.name(), &route.model, &f, 0);
+            if let Some(e) = &p.key_error {
+                rep.detail = format!("skipped: {e}");
+            }
+            reports.push(rep);
+            skipped_providers.insert(route.provider.clone());
+            last = Some(f);
+            continue;
+        }
+        let body = upstream_body(&req.fields, &route.model, upstream_stream);
+        loop {
+            if overall.expired() {
+                break 'routes;
+            }
+            if let Err(rej) = p.breaker.try_acquire() {
+                let f = Failure::CircuitOpen {
+                    retry_in: rej.retry_in,
+                };
+                reports.push(AttemptReport::failed(p.name(), &route.model, &f, 0));
+                last = Some(f);
+                continue 'routes;
+            }
+            let t0 = Instant::now();
+            sent += 1;
+            let result = p
+                .attempt(
+                    body.clone(),
+                    &route.model,
+                    upstream_stream,
+                    overall,
+                    &gw.redactor,
+                )
+                .await;
+            let ms = t0.elapsed().as_millis() as u64;
+            let model_l = label(&route.model);
+            match result {
+                Ok(answer) => {
+                    p.breaker.record_success();
+                    p.record(ms, Ok(()));
+                    gw.metrics
+                        .upstream_requests
+                        .with_label_values(&[p.name(), model_l, "ok"])
+                        .inc();
+                    gw.metrics
+                        .upstream_latency
+                        .with_label_values(&[p.name(), model_l])
+                        .observe(t0.elapsed().as_secs_f64());
+                    return Ok(Success {
+                        provider: p.clone(),
+                        route: route.clone(),
+                        answer,
+                        attempts: sent,
+                        budget: overall.cap(p.cfg.timeouts.total.saturating_sub(t0.elapsed())),
+                    });
+                }
+                Err(f) => {
+                    if f.counts_against_provider() {
+                        p.breaker.record_failure();
+                    } else {
+                        // It answered: reachable and healthy, whatever it said.
+                        p.breaker.record_success();
+                    }
+                    gw.refresh_breaker_gauge(p);
+                    let rep = AttemptReport::failed(p.name(), &route.model, &f, ms);
+                    tracing::warn!(provider = p.name(), model = %model_l, class = f.class(), elapsed_ms = ms, "attempt failed: {}", rep.detail);
+                    p.record(ms, Err(rep.detail.clone()));
+                    gw.metrics
+                        .upstream_requests
+                        .with_label_values(&[p.name(), model_l, f.class()])
+                        .inc();
+                    gw.metrics
+                        .errors
+                        .with_label_values(&[p.name(), f.class()])
+                        .inc();
+                    reports.push(rep);
+                    let action = f.action(cfg.max_retry_after);
+                    last = Some(f.clone());
+                    match action {
+                        Action::Retry if retries_used < cfg.max_retries => {
+                            let delay = f.retry_delay(retries_used);
+                            // A retry that cannot finish in time is pointless: move on.
+                            if delay + std::time::Duration::from_millis(50) >= overall.remaining() {
+                                continue 'routes;
+                            }
+                            retries_used += 1;
+                            gw.metrics.retries.with_label_values(&[p.name()]).inc();
+                            tokio::time::sleep(delay).await;
+                        }
+                        Action::Retry | Action::NextRoute => continue 'routes,
+                        Action::SkipProvider => {
+                            skipped_providers.insert(route.provider.clone());
+                            continue 'routes;
+                        }
+                        Action::Stop => return Err(stop_error(&req.model, &f, reports)),
+                    }
+                }
+            }
+        }
+    }
+    Err(exhausted_error(
+        cfg, &req.model, chain, last, reports, overall,
+    ))
+}
+
+fn stop_error(model: &str, f: &Failure, reports: Vec<AttemptReport>) -> ApiError {
+    let culprit = reports
+        .last()
+        .map(|r| format!("{}/{}", r.provider, r.model))
+        .unwrap_or_default();
+    let (status, kind, code) = match f {
+        Failure::ContentPolicy { .. } => (
+            StatusCode::BAD_REQUEST,
+            "invalid_request_error",
+            "content_policy_violation",
+        ),
+        Failure::BadRequest { status, .. } => (
+            StatusCode::from_u16(*status).unwrap_or(StatusCode::BAD_REQUEST),
+            "invalid_request_error",
+            "upstream_rejected_request",
+        ),
+        _ => (StatusCode::BAD_GATEWAY, "api_error", "upstream_error"),
+    };
+    let mut e = ApiError::new(
+        status,
+        kind,
+        code,
+        format!(
+            "{culprit} {} (model {model:?}; not retried: another provider would refuse it too)",
+            f.describe()
+        ),
+    );
+    e.attempts = reports;
+    e
+}
+
+fn exhausted_error(
+    cfg: &super::GatewayConfig,
+    model: &str,
+    chain: &[Route],
+    last: Option<Failure>,
+    reports: Vec<AttemptReport>,
+    overall: Deadline,
+) -> ApiError {
+    let tried: Vec<String> = reports.iter().map(AttemptReport::line).collect();
+    let reached: HashSet<String> = reports
+        .iter()
+        .map(|r| format!("{}/{}", r.provider, r.model))
+        .collect();
+    let untried: Vec<String> = chain
+        .iter()
+        .map(|r| r.to_string())
+        .filter(|r| !reached.contains(r))
+        .collect();
+    let classes: Vec<&str> = reports.iter().map(|r| r.outcome).collect();
+    let all = |c: &[&str]| !classes.is_empty() && classes.iter().all(|x| c.contains(x));
+    let deadline_hit =
+        overall.expired() || matches!(last, Some(Failure::Timeout { overall: true, .. }));
+
+    let (status, kind, code, headline) = if deadline_hit {
+        (
+            StatusCode::GATEWAY_TIMEOUT,
+            "timeout_error",
+            "deadline_exceeded",
+            format!(
+                "No answer for model {model:?} within the request deadline of {} ms.",
+                cfg.request_timeout.as_millis()
+            ),
+        )
+    } else if all(&["rate_limited", "circuit_open"]) && classes.contains(&"rate_limited") {
+        (
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limit_error",
+            "rate_limited",
+            format!("Every provider for model {model:?} is rate limiting."),
+        )
+    } else if all(&["context_length"]) {
+        (StatusCode::BAD_REQUEST, "invalid_request_error", "context_length_exceeded", format!("The prompt is too long for every model tried for {model:?}; shorten it or add a larger-context model to the chain."))
+    } else if all(&["auth", "key_missing"]) {
+        (
+            StatusCode::BAD_GATEWAY,
+            "api_error",
+            "upstream_auth_failed",
+            format!("No provider for model {model:?} has a working API key."),
+        )
+    } else if matches!(last, Some(Failure::Timeout { .. })) {
+        (
+            StatusCode::GATEWAY_TIMEOUT,
+            "timeout_error",
+            "upstream_timeout",
+            format!("No provider answered model {model:?} in time."),
+        )
+    } else if all(&["circuit_open"]) {
+        (StatusCode::SERVICE_UNAVAILABLE, "api_error", "circuit_open", format!("Every provider for model {model:?} is temporarily disabled after repeated failures."))
+    } else {
+        (
+            StatusCode::BAD_GATEWAY,
+            "api_error",
+            "upstream_error",
+            format!("No provider could answer model {model:?}."),
+        )
+    };
+    let mut msg = headline;
+    if !tried.is_empty() {
+        msg.push_str(&format!(" Tried {}: {}.", tried.len(), tried.join("; ")));
+    }
+    if !untried.is_empty() {
+        msg.push_str(&format!(
+            " Not tried (no time left or provider skipped): {}.",
+            untried.join(", ")
+        ));
+    }
+    let mut e = ApiError::new(status, kind, code, msg);
+    if status == StatusCode::TOO_MANY_REQUESTS {
+        if let Some(Failure::RateLimited {
+            retry_after: Some(d),
+            ..
+        }) = &last
+        {
+            e.retry_after_secs = Some(d.as_secs().max(1));
+        }
+    }
+    e.attempts = reports;
+    e
+}

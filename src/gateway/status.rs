@@ -1,0 +1,257 @@
+//! `providers.status` and `providers.test` (REST today, WebSocket RPC later),
+//! plus the non-blocking startup health check.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use tokio::time::Instant;
+
+use super::deadline::Deadline;
+use super::errors::ApiError;
+use super::provider::{upstream_body, Answer, Provider};
+use super::Gateway;
+
+#[derive(Debug, Serialize)]
+pub struct ProviderStatus {
+    pub name: String,
+    pub kind: &'static str,
+    pub base_url: String,
+    pub key_ref: Option<String>,
+    pub key_present: bool,
+    pub key_source: Option<&'static str>,
+    pub key_problem: Option<String>,
+    pub circuit: &'static str,
+    pub consecutive_failures: u32,
+    pub last_latency_ms: Option<u64>,
+    pub last_error: Option<String>,
+    pub last_error_at: Option<String>,
+    pub latency_ms: Percentiles,
+    /// Recent samples, oldest first, for the dashboard's chart.
+    pub history: Vec<super::provider::Sample>,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct Percentiles {
+    pub samples: usize,
+    pub p50: Option<u64>,
+    pub p90: Option<u64>,
+    pub p99: Option<u64>,
+}
+
+/// Nearest-rank percentiles over successful samples.
+pub fn percentiles(mut v: Vec<u64>) -> Percentiles {
+    if v.is_empty() {
+        return Percentiles::default();
+    }
+    v.sort_unstable();
+    let at = |q: f64| v[((q * v.len() as f64).ceil() as usize).clamp(1, v.len()) - 1];
+    Percentiles {
+        samples: v.len(),
+        p50: Some(at(0.50)),
+        p90: Some(at(0.90)),
+        p99: Some(at(0.99)),
+    }
+}
+
+/// A base URL fit to show: no userinfo, no query.
+fn display_url(u: &str) -> String {
+    match reqwest::Url::parse(u) {
+        Ok(mut url) => {
+            let _ = url.set_username("");
+            let _ = url.set_password(None);
+            url.set_query(None);
+            url.to_string().trim_end_matches('/').to_string()
+        }
+        Err(_) => "(invalid URL)".into(),
+    }
+}
+
+pub fn provider_status(p: &Provider) -> ProviderStatus {
+    let s = p.stats.lock().unwrap();
+    ProviderStatus {
+        name: p.name().to_string(),
+        kind: p.cfg.kind.as_str(),
+        base_url: display_url(&p.cfg.base_url),
+        key_ref: p.cfg.key_ref.clone(),
+        key_present: p.key.is_some(),
+        key_source: p.key_origin.map(|o| o.as_str()),
+        key_problem: p.key_error.clone(),
+        circuit: p.breaker.state().as_str(),
+        consecutive_failures: p.breaker.consecutive_failures(),
+        last_latency_ms: s.last_latency_ms,
+        last_error: s.last_error.clone(),
+        last_error_at: s.last_error_at.map(|t| t.to_rfc3339()),
+        latency_ms: percentiles(s.history.iter().filter(|x| x.ok).map(|x| x.ms).collect()),
+        history: s.history.iter().rev().take(100).rev().cloned().collect(),
+    }
+}
+
+pub async fn status_handler(State(gw): State<Arc<Gateway>>) -> Json<Value> {
+    let providers: Vec<_> = gw.providers.iter().map(|p| provider_status(p)).collect();
+    Json(json!({
+        "default_provider": gw.cfg.default_provider,
+        "default_model": gw.cfg.default_model,
+        "streaming": gw.cfg.streaming,
+        "providers": providers,
+    }))
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct TestRequest {
+    /// One provider by name; all when absent.
+    pub provider: Option<String>,
+    /// Override the probe model.
+    pub model: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct TestResult {
+    pub provider: String,
+    pub model: Option<String>,
+    pub ok: bool,
+    pub latency_ms: u64,
+    pub verdict: String,
+}
+
+/// Send a tiny completion (`max_tokens: 1`) to one provider.
+pub async fn test_provider(gw: &Gateway, p: &Provider, model: Option<String>) -> TestResult {
+    let model = model.or_else(|| p.cfg.default_model.clone());
+    let Some(m) = model.clone() else {
+        return TestResult {
+            provider: p.name().into(),
+            model,
+            ok: false,
+            latency_ms: 0,
+            verdict: "no model to test with: set `model` for this provider in the config".into(),
+        };
+    };
+    if p.key_missing() || p.key_error.is_some() {
+        return TestResult {
+            provider: p.name().into(),
+            model,
+            ok: false,
+            latency_ms: 0,
+            verdict: p.key_error.clone().unwrap_or_else(|| {
+                format!(
+                    "no API key: run `moltguard secrets set {}`",
+                    p.cfg.key_ref.as_deref().unwrap_or("?")
+                )
+            }),
+        };
+    }
+    let raw = json!({"messages": [{"role": "user", "content": "Reply with OK."}], "max_tokens": 1})
+        .to_string();
+    let fields = super::json::parse_fields(raw.as_bytes()).expect("static JSON object");
+    let body = upstream_body(&fields, &m, false);
+    let t0 = Instant::now();
+    let r = p
+        .attempt(
+            body,
+            &m,
+            false,
+            Deadline::after(p.cfg.timeouts.total.min(gw.cfg.request_timeout)),
+            &gw.redactor,
+        )
+        .await;
+    let ms = t0.elapsed().as_millis() as u64;
+    let (ok, verdict) = match r {
+        Ok(Answer::Full { .. }) | Ok(Answer::Stream { .. }) => {
+            (true, format!("OK: answered in {ms} ms"))
+        }
+        Err(f) => (false, format!("FAILED: {}", f.describe())),
+    };
+    p.record(ms, if ok { Ok(()) } else { Err(verdict.clone()) });
+    TestResult {
+        provider: p.name().into(),
+        model,
+        ok,
+        latency_ms: ms,
+        verdict,
+    }
+}
+
+pub async fn test_handler(State(gw): State<Arc<Gateway>>, body: axum::body::Bytes) -> Response {
+    let req: TestRequest = if body.is_empty() {
+        TestRequest::default()
+    } else {
+        match serde_json::from_slice(&body) {
+            Ok(r) => r,
+            Err(e) => {
+                return ApiError::invalid_request(
+                    None,
+                    format!("body must be {{\"provider\": NAME}} or empty: {e}"),
+                )
+                .into_response()
+            }
+        }
+    };
+    let targets: Vec<_> = match &req.provider {
+        Some(n) => match gw.provider(n) {
+            Some(p) => vec![p.clone()],
+            None => {
+                return ApiError::new(
+                    StatusCode::NOT_FOUND,
+                    "invalid_request_error",
+                    "unknown_provider",
+                    format!("provider {n:?} is not configured"),
+                )
+                .into_response()
+            }
+        },
+        None => gw.providers.clone(),
+    };
+    let futs = targets
+        .iter()
+        .map(|p| test_provider(&gw, p, req.model.clone()));
+    let results = futures_util::future::join_all(futs).await;
+    Json(json!({"results": results})).into_response()
+}
+
+/// Log every provider's state at startup without delaying it.
+pub fn spawn_startup_check(gw: Arc<Gateway>) {
+    tokio::spawn(async move {
+        for p in &gw.providers {
+            if let Some(e) = &p.key_error {
+                tracing::warn!(provider = p.name(), "key problem: {e}");
+                continue;
+            }
+            if p.key_missing() {
+                tracing::warn!(provider = p.name(), key = ?p.cfg.key_ref, "no API key found; this provider will be skipped");
+                continue;
+            }
+            let within = p.cfg.timeouts.connect + Duration::from_secs(3);
+            match p.probe_models(within).await {
+                Ok(ms) => {
+                    tracing::info!(provider = p.name(), latency_ms = ms, key_source = ?p.key_origin.map(|o| o.as_str()), "provider reachable")
+                }
+                Err(e) => {
+                    let e = gw.redactor.redact(&e);
+                    tracing::warn!(provider = p.name(), "provider check failed: {e}");
+                    p.stats.lock().unwrap().last_error = Some(format!("startup check: {e}"));
+                }
+            }
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_nearest_rank() {
+        let p = percentiles((1..=100).collect());
+        assert_eq!((p.p50, p.p90, p.p99), (Some(50), Some(90), Some(99)));
+        assert_eq!(percentiles(vec![]).p50, None);
+        assert_eq!(
+            display_url("https://u:p@h.example/v1?x=1"),
+            "https://h.example/v1"
+        );
+    }
+}

@@ -1,0 +1,63 @@
+"""The official `openai` SDK against a running moltgate: chat, stream, error.
+
+Usage: python openai_sdk.py http://127.0.0.1:PORT/v1
+The upstream is the fake provider, so model names choose its behaviour.
+"""
+import sys
+
+import openai
+
+base_url = sys.argv[1]
+client = openai.OpenAI(base_url=base_url, api_key="unused-by-moltgate", max_retries=0, timeout=20)
+msgs = [{"role": "user", "content": "hi"}]
+
+# 1. Plain chat completion.
+r = client.chat.completions.create(model="ollama/fake-ok", messages=msgs)
+assert r.choices[0].message.content == "Hello from fake", r
+assert r.model == "ollama/fake-ok", r.model
+assert r.usage.total_tokens == 8, r.usage
+print("chat ok:", r.model)
+
+# Raw response exposes which provider answered.
+raw = client.chat.completions.with_raw_response.create(model="fake-ok", messages=msgs)
+assert raw.headers["x-moltgate-provider"] == "ollama", raw.headers
+print("headers ok")
+
+# 2. Streaming.
+text = ""
+chunks = 0
+for chunk in client.chat.completions.create(model="ollama/fake-stream-4", messages=msgs, stream=True):
+    chunks += 1
+    if chunk.choices and chunk.choices[0].delta.content:
+        text += chunk.choices[0].delta.content
+assert text == "c0 c1 c2 c3 ", repr(text)
+print("stream ok:", chunks, "chunks")
+
+# 3. Errors surface as SDK exceptions with our message.
+try:
+    client.chat.completions.create(model="ollama/fake-content-policy", messages=msgs)
+    raise SystemExit("expected BadRequestError")
+except openai.BadRequestError as e:
+    assert e.status_code == 400
+    assert e.code == "content_policy_violation", e.code
+    assert "safety system" in e.message, e.message
+    print("error ok:", e.code)
+
+try:
+    client.chat.completions.create(model="ollama/fake-503", messages=msgs)
+    raise SystemExit("expected InternalServerError")
+except openai.InternalServerError as e:
+    assert e.status_code == 502, e.status_code
+    assert "ollama/fake-503" in e.message, e.message
+print("502 ok")
+
+# 4. A stream cut after content raises instead of looking complete.
+try:
+    for _ in client.chat.completions.create(model="ollama/fake-cut-mid", messages=msgs, stream=True):
+        pass
+    raise SystemExit("expected APIError from a cut stream")
+except openai.APIError as e:
+    assert "incomplete" in str(e.message), e.message
+print("cut stream ok")
+
+print("ALL OK")

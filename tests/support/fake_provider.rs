@@ -1,0 +1,470 @@
+//! A fake OpenAI-compatible provider: a real HTTP/1.1 server on loopback,
+//! written on raw tokio sockets so it can misbehave in ways a framework
+//! would not allow (headers then nothing, cut mid-chunk, TCP reset).
+//!
+//! Behaviour is chosen by the requested model name:
+//!
+//! | model                      | behaviour                                          |
+//! |----------------------------|----------------------------------------------------|
+//! | anything else              | normal answer; `stream: true` → 3 chunks + [DONE]  |
+//! | `fake-stream-N`            | N content chunks when streaming                    |
+//! | `fake-slow-MS`             | answer after MS milliseconds                       |
+//! | `fake-hang-headers`        | read the request, never answer                     |
+//! | `fake-headers-then-nothing`| send 200 headers, then nothing                     |
+//! | `fake-stall-mid`           | 2 chunks (or half the body), then silence          |
+//! | `fake-cut-mid`             | 2 chunks (or half the body), then close            |
+//! | `fake-malformed`           | a chunk that is not JSON among good ones           |
+//! | `fake-no-done`             | finish chunk, no `[DONE]`, connection kept open    |
+//! | `fake-429-ra-S`            | 429 with `Retry-After: S`, every time              |
+//! | `fake-429-once-ra-S`       | first 429 with `Retry-After: S`, then answers      |
+//! | `fake-429`                 | 429 without Retry-After                            |
+//! | `fake-500-once`            | first 500, then answers                            |
+//! | `fake-503`                 | 503 forever                                        |
+//! | `fake-reset`               | TCP reset after reading the request                |
+//! | `fake-context-length`      | 400 `context_length_exceeded`                      |
+//! | `fake-content-policy`      | 400 `content_policy_violation`                     |
+//! | `fake-401`                 | 401 invalid key                                    |
+//! | `fake-flap`                | odd attempts 500, even attempts answer             |
+//!
+//! `set_down(true)` makes every request a 503 (a provider outage), and
+//! counters report attempts per model and connections the client closed
+//! while we were still holding them open.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+#[derive(Default)]
+pub struct FakeState {
+    attempts: Mutex<HashMap<String, usize>>,
+    requests: AtomicUsize,
+    closed_early: AtomicUsize,
+    down: AtomicBool,
+    last_auth: Mutex<Option<String>>,
+    last_body: Mutex<Option<serde_json::Value>>,
+}
+
+pub struct FakeProvider {
+    pub addr: SocketAddr,
+    state: Arc<FakeState>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for FakeProvider {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl FakeProvider {
+    pub async fn start() -> Self {
+        Self::start_on("127.0.0.1:0".parse().unwrap()).await
+    }
+
+    pub async fn start_on(addr: SocketAddr) -> Self {
+        let listener = TcpListener::bind(addr).await.expect("bind fake provider");
+        let addr = listener.local_addr().unwrap();
+        let state = Arc::new(FakeState::default());
+        let st = state.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((sock, _)) = listener.accept().await else {
+                    continue;
+                };
+                let _ = sock.set_nodelay(true);
+                let st = st.clone();
+                tokio::spawn(async move {
+                    let _ = serve_conn(sock, st).await;
+                });
+            }
+        });
+        Self { addr, state, task }
+    }
+
+    /// `http://127.0.0.1:PORT/v1`
+    pub fn base_url(&self) -> String {
+        format!("http://{}/v1", self.addr)
+    }
+    pub fn attempts(&self, model: &str) -> usize {
+        self.state
+            .attempts
+            .lock()
+            .unwrap()
+            .get(model)
+            .copied()
+            .unwrap_or(0)
+    }
+    pub fn total_requests(&self) -> usize {
+        self.state.requests.load(Ordering::SeqCst)
+    }
+    /// Connections the client closed while we were hanging or stalling.
+    pub fn closed_early(&self) -> usize {
+        self.state.closed_early.load(Ordering::SeqCst)
+    }
+    pub fn set_down(&self, down: bool) {
+        self.state.down.store(down, Ordering::SeqCst);
+    }
+    pub fn last_authorization(&self) -> Option<String> {
+        self.state.last_auth.lock().unwrap().clone()
+    }
+    pub fn last_body(&self) -> Option<serde_json::Value> {
+        self.state.last_body.lock().unwrap().clone()
+    }
+}
+
+struct Request {
+    method: String,
+    path: String,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+/// Read one request; `None` on EOF before a full request.
+async fn read_request(sock: &mut TcpStream, buf: &mut Vec<u8>) -> std::io::Result<Option<Request>> {
+    loop {
+        if let Some(end) = find(buf, b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buf[..end]).to_string();
+            let mut lines = head.split("\r\n");
+            let mut first = lines.next().unwrap_or("").split_whitespace();
+            let method = first.next().unwrap_or("").to_string();
+            let path = first.next().unwrap_or("").to_string();
+            let headers: Vec<(String, String)> = lines
+                .filter_map(|l| l.split_once(':'))
+                .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+                .collect();
+            let len: usize = headers
+                .iter()
+                .find(|(k, _)| k == "content-length")
+                .and_then(|(_, v)| v.parse().ok())
+                .unwrap_or(0);
+            while buf.len() < end + 4 + len {
+                let mut tmp = [0u8; 8192];
+                let n = sock.read(&mut tmp).await?;
+                if n == 0 {
+                    return Ok(None);
+                }
+                buf.extend_from_slice(&tmp[..n]);
+            }
+            let body = buf[end + 4..end + 4 + len].to_vec();
+            buf.drain(..end + 4 + len);
+            return Ok(Some(Request {
+                method,
+                path,
+                headers,
+                body,
+            }));
+        }
+        let mut tmp = [0u8; 8192];
+        let n = sock.read(&mut tmp).await?;
+        if n == 0 {
+            return Ok(None);
+        }
+        buf.extend_from_slice(&tmp[..n]);
+    }
+}
+
+fn find(h: &[u8], n: &[u8]) -> Option<usize> {
+    h.windows(n.len()).position(|w| w == n)
+}
+
+/// Hold the connection open until the client closes it (or 60 s pass),
+/// counting the close: this is how tests see upstream cancellation.
+async fn hold(sock: &mut TcpStream, st: &FakeState) {
+    let mut tmp = [0u8; 1024];
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        match tokio::time::timeout_at(deadline, sock.read(&mut tmp)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => {
+                st.closed_early.fetch_add(1, Ordering::SeqCst);
+                return;
+            }
+            Ok(Ok(_)) => continue,
+            Err(_) => return,
+        }
+    }
+}
+
+fn completion(model: &str) -> String {
+    serde_json::json!({
+        "id": "chatcmpl-fake",
+        "object": "chat.completion",
+        "created": 1_700_000_000,
+        "model": model,
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": "Hello from fake"}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8}
+    })
+    .to_string()
+}
+
+fn chunk(model: &str, delta: serde_json::Value, finish: Option<&str>) -> String {
+    let v = serde_json::json!({
+        "id": "chatcmpl-fake",
+        "object": "chat.completion.chunk",
+        "created": 1_700_000_000,
+        "model": model,
+        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]
+    });
+    format!("data: {v}\n\n")
+}
+
+async fn respond(
+    sock: &mut TcpStream,
+    status: &str,
+    extra: &str,
+    body: &str,
+) -> std::io::Result<()> {
+    let head = format!(
+        "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n{extra}\r\n",
+        body.len()
+    );
+    sock.write_all(format!("{head}{body}").as_bytes()).await
+}
+
+fn error_body(message: &str, kind: &str, code: &str) -> String {
+    serde_json::json!({"error": {"message": message, "type": kind, "code": code}}).to_string()
+}
+
+async fn write_chunk(sock: &mut TcpStream, data: &str) -> std::io::Result<()> {
+    sock.write_all(format!("{:x}\r\n{data}\r\n", data.len()).as_bytes())
+        .await
+}
+
+const SSE_HEAD: &str =
+    "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n";
+
+async fn serve_conn(mut sock: TcpStream, st: Arc<FakeState>) -> std::io::Result<()> {
+    let mut buf = Vec::new();
+    while let Some(req) = read_request(&mut sock, &mut buf).await? {
+        st.requests.fetch_add(1, Ordering::SeqCst);
+        if req.method == "GET" && req.path.ends_with("/models") {
+            let body = r#"{"object":"list","data":[{"id":"fake-ok","object":"model","created":0,"owned_by":"fake"}]}"#;
+            respond(&mut sock, "200 OK", "", body).await?;
+            continue;
+        }
+        if !(req.method == "POST" && req.path.ends_with("/chat/completions")) {
+            respond(
+                &mut sock,
+                "404 Not Found",
+                "",
+                &error_body("no such route", "invalid_request_error", "not_found"),
+            )
+            .await?;
+            continue;
+        }
+        let v: serde_json::Value = serde_json::from_slice(&req.body).unwrap_or_default();
+        let model = v
+            .get("model")
+            .and_then(|m| m.as_str())
+            .unwrap_or("")
+            .to_string();
+        let stream = v.get("stream").and_then(|s| s.as_bool()).unwrap_or(false);
+        *st.last_auth.lock().unwrap() = req
+            .headers
+            .iter()
+            .find(|(k, _)| k == "authorization")
+            .map(|(_, v)| v.clone());
+        *st.last_body.lock().unwrap() = Some(v.clone());
+        let n = {
+            let mut a = st.attempts.lock().unwrap();
+            let e = a.entry(model.clone()).or_insert(0);
+            *e += 1;
+            *e
+        };
+        if st.down.load(Ordering::SeqCst) {
+            respond(
+                &mut sock,
+                "503 Service Unavailable",
+                "",
+                &error_body("down", "server_error", "unavailable"),
+            )
+            .await?;
+            continue;
+        }
+        let m = model.as_str();
+        match m {
+            "fake-hang-headers" => {
+                hold(&mut sock, &st).await;
+                return Ok(());
+            }
+            "fake-headers-then-nothing" => {
+                if stream {
+                    sock.write_all(SSE_HEAD.as_bytes()).await?;
+                } else {
+                    sock.write_all(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 400\r\n\r\n").await?;
+                }
+                hold(&mut sock, &st).await;
+                return Ok(());
+            }
+            "fake-stall-mid" | "fake-cut-mid" => {
+                if stream {
+                    sock.write_all(SSE_HEAD.as_bytes()).await?;
+                    write_chunk(
+                        &mut sock,
+                        &chunk(
+                            m,
+                            serde_json::json!({"role": "assistant", "content": "Hel"}),
+                            None,
+                        ),
+                    )
+                    .await?;
+                    write_chunk(
+                        &mut sock,
+                        &chunk(m, serde_json::json!({"content": "lo"}), None),
+                    )
+                    .await?;
+                } else {
+                    let body = completion(m);
+                    let half = &body[..body.len() / 2];
+                    let head = format!("HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n", body.len());
+                    sock.write_all(format!("{head}{half}").as_bytes()).await?;
+                }
+                if m == "fake-stall-mid" {
+                    hold(&mut sock, &st).await;
+                }
+                return Ok(());
+            }
+            "fake-reset" => {
+                #[allow(deprecated)]
+                sock.set_linger(Some(Duration::ZERO))?;
+                return Ok(());
+            }
+            "fake-context-length" => {
+                let b = error_body(
+                    "This model's maximum context length is 8192 tokens. However, your messages resulted in 9000 tokens.",
+                    "invalid_request_error",
+                    "context_length_exceeded",
+                );
+                respond(&mut sock, "400 Bad Request", "", &b).await?;
+            }
+            "fake-content-policy" => {
+                let b = error_body(
+                    "Your request was rejected as a result of our safety system.",
+                    "invalid_request_error",
+                    "content_policy_violation",
+                );
+                respond(&mut sock, "400 Bad Request", "", &b).await?;
+            }
+            "fake-401" => {
+                // Real providers echo part of the key; the gateway must not pass it on.
+                let auth = st.last_auth.lock().unwrap().clone().unwrap_or_default();
+                let b = error_body(
+                    &format!("Invalid API Key: {auth}"),
+                    "invalid_request_error",
+                    "invalid_api_key",
+                );
+                respond(&mut sock, "401 Unauthorized", "", &b).await?;
+            }
+            "fake-429" => {
+                respond(
+                    &mut sock,
+                    "429 Too Many Requests",
+                    "",
+                    &error_body(
+                        "Rate limit reached",
+                        "rate_limit_error",
+                        "rate_limit_exceeded",
+                    ),
+                )
+                .await?;
+            }
+            "fake-503" => {
+                respond(
+                    &mut sock,
+                    "503 Service Unavailable",
+                    "",
+                    &error_body("overloaded", "server_error", "overloaded"),
+                )
+                .await?;
+            }
+            "fake-500-once" if n == 1 => {
+                respond(
+                    &mut sock,
+                    "500 Internal Server Error",
+                    "",
+                    &error_body("boom", "server_error", "internal"),
+                )
+                .await?;
+            }
+            "fake-flap" if n % 2 == 1 => {
+                respond(
+                    &mut sock,
+                    "500 Internal Server Error",
+                    "",
+                    &error_body("flap", "server_error", "internal"),
+                )
+                .await?;
+            }
+            _ if m.starts_with("fake-429-once-ra-") && n == 1 => {
+                let s = &m["fake-429-once-ra-".len()..];
+                respond(
+                    &mut sock,
+                    "429 Too Many Requests",
+                    &format!("retry-after: {s}\r\n"),
+                    &error_body("slow down", "rate_limit_error", "rate_limit_exceeded"),
+                )
+                .await?;
+            }
+            _ if m.starts_with("fake-429-ra-") => {
+                let s = &m["fake-429-ra-".len()..];
+                respond(
+                    &mut sock,
+                    "429 Too Many Requests",
+                    &format!("retry-after: {s}\r\n"),
+                    &error_body("slow down", "rate_limit_error", "rate_limit_exceeded"),
+                )
+                .await?;
+            }
+            _ => {
+                if let Some(ms) = m
+                    .strip_prefix("fake-slow-")
+                    .and_then(|s| s.parse::<u64>().ok())
+                {
+                    tokio::time::sleep(Duration::from_millis(ms)).await;
+                }
+                if !stream {
+                    respond(&mut sock, "200 OK", "", &completion(m)).await?;
+                    continue;
+                }
+                let chunks: usize = m
+                    .strip_prefix("fake-stream-")
+                    .and_then(|s| s.parse().ok())
+                    .unwrap_or(3);
+                sock.write_all(SSE_HEAD.as_bytes()).await?;
+                write_chunk(
+                    &mut sock,
+                    &chunk(
+                        m,
+                        serde_json::json!({"role": "assistant", "content": ""}),
+                        None,
+                    ),
+                )
+                .await?;
+                for i in 0..chunks {
+                    write_chunk(
+                        &mut sock,
+                        &chunk(m, serde_json::json!({"content": format!("c{i} ")}), None),
+                    )
+                    .await?;
+                    if m == "fake-malformed" && i == 0 {
+                        write_chunk(&mut sock, "data: {\"id\": \"broken\", \"choices\": [\n\n")
+                            .await?;
+                    }
+                }
+                write_chunk(&mut sock, &chunk(m, serde_json::json!({}), Some("stop"))).await?;
+                if m == "fake-no-done" {
+                    hold(&mut sock, &st).await;
+                    return Ok(());
+                }
+                write_chunk(&mut sock, "data: [DONE]\n\n").await?;
+                sock.write_all(b"0\r\n\r\n").await?;
+            }
+        }
+    }
+    Ok(())
+}
