@@ -5,6 +5,7 @@
 //! Module map:
 //! - [`breaker`]: the state file, the audit log, transitions as transactions.
 //! - [`nginx`]: rendering the breaker into config, running and probing nginx.
+//! - [`nginxconf`]: reading nginx configuration (any, not only ours) for checks.
 //! - [`auth`]: the htpasswd file and its hashes.
 //! - [`config`]: `moltguard.toml` and where every file lives.
 //! - [`cli`]: the `moltguard` command.
@@ -17,3 +18,4 @@ pub mod exec;
 pub mod fsutil;
 pub mod guardian;
 pub mod nginx;
+pub mod nginxconf;
