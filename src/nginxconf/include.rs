@@ -53,7 +53,10 @@ impl Source for Disk {
     fn read(&self, path: &Path, max: u64) -> io::Result<String> {
         let meta = fs::metadata(path)?;
         if !meta.is_file() {
-            return Err(io::Error::new(io::ErrorKind::InvalidInput, "not a regular file"));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "not a regular file",
+            ));
         }
         if meta.len() > max {
             return Err(io::Error::new(
@@ -62,13 +65,17 @@ impl Source for Disk {
             ));
         }
         let b = fs::read(path)?;
-        Ok(String::from_utf8(b).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()))
+        Ok(String::from_utf8(b)
+            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()))
     }
 
     fn glob(&self, pattern: &Path) -> Result<Vec<PathBuf>, String> {
         let pat = pattern.to_string_lossy();
         let paths = glob::glob(&pat).map_err(|e| e.to_string())?;
-        let mut out: Vec<PathBuf> = paths.filter_map(Result::ok).filter(|p| p.is_file()).collect();
+        let mut out: Vec<PathBuf> = paths
+            .filter_map(Result::ok)
+            .filter(|p| p.is_file())
+            .collect();
         out.sort();
         Ok(out)
     }
@@ -98,7 +105,12 @@ impl Source for Memory {
 
     fn glob(&self, pattern: &Path) -> Result<Vec<PathBuf>, String> {
         let pat = glob::Pattern::new(&pattern.to_string_lossy()).map_err(|e| e.to_string())?;
-        Ok(self.0.keys().filter(|k| pat.matches_path(k)).cloned().collect())
+        Ok(self
+            .0
+            .keys()
+            .filter(|k| pat.matches_path(k))
+            .cloned()
+            .collect())
     }
 
     fn key(&self, path: &Path) -> PathBuf {
@@ -260,7 +272,12 @@ impl Loader<'_> {
     }
 }
 
-fn run(src: &dyn Source, main: &Path, base_dir: &Path, limits: &LoadLimits) -> Result<Tree, ConfError> {
+fn run(
+    src: &dyn Source,
+    main: &Path,
+    base_dir: &Path,
+    limits: &LoadLimits,
+) -> Result<Tree, ConfError> {
     let mut l = Loader {
         src,
         base: base_dir.to_path_buf(),
@@ -321,7 +338,10 @@ pub fn split_nginx_t_output(text: &str) -> Vec<(PathBuf, String)> {
     let mut out: Vec<(PathBuf, String)> = Vec::new();
     for line in text.split_inclusive('\n') {
         let bare = line.trim_end_matches(['\n', '\r']);
-        if let Some(p) = bare.strip_prefix(T_MARKER).and_then(|r| r.strip_suffix(':')) {
+        if let Some(p) = bare
+            .strip_prefix(T_MARKER)
+            .and_then(|r| r.strip_suffix(':'))
+        {
             out.push((PathBuf::from(p), String::new()));
         } else if let Some((_, t)) = out.last_mut() {
             t.push_str(line);
@@ -372,7 +392,11 @@ mod tests {
     fn inlines_in_place_and_keeps_real_files() {
         let t = tempfile::tempdir().unwrap();
         let d = t.path();
-        let main = write(d, "nginx.conf", "http {\n include sites/*.conf;\n include x.conf;\n}\n");
+        let main = write(
+            d,
+            "nginx.conf",
+            "http {\n include sites/*.conf;\n include x.conf;\n}\n",
+        );
         write(d, "sites/a.conf", "server { listen 1; }\n");
         write(d, "sites/b.conf", "\nserver { listen 2; }\n");
         write(d, "x.conf", "gzip on;\n");
@@ -391,13 +415,20 @@ mod tests {
     fn missing_cycles_and_depth_are_errors_not_panics() {
         let t = tempfile::tempdir().unwrap();
         let d = t.path();
-        let main = write(d, "nginx.conf", "include a.conf;\ninclude missing.conf;\ninclude none/*.conf;\n");
+        let main = write(
+            d,
+            "nginx.conf",
+            "include a.conf;\ninclude missing.conf;\ninclude none/*.conf;\n",
+        );
         write(d, "a.conf", "include b.conf;\n");
         write(d, "b.conf", "include a.conf;\n");
         let tree = load(&main, d).unwrap();
         let msgs: Vec<String> = tree.errors.iter().map(|e| e.to_string()).collect();
         assert_eq!(msgs.len(), 2, "{msgs:?}");
-        assert!(msgs[0].contains("cycle") && msgs[0].contains("b.conf:1"), "{msgs:?}");
+        assert!(
+            msgs[0].contains("cycle") && msgs[0].contains("b.conf:1"),
+            "{msgs:?}"
+        );
         assert!(msgs[1].contains("missing.conf") && msgs[1].contains("cannot read"));
         let self_inc = write(d, "self.conf", "include self.conf;\n");
         assert_eq!(load(&self_inc, d).unwrap().errors.len(), 1);
@@ -409,7 +440,11 @@ mod tests {
         let t = tempfile::tempdir().unwrap();
         let d = t.path();
         for i in 0..30 {
-            write(d, &format!("f{i}.conf"), &format!("include f{n}.conf;\ninclude f{n}.conf;\n", n = i + 1));
+            write(
+                d,
+                &format!("f{i}.conf"),
+                &format!("include f{n}.conf;\ninclude f{n}.conf;\n", n = i + 1),
+            );
         }
         write(d, "f30.conf", "x;\n");
         let tree = load(&d.join("f0.conf"), d).unwrap();

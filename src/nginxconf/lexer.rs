@@ -316,16 +316,20 @@ mod tests {
     fn words_quotes_and_escapes() {
         assert_eq!(
             toks(r#"a "b c" 'd;}' e\"f "g\"h\x";"#),
-            vec![w("a"), w("b c"), w("d;}"), w("e\"f"), w("g\"h\\x"), Tok::Semi]
+            vec![
+                w("a"),
+                w("b c"),
+                w("d;}"),
+                w("e\"f"),
+                w("g\"h\\x"),
+                Tok::Semi
+            ]
         );
     }
 
     #[test]
     fn comments_only_at_token_start() {
-        assert_eq!(
-            toks("a#b # c ; {\nd;"),
-            vec![w("a#b"), w("d"), Tok::Semi]
-        );
+        assert_eq!(toks("a#b # c ; {\nd;"), vec![w("a#b"), w("d"), Tok::Semi]);
     }
 
     #[test]

@@ -45,7 +45,10 @@ pub fn parse(text: &str, file: &Path) -> Result<Vec<Directive>, ConfError> {
             }
             Tok::Semi => {
                 if words.is_empty() {
-                    return Err(err(token.line, "unexpected ';' with no directive before it".into()));
+                    return Err(err(
+                        token.line,
+                        "unexpected ';' with no directive before it".into(),
+                    ));
                 }
                 let mut it = std::mem::take(&mut words).into_iter();
                 let d = Directive {
@@ -63,7 +66,10 @@ pub fn parse(text: &str, file: &Path) -> Result<Vec<Directive>, ConfError> {
             }
             Tok::Open => {
                 if words.is_empty() {
-                    return Err(err(token.line, "unexpected '{' with no directive name before it".into()));
+                    return Err(err(
+                        token.line,
+                        "unexpected '{' with no directive name before it".into(),
+                    ));
                 }
                 let mut it = std::mem::take(&mut words).into_iter();
                 let name = it.next().unwrap_or_default();
@@ -113,7 +119,10 @@ pub fn parse(text: &str, file: &Path) -> Result<Vec<Directive>, ConfError> {
                     ));
                 }
                 let Some(f) = stack.pop() else {
-                    return Err(err(token.line, "unexpected '}': no block is open here".into()));
+                    return Err(err(
+                        token.line,
+                        "unexpected '}': no block is open here".into(),
+                    ));
                 };
                 let d = Directive {
                     name: f.name,
@@ -206,7 +215,10 @@ mod tests {
         assert!(e.message.contains("missing ';'"));
         let e = p("a 'b;\n").unwrap_err();
         assert!(e.message.contains("unterminated"));
-        assert_eq!(e.to_string(), "/t.conf:1: unterminated string: the ' opened here is never closed");
+        assert_eq!(
+            e.to_string(),
+            "/t.conf:1: unterminated string: the ' opened here is never closed"
+        );
         assert!(p(&"a{".repeat(100_000)).is_err());
     }
 }
