@@ -144,13 +144,17 @@ impl Loader<'_> {
             return c.clone();
         }
         let result = match self.src.read(path, self.limits.max_file_bytes) {
-            Ok(text) => match parse(&text, path) {
-                Ok(d) => Some(d),
-                Err(e) => {
-                    self.errors.push(e);
-                    None
+            Ok(text) => {
+                // Listed even if it does not parse: it is still scanned for secrets.
+                self.files.push(path.to_path_buf());
+                match parse(&text, path) {
+                    Ok(d) => Some(d),
+                    Err(e) => {
+                        self.errors.push(e);
+                        None
+                    }
                 }
-            },
+            }
             Err(e) => {
                 self.errors.push(ConfError {
                     file: site.0.to_path_buf(),
@@ -160,9 +164,6 @@ impl Loader<'_> {
                 None
             }
         };
-        if result.is_some() {
-            self.files.push(path.to_path_buf());
-        }
         self.cache.insert(key.to_path_buf(), result.clone());
         result
     }

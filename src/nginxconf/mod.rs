@@ -63,7 +63,7 @@ impl Directive {
 pub struct Tree {
     pub main: PathBuf,
     pub directives: Vec<Directive>,
-    /// Every file read successfully, main first, each once.
+    /// Every file read (parsed or not), main first, each once.
     pub files: Vec<PathBuf>,
     /// Every problem met: parse errors, unreadable includes, cycles, limits.
     pub errors: Vec<ConfError>,
