@@ -128,8 +128,15 @@ fn moltguard_own_config_has_no_findings_in_every_state() {
                 fs::read_to_string(&p).unwrap()
             ));
         }
-        let f = checks::check_nginx_t_output(&dump, &i.protected());
+        let mut f = checks::check_nginx_t_output(&dump, &i.protected());
+        f.extend(checks::check_nginx_t_secrets(&dump));
         assert!(f.is_empty(), "{state:?} via -T: {f:#?}");
+        let leaky = dump.replace(
+            "server_tokens off;",
+            "server_tokens off;\n    set $k \"ghp_A1b2C3d4E5f6A1b2C3d4E5f6A1b2C3d4E5f6\";",
+        );
+        let f = checks::check_nginx_t_secrets(&leaky);
+        assert_eq!(f[0].id, "SECRET_IN_NGINX_CONFIG");
     }
 }
 

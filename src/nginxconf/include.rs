@@ -14,6 +14,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 
 /// Bounds on what one load may read; any input, cycles included, stays within them.
 #[derive(Debug, Clone)]
@@ -26,6 +27,8 @@ pub struct LoadLimits {
     pub max_file_bytes: u64,
     /// Most directives in the whole inlined tree.
     pub max_directives: usize,
+    /// Most bytes parsed in all, a file included twice counting twice.
+    pub max_total_bytes: u64,
 }
 
 impl Default for LoadLimits {
@@ -35,6 +38,7 @@ impl Default for LoadLimits {
             max_includes: 1024,
             max_file_bytes: 16 << 20,
             max_directives: 1_000_000,
+            max_total_bytes: 64 << 20,
         }
     }
 }
@@ -130,30 +134,43 @@ struct Loader<'s> {
     errors: Vec<ConfError>,
     includes: usize,
     directives: usize,
-    /// Parsed files by key; `None` when reading or parsing failed (reported once).
-    cache: HashMap<PathBuf, Option<Vec<Directive>>>,
+    /// File texts by key; `None` when reading failed (reported once).
+    cache: HashMap<PathBuf, Option<Rc<str>>>,
     /// Keys of the files being included right now, outermost first.
     stack: Vec<PathBuf>,
     budget_reported: bool,
+    bytes: u64,
+    bytes_reported: bool,
 }
 
 impl Loader<'_> {
     /// `site` is the include directive's file and line, for read errors.
+    /// A file included again is parsed again from its cached text: cheaper
+    /// than keeping a copy of every parsed tree, and errors are reported once.
     fn parsed(&mut self, path: &Path, key: &Path, site: (&Path, usize)) -> Option<Vec<Directive>> {
-        if let Some(c) = self.cache.get(key) {
-            return c.clone();
+        if let Some(cached) = self.cache.get(key) {
+            let cached = cached.clone()?;
+            if !self.take_bytes(cached.len(), site) {
+                return None;
+            }
+            return parse(&cached, path).ok();
         }
-        let result = match self.src.read(path, self.limits.max_file_bytes) {
+        let (text, result) = match self.src.read(path, self.limits.max_file_bytes) {
             Ok(text) => {
                 // Listed even if it does not parse: it is still scanned for secrets.
                 self.files.push(path.to_path_buf());
-                match parse(&text, path) {
-                    Ok(d) => Some(d),
-                    Err(e) => {
-                        self.errors.push(e);
-                        None
+                let result = if !self.take_bytes(text.len(), site) {
+                    None
+                } else {
+                    match parse(&text, path) {
+                        Ok(d) => Some(d),
+                        Err(e) => {
+                            self.errors.push(e);
+                            None
+                        }
                     }
-                }
+                };
+                (Some(Rc::from(text)), result)
             }
             Err(e) => {
                 self.errors.push(ConfError {
@@ -161,11 +178,31 @@ impl Loader<'_> {
                     line: site.1,
                     message: format!("cannot read the included file {}: {e}", path.display()),
                 });
-                None
+                (None, None)
             }
         };
-        self.cache.insert(key.to_path_buf(), result.clone());
+        self.cache.insert(key.to_path_buf(), text);
         result
+    }
+
+    /// Counts `n` more bytes to parse; false (reported once) past the limit.
+    fn take_bytes(&mut self, n: usize, site: (&Path, usize)) -> bool {
+        self.bytes = self.bytes.saturating_add(n as u64);
+        if self.bytes <= self.limits.max_total_bytes {
+            return true;
+        }
+        if !self.bytes_reported {
+            self.bytes_reported = true;
+            self.errors.push(ConfError {
+                file: site.0.to_path_buf(),
+                line: site.1,
+                message: format!(
+                    "the configuration is more than {} bytes (counting repeated includes); the rest was not read",
+                    self.limits.max_total_bytes
+                ),
+            });
+        }
+        false
     }
 
     fn over_budget(&mut self, at: &Directive) -> bool {
@@ -290,6 +327,8 @@ fn run(
         cache: HashMap::new(),
         stack: Vec::new(),
         budget_reported: false,
+        bytes: 0,
+        bytes_reported: false,
     };
     let text = src
         .read(main, limits.max_file_bytes)
@@ -299,6 +338,7 @@ fn run(
             message: format!("cannot read it: {e}"),
         })?;
     l.files.push(main.to_path_buf());
+    l.bytes = text.len() as u64;
     let directives = match parse(&text, main) {
         Ok(d) => {
             l.stack.push(src.key(main));
@@ -450,6 +490,22 @@ mod tests {
         write(d, "f30.conf", "x;\n");
         let tree = load(&d.join("f0.conf"), d).unwrap();
         assert!(!tree.errors.is_empty());
+    }
+
+    #[test]
+    fn repeated_includes_count_against_the_byte_limit() {
+        let t = tempfile::tempdir().unwrap();
+        let d = t.path();
+        write(d, "big.conf", &"x 1;\n".repeat(1000));
+        let main = write(d, "nginx.conf", &"include big.conf;\n".repeat(50));
+        let limits = LoadLimits {
+            max_total_bytes: 20_000,
+            ..LoadLimits::default()
+        };
+        let tree = load_with(&main, d, &limits).unwrap();
+        assert_eq!(tree.errors.len(), 1, "{:?}", tree.errors);
+        assert!(tree.errors[0].message.contains("more than 20000 bytes"));
+        assert_eq!(tree.files.len(), 2);
     }
 
     #[test]

@@ -21,6 +21,7 @@ pub use agent::{check_agent, AgentConfig, AgentReport};
 pub use htpasswd::{check_htpasswd, check_htpasswd_text, NginxWorker};
 pub use nginx::{check_nginx, check_nginx_file, check_nginx_t_output, ProtectedSet};
 pub use secrets::{
-    check_nginx_secrets, check_secrets, scan_dir, scan_file, scan_process_environ, scan_text,
-    DirScan, EnvScanError, ScanLimits, SecretHit, SecretKind, SecretPlace,
+    check_nginx_secrets, check_nginx_t_secrets, check_secrets, scan_dir, scan_file,
+    scan_process_environ, scan_text, DirScan, EnvScanError, ScanLimits, SecretHit, SecretKind,
+    SecretPlace,
 };

@@ -624,6 +624,25 @@ pub fn check_nginx_secrets(tree: &Tree, limits: &ScanLimits) -> Vec<Finding> {
     out
 }
 
+/// Scans the files shown in `nginx -T` output (each section under its own
+/// path; the file mode is read from disk when the file is there).
+pub fn check_nginx_t_secrets(text: &str) -> Vec<Finding> {
+    let mut out = Vec::new();
+    for (path, body) in crate::nginxconf::split_nginx_t_output(text) {
+        let hits = scan_text(&body, &path.display().to_string());
+        if !hits.is_empty() {
+            let mode = fs::metadata(&path).ok().map(|m| m.mode());
+            out.extend(findings_for_file(
+                SecretPlace::NginxConfig,
+                &path,
+                &hits,
+                mode,
+            ));
+        }
+    }
+    out
+}
+
 /// Why a process environment could not be scanned.
 #[derive(Debug, thiserror::Error)]
 pub enum EnvScanError {
