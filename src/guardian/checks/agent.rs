@@ -7,7 +7,7 @@
 //! commas, bare keys, single quotes); [`json5_to_json`] handles those.
 
 use super::net::{is_loopback_ip, split_host_port, Host};
-use super::secrets::{findings_for_file, scan_text, SecretPlace};
+use super::secrets::{findings_for_file, readable_by_others, scan_text, SecretPlace};
 use crate::breaker::ReasonCode;
 use crate::guardian::Finding;
 use serde_json::Value;
@@ -57,6 +57,8 @@ pub struct AgentConfig {
     pub port: u16,
     /// `gateway.bind` as written, if set.
     pub bind: Option<String>,
+    /// Whether `gateway.auth` holds a token or password.
+    pub has_credential: bool,
 }
 
 /// Everything [`check_agent`] learned.
@@ -113,6 +115,16 @@ pub fn check_agent(home: &Path) -> AgentReport {
         ));
         let (cfg, findings) = check_agent_text(&text, &path);
         r.findings.extend(findings);
+        // The gateway's own token is a secret even when too short to look like one.
+        if let (true, Some(mode), Some(c)) = (hits.is_empty(), mode, &cfg) {
+            if c.has_credential {
+                r.findings.extend(readable_by_others(
+                    &path,
+                    "the gateway token or password",
+                    mode,
+                ));
+            }
+        }
         r.configs.extend(cfg);
     }
     r
@@ -249,6 +261,7 @@ pub fn check_agent_text(text: &str, path: &Path) -> (Option<AgentConfig>, Vec<Fi
             path: path.to_path_buf(),
             port,
             bind: bind_raw.map(str::to_string),
+            has_credential: field("token") || field("password"),
         }),
         out,
     )
@@ -405,6 +418,17 @@ mod tests {
         assert_eq!(f, [(AGENT_AUTH_MISSING, Severity::Warning)]);
         let (_, f) = run(r#"{"gateway": {"auth": {"password": "p"}}}"#);
         assert!(f.is_empty());
+        let home = tempfile::tempdir().unwrap();
+        let p = home.path().join(".clawdbot/clawdbot.json");
+        fs::create_dir_all(p.parent().unwrap()).unwrap();
+        fs::write(&p, r#"{"gateway": {"auth": {"token": "short"}}}"#).unwrap();
+        fs::set_permissions(&p, fs::Permissions::from_mode(0o640)).unwrap();
+        let r = check_agent(home.path());
+        assert_eq!(r.findings.len(), 1);
+        assert_eq!(
+            (r.findings[0].id, r.findings[0].severity),
+            ("SECRET_FILE_READABLE_BY_OTHERS", Severity::Warning)
+        );
     }
 
     #[test]

@@ -263,10 +263,9 @@ fn check_server(
         }
     }
 
+    // The breaker include is not exempt: as rendered it trips none of these
+    // (its `if`/`return` are server level), so a hit inside it means tampering.
     nginxconf::walk(server.children(), &mut |d, parents| {
-        if breaker.is(&d.file) {
-            return;
-        }
         let in_location = parents
             .iter()
             .any(|p| p.name == "location" || p.name == "limit_except");
@@ -417,6 +416,25 @@ mod tests {
             "server { listen unix:/run/x.sock; listen localhost:8443; include breaker.conf; }"
         )
         .is_empty());
+    }
+
+    #[test]
+    fn a_tampered_breaker_include_is_not_exempt() {
+        let tree = nginxconf::parse_nginx_t_output(&format!(
+            "# configuration file /e/nginx.conf:\n{GOOD}\n# configuration file /e/breaker.conf:\nauth_basic off;\n"
+        ))
+        .unwrap();
+        let f = check_nginx(
+            &tree,
+            &ProtectedSet {
+                ports: vec![8443],
+                breaker_include: "/e/breaker.conf".into(),
+            },
+        );
+        assert_eq!(
+            ids(&f),
+            [(NGINX_AUTH_BYPASS, "/e/breaker.conf:1".to_string())]
+        );
     }
 
     #[test]

@@ -533,44 +533,46 @@ pub fn findings_for_file(
             f.at(format!("{}:{}", path.display(), h.line))
         })
         .collect();
-    if let (Some(mode), false, true) = (mode, place == SecretPlace::WebRoot, !hits.is_empty()) {
-        let what = format!(
-            "{} holds {} and is readable by {} (mode {:o})",
-            path.display(),
-            hits.first()
-                .map(|h| h.kind.describe())
-                .unwrap_or("a secret"),
-            if mode & 0o004 != 0 {
-                "every local user"
-            } else {
-                "its group"
-            },
-            mode & 0o7777
-        );
-        let fix = format!("chmod 600 {}", path.display());
-        if mode & 0o004 != 0 {
-            out.push(
-                Finding::critical(
-                    SECRET_FILE_READABLE_BY_OTHERS,
-                    ReasonCode::PermissionsUnsafe,
-                    what,
-                    fix,
-                )
-                .at(path.display().to_string()),
-            );
-        } else if mode & 0o040 != 0 {
-            out.push(
-                Finding::warning(
-                    SECRET_FILE_READABLE_BY_OTHERS,
-                    ReasonCode::PermissionsUnsafe,
-                    what,
-                    fix,
-                )
-                .at(path.display().to_string()),
-            );
-        }
+    if let (Some(mode), false, Some(first)) = (mode, place == SecretPlace::WebRoot, hits.first()) {
+        out.extend(readable_by_others(path, first.kind.describe(), mode));
     }
     out
+}
+
+/// `SECRET_FILE_READABLE_BY_OTHERS` for a file holding `what`, if its mode
+/// lets the group (warning) or everyone (critical) read it.
+pub fn readable_by_others(path: &Path, what: &str, mode: u32) -> Option<Finding> {
+    let everyone = mode & 0o004 != 0;
+    if !everyone && mode & 0o040 == 0 {
+        return None;
+    }
+    let text = format!(
+        "{} holds {what} and is readable by {} (mode {:o})",
+        path.display(),
+        if everyone {
+            "every local user"
+        } else {
+            "its group"
+        },
+        mode & 0o7777
+    );
+    let fix = format!("chmod 600 {}", path.display());
+    let f = if everyone {
+        Finding::critical(
+            SECRET_FILE_READABLE_BY_OTHERS,
+            ReasonCode::PermissionsUnsafe,
+            text,
+            fix,
+        )
+    } else {
+        Finding::warning(
+            SECRET_FILE_READABLE_BY_OTHERS,
+            ReasonCode::PermissionsUnsafe,
+            text,
+            fix,
+        )
+    };
+    Some(f.at(path.display().to_string()))
 }
 
 fn incomplete(what: String) -> Finding {
