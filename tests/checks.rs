@@ -426,3 +426,125 @@ fn adversarial_inputs_stay_fast() {
     assert!(e.message.contains("nested deeper"));
     let _: PathBuf = e.file;
 }
+
+// ---------------------------------------------------------------------------
+// Differential: where a real nginx is installed, it and the parser agree.
+
+fn nginx_bin() -> Option<PathBuf> {
+    which::which("nginx")
+        .ok()
+        .or_else(|| Some(PathBuf::from("/usr/sbin/nginx")).filter(|p| p.exists()))
+}
+
+/// `nginx -t` on `body` wrapped in a minimal main config: Ok(()) or the error.
+fn nginx_accepts(bin: &Path, dir: &Path, http_body: &str) -> Result<(), String> {
+    let conf = dir.join("t.conf");
+    fs::write(
+        &conf,
+        format!(
+            "pid {}/nginx.pid;\nevents {{ worker_connections 16; }}\nhttp {{\n{http_body}\n}}\n",
+            dir.display()
+        ),
+    )
+    .unwrap();
+    let out = std::process::Command::new(bin)
+        .args(["-t", "-q", "-e", "stderr", "-p"])
+        .arg(dir)
+        .arg("-c")
+        .arg(&conf)
+        .output()
+        .unwrap();
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+#[test]
+fn parser_agrees_with_real_nginx_on_syntax() {
+    let Some(bin) = nginx_bin() else {
+        eprintln!("nginx not installed: differential test skipped");
+        return;
+    };
+    let d = tempfile::tempdir().unwrap();
+    let valid = [
+        r#"map $http_upgrade $c { default upgrade; '' close; "~^x{2}$" "a;b}"; }"#,
+        "types { text/html html htm; }",
+        r#"server { listen 127.0.0.1:18443; set $x "${host}-\"q\""; set $y 'it\'s'; add_header X-B a}b; }"#,
+        r#"server { if ($request_method = POST) { return 405; } if ($msec ~ "^(1[0-9]{2})[.]") { return 503 '{"a":1}\n'; } }"#,
+        "server { location ~ ^/foo(bar|baz)$ { return 200 \"x#y\"; } # c\n add_header X-A \"1\" always;#c\n}",
+        "server {\n listen\n 127.0.0.1:18444\n ;\n}",
+    ];
+    for body in valid {
+        assert_eq!(
+            nginx_accepts(&bin, d.path(), body),
+            Ok(()),
+            "nginx rejects {body}"
+        );
+        let text = fs::read_to_string(d.path().join("t.conf")).unwrap();
+        assert!(
+            nginxconf::parse(&text, Path::new("t")).is_ok(),
+            "parser rejects {body}"
+        );
+    }
+    let tree = nginxconf::parse(
+        &fs::read_to_string(d.path().join("t.conf")).unwrap(),
+        Path::new("t"),
+    )
+    .unwrap();
+    let listen = &tree[2].children()[0].children()[0];
+    assert_eq!(
+        (listen.name.as_str(), listen.args.as_slice(), listen.line),
+        ("listen", &["127.0.0.1:18444".to_string()][..], 5)
+    );
+    let invalid = [
+        "server {",
+        "server { } }",
+        "server { add_header X \"a; }",
+        "server { listen 127.0.0.1:18445 }",
+        "server { add_header X 'a' }",
+        "; server { }",
+        "server { { } }",
+    ];
+    for body in invalid {
+        assert!(
+            nginx_accepts(&bin, d.path(), body).is_err(),
+            "nginx accepts {body}"
+        );
+        let text = fs::read_to_string(d.path().join("t.conf")).unwrap();
+        assert!(
+            nginxconf::parse(&text, Path::new("t")).is_err(),
+            "parser accepts {body}"
+        );
+    }
+    let tree = nginxconf::parse(&format!("a {};", "\"b\\\"c\""), Path::new("t")).unwrap();
+    assert_eq!(tree[0].args, ["b\"c"]);
+}
+
+#[test]
+fn system_nginx_config_reads_the_same_from_disk_and_from_nginx_t() {
+    let (Some(bin), true) = (nginx_bin(), Path::new("/etc/nginx/nginx.conf").exists()) else {
+        eprintln!("no system nginx config: skipped");
+        return;
+    };
+    let out = std::process::Command::new(bin).arg("-T").output().unwrap();
+    if !out.status.success() {
+        eprintln!("nginx -T fails here: skipped");
+        return;
+    }
+    let from_t = nginxconf::parse_nginx_t_output(&String::from_utf8_lossy(&out.stdout)).unwrap();
+    let from_disk =
+        nginxconf::load(Path::new("/etc/nginx/nginx.conf"), Path::new("/etc/nginx")).unwrap();
+    assert!(from_t.errors.is_empty(), "{:?}", from_t.errors);
+    assert!(from_disk.errors.is_empty(), "{:?}", from_disk.errors);
+    let count = |t: &nginxconf::Tree| {
+        let mut v = Vec::new();
+        nginxconf::walk(&t.directives, &mut |d, _| {
+            v.push((d.name.clone(), d.args.clone(), d.line))
+        });
+        v
+    };
+    assert_eq!(count(&from_t), count(&from_disk));
+    assert!(count(&from_disk).len() > 10);
+}
