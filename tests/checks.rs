@@ -70,11 +70,7 @@ impl Install {
     }
 
     fn protected(&self) -> ProtectedSet {
-        let e = &self.config.settings.edge;
-        ProtectedSet {
-            ports: vec![e.port, e.upstream_port, 18789],
-            breaker_include: self.layout().include_file(),
-        }
+        ProtectedSet::for_config(&self.config, &[18789])
     }
 
     /// All nginx findings (config + secrets in it) for the current files.

@@ -59,6 +59,19 @@ pub struct NginxWorker {
     pub gid: u32,
 }
 
+impl NginxWorker {
+    /// The worker's identity from its user name (`nginx.user` in
+    /// moltguard.toml, `user` in nginx.conf). Only the primary group is
+    /// considered when judging access.
+    pub fn from_user_name(name: &str) -> Option<Self> {
+        let u = nix::unistd::User::from_name(name).ok()??;
+        Some(Self {
+            uid: u.uid.as_raw(),
+            gid: u.gid.as_raw(),
+        })
+    }
+}
+
 const FIX_ADD_USER: &str = "run `moltguard auth add-user NAME` to create a user";
 
 /// Checks the file at `path`: existence, permissions, then its content.

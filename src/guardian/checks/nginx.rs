@@ -55,6 +55,26 @@ pub struct ProtectedSet {
     pub breaker_include: PathBuf,
 }
 
+impl ProtectedSet {
+    /// What moltguard itself must protect: the edge port, its upstream, and
+    /// the agent's control ports (from [`super::AgentReport::control_ports`]).
+    ///
+    /// With the edge port included, any other server proxying to the edge
+    /// (a public TLS front, say) must include the breaker and listen on
+    /// loopback too; leave it out if such fronts are to be allowed.
+    pub fn for_config(config: &crate::config::Config, agent_ports: &[u16]) -> Self {
+        let e = &config.settings.edge;
+        let mut ports = vec![e.port, e.upstream_port];
+        ports.extend_from_slice(agent_ports);
+        ports.sort_unstable();
+        ports.dedup();
+        Self {
+            ports,
+            breaker_include: config.layout.include_file(),
+        }
+    }
+}
+
 const PASS_DIRECTIVES: &[&str] = &[
     "proxy_pass",
     "grpc_pass",

@@ -398,7 +398,13 @@ pub fn scan_dir(root: &Path, limits: &ScanLimits) -> DirScan {
             ));
             break;
         }
-        let Ok(lmeta) = fs::symlink_metadata(&path) else {
+        // The root itself is followed if it is a symlink (`/var/www/html -> /srv/site`).
+        let meta = if path == root {
+            fs::metadata(&path)
+        } else {
+            fs::symlink_metadata(&path)
+        };
+        let Ok(lmeta) = meta else {
             continue;
         };
         let ft = lmeta.file_type();
@@ -916,6 +922,12 @@ pub(crate) mod tests {
         );
 
         fs::write(root.join("sub/z.txt"), "nothing").unwrap();
+        let linked = d.path().join("www-link");
+        std::os::unix::fs::symlink(&root, &linked).unwrap();
+        assert_eq!(
+            check_secrets(SecretPlace::WebRoot, &linked, &ScanLimits::default()).len(),
+            1
+        );
         let tiny = ScanLimits {
             max_files: 1,
             ..ScanLimits::default()
