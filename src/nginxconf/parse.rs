@@ -19,6 +19,23 @@ struct Frame {
     children: Vec<Directive>,
 }
 
+/// A directive name as shown in an error: only if it looks like one
+/// (`[a-z0-9_]`, at most 40 characters). Anything else may be a stray
+/// secret pasted into the file, and errors are shown and logged.
+fn shown_name(w: Option<&String>) -> String {
+    match w {
+        Some(w)
+            if !w.is_empty()
+                && w.len() <= 40
+                && w.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_') =>
+        {
+            format!("{w:?}")
+        }
+        _ => "(not shown)".into(),
+    }
+}
+
 /// Parses one file's text. `file` is recorded in every directive and error.
 pub fn parse(text: &str, file: &Path) -> Result<Vec<Directive>, ConfError> {
     let err = |line: usize, message: String| ConfError {
@@ -112,8 +129,8 @@ pub fn parse(text: &str, file: &Path) -> Result<Vec<Directive>, ConfError> {
                     return Err(err(
                         words_line,
                         format!(
-                            "missing ';' after the directive {:?} before '}}' (line {})",
-                            words.first().map(String::as_str).unwrap_or(""),
+                            "missing ';' after the directive {} before '}}' (line {})",
+                            shown_name(words.first()),
                             token.line
                         ),
                     ));
@@ -143,8 +160,8 @@ pub fn parse(text: &str, file: &Path) -> Result<Vec<Directive>, ConfError> {
         return Err(err(
             words_line,
             format!(
-                "missing ';' after the directive {:?} (end of file reached)",
-                words.first().map(String::as_str).unwrap_or("")
+                "missing ';' after the directive {} (end of file reached)",
+                shown_name(words.first())
             ),
         ));
     }
@@ -212,7 +229,12 @@ mod tests {
         assert_eq!(e.line, 2);
         assert!(e.message.contains("missing ';'"));
         let e = p("a b").unwrap_err();
-        assert!(e.message.contains("missing ';'"));
+        assert!(
+            e.message.contains("missing ';' after the directive \"a\""),
+            "{e}"
+        );
+        let e = p("gsk_Qw3Er4Ty5Ui6Qw3Er4Ty5Ui6Qw3Er4Ty5Ui6Qw3Er4Ty5Ui6\n").unwrap_err();
+        assert!(!e.message.contains("Qw3"), "{e}");
         let e = p("a 'b;\n").unwrap_err();
         assert!(e.message.contains("unterminated"));
         assert_eq!(

@@ -210,6 +210,21 @@ impl BreakerPath {
     }
 }
 
+/// A directive's arguments as shown in a finding: bounded, and hidden
+/// entirely if they hold a secret (`return 200 "<key>"` must not leak it).
+fn shown_args(d: &Directive) -> String {
+    let all = d.args.join(" ");
+    if !super::secrets::scan_text(&all, "").is_empty() {
+        return "…(arguments hidden: they hold a secret)".into();
+    }
+    if all.chars().count() > 60 {
+        let head: String = all.chars().take(60).collect();
+        format!("{head}…")
+    } else {
+        all
+    }
+}
+
 fn check_server(
     server: &Directive,
     port: u16,
@@ -274,7 +289,7 @@ fn check_server(
                     ReasonCode::ExposurePublicBind,
                     format!(
                         "`listen {}` in a {kind} fronting protected port {port} binds {addr}",
-                        l.args.join(" ")
+                        shown_args(l)
                     ),
                     "listen on loopback only (`listen 127.0.0.1:PORT;`) and reach it through a tunnel",
                 )
@@ -306,7 +321,7 @@ fn check_server(
                     format!(
                         "`{} {}` in the {kind} fronting protected port {port}: {why}",
                         d.name,
-                        d.args.join(" ")
+                        shown_args(d)
                     ),
                     "remove it; only the breaker include decides who gets through",
                 )
@@ -436,6 +451,18 @@ mod tests {
             "server { listen unix:/run/x.sock; listen localhost:8443; include breaker.conf; }"
         )
         .is_empty());
+    }
+
+    #[test]
+    fn a_secret_in_a_bypass_directive_is_not_repeated() {
+        let key = format!("gsk_{}", "Qw3Er4Ty5Ui6".repeat(4));
+        let f = check(&GOOD.replacen(
+            "proxy_pass",
+            &format!("return 200 \"{key}\"; proxy_pass"),
+            1,
+        ));
+        assert_eq!(f[0].id, NGINX_AUTH_BYPASS);
+        assert!(!format!("{f:?}").contains(&key[6..]), "{f:?}");
     }
 
     #[test]
