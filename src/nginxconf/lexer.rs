@@ -170,8 +170,23 @@ impl<'a> Lexer<'a> {
     }
 
     fn word(&mut self) -> String {
-        let mut out = Vec::new();
+        let start = self.pos;
         let mut after_dollar = false;
+        // Fast path: a word without backslashes is a slice of the input (it
+        // cannot hold a newline, so the line count is unchanged).
+        loop {
+            match self.src.get(self.pos).copied() {
+                Some(b'{') if after_dollar => {}
+                None | Some(b' ' | b'\t' | b'\r' | b'\n' | b';' | b'{') => {
+                    return String::from_utf8_lossy(&self.src[start..self.pos]).into_owned();
+                }
+                Some(b'\\') => break,
+                Some(_) => {}
+            }
+            after_dollar = self.src.get(self.pos) == Some(&b'$');
+            self.pos += 1;
+        }
+        let mut out = self.src[start..self.pos].to_vec();
         while let Some(c) = self.peek() {
             match c {
                 b'{' if after_dollar => {}
