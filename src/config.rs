@@ -16,6 +16,42 @@ pub struct Settings {
     pub paths: PathSettings,
     pub edge: EdgeSettings,
     pub nginx: NginxSettings,
+    pub guardian: GuardianSettings,
+}
+
+/// The guardian daemon's settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GuardianSettings {
+    /// How often to scan when nothing changes on disk (5s–60s).
+    #[serde(with = "humantime_serde_compat")]
+    pub interval: Duration,
+    /// The agent's own control port (Moltbot/OpenClaw default 18789).
+    pub agent_port: u16,
+    /// More ports that must only listen on loopback.
+    pub protected_ports: Vec<u16>,
+    /// Connect to every protected port on every non-loopback address of this machine.
+    pub self_probe: bool,
+    /// Home directories whose agent config (~/.moltbot, ~/.openclaw) is checked.
+    pub agent_homes: Vec<PathBuf>,
+    /// Directories nginx serves files from; scanned for secrets.
+    pub web_roots: Vec<PathBuf>,
+    /// Log files scanned for leaked secrets.
+    pub log_files: Vec<PathBuf>,
+}
+
+impl Default for GuardianSettings {
+    fn default() -> Self {
+        Self {
+            interval: Duration::from_secs(30),
+            agent_port: 18789,
+            protected_ports: Vec::new(),
+            self_probe: true,
+            agent_homes: Vec::new(),
+            web_roots: Vec::new(),
+            log_files: Vec::new(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -278,6 +314,21 @@ pub fn parse(path: &Path, text: &str) -> Result<Settings, ConfigError> {
             "nginx.verify_timeout must be between 1ms and 60s".into(),
         ));
     }
+    let g = &s.guardian;
+    if g.interval < Duration::from_secs(5) || g.interval > Duration::from_secs(60) {
+        return Err(invalid(format!(
+            "guardian.interval must be between 5s and 60s, got {}",
+            humantime::format_duration(g.interval)
+        )));
+    }
+    for p in g.agent_homes.iter().chain(&g.web_roots).chain(&g.log_files) {
+        if !p.is_absolute() {
+            return Err(invalid(format!(
+                "guardian paths must be absolute, got {}",
+                p.display()
+            )));
+        }
+    }
     if s.nginx.user.is_empty() {
         return Err(invalid("nginx.user must name a user".into()));
     }
@@ -334,7 +385,14 @@ pub fn starter_toml(
     upstream_port: u16,
     managed: bool,
     nginx_binary: &Path,
+    agent_homes: &[PathBuf],
 ) -> String {
+    // TOML basic strings use JSON-compatible escapes.
+    let agent_homes = agent_homes
+        .iter()
+        .map(|h| serde_json::to_string(&h.display().to_string()).unwrap_or_default())
+        .collect::<Vec<_>>()
+        .join(", ");
     format!(
         r#"# moltguard configuration. Every setting is optional; shown values are the defaults
 # unless `moltguard init` chose them for you. Precedence: flag > environment > this file.
@@ -376,6 +434,22 @@ user = "nobody"
 verify_timeout = "5s"
 # How long a reload lets old workers finish long-lived streams before cutting them.
 worker_shutdown_timeout = "5s"
+
+[guardian]
+# Scan this often (5s–60s); changes to watched files trigger a scan at once.
+interval = "30s"
+# The agent's own control port (Moltbot/OpenClaw default). It must listen on loopback only.
+agent_port = 18789
+# More ports that must never listen beyond loopback.
+protected_ports = []
+# Also connect to each protected port on every non-loopback address of this machine.
+self_probe = true
+# Home directories whose ~/.moltbot/moltbot.json and ~/.openclaw/openclaw.json are checked.
+agent_homes = [{agent_homes}]
+# Directories nginx serves files from: a secret there is one request away from leaking.
+web_roots = []
+# Log files to scan for leaked keys.
+log_files = []
 "#,
         binary = nginx_binary.display(),
     )
@@ -387,12 +461,20 @@ mod tests {
 
     #[test]
     fn starter_config_parses_back() {
-        let text = starter_toml(9000, 9001, true, Path::new("/usr/sbin/nginx"));
+        let text = starter_toml(
+            9000,
+            9001,
+            true,
+            Path::new("/usr/sbin/nginx"),
+            &[PathBuf::from("/home/jane")],
+        );
         let s = parse(Path::new("/x/moltguard.toml"), &text).unwrap();
         assert_eq!(s.edge.port, 9000);
         assert_eq!(s.edge.upstream_port, 9001);
         assert_eq!(s.nginx.managed, Some(true));
         assert_eq!(s.nginx.verify_timeout, Duration::from_secs(5));
+        assert_eq!(s.guardian.agent_homes, vec![PathBuf::from("/home/jane")]);
+        assert_eq!(s.guardian.interval, Duration::from_secs(30));
     }
 
     #[test]
@@ -408,6 +490,8 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.to_string().contains("proxy to itself"), "{e}");
+        let e = parse(Path::new("/x/m.toml"), "[guardian]\ninterval = \"1s\"\n").unwrap_err();
+        assert!(e.to_string().contains("5s and 60s"), "{e}");
         let e = parse(Path::new("/x/m.toml"), "[paths]\nstate_dir = \"rel\"\n").unwrap_err();
         assert!(e.to_string().contains("absolute"), "{e}");
     }

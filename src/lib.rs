@@ -16,6 +16,10 @@ pub mod cli;
 pub mod config;
 pub mod exec;
 pub mod fsutil;
+#[cfg(test)]
+mod golden;
 pub mod guardian;
+pub mod logging;
 pub mod nginx;
 pub mod nginxconf;
+pub mod service;

@@ -70,7 +70,7 @@ impl Install {
     }
 
     fn protected(&self) -> ProtectedSet {
-        ProtectedSet::for_config(&self.config, &[18789])
+        ProtectedSet::for_config(&self.config, &[])
     }
 
     /// All nginx findings (config + secrets in it) for the current files.
@@ -228,6 +228,57 @@ fn a_second_site_from_a_glob_include_is_checked_in_its_own_file() {
     // Including the breaker fixes it.
     fs::write(&evil, format!("server {{\n    listen 127.0.0.1:9000;\n    include {};\n    location / {{ proxy_pass http://127.0.0.1:18789; }}\n}}\n", l.include_file().display())).unwrap();
     assert!(i.nginx_findings().is_empty());
+}
+
+#[test]
+fn run_static_covers_every_configured_input() {
+    let mut i = Install::new(BreakerState::Closed);
+    let home = tempfile::tempdir().unwrap();
+    let www = home.path().join("www");
+    fs::create_dir_all(&www).unwrap();
+    fs::create_dir_all(home.path().join(".openclaw")).unwrap();
+    fs::write(
+        home.path().join(".openclaw/openclaw.json"),
+        r#"{"gateway": {"port": 18800, "auth": {"token": "x"}}}"#,
+    )
+    .unwrap();
+    fs::set_permissions(
+        home.path().join(".openclaw/openclaw.json"),
+        fs::Permissions::from_mode(0o600),
+    )
+    .unwrap();
+    let g = &mut i.config.settings.guardian;
+    g.agent_homes = vec![home.path().to_path_buf()];
+    g.web_roots = vec![www.clone()];
+    let l = i.layout().clone();
+    let files = checks::NginxSource::Files {
+        main: &l.managed_main_conf(),
+        base_dir: &l.nginx_dir,
+    };
+    let r = checks::run_static(&i.config, files, None);
+    assert!(r.findings.is_empty(), "{:#?}", r.findings);
+    assert_eq!(r.agent_ports, [18800]);
+    // A server proxying to the agent port learned from its config is judged.
+    fs::write(
+        l.site_file(),
+        format!("{}\nserver {{ listen 127.0.0.1:9999; location / {{ proxy_pass http://127.0.0.1:18800; }} }}\n", fs::read_to_string(l.site_file()).unwrap()),
+    )
+    .unwrap();
+    fs::write(
+        www.join("k.txt"),
+        format!("ghp_{}\n", "A1b2C3d4E5f6".repeat(3)),
+    )
+    .unwrap();
+    let files = checks::NginxSource::Files {
+        main: &l.managed_main_conf(),
+        base_dir: &l.nginx_dir,
+    };
+    let ids: Vec<_> = checks::run_static(&i.config, files, None)
+        .findings
+        .iter()
+        .map(|f| f.id)
+        .collect();
+    assert_eq!(ids, ["NGINX_BREAKER_NOT_INCLUDED", "SECRET_IN_WEB_ROOT"]);
 }
 
 #[test]

@@ -4,7 +4,8 @@
 //! pid/logs/temp inside the prefix). When the tests run as root, moltguard
 //! runs that nginx as the unprivileged `nobody`.
 
-#[path = "edge/stack.rs"]
+#[path = "support/stack.rs"]
+#[allow(dead_code)] // shared by several test binaries; each uses a part
 mod stack;
 
 use stack::*;
@@ -261,7 +262,8 @@ fn status_reports_drift_between_state_and_nginx() {
     let inc = s.path("nginx/breaker.conf");
     std::fs::write(&inc, read(&inc).replace("generation=2", "generation=1")).unwrap();
     s.ok(&["nginx", "reload"]);
-    // Old workers may answer for a few ms after a reload; wait them out.
+    // For 100 ms after a reload old workers still accept; wait them out.
+    std::thread::sleep(Duration::from_millis(500));
     assert!(eventually(Duration::from_secs(5), || s.json(&["status"]).0 == 5));
     let (_, v) = s.json(&["status"]);
     assert!(

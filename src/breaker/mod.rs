@@ -7,6 +7,6 @@ pub mod transition;
 
 pub use state::{Actor, BreakerRecord, BreakerState, ReasonCode};
 pub use transition::{
-    initialize, reapply, settle, transition, BreakerError, Report, Request, Settlement,
-    SettlementKind,
+    initialize, reapply, settle, transition, transition_if, BreakerError, Report, Request,
+    Settlement, SettlementKind,
 };

@@ -115,6 +115,28 @@ pub fn transition(config: &Config, req: Request) -> Result<Report, BreakerError>
     })
 }
 
+/// Like [`transition`], but only if `still_needed` holds for the record
+/// found under the lock: the guardian's findings were made without the lock,
+/// and a person's transition may have finished since. Returns `None` when
+/// nothing needed doing.
+pub fn transition_if(
+    config: &Config,
+    req: Request,
+    still_needed: impl FnOnce(&BreakerRecord) -> bool,
+) -> Result<Option<Report>, BreakerError> {
+    let mut session = Session::begin(config)?;
+    let mut preliminary = session.settle()?;
+    if !still_needed(&session.current) {
+        return Ok(None);
+    }
+    let report = session.apply(req)?;
+    preliminary.extend(report.preliminary);
+    Ok(Some(Report {
+        preliminary,
+        ..report
+    }))
+}
+
 /// Records what is already true before anyone acts: repairs an invalid
 /// state file and records an expired lifetime. Both only move toward OPEN.
 /// Returns what was done, in words.

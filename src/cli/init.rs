@@ -140,7 +140,13 @@ pub fn init(ctx: &Ctx, args: &InitArgs) -> Result<InitOutcome, CliError> {
         let upstream = args
             .upstream_port
             .unwrap_or(cfg.settings.edge.upstream_port);
-        let text = config::starter_toml(edge, upstream, managed, &binary);
+        let text = config::starter_toml(
+            edge,
+            upstream,
+            managed,
+            &binary,
+            &agent_home().into_iter().collect::<Vec<_>>(),
+        );
         config::parse(&l.config_file, &text)
             .map_err(|e| CliError::usage(e.to_string(), "choose other ports"))?;
         fsutil::write_atomic(&l.config_file, text.as_bytes(), 0o644)
@@ -190,6 +196,17 @@ pub fn init(ctx: &Ctx, args: &InitArgs) -> Result<InitOutcome, CliError> {
         wrote_config,
         new_state,
     })
+}
+
+/// The home of the person setting up: under sudo, the invoking user's, not root's.
+fn agent_home() -> Option<PathBuf> {
+    let from_sudo = std::env::var("SUDO_USER")
+        .ok()
+        .and_then(|u| nix::unistd::User::from_name(&u).ok().flatten())
+        .map(|u| u.dir);
+    from_sudo
+        .or_else(|| std::env::var_os("HOME").map(PathBuf::from))
+        .filter(|p| p.is_absolute())
 }
 
 fn ensure_dir(p: &Path, mode: u32) -> Result<(), CliError> {

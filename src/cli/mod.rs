@@ -6,9 +6,11 @@
 mod audit_cmd;
 mod auth_cmd;
 mod breaker_cmd;
+mod guardian_cmd;
 mod init;
 mod nginx_cmd;
 mod output;
+mod service_cmd;
 mod status;
 mod up;
 
@@ -30,7 +32,7 @@ pub use output::Exit;
                   CLOSED = traffic flows, password required.",
     after_help = "Exit codes: 0 ok, 1 error, 2 usage, 3 refused (a precondition is not met), \
                   4 change not applied (rolled back or nginx stopped), 5 unhealthy (status), \
-                  6 audit log tampered."
+                  6 audit log tampered, 7 audit found warnings, 8 audit found critical problems."
 )]
 pub struct Cli {
     /// Put everything (config, state, logs, the nginx prefix) under DIR.
@@ -69,6 +71,15 @@ enum Command {
     /// Start, stop, reload or test the nginx moltguard drives.
     #[command(subcommand)]
     Nginx(nginx_cmd::NginxCmd),
+    /// Run the guardian's checks once and report (changes nothing).
+    Audit,
+    /// The guardian daemon.
+    #[command(subcommand)]
+    Guardian(guardian_cmd::GuardianCmd),
+    /// Install the guardian as a system service (LaunchDaemon / systemd unit).
+    Install(service_cmd::ServiceArgs),
+    /// Remove the guardian service.
+    Uninstall(service_cmd::ServiceArgs),
     /// Bring the stack up in the foreground (init if needed, start nginx); Ctrl-C stops it.
     Up(up::UpArgs),
 }
@@ -106,6 +117,10 @@ fn run(cli: Cli) -> Result<Exit, CliError> {
         Command::AuditLog(args) => audit_cmd::run(&ctx, args),
         Command::Nginx(cmd) => nginx_cmd::run(&ctx, cmd),
         Command::Up(args) => up::run(&ctx, args),
+        Command::Audit => guardian_cmd::audit(&ctx),
+        Command::Install(args) => service_cmd::install(&ctx, args),
+        Command::Uninstall(args) => service_cmd::uninstall(&ctx, args),
+        Command::Guardian(cmd) => guardian_cmd::run(&ctx, cmd),
     }
 }
 

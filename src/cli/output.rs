@@ -19,6 +19,10 @@ pub enum Exit {
     Unhealthy = 5,
     /// `audit-log verify`: the hash chain is broken.
     AuditBroken = 6,
+    /// `audit`: warnings, nothing critical.
+    AuditWarnings = 7,
+    /// `audit`: at least one critical finding (the guardian would open the breaker).
+    AuditCritical = 8,
 }
 
 /// An error with what to do next.

@@ -3,6 +3,7 @@
 use super::output::{emit, relative, CliError, Exit};
 use super::Ctx;
 use crate::breaker::{self, store, BreakerState, SettlementKind};
+use crate::guardian::daemon;
 use crate::nginx::control::Nginx;
 use crate::nginx::probe;
 use chrono::Utc;
@@ -54,6 +55,22 @@ pub fn run(ctx: &Ctx) -> Result<Exit, CliError> {
         .any(|s| s.kind == SettlementKind::RepairedState);
     let healthy = healthy && !repaired && loaded.problem.is_none() && settle_error.is_none();
 
+    let guardian = daemon::read_status(&cfg);
+    let guardian_running = guardian.as_ref().is_some_and(|g| {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(g.pid as i32), None).is_ok()
+    });
+    let guardian_json = match &guardian {
+        Some(g) => json!({
+            "running": guardian_running,
+            "pid": g.pid,
+            "last_scan_at": g.last_scan_at,
+            "next_scan_at": g.next_scan_at,
+            "scan_cpu_us": g.scan_cpu_us,
+            "findings": g.findings,
+        }),
+        None => json!({"running": false, "findings": []}),
+    };
+
     let value = json!({
         "ok": healthy,
         "state": r.state,
@@ -76,6 +93,7 @@ pub fn run(ctx: &Ctx) -> Result<Exit, CliError> {
             "served": served.as_ref().and_then(|s| s.as_ref().ok()),
             "summary": edge_summary,
         },
+        "guardian": guardian_json,
         "paths": {
             "config": cfg.layout.config_file,
             "state": cfg.layout.state_file(),
@@ -121,6 +139,22 @@ pub fn run(ctx: &Ctx) -> Result<Exit, CliError> {
             );
         }
         println!("edge:       {edge_summary}");
+        match &guardian {
+            Some(g) => {
+                println!(
+                    "guardian:   {} (pid {}), last scan {}, next {}: {}",
+                    if guardian_running { "running" } else { "NOT running" },
+                    g.pid,
+                    relative(g.last_scan_at, now),
+                    relative(g.next_scan_at, now),
+                    if g.findings.is_empty() { "no findings".to_string() } else { format!("{} finding(s)", g.findings.len()) }
+                );
+                for f in &g.findings {
+                    println!("            {} {}: {} — fix: {}", f.severity, f.id, f.what, f.fix);
+                }
+            }
+            None => println!("guardian:   never ran here (`moltguard guardian run`, or `sudo moltguard install`)"),
+        }
         for s in &settled {
             let label = match s.kind {
                 SettlementKind::RepairedState => "repaired:  ",

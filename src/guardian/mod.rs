@@ -2,6 +2,11 @@
 //! daemon that opens the breaker when one is critical.
 
 pub mod checks;
+pub mod daemon;
+pub mod exposure;
 pub mod finding;
+pub mod runtime;
+pub mod scan;
+pub mod selfcheck;
 
 pub use finding::{Finding, Severity};

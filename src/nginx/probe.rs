@@ -75,11 +75,12 @@ pub fn probe(addr: SocketAddr, timeout: Duration) -> Result<Served, ProbeError> 
 
 /// How many fresh connections in a row must see the new generation.
 ///
-/// After a reload, old workers keep accepting for a few milliseconds until
-/// they handle the master's quit signal, so one answer from a new worker
-/// does not yet mean every new connection gets the new config.
+/// On a reload nginx's master starts the new workers, sleeps 100 ms, and
+/// only then tells the old ones to quit: for that window both accept new
+/// connections. So one answer from a new worker does not yet mean every new
+/// connection gets the new config; several in a row over a longer span do.
 const CONSECUTIVE: u32 = 5;
-const STABLE_FOR: Duration = Duration::from_millis(150);
+const STABLE_FOR: Duration = Duration::from_millis(250);
 
 /// Polls until the edge serves `want` on several consecutive fresh
 /// connections spanning [`STABLE_FOR`], or `timeout` passes.

@@ -447,8 +447,7 @@ mod tests {
         );
     }
 
-    /// `nginx/examples/` shows users exactly what moltguard writes; this
-    /// keeps those files true. `MOLTGUARD_BLESS=1 cargo test` rewrites them.
+    /// `nginx/examples/` shows users exactly what moltguard writes.
     #[test]
     fn examples_in_the_repo_match_the_renderer() {
         let layout = Layout {
@@ -484,20 +483,8 @@ mod tests {
             "breaker-closed-for-30m.conf",
             render_include(&r, &layout).unwrap(),
         ));
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("nginx/examples");
         for (name, text) in files {
-            let path = dir.join(name);
-            if std::env::var_os("MOLTGUARD_BLESS").is_some() {
-                std::fs::create_dir_all(&dir).unwrap();
-                std::fs::write(&path, &text).unwrap();
-            }
-            let on_disk = std::fs::read_to_string(&path).unwrap_or_default();
-            assert_eq!(
-                on_disk,
-                text,
-                "{} is stale: run `MOLTGUARD_BLESS=1 cargo test --lib`",
-                path.display()
-            );
+            crate::golden::check(&format!("nginx/examples/{name}"), &text);
         }
     }
 

@@ -56,15 +56,18 @@ pub struct ProtectedSet {
 }
 
 impl ProtectedSet {
-    /// What moltguard itself must protect: the edge port, its upstream, and
-    /// the agent's control ports (from [`super::AgentReport::control_ports`]).
+    /// What moltguard itself must protect: the edge port, its upstream,
+    /// `guardian.agent_port`, `guardian.protected_ports`, and the agent
+    /// control ports read from agent configs ([`super::AgentReport::control_ports`]).
     ///
     /// With the edge port included, any other server proxying to the edge
     /// (a public TLS front, say) must include the breaker and listen on
     /// loopback too; leave it out if such fronts are to be allowed.
     pub fn for_config(config: &crate::config::Config, agent_ports: &[u16]) -> Self {
         let e = &config.settings.edge;
-        let mut ports = vec![e.port, e.upstream_port];
+        let g = &config.settings.guardian;
+        let mut ports = vec![e.port, e.upstream_port, g.agent_port];
+        ports.extend_from_slice(&g.protected_ports);
         ports.extend_from_slice(agent_ports);
         ports.sort_unstable();
         ports.dedup();

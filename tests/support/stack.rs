@@ -59,6 +59,29 @@ impl Stack {
         s
     }
 
+    /// Rewrites one `key = value` line of moltguard.toml (the starter file has every key).
+    pub fn set_config(&self, key_prefix: &str, line: &str) {
+        let path = self.path("moltguard.toml");
+        let text = read(&path);
+        let mut found = false;
+        let out: Vec<String> = text
+            .lines()
+            .map(|l| {
+                if !found && l.starts_with(key_prefix) {
+                    found = true;
+                    line.to_string()
+                } else {
+                    l.to_string()
+                }
+            })
+            .collect();
+        assert!(
+            found,
+            "no line starting with {key_prefix:?} in moltguard.toml"
+        );
+        std::fs::write(&path, out.join("\n") + "\n").unwrap();
+    }
+
     pub fn add_user(&self) {
         let out = self.run_with_stdin(
             &["auth", "add-user", USER, "--password-stdin"],

@@ -1,0 +1,294 @@
+//! The guardian daemon: scan on a poll interval and at once when a watched
+//! file changes; open the breaker on any critical finding. It never closes
+//! the breaker.
+
+use super::finding::Severity;
+use super::runtime;
+use super::scan::{ScanReport, Scanner};
+use crate::breaker::{self, store, Actor, BreakerState, Request};
+use crate::config::Config;
+use crate::fsutil;
+use crate::nginx::control::Nginx;
+use chrono::{DateTime, Utc};
+use notify::{EventKind, RecursiveMode, Watcher};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// After a file event, wait this long for the burst to end (editors and
+/// atomic renames produce several events) before scanning.
+const DEBOUNCE: Duration = Duration::from_millis(50);
+
+/// What `moltguard status` reads about the guardian.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct GuardianStatus {
+    pub pid: u32,
+    pub started_at: DateTime<Utc>,
+    pub last_scan_at: DateTime<Utc>,
+    pub next_scan_at: DateTime<Utc>,
+    pub scan_wall_us: u64,
+    pub scan_cpu_us: Option<u64>,
+    pub findings: Vec<StatusFinding>,
+}
+
+/// A finding as stored for `status` (owned strings, so it reads back).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StatusFinding {
+    pub id: String,
+    pub severity: String,
+    pub what: String,
+    pub fix: String,
+    pub location: Option<String>,
+}
+
+pub fn status_file(config: &Config) -> PathBuf {
+    config.layout.state_dir.join("guardian.json")
+}
+
+/// Reads the guardian's last status; `None` if it never ran.
+pub fn read_status(config: &Config) -> Option<GuardianStatus> {
+    serde_json::from_slice(&std::fs::read(status_file(config)).ok()?).ok()
+}
+
+/// The directories whose changes trigger an immediate scan. Files are
+/// replaced by atomic renames, so directories are watched, not files.
+pub fn watched_dirs(config: &Config) -> Vec<PathBuf> {
+    let l = &config.layout;
+    let g = &config.settings.guardian;
+    let mut dirs = vec![
+        l.nginx_dir.clone(),
+        l.state_dir.clone(),
+        l.allow_token()
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default(),
+    ];
+    for f in [
+        Some(&l.htpasswd),
+        Some(&l.config_file),
+        config.settings.nginx.conf.as_ref(),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        if let Some(d) = f.parent() {
+            dirs.push(d.to_path_buf());
+        }
+    }
+    for h in &g.agent_homes {
+        dirs.push(h.join(".moltbot"));
+        dirs.push(h.join(".openclaw"));
+    }
+    dirs.extend(g.web_roots.iter().cloned());
+    dirs.retain(|d| d.is_dir());
+    dirs.sort();
+    dirs.dedup();
+    dirs
+}
+
+/// Files the guardian writes itself, or that change on every transition
+/// without meaning anything new; events on them do not trigger a scan.
+fn is_noise(path: &Path) -> bool {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy())
+        .unwrap_or_default();
+    name == "guardian.json"
+        || name == "breaker.lock"
+        || name == "audit.jsonl"
+        || name.starts_with(".moltguard-")
+        || name.starts_with(".candidate-")
+        || name.starts_with("breaker.json.invalid-")
+}
+
+/// Runs until the process is killed. SIGTERM's default action is fine:
+/// every write is atomic and the lock dies with the process.
+pub fn run(config: Config) -> anyhow::Result<()> {
+    let interval = config.settings.guardian.interval;
+    let started_at = Utc::now();
+    let (tx, rx) = mpsc::channel::<notify::Result<notify::Event>>();
+    let mut watcher = notify::recommended_watcher(move |ev| {
+        let _ = tx.send(ev);
+    })?;
+    let dirs = watched_dirs(&config);
+    for d in &dirs {
+        if let Err(e) = watcher.watch(d, RecursiveMode::NonRecursive) {
+            tracing::warn!(dir = %d.display(), error = %e, "cannot watch directory; it is still scanned every poll");
+        }
+    }
+    tracing::info!(
+        interval_s = interval.as_secs(),
+        watched = ?dirs,
+        "guardian started: scanning every {} and on file changes",
+        humantime::format_duration(interval)
+    );
+    let mut scanner = Scanner::new(config.clone());
+    let mut files_changed = true;
+    loop {
+        match breaker::settle(&config) {
+            Ok(done) => {
+                for s in done {
+                    tracing::warn!(kind = ?s.kind, "{}", s.message);
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "cannot record the breaker's state"),
+        }
+        let report = scanner.scan(files_changed);
+        log_report(&report);
+        act(&config, &report);
+        let next = next_wake(&config, interval);
+        write_status(&config, started_at, &report, next);
+        files_changed = wait_for_change(&rx, next);
+    }
+}
+
+/// When to scan next: the poll interval, or a breaker lifetime's end if sooner.
+fn next_wake(config: &Config, interval: Duration) -> DateTime<Utc> {
+    let now = Utc::now();
+    let poll = now + chrono::Duration::from_std(interval).unwrap_or(chrono::Duration::seconds(30));
+    let expiry = store::load(&config.layout.state_file(), now)
+        .record
+        .expires_at
+        .map(|t| t + chrono::Duration::milliseconds(50));
+    match expiry {
+        Some(t) if t > now && t < poll => t,
+        _ => poll,
+    }
+}
+
+/// Blocks until `deadline` or a relevant file event. Returns whether files changed.
+fn wait_for_change(
+    rx: &mpsc::Receiver<notify::Result<notify::Event>>,
+    deadline: DateTime<Utc>,
+) -> bool {
+    let until = Instant::now() + (deadline - Utc::now()).to_std().unwrap_or(Duration::ZERO);
+    loop {
+        let left = until.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return false;
+        }
+        match rx.recv_timeout(left) {
+            Ok(Ok(ev)) if is_relevant(&ev) => {
+                tracing::debug!(paths = ?ev.paths, "watched file changed");
+                // Let the burst settle, then scan.
+                let settle_until = Instant::now() + DEBOUNCE;
+                while let Ok(_more) =
+                    rx.recv_timeout(settle_until.saturating_duration_since(Instant::now()))
+                {
+                }
+                return true;
+            }
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "file watch error; scanning now");
+                return true;
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => return false,
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                std::thread::sleep(left);
+                return false;
+            }
+        }
+    }
+}
+
+fn is_relevant(ev: &notify::Event) -> bool {
+    matches!(
+        ev.kind,
+        EventKind::Create(_) | EventKind::Modify(_) | EventKind::Remove(_) | EventKind::Any
+    ) && ev.paths.iter().any(|p| !is_noise(p))
+}
+
+/// Opens the breaker for the primary critical finding, unless it already is
+/// open for that reason (no reload, no audit line every cycle).
+fn act(config: &Config, report: &ScanReport) {
+    let Some(f) = report.primary_critical() else {
+        return;
+    };
+    let reason = f.reason;
+    let id = f.id;
+    let detail = format!("{}: {}", f.id, f.what);
+    let result = breaker::transition_if(
+        config,
+        Request {
+            target: BreakerState::Open,
+            reason,
+            detail,
+            actor: Actor::Guardian,
+            ttl: None,
+        },
+        |current| {
+            if current.state == BreakerState::Open && current.reason == reason {
+                return false;
+            }
+            // Findings about what nginx serves were made without the lock: a
+            // person's transition may have been mid-flight. Look again.
+            if id.starts_with("NGINX_DRIFT")
+                || id == "NGINX_EDGE_UNVERIFIABLE"
+                || id == "NGINX_NOT_RUNNING"
+            {
+                let nginx = Nginx::from_config(config);
+                return runtime::check(config, &nginx, current, false)
+                    .iter()
+                    .any(|g| g.id == id);
+            }
+            true
+        },
+    );
+    match result {
+        Ok(Some(r)) => tracing::warn!(
+            finding = id,
+            reason = %reason,
+            generation = r.after.generation,
+            outcome = r.outcome.as_str(),
+            "breaker OPENED — all traffic blocked: {}",
+            r.message
+        ),
+        Ok(None) => {}
+        Err(e) => tracing::error!(finding = id, error = %e, "could not open the breaker"),
+    }
+}
+
+fn log_report(r: &ScanReport) {
+    for f in &r.findings {
+        match f.severity {
+            Severity::Critical => {
+                tracing::warn!(id = f.id, location = ?f.location, fix = %f.fix, "CRITICAL: {}", f.what)
+            }
+            Severity::Warning => {
+                tracing::warn!(id = f.id, location = ?f.location, fix = %f.fix, "warning: {}", f.what)
+            }
+            Severity::Info => tracing::info!(id = f.id, "{}", f.what),
+        }
+    }
+    tracing::debug!(wall_us = r.wall_us, cpu_us = ?r.cpu_us, sockets = r.sockets_seen, findings = r.findings.len(), "scan done");
+}
+
+fn write_status(config: &Config, started_at: DateTime<Utc>, r: &ScanReport, next: DateTime<Utc>) {
+    let status = GuardianStatus {
+        pid: std::process::id(),
+        started_at,
+        last_scan_at: r.started_at,
+        next_scan_at: next,
+        scan_wall_us: r.wall_us,
+        scan_cpu_us: r.cpu_us,
+        findings: r
+            .findings
+            .iter()
+            .map(|f| StatusFinding {
+                id: f.id.to_string(),
+                severity: format!("{:?}", f.severity).to_lowercase(),
+                what: f.what.clone(),
+                fix: f.fix.clone(),
+                location: f.location.clone(),
+            })
+            .collect(),
+    };
+    let Ok(json) = serde_json::to_vec_pretty(&status) else {
+        return;
+    };
+    if let Err(e) = fsutil::write_atomic(&status_file(config), &json, 0o644) {
+        tracing::warn!(error = %e, "cannot write the guardian status file");
+    }
+}
