@@ -37,7 +37,7 @@ pub enum NginxSource<'a> {
     /// nginx itself resolved the config path, prefix and includes).
     DumpT(&'a str),
     /// The main config file, and the directory relative includes resolve
-    /// against (the main file's directory unless nginx was given `-p`).
+    /// against (nginx's conf prefix: the directory of the main file).
     Files { main: &'a Path, base_dir: &'a Path },
     /// Not available: the nginx checks are skipped (the runtime check
     /// reports why nginx cannot be used).
@@ -48,7 +48,8 @@ pub enum NginxSource<'a> {
 #[derive(Debug, Clone, Default)]
 pub struct StaticReport {
     pub findings: Vec<Finding>,
-    /// Agent control ports read from agent configs (default 18789 if none).
+    /// Agent control ports from the configs under `guardian.agent_homes`
+    /// (18789 for a home without a readable config; empty without homes).
     pub agent_ports: Vec<u16>,
 }
 
