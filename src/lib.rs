@@ -5,6 +5,7 @@
 //! Module map:
 //! - [`breaker`]: the state file, the audit log, transitions as transactions.
 //! - [`nginx`]: rendering the breaker into config, running and probing nginx.
+//! - [`nginxconf`]: reading nginx configuration (any, not only ours) for checks.
 //! - [`auth`]: the htpasswd file and its hashes.
 //! - [`config`]: `moltguard.toml` and where every file lives.
 //! - [`guardian`]: the checks and the daemon that opens the breaker.
@@ -23,4 +24,5 @@ mod golden;
 pub mod guardian;
 pub mod logging;
 pub mod nginx;
+pub mod nginxconf;
 pub mod service;

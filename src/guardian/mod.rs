@@ -1,6 +1,7 @@
 //! The guardian: checks that find exposure and misconfiguration, and the
 //! daemon that opens the breaker when one is critical.
 
+pub mod checks;
 pub mod daemon;
 pub mod exposure;
 pub mod finding;

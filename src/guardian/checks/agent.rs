@@ -1,0 +1,471 @@
+//! Checks on the agent's own gateway config: where it binds, whether it asks
+//! for a token, which port to protect, and the secrets the file holds.
+//!
+//! Looked for under the given home directory, newest name first:
+//! `.openclaw/openclaw.json`, `.moltbot/moltbot.json`, legacy
+//! `.clawdbot/clawdbot.json`. The files are JSON5-ish (comments, trailing
+//! commas, bare keys, single quotes); [`json5_to_json`] handles those.
+
+use super::net::{is_loopback_ip, split_host_port, Host};
+use super::secrets::{findings_for_file, readable_by_others, scan_text, SecretPlace};
+use crate::breaker::ReasonCode;
+use crate::guardian::Finding;
+use serde_json::Value;
+use std::fs;
+use std::io;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+/// The agent's gateway binds a non-loopback address (`lan`, `0.0.0.0`, `::`,
+/// a LAN/public IP). Why: its control panel (shell access) is on the network
+/// without the breaker. Fix: `gateway.bind: "loopback"`; reach it through
+/// moltguard's edge.
+pub const AGENT_BIND_PUBLIC: &str = "AGENT_BIND_PUBLIC";
+
+/// The bind mode may or may not be loopback (`tailnet`, `auto`, `custom`,
+/// an unknown value or host name). Warning: check with the live exposure
+/// scan. Fix: `gateway.bind: "loopback"`.
+pub const AGENT_BIND_UNCERTAIN: &str = "AGENT_BIND_UNCERTAIN";
+
+/// The gateway asks for no token or password (`gateway.auth.mode: "none"`,
+/// or no token/password set). Critical when the bind is not loopback,
+/// warning otherwise (every local user and process can drive the agent).
+/// Fix: set `gateway.auth.mode: "token"` and a long random token.
+pub const AGENT_AUTH_MISSING: &str = "AGENT_AUTH_MISSING";
+
+/// The config cannot be parsed. Warning, not critical: the agent cannot
+/// start from a config it cannot read either, and the live exposure scan
+/// sees what is actually bound; a critical here would let a comment style
+/// this reader does not know open the breaker. Fix: fix the JSON.
+pub const AGENT_CONFIG_UNPARSEABLE: &str = "AGENT_CONFIG_UNPARSEABLE";
+
+/// The agent's default control port.
+pub const DEFAULT_AGENT_PORT: u16 = 18789;
+
+/// Config files looked for, relative to the home directory.
+pub const AGENT_CONFIG_PATHS: &[&str] = &[
+    ".openclaw/openclaw.json",
+    ".moltbot/moltbot.json",
+    ".clawdbot/clawdbot.json",
+];
+
+/// What one agent config says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentConfig {
+    pub path: PathBuf,
+    /// `gateway.port`, or the default.
+    pub port: u16,
+    /// `gateway.bind` as written, if set.
+    pub bind: Option<String>,
+    /// Whether `gateway.auth` holds a token or password.
+    pub has_credential: bool,
+}
+
+/// Everything [`check_agent`] learned.
+#[derive(Debug, Clone, Default)]
+pub struct AgentReport {
+    /// The configs found and parsed.
+    pub configs: Vec<AgentConfig>,
+    pub findings: Vec<Finding>,
+}
+
+impl AgentReport {
+    /// Ports the exposure scan must protect: every config's, or the default
+    /// when no config was readable.
+    pub fn control_ports(&self) -> Vec<u16> {
+        let mut p: Vec<u16> = self.configs.iter().map(|c| c.port).collect();
+        if p.is_empty() {
+            p.push(DEFAULT_AGENT_PORT);
+        }
+        p.sort_unstable();
+        p.dedup();
+        p
+    }
+}
+
+/// Checks every agent config found under `home`.
+pub fn check_agent(home: &Path) -> AgentReport {
+    let mut r = AgentReport::default();
+    for rel in AGENT_CONFIG_PATHS {
+        let path = home.join(rel);
+        let bytes = match fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => {
+                r.findings.push(
+                    Finding::warning(
+                        AGENT_CONFIG_UNPARSEABLE,
+                        ReasonCode::CheckFailed,
+                        format!("the agent config {} cannot be read: {e}", path.display()),
+                        "run the guardian as the agent's user or root",
+                    )
+                    .at(path.display().to_string()),
+                );
+                continue;
+            }
+        };
+        let text = String::from_utf8_lossy(&bytes);
+        let mode = fs::metadata(&path).ok().map(|m| m.mode());
+        let hits = scan_text(&text, &path.display().to_string());
+        r.findings.extend(findings_for_file(
+            SecretPlace::AgentConfig,
+            &path,
+            &hits,
+            mode,
+        ));
+        let (cfg, findings) = check_agent_text(&text, &path);
+        r.findings.extend(findings);
+        // The gateway's own token is a secret even when too short to look like one.
+        if let (true, Some(mode), Some(c)) = (hits.is_empty(), mode, &cfg) {
+            if c.has_credential {
+                r.findings.extend(readable_by_others(
+                    &path,
+                    "the gateway token or password",
+                    mode,
+                ));
+            }
+        }
+        r.configs.extend(cfg);
+    }
+    r
+}
+
+/// How a bind value reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Bind {
+    Loopback,
+    Public,
+    Uncertain,
+}
+
+fn classify_bind(v: &str) -> Bind {
+    let t = v.trim().to_ascii_lowercase();
+    match t.as_str() {
+        "loopback" | "localhost" | "local" => return Bind::Loopback,
+        "lan" | "all" | "any" | "public" | "*" | "0.0.0.0" | "::" | "[::]" => return Bind::Public,
+        "tailnet" | "auto" | "custom" | "" => return Bind::Uncertain,
+        _ => {}
+    }
+    match split_host_port(&t, None).0 {
+        Host::Ip(ip) if is_loopback_ip(&ip) => Bind::Loopback,
+        Host::Ip(_) | Host::Any => Bind::Public,
+        h if h.is_loopback() => Bind::Loopback,
+        _ => Bind::Uncertain,
+    }
+}
+
+/// Judges one config's text (`path` only names it). Returns the config, if
+/// it parsed, and the findings.
+pub fn check_agent_text(text: &str, path: &Path) -> (Option<AgentConfig>, Vec<Finding>) {
+    let loc = path.display().to_string();
+    let mut out = Vec::new();
+    let v: Value =
+        match serde_json::from_str(text).or_else(|_| serde_json::from_str(&json5_to_json(text))) {
+            Ok(v) => v,
+            Err(e) => {
+                out.push(
+                    Finding::warning(
+                        AGENT_CONFIG_UNPARSEABLE,
+                        ReasonCode::CheckFailed,
+                        format!("the agent config {loc} is not valid JSON: {e}"),
+                        "fix the syntax at the reported line and column",
+                    )
+                    .at(format!("{loc}:{}", e.line())),
+                );
+                return (None, out);
+            }
+        };
+    let gw = v.get("gateway");
+    let port = match gw.and_then(|g| g.get("port")) {
+        Some(Value::Number(n)) => n.as_u64().and_then(|p| u16::try_from(p).ok()),
+        Some(Value::String(s)) => s.trim().parse().ok(),
+        _ => None,
+    }
+    .filter(|&p| p != 0)
+    .unwrap_or(DEFAULT_AGENT_PORT);
+    let bind_raw = gw.and_then(|g| g.get("bind")).and_then(Value::as_str);
+    let custom_host = gw
+        .and_then(|g| g.get("customBindHost").or_else(|| g.get("host")))
+        .and_then(Value::as_str);
+    let bind = match bind_raw {
+        None => Bind::Loopback, // the agents' default is loopback
+        Some(b) if b.eq_ignore_ascii_case("custom") => {
+            custom_host.map(classify_bind).unwrap_or(Bind::Uncertain)
+        }
+        Some(b) => classify_bind(b),
+    };
+    let shown = bind_raw
+        .map(|b| b.chars().take(64).collect::<String>())
+        .unwrap_or_default();
+    match bind {
+        Bind::Public => out.push(
+            Finding::critical(
+                AGENT_BIND_PUBLIC,
+                ReasonCode::ExposurePublicBind,
+                format!("the agent gateway binds {shown:?} (port {port}): its control panel is on the network, outside the breaker"),
+                format!("set \"gateway\": {{ \"bind\": \"loopback\" }} in {loc} and restart the agent"),
+            )
+            .at(loc.clone()),
+        ),
+        Bind::Uncertain => out.push(
+            Finding::warning(
+                AGENT_BIND_UNCERTAIN,
+                ReasonCode::ExposurePublicBind,
+                format!("the agent gateway binds {shown:?} (port {port}), which may not be loopback"),
+                format!("set \"gateway\": {{ \"bind\": \"loopback\" }} in {loc}"),
+            )
+            .at(loc.clone()),
+        ),
+        Bind::Loopback => {}
+    }
+
+    let auth = gw.and_then(|g| g.get("auth"));
+    let field = |k: &str| {
+        auth.and_then(|a| a.get(k))
+            .and_then(Value::as_str)
+            .is_some_and(|s| !s.trim().is_empty())
+    };
+    let mode = auth
+        .and_then(|a| a.get("mode"))
+        .and_then(Value::as_str)
+        .map(str::to_ascii_lowercase);
+    let missing = match mode.as_deref() {
+        Some("none") | Some("off") | Some("disabled") => Some("gateway.auth.mode is \"none\""),
+        Some("token") if !field("token") => {
+            Some("gateway.auth.mode is \"token\" but no token is set")
+        }
+        Some("password") if !field("password") => {
+            Some("gateway.auth.mode is \"password\" but no password is set")
+        }
+        None if !field("token") && !field("password") => {
+            Some("no gateway.auth token or password is set")
+        }
+        _ => None,
+    };
+    if let Some(why) = missing {
+        let what = format!("the agent gateway (port {port}) asks for no credentials: {why}");
+        let fix = format!(
+            "set \"gateway\": {{ \"auth\": {{ \"mode\": \"token\", \"token\": \"<long random>\" }} }} in {loc} (or the agent's token environment variable)"
+        );
+        out.push(
+            if bind == Bind::Loopback {
+                Finding::warning(AGENT_AUTH_MISSING, ReasonCode::AuthMissing, what, fix)
+            } else {
+                Finding::critical(AGENT_AUTH_MISSING, ReasonCode::AuthMissing, what, fix)
+            }
+            .at(loc.clone()),
+        );
+    }
+    (
+        Some(AgentConfig {
+            path: path.to_path_buf(),
+            port,
+            bind: bind_raw.map(str::to_string),
+            has_credential: field("token") || field("password"),
+        }),
+        out,
+    )
+}
+
+/// Rewrites the JSON5 features agent configs use into JSON: `//` and `/* */`
+/// comments, trailing commas, bare keys, single-quoted strings. Linear; on
+/// input it does not understand the result is simply not valid JSON.
+pub fn json5_to_json(s: &str) -> String {
+    let c: Vec<char> = s.chars().collect();
+    let mut o = String::with_capacity(s.len());
+    let mut i = 0;
+    while i < c.len() {
+        let ch = c[i];
+        match ch {
+            '"' => {
+                o.push('"');
+                i += 1;
+                while i < c.len() {
+                    o.push(c[i]);
+                    if c[i] == '\\' && i + 1 < c.len() {
+                        o.push(c[i + 1]);
+                        i += 2;
+                        continue;
+                    }
+                    i += 1;
+                    if c[i - 1] == '"' {
+                        break;
+                    }
+                }
+            }
+            '\'' => {
+                o.push('"');
+                i += 1;
+                while i < c.len() && c[i] != '\'' {
+                    match c[i] {
+                        '\\' if i + 1 < c.len() && c[i + 1] == '\'' => {
+                            o.push('\'');
+                            i += 2;
+                            continue;
+                        }
+                        '\\' if i + 1 < c.len() => {
+                            o.push('\\');
+                            o.push(c[i + 1]);
+                            i += 2;
+                            continue;
+                        }
+                        '"' => o.push_str("\\\""),
+                        x => o.push(x),
+                    }
+                    i += 1;
+                }
+                o.push('"');
+                i += 1;
+            }
+            '/' if c.get(i + 1) == Some(&'/') => {
+                while i < c.len() && c[i] != '\n' {
+                    i += 1;
+                }
+            }
+            '/' if c.get(i + 1) == Some(&'*') => {
+                i += 2;
+                while i < c.len() && !(c[i] == '*' && c.get(i + 1) == Some(&'/')) {
+                    if c[i] == '\n' {
+                        o.push('\n'); // keep line numbers
+                    }
+                    i += 1;
+                }
+                i += 2;
+            }
+            '}' | ']' => {
+                let trimmed = o.trim_end().len();
+                if o[..trimmed].ends_with(',') {
+                    let tail = o[trimmed..].to_string();
+                    o.truncate(trimmed - 1);
+                    o.push_str(&tail);
+                }
+                o.push(ch);
+                i += 1;
+            }
+            x if x.is_alphabetic() || x == '_' || x == '$' => {
+                let start = i;
+                while i < c.len() && (c[i].is_alphanumeric() || c[i] == '_' || c[i] == '$') {
+                    i += 1;
+                }
+                let word: String = c[start..i].iter().collect();
+                let mut j = i;
+                while j < c.len() && c[j].is_whitespace() {
+                    j += 1;
+                }
+                if c.get(j) == Some(&':') {
+                    o.push('"');
+                    o.push_str(&word);
+                    o.push('"');
+                } else {
+                    o.push_str(&word);
+                }
+            }
+            x => {
+                o.push(x);
+                i += 1;
+            }
+        }
+    }
+    o
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::guardian::Severity;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn run(text: &str) -> (Option<AgentConfig>, Vec<(&'static str, Severity)>) {
+        let (c, f) = check_agent_text(text, Path::new("/h/.openclaw/openclaw.json"));
+        (c, f.iter().map(|f| (f.id, f.severity)).collect())
+    }
+
+    const TOKEN: &str = r#""auth": {"mode": "token", "token": "t"}"#;
+
+    #[test]
+    fn bind_values() {
+        for b in ["loopback", "127.0.0.1", "::1", "localhost"] {
+            let (c, f) = run(&format!(r#"{{"gateway": {{"bind": "{b}", {TOKEN}}}}}"#));
+            assert!(f.is_empty(), "{b}: {f:?}");
+            assert_eq!(c.unwrap().port, DEFAULT_AGENT_PORT);
+        }
+        for b in ["lan", "0.0.0.0", "::", "192.168.1.4", "203.0.113.9"] {
+            let (_, f) = run(&format!(r#"{{"gateway": {{"bind": "{b}", {TOKEN}}}}}"#));
+            assert_eq!(f, [(AGENT_BIND_PUBLIC, Severity::Critical)], "{b}");
+        }
+        let (_, f) = run(&format!(r#"{{"gateway": {{"bind": "tailnet", {TOKEN}}}}}"#));
+        assert_eq!(f, [(AGENT_BIND_UNCERTAIN, Severity::Warning)]);
+        let (_, f) = run(&format!(
+            r#"{{"gateway": {{"bind": "custom", "customBindHost": "0.0.0.0", {TOKEN}}}}}"#
+        ));
+        assert_eq!(f, [(AGENT_BIND_PUBLIC, Severity::Critical)]);
+    }
+
+    #[test]
+    fn auth_and_port() {
+        let (c, f) = run(r#"{"gateway": {"port": 19001, "auth": {"mode": "none"}}}"#);
+        assert_eq!(c.unwrap().port, 19001);
+        assert_eq!(f, [(AGENT_AUTH_MISSING, Severity::Warning)]);
+        let (_, f) = run(r#"{"gateway": {"bind": "lan"}}"#);
+        assert_eq!(
+            f,
+            [
+                (AGENT_BIND_PUBLIC, Severity::Critical),
+                (AGENT_AUTH_MISSING, Severity::Critical)
+            ]
+        );
+        let (_, f) = run(r#"{"gateway": {"auth": {"mode": "password", "password": ""}}}"#);
+        assert_eq!(f, [(AGENT_AUTH_MISSING, Severity::Warning)]);
+        let (_, f) = run(r#"{"gateway": {"auth": {"password": "p"}}}"#);
+        assert!(f.is_empty());
+        let home = tempfile::tempdir().unwrap();
+        let p = home.path().join(".clawdbot/clawdbot.json");
+        fs::create_dir_all(p.parent().unwrap()).unwrap();
+        fs::write(&p, r#"{"gateway": {"auth": {"token": "short"}}}"#).unwrap();
+        fs::set_permissions(&p, fs::Permissions::from_mode(0o640)).unwrap();
+        let r = check_agent(home.path());
+        assert_eq!(r.findings.len(), 1);
+        assert_eq!(
+            (r.findings[0].id, r.findings[0].severity),
+            ("SECRET_FILE_READABLE_BY_OTHERS", Severity::Warning)
+        );
+    }
+
+    #[test]
+    fn json5_and_parse_errors() {
+        let (c, f) = run("// agent\n{\n  gateway: { port: 18800, bind: 'loopback', /* x */ auth: { mode: 'token', token: 'a\"b', }, },\n}\n");
+        assert!(f.is_empty(), "{f:?}");
+        assert_eq!(c.unwrap().port, 18800);
+        let (c, f) = run("{ gateway: ");
+        assert!(c.is_none());
+        assert_eq!(f, [(AGENT_CONFIG_UNPARSEABLE, Severity::Warning)]);
+    }
+
+    #[test]
+    fn files_under_home() {
+        let home = tempfile::tempdir().unwrap();
+        let r = check_agent(home.path());
+        assert!(r.findings.is_empty());
+        assert_eq!(r.control_ports(), [DEFAULT_AGENT_PORT]);
+        let dir = home.path().join(".openclaw");
+        fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("openclaw.json");
+        let key = format!("gsk_{}", "Qw3Er4Ty5Ui6".repeat(4));
+        fs::write(&p, format!("{{\"gateway\": {{\"port\": 18790, \"bind\": \"loopback\", {TOKEN}}},\n \"groq\": \"{key}\"}}")).unwrap();
+        fs::set_permissions(&p, fs::Permissions::from_mode(0o644)).unwrap();
+        let r = check_agent(home.path());
+        let ids: Vec<_> = r
+            .findings
+            .iter()
+            .map(|f| (f.id, f.location.clone().unwrap_or_default()))
+            .collect();
+        assert_eq!(ids.len(), 2, "{ids:?}");
+        assert_eq!(
+            ids[0],
+            ("SECRET_IN_AGENT_CONFIG", format!("{}:2", p.display()))
+        );
+        assert_eq!(ids[1].0, "SECRET_FILE_READABLE_BY_OTHERS");
+        assert_eq!(r.control_ports(), [18790]);
+        assert!(!format!("{:?}", r.findings).contains(&key));
+    }
+}

@@ -1,0 +1,946 @@
+//! Finding provider keys and tokens where they can leak.
+//!
+//! One `RegexSet` pass says which kinds occur at all; only those kinds'
+//! regexes then run to find where. The `regex` crate is linear in the input,
+//! so a scan costs O(kinds × bytes) whatever the text.
+//!
+//! A secret never leaves this module whole: a [`SecretHit`] holds only a
+//! redacted form (`gsk_ab…(56 chars)`), and findings are built from hits.
+
+use crate::breaker::ReasonCode;
+use crate::guardian::{Finding, Severity};
+use crate::nginxconf::Tree;
+use regex::{Regex, RegexSet};
+use serde::Serialize;
+use std::fs;
+use std::io::{self, Read};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+/// A secret in a file the web server can serve. Why: anyone who can reach
+/// the site can download it. Fix: move it out of the web root and revoke it.
+pub const SECRET_IN_WEB_ROOT: &str = "SECRET_IN_WEB_ROOT";
+/// A secret written in nginx config. Why: config is often world-readable,
+/// copied into backups and bug reports, and `nginx -T` prints it. Fix: move
+/// it into a root-only file included by nginx, or out of nginx; revoke it.
+pub const SECRET_IN_NGINX_CONFIG: &str = "SECRET_IN_NGINX_CONFIG";
+/// A secret in a log file (warning: logs are expected to be private, but
+/// they are rotated, shipped and shared). Fix: stop logging it; revoke it.
+pub const SECRET_IN_LOG: &str = "SECRET_IN_LOG";
+/// A secret in the agent's config (warning: expected, it needs its keys;
+/// the file's mode is checked separately). Fix: keep the file mode 600.
+pub const SECRET_IN_AGENT_CONFIG: &str = "SECRET_IN_AGENT_CONFIG";
+/// A file holding a secret is readable by other users: critical when any
+/// local user can read it (mode & 0o004), warning for group only (0o040).
+/// Fix: `chmod 600 FILE`.
+pub const SECRET_FILE_READABLE_BY_OTHERS: &str = "SECRET_FILE_READABLE_BY_OTHERS";
+/// A secret in a running process's environment (warning: visible to root
+/// and the same user through /proc, and inherited by every child process).
+/// Fix: pass it through a mode-600 file the process reads, if it can.
+pub const SECRET_IN_PROCESS_ENV: &str = "SECRET_IN_PROCESS_ENV";
+/// A scan stopped early (limits, unreadable directory): what was not read
+/// was not checked. Fix: raise the limits or fix permissions.
+pub const SECRET_SCAN_INCOMPLETE: &str = "SECRET_SCAN_INCOMPLETE";
+
+/// What a secret is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SecretKind {
+    PrivateKey,
+    AnthropicKey,
+    OpenRouterKey,
+    OpenAiProjectKey,
+    OpenAiKey,
+    GroqKey,
+    AwsAccessKeyId,
+    AwsSecretKey,
+    GitHubToken,
+    SlackToken,
+    GoogleApiKey,
+    StripeLiveKey,
+    /// `api_key = "<long, high-entropy value>"` and `FOO_TOKEN=…` lines.
+    Generic,
+}
+
+impl SecretKind {
+    pub fn describe(self) -> &'static str {
+        match self {
+            SecretKind::PrivateKey => "a private key",
+            SecretKind::AnthropicKey => "an Anthropic API key",
+            SecretKind::OpenRouterKey => "an OpenRouter API key",
+            SecretKind::OpenAiProjectKey => "an OpenAI project/service key",
+            SecretKind::OpenAiKey => "an OpenAI API key",
+            SecretKind::GroqKey => "a Groq API key",
+            SecretKind::AwsAccessKeyId => "an AWS access key id",
+            SecretKind::AwsSecretKey => "an AWS secret access key",
+            SecretKind::GitHubToken => "a GitHub token",
+            SecretKind::SlackToken => "a Slack token",
+            SecretKind::GoogleApiKey => "a Google API key",
+            SecretKind::StripeLiveKey => "a Stripe live key",
+            SecretKind::Generic => "a high-entropy credential",
+        }
+    }
+}
+
+/// A secret found: its kind, line, and a redacted form safe to show.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SecretHit {
+    pub kind: SecretKind,
+    /// 1-based.
+    pub line: usize,
+    /// At most a short prefix and the length, e.g. `gsk_ab…(56 chars)`.
+    pub redacted: String,
+    /// The label the caller gave the text (a path, `pid 12 env`).
+    pub source: String,
+}
+
+/// A pattern: which kind, the regex, the capture group holding the secret
+/// (0: the whole match), and how many leading characters are a public prefix.
+struct Pattern {
+    kind: SecretKind,
+    re: String,
+    group: usize,
+    prefix: usize,
+}
+
+const GENERIC_VALUE: &str = r"[A-Za-z0-9_\-+/=.~]{20,200}";
+
+fn patterns() -> &'static [Pattern] {
+    // Order is priority: when two overlap, the earlier one names the hit.
+    static P: OnceLock<Vec<Pattern>> = OnceLock::new();
+    P.get_or_init(|| {
+        let p = |kind, re: &str, group, prefix| Pattern {
+            kind,
+            re: re.to_string(),
+            group,
+            prefix,
+        };
+        vec![
+            p(SecretKind::PrivateKey, r"-----BEGIN[ A-Z0-9]{0,40}PRIVATE KEY( BLOCK)?-----", 0, 0),
+            p(SecretKind::AnthropicKey, r"\bsk-ant-[A-Za-z0-9_\-]{20,}", 0, 7),
+            p(SecretKind::OpenRouterKey, r"\bsk-or-v1-[A-Za-z0-9]{32,}", 0, 9),
+            p(SecretKind::OpenAiProjectKey, r"\bsk-(?:proj|svcacct|admin)-[A-Za-z0-9_\-]{20,}", 0, 8),
+            p(SecretKind::OpenAiKey, r"\bsk-[A-Za-z0-9]{32,}", 0, 3),
+            p(SecretKind::GroqKey, r"\bgsk_[A-Za-z0-9]{20,}", 0, 4),
+            p(SecretKind::AwsAccessKeyId, r"\b(?:AKIA|ASIA)[A-Z0-9]{16}\b", 0, 4),
+            p(
+                SecretKind::AwsSecretKey,
+                r#"(?i)aws_?secret_?access_?key["']?\s*[:=]\s*["']?([A-Za-z0-9/+]{40})(?:[^A-Za-z0-9/+]|$)"#,
+                1,
+                0,
+            ),
+            p(
+                SecretKind::GitHubToken,
+                r"\b(?:(?:ghp|gho|ghs|ghu|ghr)_[A-Za-z0-9]{36,}|github_pat_[A-Za-z0-9_]{22,})",
+                0,
+                4,
+            ),
+            p(SecretKind::SlackToken, r"\bxox[abprs]-[A-Za-z0-9\-]{10,}", 0, 5),
+            p(SecretKind::GoogleApiKey, r"\bAIza[0-9A-Za-z_\-]{35}", 0, 4),
+            p(SecretKind::StripeLiveKey, r"\b(?:sk|rk)_live_[0-9A-Za-z]{20,}", 0, 8),
+            p(
+                SecretKind::Generic,
+                &format!(
+                    r#"(?i)\b(?:api[_-]?key|apikey|secret[_-]?key|client[_-]?secret|access[_-]?token|auth[_-]?token|bearer[_-]?token|secret|token|password|passwd)["']?\s*[:=]\s*["']({GENERIC_VALUE})["']"#
+                ),
+                1,
+                0,
+            ),
+            p(
+                SecretKind::Generic,
+                &format!(
+                    r"(?m)^[ \t]*(?:export[ \t]+)?[A-Z0-9_]*(?:API_KEY|TOKEN|SECRET|PASSWORD)[A-Z0-9_]*[ \t]*=[ \t]*({GENERIC_VALUE})[ \t\r]*$"
+                ),
+                1,
+                0,
+            ),
+        ]
+    })
+}
+
+struct Compiled {
+    set: RegexSet,
+    each: Vec<Regex>,
+}
+
+fn compiled() -> Option<&'static Compiled> {
+    static C: OnceLock<Option<Compiled>> = OnceLock::new();
+    C.get_or_init(|| {
+        let ps = patterns();
+        let set = RegexSet::new(ps.iter().map(|p| p.re.as_str())).ok()?;
+        let each = ps
+            .iter()
+            .map(|p| Regex::new(&p.re))
+            .collect::<Result<_, _>>()
+            .ok()?;
+        Some(Compiled { set, each })
+    })
+    .as_ref()
+}
+
+/// Bits per character; random base64 is ~6, English words ~3.
+fn entropy(s: &str) -> f64 {
+    let mut counts = [0u32; 256];
+    for b in s.bytes() {
+        counts[b as usize] += 1;
+    }
+    let n = s.len() as f64;
+    counts
+        .iter()
+        .filter(|&&c| c > 0)
+        .map(|&c| {
+            let p = f64::from(c) / n;
+            -p * p.log2()
+        })
+        .sum()
+}
+
+/// Whether a generic `key = "value"` looks like a real credential, not a
+/// path, word or placeholder.
+fn generic_plausible(v: &str) -> bool {
+    let lower = v.to_ascii_lowercase();
+    v.bytes().any(|b| b.is_ascii_digit())
+        && v.bytes().any(|b| b.is_ascii_alphabetic())
+        && !v.starts_with('/')
+        && ![
+            "xxxx",
+            "your",
+            "example",
+            "changeme",
+            "placeholder",
+            "redacted",
+            "<",
+            "0000",
+        ]
+        .iter()
+        .any(|w| lower.contains(w))
+        && entropy(v) >= 3.5
+}
+
+/// Shows at most the public prefix and two more characters (and never more
+/// than a third of the secret), then the length.
+pub fn redact(secret: &str, public_prefix: usize) -> String {
+    let len = secret.chars().count();
+    let visible = (public_prefix + 2).min(len / 3);
+    let shown: String = secret.chars().take(visible).collect();
+    format!("{shown}…({len} chars)")
+}
+
+/// Most hits kept per text; a file full of keys needs no more to be flagged.
+const MAX_HITS: usize = 100;
+
+/// Scans text for secrets. `source_label` is copied into each hit.
+pub fn scan_text(text: &str, source_label: &str) -> Vec<SecretHit> {
+    let Some(c) = compiled() else {
+        return Vec::new();
+    };
+    let ps = patterns();
+    let matched = c.set.matches(text);
+    if !matched.matched_any() {
+        return Vec::new();
+    }
+    // (start, end, pattern index)
+    let mut spans: Vec<(usize, usize, usize)> = Vec::new();
+    for i in matched.iter() {
+        let (Some(re), Some(p)) = (c.each.get(i), ps.get(i)) else {
+            continue;
+        };
+        for caps in re.captures_iter(text) {
+            let Some(m) = caps.get(p.group) else { continue };
+            if p.kind == SecretKind::Generic && !generic_plausible(m.as_str()) {
+                continue;
+            }
+            spans.push((m.start(), m.end(), i));
+            if spans.len() > MAX_HITS * 4 {
+                break;
+            }
+        }
+    }
+    spans.sort_unstable_by_key(|&(start, _, i)| (start, i));
+    let mut line_starts: Option<Vec<usize>> = None;
+    let mut out = Vec::new();
+    let mut last_end = 0usize;
+    // Among spans starting at the same place, the first pattern wins.
+    for (start, end, i) in spans {
+        if start < last_end || out.len() >= MAX_HITS {
+            continue;
+        }
+        let Some(p) = ps.get(i) else { continue };
+        let secret = text.get(start..end).unwrap_or("");
+        let ls = line_starts.get_or_insert_with(|| {
+            std::iter::once(0)
+                .chain(text.match_indices('\n').map(|(k, _)| k + 1))
+                .collect()
+        });
+        let line = ls.partition_point(|&s| s <= start);
+        let redacted = if p.kind == SecretKind::PrivateKey {
+            // The BEGIN line names the key type; the key itself follows it.
+            secret.to_string()
+        } else {
+            redact(secret, p.prefix)
+        };
+        out.push(SecretHit {
+            kind: p.kind,
+            line,
+            redacted,
+            source: source_label.to_string(),
+        });
+        last_end = end;
+    }
+    out
+}
+
+/// Bounds on what a scan reads.
+#[derive(Debug, Clone)]
+pub struct ScanLimits {
+    /// Larger files are skipped (and reported as skipped).
+    pub max_file_bytes: u64,
+    /// Most files read by one directory scan.
+    pub max_files: usize,
+    /// Most bytes read by one directory scan.
+    pub max_total_bytes: u64,
+}
+
+impl Default for ScanLimits {
+    fn default() -> Self {
+        Self {
+            max_file_bytes: 8 << 20,
+            max_files: 20_000,
+            max_total_bytes: 256 << 20,
+        }
+    }
+}
+
+/// Why a file was not scanned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Skip {
+    Binary,
+    TooLarge(u64),
+    NotAFile,
+    Io(String),
+}
+
+impl std::fmt::Display for Skip {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Skip::Binary => f.write_str("binary"),
+            Skip::TooLarge(n) => write!(f, "too large ({n} bytes)"),
+            Skip::NotAFile => f.write_str("not a regular file"),
+            Skip::Io(e) => write!(f, "unreadable: {e}"),
+        }
+    }
+}
+
+/// Scans one file (symlinks followed: the caller named it). Binary files
+/// (a NUL in the first 8 KiB) and files over the size limit are skipped.
+pub fn scan_file(path: &Path, limits: &ScanLimits) -> Result<Vec<SecretHit>, Skip> {
+    let meta = fs::metadata(path).map_err(|e| Skip::Io(e.to_string()))?;
+    if !meta.is_file() {
+        return Err(Skip::NotAFile);
+    }
+    if meta.len() > limits.max_file_bytes {
+        return Err(Skip::TooLarge(meta.len()));
+    }
+    let f = fs::File::open(path).map_err(|e| Skip::Io(e.to_string()))?;
+    let mut buf = Vec::with_capacity(meta.len() as usize);
+    // Bounded even if the file grows while being read.
+    f.take(limits.max_file_bytes.saturating_add(1))
+        .read_to_end(&mut buf)
+        .map_err(|e| Skip::Io(e.to_string()))?;
+    if buf.len() as u64 > limits.max_file_bytes {
+        return Err(Skip::TooLarge(buf.len() as u64));
+    }
+    if buf.iter().take(8192).any(|&b| b == 0) {
+        return Err(Skip::Binary);
+    }
+    let text = String::from_utf8_lossy(&buf);
+    Ok(scan_text(&text, &path.display().to_string()))
+}
+
+/// What a directory scan found.
+#[derive(Debug, Clone, Default)]
+pub struct DirScan {
+    /// Hits, by file.
+    pub hits: Vec<(PathBuf, Vec<SecretHit>)>,
+    pub files_scanned: usize,
+    pub bytes_scanned: u64,
+    /// Files not scanned and why (the first 100).
+    pub skipped: Vec<(PathBuf, Skip)>,
+    /// Set when the scan stopped before the end: what stopped it.
+    pub incomplete: Option<String>,
+}
+
+/// Directories never descended into: large, and not served.
+const SKIP_DIRS: &[&str] = &[".git", "node_modules"];
+
+/// Scans every file under `root` (or `root` itself if it is a file). Symlinks
+/// are followed only to files inside `root`; symlinked directories are not
+/// followed. Stops at the limits and says so.
+pub fn scan_dir(root: &Path, limits: &ScanLimits) -> DirScan {
+    let mut out = DirScan::default();
+    let canon_root = match fs::canonicalize(root) {
+        Ok(r) => r,
+        Err(e) => {
+            out.incomplete = Some(format!("cannot open {}: {e}", root.display()));
+            return out;
+        }
+    };
+    let mut stack = vec![root.to_path_buf()];
+    let mut visited = 0usize;
+    let max_visits = limits.max_files.saturating_mul(4).max(16);
+    while let Some(path) = stack.pop() {
+        visited += 1;
+        if visited > max_visits {
+            out.incomplete = Some(format!(
+                "more than {max_visits} entries under {}",
+                root.display()
+            ));
+            break;
+        }
+        // The root itself is followed if it is a symlink (`/var/www/html -> /srv/site`).
+        let meta = if path == root {
+            fs::metadata(&path)
+        } else {
+            fs::symlink_metadata(&path)
+        };
+        let Ok(lmeta) = meta else {
+            continue;
+        };
+        let ft = lmeta.file_type();
+        if ft.is_dir() {
+            match fs::read_dir(&path) {
+                Ok(rd) => {
+                    let mut entries: Vec<PathBuf> = rd
+                        .filter_map(Result::ok)
+                        .filter(|e| !SKIP_DIRS.iter().any(|s| e.file_name() == *s))
+                        .map(|e| e.path())
+                        .collect();
+                    // Reversed so the pop order is sorted: stable reports.
+                    entries.sort_unstable_by(|a, b| b.cmp(a));
+                    stack.extend(entries);
+                }
+                Err(e) => {
+                    out.incomplete
+                        .get_or_insert_with(|| format!("cannot list {}: {e}", path.display()));
+                }
+            }
+            continue;
+        }
+        if ft.is_symlink() {
+            let inside = fs::canonicalize(&path)
+                .ok()
+                .filter(|t| t.starts_with(&canon_root) && t.is_file());
+            if inside.is_none() {
+                if out.skipped.len() < 100 {
+                    out.skipped.push((path, Skip::NotAFile));
+                }
+                continue;
+            }
+        } else if !ft.is_file() {
+            continue;
+        }
+        if out.files_scanned >= limits.max_files {
+            out.incomplete = Some(format!(
+                "more than {} files under {}",
+                limits.max_files,
+                root.display()
+            ));
+            break;
+        }
+        if out.bytes_scanned.saturating_add(lmeta.len()) > limits.max_total_bytes {
+            out.incomplete = Some(format!(
+                "more than {} bytes under {}",
+                limits.max_total_bytes,
+                root.display()
+            ));
+            break;
+        }
+        match scan_file(&path, limits) {
+            Ok(hits) => {
+                out.files_scanned += 1;
+                out.bytes_scanned += lmeta.len();
+                if !hits.is_empty() {
+                    out.hits.push((path, hits));
+                }
+            }
+            Err(skip) => {
+                if out.skipped.len() < 100 {
+                    out.skipped.push((path, skip));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Where secrets were looked for; decides the rule id and severity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SecretPlace {
+    /// Served to whoever can reach the site: critical.
+    WebRoot,
+    /// nginx config: critical (often world-readable, printed by `nginx -T`).
+    NginxConfig,
+    /// Expected to be private: warning, plus the file's mode.
+    Log,
+    /// The agent's own config: expected to hold keys; warning, plus the mode.
+    AgentConfig,
+}
+
+impl SecretPlace {
+    fn rule(self) -> (&'static str, Severity, &'static str) {
+        match self {
+            SecretPlace::WebRoot => (
+                SECRET_IN_WEB_ROOT,
+                Severity::Critical,
+                "move the file out of the web root and revoke the key: assume it was downloaded",
+            ),
+            SecretPlace::NginxConfig => (
+                SECRET_IN_NGINX_CONFIG,
+                Severity::Critical,
+                "move the secret into a root-only (mode 600) file nginx includes, or out of nginx; revoke it if the config was ever shared",
+            ),
+            SecretPlace::Log => (
+                SECRET_IN_LOG,
+                Severity::Warning,
+                "stop logging the secret, delete or redact the log, and revoke the key if the log left the machine",
+            ),
+            SecretPlace::AgentConfig => (
+                SECRET_IN_AGENT_CONFIG,
+                Severity::Warning,
+                "keep the file mode 600 (owner only); prefer the agent's secret store or environment if it has one",
+            ),
+        }
+    }
+}
+
+/// Findings for one file's hits: one per hit, and one if the file is
+/// readable by others (except in the web root, where being served is worse).
+pub fn findings_for_file(
+    place: SecretPlace,
+    path: &Path,
+    hits: &[SecretHit],
+    mode: Option<u32>,
+) -> Vec<Finding> {
+    let (id, severity, fix) = place.rule();
+    let mut out: Vec<Finding> = hits
+        .iter()
+        .map(|h| {
+            let what = format!(
+                "{} ({}) in {}",
+                h.kind.describe(),
+                h.redacted,
+                path.display()
+            );
+            let f = match severity {
+                Severity::Critical => Finding::critical(id, ReasonCode::SecretLeak, what, fix),
+                _ => Finding::warning(id, ReasonCode::SecretLeak, what, fix),
+            };
+            f.at(format!("{}:{}", path.display(), h.line))
+        })
+        .collect();
+    if let (Some(mode), false, Some(first)) = (mode, place == SecretPlace::WebRoot, hits.first()) {
+        out.extend(readable_by_others(path, first.kind.describe(), mode));
+    }
+    out
+}
+
+/// `SECRET_FILE_READABLE_BY_OTHERS` for a file holding `what`, if its mode
+/// lets the group (warning) or everyone (critical) read it.
+pub fn readable_by_others(path: &Path, what: &str, mode: u32) -> Option<Finding> {
+    let everyone = mode & 0o004 != 0;
+    if !everyone && mode & 0o040 == 0 {
+        return None;
+    }
+    let text = format!(
+        "{} holds {what} and is readable by {} (mode {:o})",
+        path.display(),
+        if everyone {
+            "every local user"
+        } else {
+            "its group"
+        },
+        mode & 0o7777
+    );
+    let fix = format!("chmod 600 {}", path.display());
+    let f = if everyone {
+        Finding::critical(
+            SECRET_FILE_READABLE_BY_OTHERS,
+            ReasonCode::PermissionsUnsafe,
+            text,
+            fix,
+        )
+    } else {
+        Finding::warning(
+            SECRET_FILE_READABLE_BY_OTHERS,
+            ReasonCode::PermissionsUnsafe,
+            text,
+            fix,
+        )
+    };
+    Some(f.at(path.display().to_string()))
+}
+
+fn incomplete(what: String) -> Finding {
+    Finding::warning(
+        SECRET_SCAN_INCOMPLETE,
+        ReasonCode::CheckFailed,
+        format!("the secret scan did not read everything: {what}"),
+        "fix the permissions, or raise the scan limits",
+    )
+}
+
+/// Scans `root` (a file or a directory) and reports by `place`. A missing
+/// root is nothing to report.
+pub fn check_secrets(place: SecretPlace, root: &Path, limits: &ScanLimits) -> Vec<Finding> {
+    if fs::symlink_metadata(root).is_err_and(|e| e.kind() == io::ErrorKind::NotFound) {
+        return Vec::new();
+    }
+    let scan = scan_dir(root, limits);
+    let mut out = Vec::new();
+    for (path, hits) in &scan.hits {
+        let mode = fs::metadata(path).ok().map(|m| m.mode());
+        out.extend(findings_for_file(place, path, hits, mode));
+    }
+    if let Some(why) = scan.incomplete {
+        out.push(incomplete(why).at(root.display().to_string()));
+    }
+    out
+}
+
+/// Scans every file of a loaded nginx configuration.
+pub fn check_nginx_secrets(tree: &Tree, limits: &ScanLimits) -> Vec<Finding> {
+    let mut out = Vec::new();
+    for path in &tree.files {
+        match scan_file(path, limits) {
+            Ok(hits) if !hits.is_empty() => {
+                let mode = fs::metadata(path).ok().map(|m| m.mode());
+                out.extend(findings_for_file(
+                    SecretPlace::NginxConfig,
+                    path,
+                    &hits,
+                    mode,
+                ));
+            }
+            Ok(_) => {}
+            Err(Skip::Binary) => {}
+            Err(skip) => out.push(
+                incomplete(format!("{}: {skip}", path.display())).at(path.display().to_string()),
+            ),
+        }
+    }
+    out
+}
+
+/// Scans the files shown in `nginx -T` output (each section under its own
+/// path; the file mode is read from disk when the file is there).
+pub fn check_nginx_t_secrets(text: &str) -> Vec<Finding> {
+    let mut out = Vec::new();
+    for (path, body) in crate::nginxconf::split_nginx_t_output(text) {
+        let hits = scan_text(&body, &path.display().to_string());
+        if !hits.is_empty() {
+            let mode = fs::metadata(&path).ok().map(|m| m.mode());
+            out.extend(findings_for_file(
+                SecretPlace::NginxConfig,
+                &path,
+                &hits,
+                mode,
+            ));
+        }
+    }
+    out
+}
+
+/// Why a process environment could not be scanned.
+#[derive(Debug, thiserror::Error)]
+pub enum EnvScanError {
+    #[error("reading another process's environment is not supported on {0}: only Linux exposes /proc/<pid>/environ; this check did not run")]
+    Unsupported(&'static str),
+    #[error("cannot read the environment of pid {pid}: {source}")]
+    Io { pid: u32, source: io::Error },
+}
+
+/// Scans `/proc/<pid>/environ` for secrets: one `SECRET_IN_PROCESS_ENV`
+/// warning per variable holding one. Variable names are shown, values never.
+#[cfg(target_os = "linux")]
+pub fn scan_process_environ(pid: u32) -> Result<Vec<Finding>, EnvScanError> {
+    let base = PathBuf::from(format!("/proc/{pid}"));
+    let raw = fs::read(base.join("environ")).map_err(|source| EnvScanError::Io { pid, source })?;
+    let comm = fs::read_to_string(base.join("comm"))
+        .map(|s| {
+            s.trim()
+                .chars()
+                .filter(|c| !c.is_control())
+                .take(32)
+                .collect::<String>()
+        })
+        .unwrap_or_default();
+    Ok(environ_findings(pid, &comm, &raw))
+}
+
+/// Not Linux: an explicit error, never a silent pass.
+#[cfg(not(target_os = "linux"))]
+pub fn scan_process_environ(_pid: u32) -> Result<Vec<Finding>, EnvScanError> {
+    Err(EnvScanError::Unsupported(std::env::consts::OS))
+}
+
+/// Findings for a NUL-separated environment block.
+pub fn environ_findings(pid: u32, comm: &str, raw: &[u8]) -> Vec<Finding> {
+    let mut out = Vec::new();
+    for entry in raw.split(|&b| b == 0).filter(|e| !e.is_empty()) {
+        let text = String::from_utf8_lossy(entry);
+        let name = text.split_once('=').map(|(n, _)| n).unwrap_or("");
+        let shown = if !name.is_empty()
+            && name.len() <= 64
+            && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        {
+            name
+        } else {
+            "<unnamed>"
+        };
+        let label = format!("pid {pid} ({comm}) env {shown}");
+        for h in scan_text(&text, &label) {
+            out.push(
+                Finding::warning(
+                    SECRET_IN_PROCESS_ENV,
+                    ReasonCode::SecretLeak,
+                    format!("{} ({}) in the environment of pid {pid} ({comm}), variable {shown}", h.kind.describe(), h.redacted),
+                    "pass the key through a mode-600 file the program reads, if it supports one; the environment is inherited by every child process",
+                )
+                .at(label.clone()),
+            );
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    /// One sample per kind, built at run time so no key-shaped literal sits
+    /// in the source. Returns (kind, text containing it, the secret itself).
+    pub(crate) fn samples() -> Vec<(SecretKind, String, String)> {
+        let s = |k, text: String, secret: String| (k, text, secret);
+        let body: String = "MIIEpAIBAAKCAQEA3Tz2mr7SZiAMfQyuvBjM2pQ".repeat(3);
+        vec![
+            s(
+                SecretKind::PrivateKey,
+                format!("-----BEGIN RSA PRIVATE KEY-----\n{body}\n-----END RSA PRIVATE KEY-----\n"),
+                body.clone(),
+            ),
+            s(
+                SecretKind::AnthropicKey,
+                String::new(),
+                format!("sk-ant-api03-{}", "Xy9kQ2".repeat(15)),
+            ),
+            s(
+                SecretKind::OpenRouterKey,
+                String::new(),
+                format!("sk-or-v1-{}", "a1b2c3d4".repeat(8)),
+            ),
+            s(
+                SecretKind::OpenAiProjectKey,
+                String::new(),
+                format!("sk-proj-{}", "Ab1_Cd2-Ef3".repeat(8)),
+            ),
+            s(
+                SecretKind::OpenAiKey,
+                String::new(),
+                format!("sk-{}", "Ab1Cd2Ef3Gh4".repeat(4)),
+            ),
+            s(
+                SecretKind::GroqKey,
+                String::new(),
+                format!("gsk_{}", "Qw3Er4Ty5Ui6".repeat(4)),
+            ),
+            s(
+                SecretKind::AwsAccessKeyId,
+                String::new(),
+                format!("AKIA{}", "QZ7R2LMX9VB4NT7K"),
+            ),
+            s(
+                SecretKind::AwsSecretKey,
+                String::new(),
+                "wJa1rXUtnFEMI/K7MDENG+bPxRfiCYz9k2Lm4Qp8".into(),
+            ),
+            s(
+                SecretKind::GitHubToken,
+                String::new(),
+                format!("ghp_{}", "A1b2C3d4E5f6".repeat(3)),
+            ),
+            s(
+                SecretKind::SlackToken,
+                String::new(),
+                format!("xoxb-{}", "1234567890-AbCdEfGhIj"),
+            ),
+            s(
+                SecretKind::GoogleApiKey,
+                String::new(),
+                format!("AIza{}", "Sy3Kq9_Lm2-Xv8Bn4Tz6Wc1Rd5Fg7Hj0Pqz"),
+            ),
+            s(
+                SecretKind::StripeLiveKey,
+                String::new(),
+                format!("sk_live_{}", "4eC39HqLyjWDarjtT1zdp7dc"),
+            ),
+            s(
+                SecretKind::Generic,
+                String::new(),
+                "q8Zr2LmX9vB4nT7kW1pY5sD3".into(),
+            ),
+        ]
+        .into_iter()
+        .map(|(k, text, secret)| {
+            let text = if !text.is_empty() {
+                text
+            } else if k == SecretKind::AwsSecretKey {
+                format!("[default]\naws_secret_access_key = {secret}\n")
+            } else if k == SecretKind::Generic {
+                format!("# config\napi_key = \"{secret}\"\n")
+            } else {
+                format!("# config\nkey: \"{secret}\"\n")
+            };
+            (k, text, secret)
+        })
+        .collect()
+    }
+
+    #[test]
+    fn every_kind_is_found_on_its_line_and_never_shown_whole() {
+        for (kind, text, secret) in samples() {
+            let hits = scan_text(&text, "f");
+            assert_eq!(hits.len(), 1, "{kind:?}: {hits:?}");
+            assert_eq!(hits[0].kind, kind);
+            let want_line = if kind == SecretKind::PrivateKey { 1 } else { 2 };
+            assert_eq!(hits[0].line, want_line, "{kind:?}");
+            let findings: Vec<Finding> = [
+                SecretPlace::WebRoot,
+                SecretPlace::NginxConfig,
+                SecretPlace::Log,
+                SecretPlace::AgentConfig,
+            ]
+            .into_iter()
+            .flat_map(|p| findings_for_file(p, Path::new("/x"), &hits, Some(0o644)))
+            .collect();
+            let env = environ_findings(1, "x", format!("K={secret}\0").as_bytes());
+            let shown = format!(
+                "{hits:?} {} {findings:?} {} {env:?}",
+                serde_json::to_string(&hits).unwrap(),
+                serde_json::to_string(&findings).unwrap()
+            );
+            // Neither the secret nor its last two thirds may appear anywhere.
+            let tail: String = secret.chars().skip(secret.chars().count() / 3).collect();
+            assert!(!shown.contains(&secret), "{kind:?} leaked: {shown}");
+            assert!(!shown.contains(&tail), "{kind:?} leaked its tail: {shown}");
+        }
+    }
+
+    #[test]
+    fn redaction_shape() {
+        let k = format!("gsk_{}", "ab".repeat(26));
+        assert_eq!(redact(&k, 4), "gsk_ab…(56 chars)");
+        assert_eq!(redact("short", 4), "s…(5 chars)");
+        assert_eq!(redact("", 4), "…(0 chars)");
+    }
+
+    #[test]
+    fn generic_rule_ignores_low_entropy_and_placeholders() {
+        for v in [
+            "aaaaaaaaaaaaaaaaaaaaaaaa",
+            "your-api-key-goes-here-1",
+            "/etc/moltguard/token/file1",
+            "xxxxxxxxxxxxxxxxxxxxxxxx1",
+        ] {
+            assert!(
+                scan_text(&format!("api_key = \"{v}\""), "f").is_empty(),
+                "{v}"
+            );
+        }
+        assert!(scan_text("password: \"${SECRET_FROM_ENV}\"", "f").is_empty());
+        assert_eq!(
+            scan_text("OPENAI_API_KEY=q8Zr2LmX9vB4nT7kW1pY5sD3\n", "f").len(),
+            1
+        );
+        assert!(scan_text("just text with sk- and gsk_ and AKIA", "f").is_empty());
+    }
+
+    #[test]
+    fn overlapping_patterns_yield_one_hit_with_the_specific_kind() {
+        let k = format!("gsk_{}", "Qw3Er4Ty5Ui6".repeat(4));
+        let hits = scan_text(&format!("api_key = \"{k}\"\nGROQ_API_KEY={k}\n"), "f");
+        assert_eq!(
+            hits.iter().map(|h| (h.kind, h.line)).collect::<Vec<_>>(),
+            [(SecretKind::GroqKey, 1), (SecretKind::GroqKey, 2)]
+        );
+    }
+
+    #[test]
+    fn files_dirs_modes_and_symlinks() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path().join("www");
+        fs::create_dir_all(root.join(".git")).unwrap();
+        fs::create_dir_all(root.join("sub")).unwrap();
+        let (_, text, _) = samples().remove(5);
+        fs::write(root.join("sub/app.js"), &text).unwrap();
+        fs::write(root.join(".git/config"), &text).unwrap();
+        fs::write(
+            root.join("bin.dat"),
+            [&b"\0\0"[..], text.as_bytes()].concat(),
+        )
+        .unwrap();
+        fs::write(d.path().join("outside.txt"), &text).unwrap();
+        std::os::unix::fs::symlink(d.path().join("outside.txt"), root.join("link.txt")).unwrap();
+        let f = check_secrets(SecretPlace::WebRoot, &root, &ScanLimits::default());
+        assert_eq!(f.len(), 1, "{f:?}");
+        assert_eq!(f[0].id, SECRET_IN_WEB_ROOT);
+        assert_eq!(
+            f[0].location.as_deref(),
+            Some(format!("{}:2", root.join("sub/app.js").display()).as_str())
+        );
+
+        let log = d.path().join("agent.log");
+        fs::write(&log, &text).unwrap();
+        fs::set_permissions(&log, fs::Permissions::from_mode(0o644)).unwrap();
+        let f = check_secrets(SecretPlace::Log, &log, &ScanLimits::default());
+        let ids: Vec<_> = f.iter().map(|f| (f.id, f.severity)).collect();
+        assert_eq!(
+            ids,
+            [
+                (SECRET_IN_LOG, Severity::Warning),
+                (SECRET_FILE_READABLE_BY_OTHERS, Severity::Critical)
+            ]
+        );
+        fs::set_permissions(&log, fs::Permissions::from_mode(0o640)).unwrap();
+        let f = check_secrets(SecretPlace::Log, &log, &ScanLimits::default());
+        assert_eq!(f[1].severity, Severity::Warning);
+        fs::set_permissions(&log, fs::Permissions::from_mode(0o600)).unwrap();
+        assert_eq!(
+            check_secrets(SecretPlace::Log, &log, &ScanLimits::default()).len(),
+            1
+        );
+
+        fs::write(root.join("sub/z.txt"), "nothing").unwrap();
+        let linked = d.path().join("www-link");
+        std::os::unix::fs::symlink(&root, &linked).unwrap();
+        assert_eq!(
+            check_secrets(SecretPlace::WebRoot, &linked, &ScanLimits::default()).len(),
+            1
+        );
+        let tiny = ScanLimits {
+            max_files: 1,
+            ..ScanLimits::default()
+        };
+        let f = check_secrets(SecretPlace::WebRoot, &d.path().join("www"), &tiny);
+        assert!(f.iter().any(|f| f.id == SECRET_SCAN_INCOMPLETE), "{f:?}");
+        assert!(check_secrets(SecretPlace::WebRoot, &d.path().join("none"), &tiny).is_empty());
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn process_environ_of_self_is_readable() {
+        assert!(scan_process_environ(std::process::id()).is_ok());
+        assert!(scan_process_environ(u32::MAX).is_err());
+    }
+}
