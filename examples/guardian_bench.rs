@@ -169,7 +169,9 @@ struct NginxGuard(String, String);
 
 impl Drop for NginxGuard {
     fn drop(&mut self) {
-        let _ = Command::new(&self.0).args(["--home", &self.1, "nginx", "stop"]).output();
+        let _ = Command::new(&self.0)
+            .args(["--home", &self.1, "nginx", "stop"])
+            .output();
     }
 }
 

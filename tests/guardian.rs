@@ -61,6 +61,12 @@ fn start_guardian(s: &Stack) -> Guardian {
 
 /// Waits for the breaker to be OPEN for `reason`, both in the state file and at nginx.
 fn wait_open(s: &Stack, reason: &str, within: Duration) -> Duration {
+    wait_open_how(s, reason, within, true)
+}
+
+/// `reloaded`: nginx serves the OPEN include. Otherwise (an unsafe config on
+/// disk is never reloaded) the running config denies for lack of the token.
+fn wait_open_how(s: &Stack, reason: &str, within: Duration, reloaded: bool) -> Duration {
     let start = Instant::now();
     let opened = eventually(within, || {
         // The file may be mid-corruption by the test itself: unreadable = not yet.
@@ -73,9 +79,13 @@ fn wait_open(s: &Stack, reason: &str, within: Duration) -> Duration {
         // is over (verified at nginx, audit line appended).
         let done = st["last_apply"]["generation"] == st["generation"];
         let live = format!("open; generation={}", st["generation"]);
-        done && st["state"] == "open"
-            && st["reason"] == reason
-            && s.get(true).header("X-Breaker-State") == Some(live.as_str())
+        let r = s.get(true);
+        let denied = if reloaded {
+            r.header("X-Breaker-State") == Some(live.as_str())
+        } else {
+            r.status == 503 && r.json()["error"]["reason"] == "ALLOW_TOKEN_MISSING"
+        };
+        done && st["state"] == "open" && st["reason"] == reason && denied
     });
     assert!(
         opened,
@@ -251,4 +261,116 @@ fn service_definitions_parse_and_verify() {
     }
     let text = read(&unit);
     assert!(text.contains("AF_NETLINK") && text.contains("NoNewPrivileges=yes"));
+}
+
+#[test]
+fn a_deleted_htpasswd_opens_the_breaker() {
+    let (s, _g, _) = guarded();
+    std::fs::remove_file(s.path("htpasswd")).unwrap();
+    wait_open(&s, "AUTH_MISSING", Duration::from_secs(4));
+}
+
+#[test]
+fn an_emptied_htpasswd_opens_the_breaker() {
+    let (s, _g, _) = guarded();
+    std::fs::write(s.path("htpasswd"), "").unwrap();
+    wait_open(&s, "AUTH_MISSING", Duration::from_secs(4));
+}
+
+/// Adds a location to the protected server, as a user editing the site would.
+fn add_location(s: &Stack, block: &str) {
+    let site = s.path("nginx/moltguard-site.conf");
+    let text = read(&site).replacen(
+        "    location / {",
+        &format!("    {block}\n\n    location / {{"),
+        1,
+    );
+    std::fs::write(&site, text).unwrap();
+}
+
+#[test]
+fn auth_basic_off_in_a_location_opens_without_loading_it() {
+    let (s, _g, _) = guarded();
+    add_location(
+        &s,
+        "location /admin { auth_basic off; return 200 \"open door\"; }",
+    );
+    let took = wait_open_how(&s, "NGINX_BYPASS", Duration::from_secs(4), false);
+    eprintln!("auth_basic off → denied in {took:?}");
+    assert!(s.state()["detail"]
+        .as_str()
+        .unwrap()
+        .contains("NGINX_AUTH_BYPASS"));
+    // The bypass was never loaded: /admin is denied like everything else.
+    let admin = http_get_path(&s, "/admin");
+    assert_eq!(admin, 503);
+}
+
+#[test]
+fn removing_the_breaker_include_opens_without_loading_it() {
+    let (s, _g, _) = guarded();
+    let site = s.path("nginx/moltguard-site.conf");
+    let text: String = read(&site)
+        .lines()
+        .filter(|l| !l.trim_start().starts_with("include"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(&site, text).unwrap();
+    wait_open_how(&s, "NGINX_BYPASS", Duration::from_secs(4), false);
+    assert!(s.state()["detail"]
+        .as_str()
+        .unwrap()
+        .contains("NGINX_BREAKER_NOT_INCLUDED"));
+}
+
+#[test]
+fn a_secret_in_the_web_root_opens_the_breaker() {
+    let s = Stack::started();
+    let www = s.path("www");
+    std::fs::create_dir(&www).unwrap();
+    s.set_config("interval", "interval = \"5s\"");
+    s.set_config("self_probe", "self_probe = false");
+    s.set_config("agent_homes", "agent_homes = []");
+    s.set_config("agent_port", &format!("agent_port = {}", free_port()));
+    s.set_config(
+        "web_roots",
+        &format!("web_roots = [{:?}]", www.display().to_string()),
+    );
+    s.ok(&["breaker", "close"]);
+    let _g = start_guardian(&s);
+    let key = format!(
+        "gsk_{}",
+        "Zq3xY9aB7cD5eF1gH2iJ4kL6mN8oP0qR2sT4uV6wX8yZ0aBcDeFg"
+    );
+    std::fs::write(
+        www.join("config.js"),
+        format!("const GROQ_API_KEY = \"{key}\";\n"),
+    )
+    .unwrap();
+    wait_open(&s, "SECRET_LEAK", Duration::from_secs(4));
+    let st = read(&s.path("state/breaker.json"));
+    assert!(
+        !st.contains(&key),
+        "the secret must never reach the state file"
+    );
+    assert!(
+        !read(&s.path("state/audit.jsonl")).contains(&key),
+        "nor the audit log"
+    );
+    assert!(
+        !read(&s.path("guardian.log")).contains(&key),
+        "nor the guardian's log"
+    );
+}
+
+/// GET `path` with credentials; the status code.
+fn http_get_path(s: &Stack, path: &str) -> u16 {
+    use std::io::{Read, Write};
+    let mut c = std::net::TcpStream::connect(s.edge()).unwrap();
+    use base64::Engine;
+    let auth = base64::engine::general_purpose::STANDARD.encode(format!("{USER}:{PASSWORD}"));
+    write!(c, "GET {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Basic {auth}\r\nConnection: close\r\n\r\n").unwrap();
+    let mut buf = String::new();
+    c.read_to_string(&mut buf).unwrap();
+    buf.split_whitespace().nth(1).unwrap().parse().unwrap()
 }

@@ -34,6 +34,10 @@ pub struct Request {
     pub detail: String,
     pub actor: Actor,
     pub ttl: Option<Duration>,
+    /// The nginx config on disk is known to be unsafe (a bypass, a public
+    /// listen, a failing test): going to OPEN must not reload it. Removing
+    /// the allow token already makes the running config deny everything.
+    pub keep_running_config: bool,
 }
 
 /// What happened, for printing and exit codes.
@@ -159,6 +163,7 @@ pub fn reapply(config: &Config, actor: Actor) -> Result<Report, BreakerError> {
         detail: cur.detail,
         actor,
         ttl,
+        keep_running_config: false,
     })?;
     preliminary.extend(report.preliminary);
     Ok(Report {
@@ -207,6 +212,7 @@ impl<'a> Session<'a> {
                 detail: problem.to_string(),
                 actor: Actor::System,
                 ttl: None,
+                keep_running_config: false,
             })?;
             done.push(Settlement {
                 kind: SettlementKind::RepairedState,
@@ -230,6 +236,7 @@ impl<'a> Session<'a> {
                 ),
                 actor: Actor::System,
                 ttl: None,
+                keep_running_config: false,
             })?;
             done.push(Settlement {
                 kind: SettlementKind::RecordedExpiry,
@@ -280,6 +287,9 @@ impl<'a> Session<'a> {
                 .map_err(|e| BreakerError::io(&l.state_file(), e))?;
         }
         let (outcome, message, served) = match &nginx {
+            Ok(n) if req.keep_running_config && req.target == BreakerState::Open => {
+                self.deny_without_reload(n, &next)?
+            }
             Ok(n) => self.apply_to_edge(n, &next)?,
             Err(e) if req.target == BreakerState::Open => {
                 self.write_include(None, &next)?;
@@ -468,6 +478,40 @@ impl<'a> Session<'a> {
                 );
                 Ok((o, m, s))
             }
+        }
+    }
+
+    /// OPEN without reloading an unsafe config: the token is gone, so the
+    /// running config already denies; write the OPEN include for the next
+    /// start and check that the edge really answers 503 (or nothing).
+    fn deny_without_reload(
+        &self,
+        nginx: &Nginx,
+        next: &BreakerRecord,
+    ) -> Result<(ApplyOutcome, String, Option<probe::Served>), BreakerError> {
+        self.write_include(Some(nginx), next)?;
+        if nginx.running_pid().is_none() {
+            return Ok((
+                ApplyOutcome::NginxNotRunning,
+                "nginx is not running, so nothing is served".into(),
+                None,
+            ));
+        }
+        let cfg = self.config;
+        let addr = probe::probe_address(cfg.settings.edge.listen_address, cfg.settings.edge.port);
+        match probe::probe(addr, Duration::from_secs(2)) {
+            Ok(s) if s.http_status == 503 => Ok((
+                ApplyOutcome::Applied,
+                format!(
+                    "not reloaded (the nginx config on disk is unsafe): the running nginx denies every request                      without the allow token (HTTP 503 on {addr}); fix the config before reloading nginx"
+                ),
+                Some(s),
+            )),
+            Err(probe::ProbeError::Unreachable(_)) => {
+                Ok((ApplyOutcome::Applied, format!("nothing answers on {addr}: nothing is served"), None))
+            }
+            Ok(s) => Ok(self.escalate(nginx, format!("the running nginx still answers HTTP {} without the allow token", s.http_status))),
+            Err(e) => Ok(self.escalate(nginx, format!("the running nginx cannot be shown to deny: {e}"))),
         }
     }
 

@@ -69,6 +69,7 @@ pub fn run(ctx: &Ctx, cmd: BreakerCmd) -> Result<Exit, CliError> {
             detail: reason.unwrap_or_default(),
             actor: Actor::User,
             ttl,
+            keep_running_config: false,
         },
     )?;
     Ok(print_report(ctx, &report))

@@ -5,7 +5,7 @@
 use super::finding::Severity;
 use super::runtime;
 use super::scan::{ScanReport, Scanner};
-use crate::breaker::{self, store, Actor, BreakerState, Request};
+use crate::breaker::{self, store, Actor, BreakerState, ReasonCode, Request};
 use crate::config::Config;
 use crate::fsutil;
 use crate::nginx::control::Nginx;
@@ -51,60 +51,74 @@ pub fn read_status(config: &Config) -> Option<GuardianStatus> {
     serde_json::from_slice(&std::fs::read(status_file(config)).ok()?).ok()
 }
 
-/// The directories whose changes trigger an immediate scan. Files are
-/// replaced by atomic renames, so directories are watched, not files.
-pub fn watched_dirs(config: &Config) -> Vec<PathBuf> {
-    let l = &config.layout;
-    let g = &config.settings.guardian;
-    let mut dirs = vec![
-        l.nginx_dir.clone(),
-        l.state_dir.clone(),
-        l.allow_token()
-            .parent()
-            .map(Path::to_path_buf)
-            .unwrap_or_default(),
-    ];
-    for f in [
-        Some(&l.htpasswd),
-        Some(&l.config_file),
-        config.settings.nginx.conf.as_ref(),
-    ]
-    .into_iter()
-    .flatten()
-    {
-        if let Some(d) = f.parent() {
-            dirs.push(d.to_path_buf());
-        }
-    }
-    for h in &g.agent_homes {
-        dirs.push(h.join(".moltbot"));
-        dirs.push(h.join(".openclaw"));
-    }
-    dirs.extend(g.web_roots.iter().cloned());
-    dirs.retain(|d| d.is_dir());
-    dirs.sort();
-    dirs.dedup();
-    dirs
+/// What a change on disk must touch to trigger an immediate scan.
+///
+/// Files are replaced by atomic renames, so their directories are watched;
+/// only events on the files that matter count. A blacklist of noise would
+/// miss a log file someone puts next to the config, and every log line
+/// would trigger the next scan.
+#[derive(Debug, Clone, Default)]
+pub struct WatchSet {
+    /// Exact files whose change matters.
+    pub files: Vec<PathBuf>,
+    /// Directories where any change matters (web roots, the system nginx conf dir).
+    pub dirs: Vec<PathBuf>,
 }
 
-/// Files the guardian writes itself, or that change on every transition
-/// without meaning anything new, and a managed nginx's runtime prefix (pid,
-/// logs, temp files; `nginx -t` touches it); events on them do not trigger a
-/// scan, or every scan would trigger the next.
-fn is_noise(path: &Path, runtime_prefix: &Path) -> bool {
-    if path.starts_with(runtime_prefix) {
-        return true;
+impl WatchSet {
+    pub fn for_config(config: &Config) -> Self {
+        let l = &config.layout;
+        let g = &config.settings.guardian;
+        let mut files = vec![
+            l.config_file.clone(),
+            l.htpasswd.clone(),
+            l.state_file(),
+            l.allow_token(),
+            l.include_file(),
+            l.site_file(),
+            l.managed_main_conf(),
+        ];
+        for h in &g.agent_homes {
+            files.push(h.join(".moltbot/moltbot.json"));
+            files.push(h.join(".openclaw/openclaw.json"));
+            files.push(h.join(".clawdbot/clawdbot.json"));
+        }
+        let mut dirs = g.web_roots.clone();
+        if let Some(d) = config.settings.nginx.conf.as_ref().and_then(|c| c.parent()) {
+            dirs.push(d.to_path_buf());
+        }
+        Self { files, dirs }
     }
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy())
-        .unwrap_or_default();
-    name == "guardian.json"
-        || name == "breaker.lock"
-        || name == "audit.jsonl"
-        || name.starts_with(".moltguard-")
-        || name.starts_with(".candidate-")
-        || name.starts_with("breaker.json.invalid-")
+
+    /// The directories to hand to the watcher (those that exist).
+    pub fn directories(&self) -> Vec<PathBuf> {
+        let mut out: Vec<PathBuf> = self
+            .files
+            .iter()
+            .filter_map(|f| f.parent().map(Path::to_path_buf))
+            .chain(self.dirs.iter().cloned())
+            .filter(|d| d.is_dir())
+            .collect();
+        out.sort();
+        out.dedup();
+        out
+    }
+
+    /// Whether a change to `path` matters. Temp files of atomic writes
+    /// (`.moltguard-*`) never do: the rename that follows does.
+    pub fn matters(&self, path: &Path) -> bool {
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy())
+            .unwrap_or_default();
+        if name.starts_with(".moltguard-") || name.starts_with(".candidate-") {
+            return false;
+        }
+        self.files.iter().any(|f| f == path)
+            || path
+                .parent()
+                .is_some_and(|p| self.dirs.iter().any(|d| d == p))
+    }
 }
 
 /// Runs until the process is killed. SIGTERM's default action is fine:
@@ -116,7 +130,8 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     let mut watcher = notify::recommended_watcher(move |ev| {
         let _ = tx.send(ev);
     })?;
-    let dirs = watched_dirs(&config);
+    let watch = WatchSet::for_config(&config);
+    let dirs = watch.directories();
     for d in &dirs {
         if let Err(e) = watcher.watch(d, RecursiveMode::NonRecursive) {
             tracing::warn!(dir = %d.display(), error = %e, "cannot watch directory; it is still scanned every poll");
@@ -144,7 +159,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         act(&config, &report);
         let next = next_wake(&config, interval);
         write_status(&config, started_at, &report, next);
-        files_changed = wait_for_change(&rx, next, &config.layout.managed_prefix());
+        files_changed = wait_for_change(&rx, next, &watch);
     }
 }
 
@@ -166,7 +181,7 @@ fn next_wake(config: &Config, interval: Duration) -> DateTime<Utc> {
 fn wait_for_change(
     rx: &mpsc::Receiver<notify::Result<notify::Event>>,
     deadline: DateTime<Utc>,
-    runtime_prefix: &Path,
+    watch: &WatchSet,
 ) -> bool {
     let until = Instant::now() + (deadline - Utc::now()).to_std().unwrap_or(Duration::ZERO);
     loop {
@@ -175,7 +190,7 @@ fn wait_for_change(
             return false;
         }
         match rx.recv_timeout(left) {
-            Ok(Ok(ev)) if is_relevant(&ev, runtime_prefix) => {
+            Ok(Ok(ev)) if is_relevant(&ev, watch) => {
                 tracing::debug!(paths = ?ev.paths, "watched file changed");
                 // Let the burst settle, then scan.
                 let settle_until = Instant::now() + DEBOUNCE;
@@ -199,11 +214,11 @@ fn wait_for_change(
     }
 }
 
-fn is_relevant(ev: &notify::Event, runtime_prefix: &Path) -> bool {
+fn is_relevant(ev: &notify::Event, watch: &WatchSet) -> bool {
     matches!(
         ev.kind,
         EventKind::Create(_) | EventKind::Modify(_) | EventKind::Remove(_) | EventKind::Any
-    ) && ev.paths.iter().any(|p| !is_noise(p, runtime_prefix))
+    ) && ev.paths.iter().any(|p| watch.matters(p))
 }
 
 /// Opens the breaker for the primary critical finding, unless it already is
@@ -223,6 +238,12 @@ fn act(config: &Config, report: &ScanReport) {
             detail,
             actor: Actor::Guardian,
             ttl: None,
+            // Reloading a config that bypasses the breaker or listens publicly
+            // would make things worse; the token removal already denies.
+            keep_running_config: matches!(
+                reason,
+                ReasonCode::NginxBypass | ReasonCode::NginxConfigInvalid
+            ) || id == "NGINX_LISTEN_PUBLIC",
         },
         |current| {
             if current.state == BreakerState::Open && current.reason == reason {
@@ -304,24 +325,35 @@ mod tests {
     use super::*;
 
     #[test]
-    fn own_writes_and_nginx_runtime_are_noise() {
-        let rt = Path::new("/h/nginx/runtime");
+    fn only_the_files_that_matter_trigger_a_scan() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = crate::config::load(&crate::config::Overrides {
+            home: Some(dir.path().to_path_buf()),
+            ..Default::default()
+        })
+        .unwrap();
+        let w = WatchSet::for_config(&config);
+        let h = dir.path();
         for p in [
-            "/h/state/guardian.json",
-            "/h/state/.moltguard-abc.tmp",
-            "/h/nginx/runtime",
-            "/h/nginx/runtime/logs/error.log",
-            "/h/nginx/.candidate-x",
+            "state/breaker.json",
+            "htpasswd",
+            "nginx/moltguard-site.conf",
+            "nginx/breaker.conf",
+            "state/edge/breaker.allow",
+            "moltguard.toml",
         ] {
-            assert!(is_noise(Path::new(p), rt), "{p}");
+            assert!(w.matters(&h.join(p)), "{p}");
         }
         for p in [
-            "/h/state/breaker.json",
-            "/h/htpasswd",
-            "/h/nginx/moltguard-site.conf",
-            "/h/state/edge/breaker.allow",
+            "state/guardian.json",
+            "state/.moltguard-abc.tmp",
+            "nginx/runtime/logs/error.log",
+            "nginx/.candidate-x",
+            "guardian.log",
+            "state/audit.jsonl",
+            "state/breaker.lock",
         ] {
-            assert!(!is_noise(Path::new(p), rt), "{p}");
+            assert!(!w.matters(&h.join(p)), "{p}");
         }
     }
 }

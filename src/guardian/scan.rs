@@ -1,6 +1,7 @@
 //! One full scan: every check, in one report. Shared by the daemon and by
 //! `moltguard audit`, so a person can run exactly what the guardian runs.
 
+use super::checks::{self, NginxSource, NginxWorker};
 use super::exposure::{self, ProtectedPort};
 use super::finding::{Finding, Severity};
 use super::{runtime, selfcheck};
@@ -64,6 +65,21 @@ impl Scanner {
         &self.config
     }
 
+    /// The ports that must only listen on loopback, plus any control ports
+    /// found in the agent's own config.
+    pub fn protected_ports_with(&self, agent_ports: &[u16]) -> Vec<ProtectedPort> {
+        let mut ports = self.protected_ports();
+        for p in agent_ports {
+            ports.push(ProtectedPort {
+                port: *p,
+                role: "agent control (from its config)".into(),
+            });
+        }
+        ports.sort_by_key(|p| p.port);
+        ports.dedup_by_key(|p| p.port);
+        ports
+    }
+
     pub fn protected_ports(&self) -> Vec<ProtectedPort> {
         let g = &self.config.settings.guardian;
         let e = &self.config.settings.edge;
@@ -99,8 +115,28 @@ impl Scanner {
         let cpu_before = cpu_time();
         let run_config_test = files_changed || self.scans.is_multiple_of(CONFIG_TEST_EVERY);
         self.scans += 1;
-        let protected = self.protected_ports();
         let mut findings = Vec::new();
+
+        // Static checks: the nginx config as written, htpasswd, secrets, the agent's config.
+        let main_conf = self.nginx_main_conf();
+        let source = match &main_conf {
+            Some(main) => NginxSource::Files {
+                main,
+                base_dir: main.parent().unwrap_or(std::path::Path::new("/")),
+            },
+            None => {
+                findings.push(Finding::warning(
+                    "NGINX_CONFIG_NOT_FOUND",
+                    ReasonCode::CheckFailed,
+                    "the main nginx.conf was not found, so its server blocks were not checked",
+                    "set [nginx] conf in moltguard.toml to your nginx.conf",
+                ));
+                NginxSource::Unavailable
+            }
+        };
+        let static_report = checks::run_static(&self.config, source, self.nginx_worker());
+        findings.extend(static_report.findings);
+        let protected = self.protected_ports_with(&static_report.agent_ports);
 
         // The state file first: everything else is judged against it.
         let loaded = store::load(&self.config.layout.state_file(), started_at);
@@ -137,6 +173,19 @@ impl Scanner {
                         .map(|p| p.name().to_string_lossy().into_owned())
                 };
                 findings.extend(exposure::check_sockets(&scan, &protected, &name));
+                // Keys in the environment of whatever serves a protected port.
+                let holders: std::collections::BTreeSet<u32> = scan
+                    .sockets
+                    .iter()
+                    .filter(|s| protected.iter().any(|p| p.port == s.port))
+                    .flat_map(|s| s.pids.iter().copied())
+                    .filter(|pid| *pid != std::process::id())
+                    .collect();
+                for pid in holders {
+                    if let Ok(f) = checks::scan_process_environ(pid) {
+                        findings.extend(f);
+                    }
+                }
             }
             Err(e) => findings.push(Finding::critical(
                 "EXPOSURE_SCAN_FAILED",
@@ -173,6 +222,39 @@ impl Scanner {
             protected_ports: protected,
             sockets_seen,
             findings,
+        }
+    }
+}
+
+impl Scanner {
+    /// The nginx.conf whose server blocks are checked.
+    fn nginx_main_conf(&self) -> Option<std::path::PathBuf> {
+        if self.config.nginx_managed() {
+            return Some(self.config.layout.managed_main_conf());
+        }
+        if let Some(c) = &self.config.settings.nginx.conf {
+            return Some(c.clone());
+        }
+        [
+            "/etc/nginx/nginx.conf",
+            "/opt/homebrew/etc/nginx/nginx.conf",
+            "/usr/local/etc/nginx/nginx.conf",
+        ]
+        .iter()
+        .map(std::path::PathBuf::from)
+        .find(|p| p.is_file())
+    }
+
+    /// Who nginx's workers read files as: the managed identity when we are
+    /// root, else ourselves (a non-root nginx runs as its starter).
+    fn nginx_worker(&self) -> Option<NginxWorker> {
+        if crate::exec::running_as_root() {
+            NginxWorker::from_user_name(&self.config.settings.nginx.user)
+        } else {
+            Some(NginxWorker {
+                uid: nix::unistd::geteuid().as_raw(),
+                gid: nix::unistd::getegid().as_raw(),
+            })
         }
     }
 }

@@ -133,6 +133,9 @@ pub fn wait_for_generation(
                     waited_ms: start.elapsed().as_millis(),
                 };
             }
+            // An edge without the header is a config without the breaker
+            // include: no point waiting, it will not fix itself.
+            Err(e @ ProbeError::NoHeader { .. }) => return Err(e),
             Err(e) => {
                 streak = None;
                 last_err = e;
