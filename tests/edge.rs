@@ -379,3 +379,32 @@ fn managed_nginx_runs_unprivileged() {
         .unwrap();
     assert_ne!(uid, 0, "the managed nginx master must not run as root");
 }
+
+#[test]
+fn secrets_are_stored_0600_and_never_printed() {
+    use std::os::unix::fs::PermissionsExt;
+    let s = Stack::new();
+    let value = "gsk_live_value_that_must_not_be_printed_0123456789";
+    let out = s.run_with_stdin(
+        &["secrets", "set", "GROQ_API_KEY", "--value-stdin"],
+        &format!("{value}\n"),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!String::from_utf8_lossy(&out.stdout).contains(value));
+    assert!(!String::from_utf8_lossy(&out.stderr).contains(value));
+    let file = s.path("state/secrets/GROQ_API_KEY");
+    assert_eq!(
+        std::fs::metadata(&file).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    assert_eq!(read(&file), value);
+    let (_, v) = s.json(&["secrets", "list"]);
+    assert_eq!(v["names"], serde_json::json!(["GROQ_API_KEY"]));
+    // A name that could escape the directory is refused.
+    let out = s.run_with_stdin(&["secrets", "set", "../evil", "--value-stdin"], "x\n");
+    assert_eq!(out.status.code(), Some(2));
+}

@@ -10,6 +10,7 @@ mod guardian_cmd;
 mod init;
 mod nginx_cmd;
 mod output;
+mod secrets_cmd;
 mod service_cmd;
 mod status;
 mod up;
@@ -76,6 +77,9 @@ enum Command {
     /// The guardian daemon.
     #[command(subcommand)]
     Guardian(guardian_cmd::GuardianCmd),
+    /// Store provider API keys for moltgate outside the environment.
+    #[command(subcommand)]
+    Secrets(secrets_cmd::SecretsCmd),
     /// Install the guardian as a system service (LaunchDaemon / systemd unit).
     Install(service_cmd::ServiceArgs),
     /// Remove the guardian service.
@@ -118,6 +122,7 @@ fn run(cli: Cli) -> Result<Exit, CliError> {
         Command::Nginx(cmd) => nginx_cmd::run(&ctx, cmd),
         Command::Up(args) => up::run(&ctx, args),
         Command::Audit => guardian_cmd::audit(&ctx),
+        Command::Secrets(cmd) => secrets_cmd::run(&ctx, cmd),
         Command::Install(args) => service_cmd::install(&ctx, args),
         Command::Uninstall(args) => service_cmd::uninstall(&ctx, args),
         Command::Guardian(cmd) => guardian_cmd::run(&ctx, cmd),

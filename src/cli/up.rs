@@ -49,14 +49,20 @@ pub fn run(ctx: &Ctx, args: UpArgs) -> Result<Exit, CliError> {
     let nginx = Nginx::from_config(&cfg).map_err(nginx_err)?;
     nginx.test().map_err(nginx_err)?;
     let pid = nginx.start().map_err(nginx_err)?;
+    let gateway = start_gateway(&cfg);
     let addr = probe::probe_address(cfg.settings.edge.listen_address, cfg.settings.edge.port);
     let prefix = init::command_prefix(&cfg);
     println!("moltguard is up (Ctrl-C stops everything it started)");
     println!("  edge:     http://{addr}/  (nginx pid {pid})");
-    println!(
-        "  upstream: http://127.0.0.1:{}/",
-        cfg.settings.edge.upstream_port
-    );
+    match &gateway {
+        Ok(child) => println!(
+            "  gateway:  moltgate (pid {}) on http://127.0.0.1:{}/ behind the edge (OpenAI-compatible /v1/...), log {}",
+            child.id(),
+            cfg.settings.edge.upstream_port,
+            cfg.layout.log_dir.join("moltgate.log").display()
+        ),
+        Err(why) => println!("  gateway:  not started: {why}"),
+    }
     println!(
         "  logs:     {}/logs/",
         cfg.layout.managed_prefix().display()
@@ -77,9 +83,49 @@ pub fn run(ctx: &Ctx, args: UpArgs) -> Result<Exit, CliError> {
         );
     }
     wait_for_shutdown_signal();
+    if let Ok(mut child) = gateway {
+        println!("stopping moltgate…");
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(child.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+        let _ = child.wait();
+    }
     println!("stopping nginx…");
     nginx.stop(Duration::from_secs(5)).map_err(nginx_err)?;
     Ok(Exit::Ok)
+}
+
+/// Starts `moltgate` (the binary next to this one) on the upstream port,
+/// with keys read from this setup's state dir.
+fn start_gateway(cfg: &crate::config::Config) -> Result<std::process::Child, String> {
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let gate = exe.with_file_name("moltgate");
+    if !gate.is_file() {
+        return Err(format!(
+            "{} not found (build it: `cargo build --release --bin moltgate`)",
+            gate.display()
+        ));
+    }
+    let log = cfg.layout.log_dir.join("moltgate.log");
+    let log_file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log)
+        .map_err(|e| format!("cannot open {}: {e}", log.display()))?;
+    let mut cmd = std::process::Command::new(&gate);
+    cmd.arg("--listen")
+        .arg(format!("127.0.0.1:{}", cfg.settings.edge.upstream_port))
+        .arg("--state-dir")
+        .arg(&cfg.layout.state_dir)
+        .stdin(std::process::Stdio::null())
+        .stdout(log_file.try_clone().map_err(|e| e.to_string())?)
+        .stderr(log_file);
+    if let Some(home) = &cfg.layout.home {
+        cmd.env("MOLTGUARD_HOME", home);
+    }
+    cmd.spawn()
+        .map_err(|e| format!("cannot start {}: {e}", gate.display()))
 }
 
 /// Blocks until SIGINT or SIGTERM.

@@ -5,7 +5,6 @@
 
 use std::collections::HashSet;
 use std::fmt;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -197,25 +196,42 @@ pub fn write_secret_file(
         let path = path.to_path_buf();
         move |source| SecretError::Io { path, source }
     };
-    std::fs::create_dir_all(&dir).map_err(io(&dir))?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).map_err(io(&dir))?;
-    }
-    // tempfile creates files 0600 on Unix.
-    let mut tmp = tempfile::NamedTempFile::new_in(&dir).map_err(io(&dir))?;
-    tmp.write_all(value.as_bytes()).map_err(io(tmp.path()))?;
-    tmp.as_file().sync_all().map_err(io(tmp.path()))?;
+    crate::fsutil::ensure_dir(&dir, 0o700).map_err(io(&dir))?;
     let target = dir.join(name);
-    tmp.persist(&target).map_err(|e| SecretError::Io {
-        path: target.clone(),
-        source: e.error,
-    })?;
-    if let Ok(d) = std::fs::File::open(&dir) {
-        let _ = d.sync_all();
-    }
+    crate::fsutil::write_atomic(&target, value.as_bytes(), 0o600).map_err(io(&target))?;
     Ok(target)
+}
+
+/// Removes a stored secret file; a missing one is not an error.
+pub fn remove_secret_file(state_dir: &Path, name: &str) -> Result<(), SecretError> {
+    validate_name(name)?;
+    let path = secret_path(state_dir, name);
+    crate::fsutil::remove_durable(&path).map_err(|source| SecretError::Io { path, source })
+}
+
+/// Names of the secrets stored as files (never their values).
+pub fn list_secret_files(state_dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(state_dir.join("secrets"))
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| validate_name(n).is_ok())
+        .collect();
+    names.sort();
+    names
+}
+
+/// Stores a secret in the macOS Keychain (service "moltguard"), where
+/// `SecretSource` looks after the secrets dir and systemd credentials.
+#[cfg(all(target_os = "macos", feature = "macos-native"))]
+pub fn write_keychain(name: &str, value: &str) -> Result<(), SecretError> {
+    validate_name(name)?;
+    security_framework::passwords::set_generic_password("moltguard", name, value.as_bytes())
+        .map_err(|e| SecretError::Io {
+            path: PathBuf::from("keychain"),
+            source: std::io::Error::other(e.to_string()),
+        })
 }
 
 #[cfg(all(target_os = "macos", feature = "macos-native"))]
