@@ -18,4 +18,14 @@ if [ -d .venv ] || [ -f tests/compat/requirements.txt ]; then
     .venv/bin/pip install -q -r tests/compat/requirements.txt
   fi
 fi
-cargo test --all-targets "$@"
+# Unit tests and every integration test binary (examples are built by clippy
+# in CI; they hold no tests). The last line sums all binaries' results.
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+set +e
+cargo test --lib --tests "$@" 2>&1 | tee "$log"
+status=${PIPESTATUS[0]}
+set -e
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
+     END { printf "all test binaries: %d passed, %d failed\n", p, f }' "$log"
+exit "$status"
