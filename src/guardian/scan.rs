@@ -65,44 +65,27 @@ impl Scanner {
         &self.config
     }
 
-    /// The ports that must only listen on loopback, plus any control ports
+    /// The ports that must only listen on loopback: the edge, the upstream,
+    /// the agent's control port, configured extras, and any control ports
     /// found in the agent's own config.
-    pub fn protected_ports_with(&self, agent_ports: &[u16]) -> Vec<ProtectedPort> {
-        let mut ports = self.protected_ports();
-        for p in agent_ports {
-            ports.push(ProtectedPort {
-                port: *p,
-                role: "agent control (from its config)".into(),
-            });
-        }
-        ports.sort_by_key(|p| p.port);
-        ports.dedup_by_key(|p| p.port);
-        ports
-    }
-
-    pub fn protected_ports(&self) -> Vec<ProtectedPort> {
+    pub fn protected_ports(&self, agent_ports_from_config: &[u16]) -> Vec<ProtectedPort> {
         let g = &self.config.settings.guardian;
         let e = &self.config.settings.edge;
+        let port = |port: u16, role: &str| ProtectedPort {
+            port,
+            role: role.into(),
+        };
         let mut ports = vec![
-            ProtectedPort {
-                port: e.port,
-                role: "nginx edge".into(),
-            },
-            ProtectedPort {
-                port: e.upstream_port,
-                role: "upstream (moltgate or the agent's panel)".into(),
-            },
-            ProtectedPort {
-                port: g.agent_port,
-                role: "agent control".into(),
-            },
+            port(e.port, "nginx edge"),
+            port(e.upstream_port, "upstream (moltgate or the agent's panel)"),
+            port(g.agent_port, "agent control"),
         ];
-        for p in &g.protected_ports {
-            ports.push(ProtectedPort {
-                port: *p,
-                role: "protected".into(),
-            });
-        }
+        ports.extend(g.protected_ports.iter().map(|p| port(*p, "protected")));
+        ports.extend(
+            agent_ports_from_config
+                .iter()
+                .map(|p| port(*p, "agent control (from its config)")),
+        );
         ports.sort_by_key(|p| p.port);
         ports.dedup_by_key(|p| p.port);
         ports
@@ -136,7 +119,7 @@ impl Scanner {
         };
         let static_report = checks::run_static(&self.config, source, self.nginx_worker());
         findings.extend(static_report.findings);
-        let protected = self.protected_ports_with(&static_report.agent_ports);
+        let protected = self.protected_ports(&static_report.agent_ports);
 
         // The state file first: everything else is judged against it.
         let loaded = store::load(&self.config.layout.state_file(), started_at);

@@ -143,20 +143,7 @@ impl Nginx {
             // nginx -t opens the pid and log paths, which live in the prefix.
             self.prepare_prefix(prefix)?;
         }
-        let out = self
-            .command()
-            .arg("-t")
-            .arg("-q")
-            .output()
-            .map_err(|e| NginxError::Command {
-                action: "run its config test",
-                detail: e.to_string(),
-            })?;
-        if out.status.success() {
-            Ok(())
-        } else {
-            Err(NginxError::TestFailed(clean_output(&out.stderr)))
-        }
+        run_config_test(self.command())
     }
 
     /// Tests a candidate include on its own, inside a throwaway server block,
@@ -185,23 +172,11 @@ impl Nginx {
             .arg(dir.path())
             .arg("-c")
             .arg(&harness)
-            .arg("-t")
-            .arg("-q");
+            .stdin(Stdio::null());
         if let Some(r) = self.run_as {
             c.uid(r.uid).gid(r.gid);
         }
-        let out = c
-            .stdin(Stdio::null())
-            .output()
-            .map_err(|e| NginxError::Command {
-                action: "run its config test",
-                detail: e.to_string(),
-            })?;
-        if out.status.success() {
-            Ok(())
-        } else {
-            Err(NginxError::TestFailed(clean_output(&out.stderr)))
-        }
+        run_config_test(c)
     }
 
     /// The master's pid, if nginx runs.
@@ -372,6 +347,23 @@ fn chown_tree(root: &Path, r: RunAs) -> io::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Runs `nginx … -t -q`; a failure carries nginx's own explanation.
+fn run_config_test(mut cmd: Command) -> Result<(), NginxError> {
+    let out = cmd
+        .arg("-t")
+        .arg("-q")
+        .output()
+        .map_err(|e| NginxError::Command {
+            action: "run its config test",
+            detail: e.to_string(),
+        })?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(NginxError::TestFailed(clean_output(&out.stderr)))
+    }
 }
 
 /// nginx's stderr, trimmed and without its "nginx: " prefixes.

@@ -18,6 +18,8 @@ pub struct Served {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProbeError {
+    #[error("the edge answered with generation {want} only now and then for {waited_ms} ms (old nginx workers still answering)")]
+    Unsteady { want: u64, waited_ms: u128 },
     #[error("nothing answers on {0}")]
     Unreachable(SocketAddr),
     #[error("{addr} answered HTTP {status} without a valid X-Breaker-State header (is this moltguard's edge?)")]
@@ -117,10 +119,8 @@ pub fn wait_for_generation(
                     return Ok(s);
                 }
                 streak = Some((n, since));
-                last_err = ProbeError::Stale {
+                last_err = ProbeError::Unsteady {
                     want,
-                    seen: s.generation,
-                    state: s.state,
                     waited_ms: start.elapsed().as_millis(),
                 };
             }
