@@ -1,0 +1,54 @@
+//! PHP injection (933): PHP open tags, stream wrappers, superglobals,
+//! dangerous functions called with a parenthesis, serialized objects.
+//! Function names must be followed by `(` (possibly after comments), so the
+//! words themselves in prose never match.
+
+use super::{lit, re, Category, Rule, Transform};
+use crate::firewall::fields::loc;
+use crate::firewall::score::Severity;
+
+use Category::Php as P;
+use Severity::Critical as C;
+use Transform::Text as T;
+
+/// PHP rules.
+pub const RULES: &[Rule] = &[
+    re(933100, P, C, 1, loc::INPUT, T,
+        r"<\?(?:php\b|=|\s|$)|\?>|\[\s*php\s*\]|<\?[^x\s]",
+        "PHP open/close tags (`<?php`, `<?=`, `?>`)."),
+    re(933110, P, C, 1, loc::FILENAMES, T,
+        r"\.(?:php\d*|phtml|pht|phar|phps|inc|shtml)(?:\.|$)|\.ph(?:p|tml)\W",
+        "Upload of a PHP script file name."),
+    re(933120, P, C, 1, loc::INPUT, T,
+        r"\b(?:allow_url_(?:fopen|include)|auto_(?:append|prepend)_file|disable_functions|open_basedir|safe_mode|suhosin\.[a-z_.]+|display_errors|error_log|file_uploads|include_path|register_globals|enable_dl|magic_quotes_gpc|memory_limit|max_execution_time|extension_dir|sendmail_path|expose_php|session\.save_path|upload_tmp_dir|zend_extension)\s*=",
+        "php.ini directive assignment (`allow_url_include=1`): config injection."),
+    re(933130, P, C, 1, loc::INPUT, T,
+        r"\$(?:_(?:get|post|cookie|request|server|env|files|session)|globals|http_(?:raw_post_data|get_vars|post_vars|cookie_vars|server_vars|env_vars|post_files|session_vars))\b",
+        "PHP superglobals (`$_GET`, `$GLOBALS`) in input."),
+    re(933140, P, C, 1, loc::INPUT, T,
+        r"\bphp://(?:std(?:in|out|err)|(?:in|out)put|fd|memory|temp|filter)|\b(?:phar|zlib|glob|expect|data|compress\.(?:zlib|bzip2)|zip|rar|ogg|ssh2(?:\.[a-z]+)?)://",
+        "PHP stream wrappers (`php://filter`, `phar://`, `expect://`)."),
+    re(933150, P, C, 1, loc::INPUT, T,
+        r"\b(?:assert(?:_options)?|base64_decode|call_user_func(?:_array)?|create_function|escapeshellarg|escapeshellcmd|exec|file_get_contents|file_put_contents|fsockopen|fopen|fwrite|fputs|gzinflate|gzuncompress|gzdecode|str_rot13|include(?:_once)?|require(?:_once)?|ini_set|ini_get|mail|move_uploaded_file|passthru|pcntl_exec|phpinfo|popen|proc_open|readfile|shell_exec|system|unserialize|serialize|eval|preg_replace|array_map|array_filter|usort|uasort|uksort|ob_start|highlight_file|show_source|php_uname|getenv|putenv|posix_[a-z]+|dl|chmod|chown|copy|unlink|rmdir|mkdir|rename|symlink|curl_exec|curl_init|parse_str|extract|import_request_variables|var_dump|print_r|var_export|stream_get_contents|session_start|md5_file|file|glob|opendir|scandir|readdir|gethostbyname|get_defined_vars|get_cfg_var|getcwd|getmypid|posix_getpwuid|debug_zval_dump|register_shutdown_function|register_tick_function|set_error_handler|set_exception_handler|array_walk|forward_static_call(?:_array)?|func_get_args|hex2bin|bin2hex|convert_uudecode|openlog|syslog|apache_setenv|virtual|dir|iterator_apply|mb_ereg_replace|ereg_replace|eregi_replace|filter_var|constant|spl_autoload_register)\s*(?:/\*.*?\*/\s*|#[^\n]*\n\s*)*\(",
+        "A dangerous PHP function called (`system(`, `base64_decode(`, `eval(`)."),
+    re(933160, P, C, 1, loc::INPUT, T,
+        r#"\b[a-z_][a-z0-9_]*\s*(?:/\*.*?\*/\s*|#[^\n]*\n\s*|//[^\n]*\n\s*)*\((?:\s*(?:["'][^"']*["']|\$[a-z_]\w*|[a-z_]\w*\s*\([^)]*\)|\d+)\s*,?)*\s*\)\s*[;.]|\b(?:echo|print|include|require|system|eval)\s+["'$]"#,
+        "A PHP-like function call statement (`foo('x');`, `echo $x`)."),
+    re(933170, P, C, 1, loc::INPUT | loc::HEADERS, T,
+        r#"[oc]:\d+:"[^"]+":\d+:\{|\ba:\d+:\{(?:[isbdno]:|\})"#,
+        "PHP serialized object or array (`O:8:\"stdClass\":1:{`): object injection."),
+    re(933180, P, C, 1, loc::INPUT, T,
+        r#"\$+(?:[a-z_\x7f-\xff][a-z0-9_\x7f-\xff]*|\s*\{.+\})\s*(?:\s+|/\*.*?\*/|#[^\n]*\n|//[^\n]*\n)*\(.*\)|\$\{\s*[a-z_]"#,
+        "PHP variable function call (`$f(...)`, `${'sys'.'tem'}`)."),
+    re(933200, P, C, 1, loc::INPUT, T,
+        r"\b(?:bzip2|expect|glob|ogg|(?:ph|r)ar|ssh2(?:\.(?:s(?:hell|(?:ft|c)p)|exec|tunnel))?|z(?:ip|lib))://",
+        "PHP wrapper scheme (`expect://`, `zlib://`)."),
+    re(933210, P, C, 1, loc::INPUT, T,
+        r#"(?:\((?:.+\)(?:[\s"'\])]*\(|\s*\().*\)|\s*\(?\s*["'][a-z_]+["']\s*\)\s*\()|\(\s*["'][^"']+["']\s*\.\s*["'][^"']+["']\s*\)\s*\(|\[\s*\d+\s*\]\s*\(|\$\w+\s*\[[^\]]*\]\s*\()"#,
+        "PHP call built from concatenated or nested strings (`('sys'.'tem')('id')`)."),
+    lit(933220, P, C, 1, loc::INPUT, T, &[
+        "<?php", "php://", "phar://", "file_put_contents(", "base64_decode(", "gzinflate(",
+        "str_rot13(", "$_server[", "$_get[", "$_post[", "$_request[", "$_cookie[",
+    ],
+        "Literal PHP payload fragments."),
+];
