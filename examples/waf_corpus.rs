@@ -53,6 +53,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         std::fs::write(format!("{dir}/pl1_fps.txt"), pl1.false_positives.join("\n"))?;
         std::fs::write(format!("{dir}/all_misses_pl4.txt"), all_at_4.misses.join("\n"))?;
         std::fs::write(format!("{dir}/all_fps_pl4.txt"), all_at_4.false_positives.join("\n"))?;
+        let fw = Firewall::new(FirewallConfig::default())?;
+        let mut why = crs::explain(&stages, &fw, &pl1.false_positives);
+        why.extend(crs::explain(&stages, &fw, &pl1.misses));
+        std::fs::write(format!("{dir}/pl1_explain.txt"), why.join("\n"))?;
     }
     Ok(())
 }

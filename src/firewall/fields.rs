@@ -68,7 +68,7 @@ fn push(fields: &mut Vec<Field>, loc: u16, name: String, raw: &str, form: bool, 
 
 /// Splits `a=1&b=2` into decoded-later (name, value) pairs.
 fn form_pairs(s: &str) -> impl Iterator<Item = (&str, &str)> {
-    s.split(['&', ';'].as_ref())
+    s.split('&')
         .filter(|p| !p.is_empty())
         .map(|p| match p.find('=') {
             Some(i) => (&p[..i], &p[i + 1..]),
@@ -164,7 +164,7 @@ pub fn extract(req: &RequestView, max_body: usize) -> (Vec<Field>, Option<llm::B
         } else if ct.contains("xml") {
             xml_fields(&text, &mut fields);
         } else if ct.is_empty() || ct == "application/x-www-form-urlencoded" {
-            push_form(&mut fields, &text, "ARGS_POST");
+            push_form(&mut fields, text.trim_end_matches(['\r', '\n']), "ARGS_POST");
         } else {
             push(&mut fields, loc::ARGS, "REQUEST_BODY".to_string(), &text, false, false);
         }

@@ -430,3 +430,26 @@ pub fn table(columns: &[(&str, &Report)]) -> String {
     out.push_str(&row("**total**", &|r: &Report| r.total()));
     out
 }
+
+/// For each stage tagged `rule-test` in `tags`: the rules that fired.
+pub fn explain(stages: &[Stage], fw: &Firewall, tags: &[String]) -> Vec<String> {
+    let mut out = Vec::new();
+    for s in stages {
+        let tag = format!("{}-{}", s.rule_id, s.test_id);
+        if !tags.contains(&tag) {
+            continue;
+        }
+        let view = parse_raw(&s.raw);
+        let line = match fw.inspect(&view) {
+            Verdict::Block(b) => b
+                .matches
+                .iter()
+                .map(|m| format!("{}@{}[{}]", m.rule_id, m.field, m.excerpt))
+                .collect::<Vec<_>>()
+                .join(" ; "),
+            Verdict::Allow => "allow".to_string(),
+        };
+        out.push(format!("{tag} {:?}: {line}", s.expect));
+    }
+    out
+}

@@ -57,7 +57,7 @@ pub const RULES: &[Rule] = &[
         r"\xac\xed\x00\x05|\x{fffd}\x{fffd}\x00\x05|ro0ab|aced0005|rO0AB",
         "Java serialized-object magic (`AC ED 00 05`, base64 `rO0AB`, hex `aced0005`)."),
     re(944210, J, C, 1, JAVA_TARGETS, T,
-        r"(?:%[{(]|#[a-z_]+\s*[=.(]|@[a-z_.]+@[a-z_]+\(|\(#[a-z_]+=|\bognl\b|#_memberaccess|#context\s*\[|#attr\s*\[|#request\s*\[|#session\s*\[|#parameters\s*\.|\(#\w+\s*=\s*#\w+)",
+        r"(?:%\{[^}]*[#@(]|\(#[a-z_]+\s*=|@[a-z_]+(?:\.[a-z_]+)+@[a-z_]+\(|\bognl(?:context|util)?\b|#_memberaccess|#context\s*\[|#attr\s*\[|#request\s*\[|#session\s*\[|#parameters\s*\.|#[a-z_]+\s*=\s*#[a-z_]+|#[a-z_]+\.(?:getclass|getruntime|exec|forname)\b)",
         "OGNL / Struts expressions (`%{(#_memberAccess=...)}`, `#context[`)."),
     re(944240, J, C, 1, JAVA_TARGETS, T,
         r"(?:java\.|javax\.|sun\.|com\.sun\.|org\.apache\.)[a-z0-9_.]*\.(?:exec|getruntime|forname|newinstance|getmethod|invoke|loadclass|defineclass|lookup)\b|class\.forname\s*\(|\.getclass\s*\(\s*\)\s*\.\s*(?:forname|getclassloader)|t\s*\(\s*java\.",

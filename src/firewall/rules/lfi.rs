@@ -12,10 +12,10 @@ use Severity::Critical as C;
 /// LFI rules.
 pub const RULES: &[Rule] = &[
     re(930100, L, C, 1, loc::INPUT_PATH | loc::HEADERS | loc::FILENAMES, Transform::Text,
-        r"(?:^|[\\/;])\.{2,3}[\\/;]|[\\/]\.{2,3}$|\.\.\.\.//",
+        r"(?:^|[\\/;])\.{2,3}[\\/;]|\.\.\.\.//",
         "Directory traversal (`../`, `..\\`, `...;/`) after full decoding; APIs take identifiers, not relative paths."),
     re(930110, L, C, 1, loc::INPUT_PATH, Transform::Text,
-        r"(?:^|[\\/])\.\.(?:\.|\x{fffd}|%)",
+        r"(?:^|[\\/])\.\.(?:\x{fffd}|%)",
         "Traversal built from broken or nested encodings (`..%`, `...`)."),
     lit(930120, L, C, 1, loc::INPUT | loc::HEADERS | loc::FILENAMES, Transform::Path, &[
         "etc/passwd", "etc/shadow", "etc/group", "etc/hosts", "etc/issue", "etc/motd", "etc/crontab",
@@ -36,7 +36,7 @@ pub const RULES: &[Rule] = &[
         ".bash_history", ".bashrc", ".bash_profile", ".profile", ".zsh_history", ".mysql_history",
         ".psql_history", ".viminfo", ".ssh/", "id_rsa", "id_dsa", "id_ecdsa", "id_ed25519",
         "authorized_keys", "known_hosts", ".aws/", ".docker/", ".kube/", ".git/", ".svn/", ".hg/",
-        ".env", ".npmrc", ".pypirc", ".netrc", ".pgpass", ".gnupg/", "/dev/tcp/", "/dev/udp/",
+        "/.env", ".npmrc", ".pypirc", ".netrc", ".pgpass", ".gnupg/", "/dev/tcp/", "/dev/udp/",
         "sam.bak", "repair/sam", "/etc/", "/bin/sh", "/bin/bash", "cmd.exe", "/usr/bin/",
         "/tmp/", "%systemroot%", "c:/windows", "c:/boot", "c:/inetpub",
     ],

@@ -18,7 +18,7 @@ pub const RULES: &[Rule] = &[
     code(920100, P, C, 1, loc::ALL, "Malformed request line: method not a token, target neither origin-form, absolute-form, authority-form nor `*`."),
     code(920120, P, C, 1, loc::ALL, "Multipart part name or file name containing quotes, `;`, `=` or backslashes: parser-confusion attempts."),
     code(920160, P, C, 1, loc::ALL, "Content-Length is not a decimal number."),
-    code(920170, P, C, 1, loc::ALL, "GET or HEAD request with a body: smuggling vector, no SDK does it."),
+    code(920170, P, W, 1, loc::ALL, "GET or HEAD request with a body (warning only: some clients send empty or ignored bodies)."),
     code(920171, P, C, 1, loc::ALL, "GET or HEAD request with Transfer-Encoding."),
     code(920180, P, W, 1, loc::ALL, "POST without Content-Length or Transfer-Encoding (HTTP/1.1)."),
     code(920181, P, C, 1, loc::ALL, "Both Content-Length and Transfer-Encoding: classic request smuggling."),
@@ -33,7 +33,7 @@ pub const RULES: &[Rule] = &[
     code(920310, P, N, 1, loc::ALL, "Empty Accept header."),
     code(920330, P, N, 1, loc::ALL, "Empty User-Agent header."),
     code(920320, P, N, 2, loc::ALL, "Missing User-Agent header."),
-    code(920340, P, N, 1, loc::ALL, "Body without Content-Type."),
+    code(920340, P, N, 2, loc::ALL, "Body without Content-Type."),
     code(920350, P, W, 1, loc::ALL, "Host header is a numeric IP address: mass scanners, not clients configured with a name."),
     code(920360, P, C, 1, loc::ALL, "Argument name longer than 100 characters."),
     code(920370, P, C, 1, loc::ALL, "Argument value longer than 400,000 characters (non-LLM routes)."),
@@ -47,9 +47,9 @@ pub const RULES: &[Rule] = &[
     code(920480, P, C, 1, loc::ALL, "Content-Type charset outside utf-8 / iso-8859-1 / iso-8859-15 / windows-1252 (utf-7 and friends bypass filters)."),
     code(920490, P, C, 1, loc::ALL, "Too many headers, or one header too large."),
     code(920530, P, C, 1, loc::ALL, "Content-Type carries more than one charset."),
-    code(920600, P, C, 1, loc::ALL, "Accept header with characters no media range contains."),
-    code(920610, P, C, 1, loc::ALL, "Raw `#` fragment in the request target: clients never send fragments."),
-    code(920620, P, C, 1, loc::ALL, "More than one Content-Type header."),
+    code(920600, P, W, 1, loc::ALL, "Accept header with characters no media range contains."),
+    code(920610, P, C, 2, loc::ALL, "Raw `#` fragment in the request target: clients never send fragments."),
+    code(920620, P, C, 2, loc::ALL, "More than one Content-Type header."),
     code(920660, P, C, 1, loc::ALL, "Obsolete Request-Range header (Range DoS vector)."),
     re(920440, P, C, 1, loc::PATH, T,
         r"\.(?:asa|asax|ascx|backup|bak|bat|cdx|cer|cfg|cmd|com|config|conf|cs|csproj|csr|dat|db|dbf|dll|dos|htr|htw|ida|idc|idq|inc|ini|key|licx|lnk|log|mdb|old|pass|pdb|pol|printer|pwd|rdb|resources|resx|sql|swp|sys|vb|vbs|vbproj|vsdisco|webinfo|xsd|xsx|sqlite|sqlite3|pem|p12|pfx|jks|kdbx|tfstate)$",
@@ -57,7 +57,7 @@ pub const RULES: &[Rule] = &[
     re(920500, P, C, 1, loc::PATH, T,
         r"(?:\.[^./~]+~|\.sw[op]|\.orig|\.save|\.tmp|#)$",
         "Request for an editor backup or temporary file (`index.php~`, `.swp`)."),
-    re(920540, P, C, 1, loc::INPUT_PATH, T,
+    re(920540, P, C, 2, loc::INPUT_PATH, T,
         r"\\u[0-9a-f]{4}",
         "Literal `\\uXXXX` escapes in URL arguments: a filter bypass (JSON bodies are decoded first)."),
     re(920260, P, W, 1, loc::INPUT_PATH, T,
@@ -105,7 +105,7 @@ pub const ALLOWED_CONTENT_TYPES: &[&str] = &[
 ];
 
 /// Charsets accepted in Content-Type.
-pub const ALLOWED_CHARSETS: &[&str] = &["utf-8", "iso-8859-1", "iso-8859-15", "windows-1252"];
+pub const ALLOWED_CHARSETS: &[&str] = &["utf-8", "iso-8859-1", "iso-8859-15", "windows-1252", "us-ascii"];
 
 /// Headers that no LLM client needs and that are used to bypass routing.
 pub const RESTRICTED_HEADERS: &[&str] = &[
@@ -444,6 +444,30 @@ fn disposition_params(line: &str) -> Vec<(String, String)> {
     out
 }
 
+/// Removes HTML character references (`&auml;`, `&#228;`): their `;` is
+/// not a parameter separator.
+fn strip_entities(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(i) = rest.find('&') {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 1..];
+        let len = after
+            .bytes()
+            .take(10)
+            .take_while(|b| b.is_ascii_alphanumeric() || *b == b'#')
+            .count();
+        if len > 0 && after.as_bytes().get(len) == Some(&b';') {
+            rest = &after[len + 1..];
+        } else {
+            out.push('&');
+            rest = after;
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
 fn check_multipart(req: &RequestView, cts: &[String], hits: &mut Hits<'_>) {
     let Some(ct) = cts.first() else { return };
     if !ct.to_ascii_lowercase().starts_with("multipart/") || req.body.is_empty() {
@@ -455,7 +479,7 @@ fn check_multipart(req: &RequestView, cts: &[String], hits: &mut Hits<'_>) {
         if lower.starts_with("content-disposition:") {
             for (k, v) in disposition_params(line) {
                 if (k == "name" || k == "filename")
-                    && v.contains(['"', ';', '=', '\\', '\''])
+                    && strip_entities(&v).contains(['"', ';', '=', '\\', '\''])
                 {
                     hits.hit(920120, "FILES_NAMES", &v);
                 }

@@ -18,7 +18,7 @@ pub const RULES: &[Rule] = &[lit(
         "nikto", "sqlmap", "nessus", "nmap", "masscan", "zgrab", "nuclei", "havij", "arachni",
         "acunetix", "netsparker", "w3af", "dirbuster", "gobuster", "feroxbuster", "wpscan",
         "openvas", "jaeles", "whatweb", "skipfish", "paros", "webinspect", "appscan", "burpcollaborator",
-        "commix", "fimap", "grabber", "nsauditor", "brutus", "hydra", "medusa", "metis",
+        "commix", "fimap", "nsauditor", "brutus", "hydra", "medusa", "metis",
         "morfeus", "mysqloit", "n-stealth", "netlab360", "pangolin", "satori",
         "sqlninja", "struts-pwn", "webtrends security", "wfuzz", "zmeu", "xsstrike",
         "bsqlbf", "blackwidow", "bilbo", "cgichk", "dirb/", "ffuf", "jorgee",

@@ -18,7 +18,7 @@ use Category::Sqli as S;
 use Severity::Critical as C;
 use Transform::{Sql, Text};
 
-const SQL_TARGETS: u16 = loc::INPUT | loc::PATH;
+const SQL_TARGETS: u16 = loc::INPUT;
 
 /// SQLi rules.
 pub const RULES: &[Rule] = &[
@@ -28,8 +28,11 @@ pub const RULES: &[Rule] = &[
         r"\b(?:information_schema|pg_catalog|pg_toast|pg_shadow|pg_user|pg_database|mysql\.(?:db|user)|master\.\.sysdatabases|msysaccessobjects|msysaces|msysobjects|msysqueries|msysrelationships|msysaccessstorage|msysaccessxml|msysmodules2?|msdb|northwind|tempdb|sysobjects|syscolumns|sysusers|sys\.database_name|sysaux|sqlite(?:_temp)?_master|all_tables|user_tables|dba_users|v\$version)\b",
         "Database catalog names (`information_schema`, `pg_catalog`, `sqlite_master`)."),
     re(942151, S, C, 1, SQL_TARGETS, Sql,
-        r"\b(?:abs|acos|adddate|addtime|aes_(?:de|en)crypt|ascii|asin|atan2?|avg|benchmark|bin|bin_to_uuid|bit_(?:and|count|length|or|xor)|cast|ceil(?:ing)?|char(?:acter)?_length|charset|chr|coalesce|coercibility|collation|compress|concat(?:_ws)?|connection_id|conv|convert(?:_tz)?|cos|cot|crc32|curdate|current_(?:date|time(?:stamp)?|user)|curtime|database|date_(?:add|format|sub)|datediff|day(?:name|of(?:month|week|year))?|dbms_[a-z_.]+|decode|degrees|des_(?:de|en)crypt|elt|encode|encrypt|exp|export_set|extract(?:value)?|field(?:_in_set)?|find_in_set|floor|format|found_rows|from_(?:base64|days|unixtime)|get_(?:format|lock)|greatest|group_concat|hex|hour|if(?:null)?|inet6?_(?:aton|ntoa)|insert|instr|interval|is_(?:free_lock|ipv4(?:_compat|_mapped)?|ipv6|used_lock)|isnull|json_[a-z_]+|last_(?:day|insert_id)|lcase|least|left|length|ln|load_file|local(?:time(?:stamp)?)?|locate|log(?:10|2)?|lower|lpad|ltrim|make_set|makedate|maketime|master_pos_wait|md5|mid|min|minute|mod|month(?:name)?|name_const|now|nullif|oct(?:et_length)?|old_password|ord|password|period_(?:add|diff)|pg_(?:sleep|read_file|ls_dir|[a-z_]+)|pi|position|pow(?:er)?|quarter|quote|radians|rand|random_bytes|regexp_(?:instr|like|replace|substr)|release_(?:all_)?locks?|repeat|replace|reverse|right|round|row_count|rpad|rtrim|schema|sec_to_time|second|session_user|sha[12]?|sign|sin|sleep|soundex|space|sqrt|std(?:dev(?:_(?:pop|samp))?)?|str_to_date|strcmp|subdate|substr(?:ing(?:_index)?)?|subtime|sum|sys_(?:context|eval|exec)|sysdate|system_user|tan|time(?:_format|_to_sec|diff|stamp(?:add|diff)?)?|to_(?:base64|char|days|seconds|number)|trim|truncate|ucase|uncompress(?:ed_length)?|unhex|unix_timestamp|updatexml|upper|user|utc_(?:date|time(?:stamp)?)|uuid(?:_short|_to_bin)?|var(?:_pop|_samp|iance)|version|week(?:day|ofyear)?|weight_string|xmltype|yearweek|utl_(?:http|inaddr|file)[a-z_.]*|ctxsys\.[a-z_]+|xp_[a-z_]+|sp_[a-z_]+|openrowset|opendatasource|openquery|bulk|db_name|host_name|is_srvrolemember|has_dbaccess|object_id|schema_name|suser_sname|serverproperty|waitfor|nvarchar|varchar|char|nchar|unicode|len|datalength|lo_import|lo_export|lo_get|current_setting|query_to_xml|array_to_string|string_agg|sqlite_version|randomblob|zeroblob|typeof|likelihood|unlikely|printf|instr|glob)\s*\(",
-        "A SQL function call (`extractvalue(`, `load_file(`, `ascii(substring(`, `pg_sleep(`)."),
+        r"\b(?:adddate|addtime|aes_(?:de|en)crypt|benchmark|bin_to_uuid|bit_(?:and|count|length|or|xor)|char(?:acter)?_length|coercibility|concat(?:_ws)?|connection_id|convert_tz|crc32|curdate|current_(?:date|time(?:stamp)?|user)|curtime|date_(?:add|format|sub)|datediff|dayof(?:month|week|year)|dbms_[a-z_.]+|des_(?:de|en)crypt|export_set|extractvalue|find_in_set|found_rows|from_(?:base64|days|unixtime)|get_(?:format|lock)|group_concat|inet6?_(?:aton|ntoa)|is_(?:free_lock|ipv4(?:_compat|_mapped)?|ipv6|used_lock)|json_[a-z_]+|last_(?:day|insert_id)|load_file|make_set|makedate|maketime|master_pos_wait|name_const|old_password|period_(?:add|diff)|pg_[a-z_]+|random_bytes|regexp_(?:instr|like|replace|substr)|release_(?:all_)?locks?|row_count|sec_to_time|session_user|str_to_date|strcmp|subdate|substr(?:ing(?:_index)?)?|subtime|sys_(?:context|eval|exec)|sysdate|system_user|time_format|time_to_sec|timediff|timestamp(?:add|diff)|to_(?:base64|char|days|seconds|number)|uncompress(?:ed_length)?|unhex|unix_timestamp|updatexml|utc_(?:date|time(?:stamp)?)|uuid_(?:short|to_bin)|weight_string|xmltype|yearweek|utl_(?:http|inaddr|file)[a-z_.]*|ctxsys\.[a-z_]+|xp_[a-z_]+|sp_[a-z_]+|openrowset|opendatasource|openquery|db_name|host_name|is_srvrolemember|has_dbaccess|object_id|schema_name|suser_sname|serverproperty|nvarchar|varchar|nchar|datalength|lo_import|lo_export|lo_get|current_setting|query_to_xml|array_to_string|string_agg|sqlite_version|randomblob|zeroblob|ifnull|nullif|isnull|coalesce|lcase|ucase|lpad|rpad|ltrim|rtrim|sha[12]|md5|ascii|unicode|soundex|instr|locate|elt|chr|hex|ord|mid)\s*\(",
+        "A database-specific SQL function call (`extractvalue(`, `load_file(`, `ascii(substring(`, `pg_sleep(`)."),
+    re(942152, S, C, 1, SQL_TARGETS, Sql,
+        r"\b(?:abs|acos|asin|atan2?|avg|bin|cast|ceil(?:ing)?|char|charset|collation|compress|conv|convert|cos|cot|database|day|dayname|decode|degrees|encode|encrypt|exp|extract|field|floor|format|greatest|hour|if|insert|interval|least|left|length|ln|local(?:time(?:stamp)?)?|log(?:10|2)?|lower|minute|mod|month(?:name)?|now|oct|octet_length|password|pi|position|pow(?:er)?|quarter|quote|radians|rand|repeat|replace|reverse|right|round|schema|second|sign|sin|sleep|space|sqrt|std(?:dev)?|sum|tan|time|trim|truncate|upper|user|uuid|variance|version|week(?:day|ofyear)?|len|count|max|min)\((?:\s*(?:select|\d|'|\x22|@|\w+\s*\(|\w+\s*[,)])|\))",
+        "A common-word SQL function written like code (`char(`, `version()`, `user()` with no space before the parenthesis and a SQL-ish argument)."),
     re(942160, S, C, 1, SQL_TARGETS, Sql,
         r"\b(?:sleep\s*\(\s*[\d.]+\s*\)|benchmark\s*\(.*?,.*?\)|pg_sleep\s*\(|dbms_lock\.sleep|randomblob\s*\(\s*\d{6,})",
         "Blind SQLi timing functions (`sleep(5)`, `benchmark(`)."),
@@ -43,7 +46,7 @@ pub const RULES: &[Rule] = &[
         r"^(?:-?(?:2147483648|4294967295|4294967296|9223372036854775807|9223372036854775808|18446744073709551615|18446744073709551616)|(?:2\.2250738585072011e-308|2\.2250738585072012e-308|1e309))$",
         "Integer and float overflow magic values (`4294967296`, `2.2250738585072011e-308`)."),
     re(942230, S, C, 1, SQL_TARGETS, Sql,
-        r"[\s()]case\s*\(|\)\s*like\s*\(|having\s+[^\s]+\s*[^\w\s]|\bif\s*\(\s*[\w]+\s*[=<>~]",
+        r"\bcase\s+when\b|\)\s*like\s*\(|\bhaving\s+[\w'\x22(]+\s*[=<>]|\bif\s*\(\s*\w+\s*[=<>~]",
         "Conditional SQL injection (`) like (`, `case(`, `if(x=`)."),
     re(942240, S, C, 1, SQL_TARGETS, Sql,
         r#"alter\s*\w+.*?char(?:acter)?\s+set\s+\w+|["'`;]\s*;?\s*waitfor\s+(?:time|delay)\s+["'`]|["'`];.*?:\s*goto"#,
@@ -75,7 +78,7 @@ pub const RULES: &[Rule] = &[
     re(942540, S, C, 1, loc::INPUT, Text,
         r#"^(?:[^']*'|[^"]*"|[^`]*`)[\s\d]*;"#,
         "Authentication bypass: a quote closing a literal followed by `;`."),
-    re(942550, S, C, 1, SQL_TARGETS, Sql,
+    re(942550, S, C, 1, loc::INPUT | loc::PATH, Sql,
         r#"["'`][\[{].*[\]}]["'`].*(?:::.*jsonb?)?.*(?:(?:@|->?)>|<@|\?[&|]?|#>>?|[<>]|<-)|(?:(?:@|->?)>|<@|\?[&|]?|#>>?|[<>]|<-)\s*["'`][\[{].*[\]}]+["'`]|json_extract.*\(.*\)|::\s*jsonb?\b"#,
         "JSON-operator SQL injection (`'{\"a\":1}'::jsonb @> ...`)."),
     re(942560, S, C, 1, SQL_TARGETS, Sql,

@@ -10,7 +10,8 @@ use Category::Xss as X;
 use Severity::Critical as C;
 use Transform::Text as T;
 
-const XSS_TARGETS: u16 = loc::INPUT | loc::PATH | loc::REFERER | loc::UA | loc::FILENAMES;
+const XSS_TARGETS: u16 = loc::INPUT | loc::PATH | loc::UA | loc::FILENAMES;
+const XSS_INPUT: u16 = loc::INPUT | loc::UA | loc::FILENAMES;
 
 /// XSS rules.
 pub const RULES: &[Rule] = &[
@@ -24,7 +25,7 @@ pub const RULES: &[Rule] = &[
         r#"[\s"'`;/0-9=\x0b\x09\x0c,(]on[a-z]{3,25}[\s\x0b\x09\x0c;,(]*?=[^=]"#,
         "An inline event handler attribute (`onerror=`, `onload=`) after a delimiter."),
     re(941130, X, C, 1, XSS_TARGETS, T,
-        r"\b(?:xlink:href|xhtml|xmlns)\b|data:text/html|\bformaction\b|\bpattern\b.*?=|!entity\s+(?:%\s+)?[^\s]+\s+(?:system|public)|@import|;base64\b",
+        r"\b(?:xlink:href|xhtml|xmlns)\b|data:text/html|\bformaction\b|!entity\s+(?:%\s+)?[^\s]+\s+(?:system|public)|@import|;base64\b",
         "XSS via attributes and declarations (`xlink:href`, `data:text/html`, `<!ENTITY ... SYSTEM`)."),
     re(941140, X, C, 1, XSS_TARGETS, T,
         r"(?:url\s*\(\s*['\x22]?\s*(?:javascript|vbscript|livescript|data):|\bexpression\s*\(|-moz-binding\s*:|\bbehavior\s*:\s*url)",
@@ -35,9 +36,9 @@ pub const RULES: &[Rule] = &[
     re(941170, X, C, 1, XSS_TARGETS, T,
         r#"(?:\W|^)(?:javascript\s*:(?:[\s\S]+[=\\(\[.<]|[\s\S]*?(?:\bname\b|\\[ux]\d))|vbscript\s*:|livescript\s*:|data:(?:(?:[a-z]\w+/\w[\w+-]+\w)?[;,]|[\s\S]*?;[\s\S]*?\b(?:base64|charset=)|[\s\S]*?,[\s\S]*?<[\s\S]*?\w[\s\S]*?>))|@\W*i\W*m\W*p\W*o\W*r\W*t\W*(?:/\*[\s\S]*?)?(?:["']|\W*u\W*r\W*l[\s\S]*?\()"#,
         "`javascript:` / `vbscript:` / `data:` URIs with code, CSS `@import`."),
-    lit(941180, X, C, 1, XSS_TARGETS, T, &[
+    lit(941180, X, C, 1, XSS_INPUT, T, &[
         "document.cookie", "document.write", "document.domain", "document.location", ".parentnode",
-        ".innerhtml", ".outerhtml", "window.location", "-moz-binding", "<!--", "-->", "<![cdata[",
+        ".innerhtml", ".outerhtml", "window.location", "-moz-binding", "<![cdata[",
         "window.open", "window.name", "location.href", "location.hash", "fromcharcode", "settimeout(",
         "setinterval(", "createelement(", "appendchild(", ".insertadjacenthtml", "srcdoc=",
     ],
