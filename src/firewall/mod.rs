@@ -326,11 +326,13 @@ impl Firewall {
         for f in &fields {
             self.match_field(f, &mut hits);
         }
+        rules::session::check(req, &fields, &mut hits);
         if hits.score.blocks(self.cfg.threshold) {
+            // Most severe match; the first one among equals.
             let lead = hits
                 .matches
                 .iter()
-                .max_by(|a, b| a.severity.cmp(&b.severity).then(std::cmp::Ordering::Greater))
+                .min_by_key(|m| std::cmp::Reverse(m.severity))
                 .cloned();
             let Some(lead) = lead else {
                 return Verdict::Allow;

@@ -102,6 +102,8 @@ pub const ALLOWED_CONTENT_TYPES: &[&str] = &[
     "application/xml",
     "application/soap+xml",
     "application/json",
+    "text/plain",
+    "multipart/mixed",
 ];
 
 /// Charsets accepted in Content-Type.

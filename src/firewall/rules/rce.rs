@@ -29,7 +29,7 @@ pub const RULES: &[Rule] = &[
         concat!(r"^\s*(?:[a-z]*/)*(?:s?bin/)?", unix_tools!(), r"\s+(?:-{1,2}[a-z0-9]+\s+\S|/[a-z]|~/)"),
         "A whole argument that is a unix command with an option and operand, or a path (`cat /etc/x`, `ls -la /`)."),
     re(932105, U, C, 1, loc::INPUT, Cmd,
-        r"(?:^|[;&|`\n]|\$\()\s*(?:wget|curl|lwp-download|fetch|tftp)\s+\S+",
+        r"(?:[;&|`\n]|\$\()\s*(?:wget|curl|lwp-download|fetch|tftp)\s+\S+",
         "Download tool after a separator (`;wget http://...`): staging a payload."),
     re(932110, W, C, 1, loc::INPUT, Cmd,
         r"(?:^|[;&|`\n]|\$\()\s*(?:cmd(?:\.exe)?\s*/[ck]|powershell(?:\.exe)?\b|pwsh\b|certutil(?:\.exe)?\s|bitsadmin\b|mshta(?:\.exe)?\s|regsvr32\b|rundll32\b|wmic\b|cscript\b|wscript\b|schtasks\b|vssadmin\b|bcdedit\b|bcdboot\b|regedit\b|reg(?:\.exe)?\s+(?:add|query|delete|save|export|import)\b|net(?:\.exe)?\s+(?:user|localgroup|group|share|use|view|start|stop)\b|netsh\b|tasklist\b|taskkill\b|systeminfo\b|ipconfig\b|whoami\b|type\s+[a-z]:|dir\s+[a-z]:|copy\s+[a-z]:|del\s+[a-z]:|attrib\s|icacls\b|cacls\b|takeown\b|sc\s+(?:create|config|start|stop|query)\b|at\s+\d|msiexec\b|forfiles\b|wevtutil\b|cipher\s+/|diskpart\b|fsutil\b|ntdsutil\b|dsquery\b|nltest\b|klist\b|runas\b|start\s+/b\b)",

@@ -70,7 +70,7 @@ pub const RULES: &[Rule] = &[
         r"create\s+function\s.+\sreturns|;\s*(?:alter|create|truncate|update|rename|delete|desc|drop|insert|select|load|grant|revoke|exec|execute|declare|shutdown)\b\s*[\[(]?\w{2,}",
         "Stacked query: `;` followed by a DDL/DML statement (`; DROP TABLE`)."),
     re(942360, S, C, 1, SQL_TARGETS, Sql,
-        r#"\b(?:(?:alter|create|truncate|update|rename|delete|desc|insert|select|load)\s+(?:char|group_concat|load_file)\b\s*\(?|end\s*\);)|[\s(]load_file\s*\(|["'`]\s+regexp\W|[\d"'`][\s\S]*?\bas\s+["'`]?\w+["'`]?\s+from\b|^(?:select|insert|update|delete|drop|alter|create|truncate|replace)\s+[\w*@`"'(]|\b(?:insert\s+into|delete\s+from|drop\s+(?:table|database|schema|user|view|index)|truncate\s+table|alter\s+table|create\s+(?:table|database|user))\b"#,
+        r#"\b(?:(?:alter|create|truncate|update|rename|delete|desc|insert|select|load)\s+(?:char|group_concat|load_file)\b\s*\(?|end\s*\);)|[\s(]load_file\s*\(|["'`]\s+regexp\W|[\d"'`][\s\S]*?\bas\s+["'`]?\w+["'`]?\s+from\b|\b(?:insert\s+into|delete\s+from|drop\s+(?:table|database|schema|user|view|index)|truncate\s+table|alter\s+table|create\s+(?:table|database|user))\b"#,
         "Concatenated or stand-alone SQL statements (`SELECT CHAR(`, `INSERT INTO`, `DROP TABLE`)."),
     re(942500, S, C, 1, SQL_TARGETS, Text,
         r"/\*[!+](?:[\w\s=_\-()]+)?\*/|/\*!\d{0,5}",
