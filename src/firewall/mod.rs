@@ -176,6 +176,8 @@ pub enum FirewallError {
 
 struct CompiledSet {
     transform: Transform,
+    /// Union of the targets of the rules in the set: fields outside it skip the set.
+    targets: u16,
     set: RegexSet,
     /// Index into `Firewall::rules` for each pattern of the set.
     rule_idx: Vec<usize>,
@@ -183,6 +185,7 @@ struct CompiledSet {
 
 struct CompiledLiterals {
     transform: Transform,
+    targets: u16,
     ac: AhoCorasick,
     rule_idx: Vec<usize>,
 }
@@ -265,6 +268,7 @@ impl Firewall {
                     .build()?;
                 sets.push(CompiledSet {
                     transform: t,
+                    targets: idx.iter().fold(0, |m, &i| m | rules[i].targets),
                     set,
                     rule_idx: idx,
                 });
@@ -276,6 +280,7 @@ impl Firewall {
                     .build(&lits)?;
                 literals.push(CompiledLiterals {
                     transform: t,
+                    targets: lit_idx.iter().fold(0, |m, &i| m | rules[i].targets),
                     ac,
                     rule_idx: lit_idx,
                 });
@@ -354,8 +359,13 @@ impl Firewall {
 
     fn match_field(&self, f: &Field, hits: &mut Hits<'_>) {
         for cs in &self.sets {
+            if cs.targets & f.loc == 0 {
+                continue;
+            }
             let s = form(&f.norm, cs.transform);
-            if s.is_empty() {
+            // `is_match` runs the fast leftmost DFA; the overlapping
+            // `matches` search is only needed for the rare field that hits.
+            if s.is_empty() || !cs.set.is_match(s) {
                 continue;
             }
             for m in cs.set.matches(s).iter() {
@@ -373,6 +383,9 @@ impl Firewall {
             }
         }
         for cl in &self.literals {
+            if cl.targets & f.loc == 0 {
+                continue;
+            }
             let s = form(&f.norm, cl.transform);
             if s.is_empty() {
                 continue;
@@ -474,7 +487,11 @@ fn floor_boundary(s: &str, mut i: usize) -> usize {
 pub fn excerpt_around(s: &str, start: usize, end: usize, sensitive: bool) -> String {
     let from = floor_boundary(s, start.saturating_sub(24));
     let to = floor_boundary(s, end.saturating_add(24).max(from));
-    let to = if to <= from { floor_boundary(s, from + EXCERPT_MAX) } else { to };
+    let to = if to <= from {
+        floor_boundary(s, from + EXCERPT_MAX)
+    } else {
+        to
+    };
     let piece = truncate_chars(&s[from..to], EXCERPT_MAX);
     if sensitive {
         let head: String = piece.chars().take(4).collect();
@@ -510,7 +527,9 @@ pub fn redact(s: &str) -> String {
 }
 
 fn looks_secret(t: &str) -> bool {
-    let known = ["sk-", "sk_", "ghp_", "gho_", "xox", "akia", "eyj", "hf_", "glpat-"];
+    let known = [
+        "sk-", "sk_", "ghp_", "gho_", "xox", "akia", "eyj", "hf_", "glpat-",
+    ];
     let lower = t.to_ascii_lowercase();
     if known.iter().any(|k| lower.starts_with(k)) && t.len() >= 12 {
         return true;

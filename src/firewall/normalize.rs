@@ -73,9 +73,9 @@ pub fn url_decode_once(input: &[u8], plus_as_space: bool) -> Vec<u8> {
             if matches!(input.get(i + 1), Some(b'u' | b'U')) && i + 6 <= input.len() {
                 let digits = &input[i + 2..i + 6];
                 if digits.iter().all(|d| hex_val(*d).is_some()) {
-                    let cp = digits
-                        .iter()
-                        .fold(0u32, |acc, d| acc << 4 | u32::from(hex_val(*d).unwrap_or(0)));
+                    let cp = digits.iter().fold(0u32, |acc, d| {
+                        acc << 4 | u32::from(hex_val(*d).unwrap_or(0))
+                    });
                     let ch = char::from_u32(cp).unwrap_or('\u{fffd}');
                     let mut buf = [0u8; 4];
                     out.extend_from_slice(ch.encode_utf8(&mut buf).as_bytes());
@@ -99,7 +99,8 @@ pub fn url_decode_once(input: &[u8], plus_as_space: bool) -> Vec<u8> {
 pub fn url_decode_repeated(raw: &str, form: bool) -> String {
     let mut cur = raw.as_bytes().to_vec();
     for round in 0..MAX_DECODE_ROUNDS {
-        if !cur.contains(&b'%') && !(form && round == 0 && cur.contains(&b'+')) {
+        let plus_pending = form && round == 0 && cur.contains(&b'+');
+        if !cur.contains(&b'%') && !plus_pending {
             break;
         }
         let next = url_decode_once(&cur, form && round == 0);
@@ -240,7 +241,11 @@ pub fn html_entity_decode(s: &str) -> String {
                     (b[j] as char).to_digit(10)
                 };
                 match d {
-                    Some(d) => cp = cp.saturating_mul(if hex { 16 } else { 10 }).saturating_add(d),
+                    Some(d) => {
+                        cp = cp
+                            .saturating_mul(if hex { 16 } else { 10 })
+                            .saturating_add(d)
+                    }
                     None => break,
                 }
                 j += 1;

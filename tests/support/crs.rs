@@ -77,7 +77,8 @@ fn scalar(v: &Value) -> Option<String> {
 }
 
 fn get<'a>(v: &'a Value, key: &str) -> Option<&'a Value> {
-    v.as_mapping().and_then(|m| m.get(Value::String(key.to_string())))
+    v.as_mapping()
+        .and_then(|m| m.get(Value::String(key.to_string())))
 }
 
 fn non_empty_list(v: Option<&Value>) -> bool {
@@ -96,9 +97,15 @@ pub fn build_raw(input: &Value) -> Vec<u8> {
             return bytes;
         }
     }
-    let method = get(input, "method").and_then(scalar).unwrap_or_else(|| "GET".to_string());
-    let uri = get(input, "uri").and_then(scalar).unwrap_or_else(|| "/".to_string());
-    let version = get(input, "version").and_then(scalar).unwrap_or_else(|| "HTTP/1.1".to_string());
+    let method = get(input, "method")
+        .and_then(scalar)
+        .unwrap_or_else(|| "GET".to_string());
+    let uri = get(input, "uri")
+        .and_then(scalar)
+        .unwrap_or_else(|| "/".to_string());
+    let version = get(input, "version")
+        .and_then(scalar)
+        .unwrap_or_else(|| "HTTP/1.1".to_string());
     let autocomplete = get(input, "autocomplete_headers")
         .and_then(|v| v.as_bool())
         .unwrap_or(true);
@@ -113,7 +120,10 @@ pub fn build_raw(input: &Value) -> Vec<u8> {
     }
     let has = |h: &[(String, String)], n: &str| h.iter().any(|(k, _)| k.eq_ignore_ascii_case(n));
     if autocomplete {
-        if !data.is_empty() && !has(&headers, "content-length") && !has(&headers, "transfer-encoding") {
+        if !data.is_empty()
+            && !has(&headers, "content-length")
+            && !has(&headers, "transfer-encoding")
+        {
             headers.push(("Content-Length".to_string(), data.len().to_string()));
         }
         if !has(&headers, "connection") {
@@ -151,13 +161,19 @@ pub fn parse_raw(raw: &[u8]) -> RequestView {
         }
         _ => String::new(),
     };
-    let method = if parts.is_empty() { String::new() } else { parts.remove(0).to_string() };
+    let method = if parts.is_empty() {
+        String::new()
+    } else {
+        parts.remove(0).to_string()
+    };
     let target = parts.join(" ");
     let mut view = RequestView::new(method, target);
     view.version = version;
     for l in lines {
         match l.split_once(':') {
-            Some((k, v)) => view.headers.push((k.to_string(), v.trim_start().as_bytes().to_vec())),
+            Some((k, v)) => view
+                .headers
+                .push((k.to_string(), v.trim_start().as_bytes().to_vec())),
             None if !l.is_empty() => view.headers.push((l.to_string(), Vec::new())),
             None => {}
         }
@@ -165,7 +181,11 @@ pub fn parse_raw(raw: &[u8]) -> RequestView {
     let chunked = view
         .header_str("transfer-encoding")
         .is_some_and(|t| t.to_ascii_lowercase().contains("chunked"));
-    let body = if chunked { dechunk(body) } else { body.to_vec() };
+    let body = if chunked {
+        dechunk(body)
+    } else {
+        body.to_vec()
+    };
     view.body = body.into();
     view
 }
@@ -176,8 +196,7 @@ fn find(h: &[u8], n: &[u8]) -> Option<usize> {
 
 fn dechunk(mut b: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
-    loop {
-        let Some(i) = find(b, b"\r\n") else { break };
+    while let Some(i) = find(b, b"\r\n") {
         let size_str = String::from_utf8_lossy(&b[..i]);
         let size_str = size_str.split(';').next().unwrap_or("").trim().to_string();
         let Ok(size) = usize::from_str_radix(&size_str, 16) else {
@@ -212,7 +231,11 @@ pub fn load() -> Result<Vec<Stage>, String> {
     let mut files = Vec::new();
     for dir in std::fs::read_dir(&tests).map_err(|e| e.to_string())? {
         let dir = dir.map_err(|e| e.to_string())?.path();
-        if !dir.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("REQUEST-")) {
+        if !dir
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with("REQUEST-"))
+        {
             continue;
         }
         for f in std::fs::read_dir(&dir).map_err(|e| e.to_string())? {
@@ -229,15 +252,24 @@ pub fn load() -> Result<Vec<Stage>, String> {
         if text.trim().is_empty() {
             continue; // 920539.yaml
         }
-        let doc: Value = serde_norway::from_str(&text).map_err(|e| format!("{}: {e}", f.display()))?;
-        let Some(rule_id) = get(&doc, "rule_id").and_then(scalar) else { continue };
-        let Some(Value::Sequence(tests)) = get(&doc, "tests") else { continue };
+        let doc: Value =
+            serde_norway::from_str(&text).map_err(|e| format!("{}: {e}", f.display()))?;
+        let Some(rule_id) = get(&doc, "rule_id").and_then(scalar) else {
+            continue;
+        };
+        let Some(Value::Sequence(tests)) = get(&doc, "tests") else {
+            continue;
+        };
         for t in tests {
             let test_id = get(t, "test_id").and_then(scalar).unwrap_or_default();
-            let Some(Value::Sequence(st)) = get(t, "stages") else { continue };
+            let Some(Value::Sequence(st)) = get(t, "stages") else {
+                continue;
+            };
             for s in st {
                 let s = get(s, "stage").unwrap_or(s);
-                let (Some(input), Some(output)) = (get(s, "input"), get(s, "output")) else { continue };
+                let (Some(input), Some(output)) = (get(s, "input"), get(s, "output")) else {
+                    continue;
+                };
                 let log = get(output, "log").unwrap_or(output);
                 let expect = if non_empty_list(get(log, "expect_ids")) {
                     Expect::Attack
@@ -404,7 +436,10 @@ pub fn table(columns: &[(&str, &Report)]) -> String {
         out.push_str("---:|---:|");
     }
     out.push('\n');
-    let mut fams: Vec<&str> = columns.iter().flat_map(|(_, r)| r.by_family.keys().copied()).collect();
+    let mut fams: Vec<&str> = columns
+        .iter()
+        .flat_map(|(_, r)| r.by_family.keys().copied())
+        .collect();
     fams.sort();
     fams.dedup();
     let row = |label: &str, get: &dyn Fn(&Report) -> Tally| {
@@ -425,7 +460,9 @@ pub fn table(columns: &[(&str, &Report)]) -> String {
         s
     };
     for f in fams {
-        out.push_str(&row(f, &|r: &Report| r.by_family.get(f).copied().unwrap_or_default()));
+        out.push_str(&row(f, &|r: &Report| {
+            r.by_family.get(f).copied().unwrap_or_default()
+        }));
     }
     out.push_str(&row("**total**", &|r: &Report| r.total()));
     out

@@ -11,7 +11,8 @@ use Category::Java as J;
 use Severity::Critical as C;
 use Transform::Text as T;
 
-const JAVA_TARGETS: u16 = loc::INPUT | loc::HEADERS | loc::UA | loc::REFERER | loc::PATH | loc::HEADER_NAMES;
+const JAVA_TARGETS: u16 =
+    loc::INPUT | loc::HEADERS | loc::UA | loc::REFERER | loc::PATH | loc::HEADER_NAMES;
 
 /// Java rules.
 pub const RULES: &[Rule] = &[

@@ -50,7 +50,10 @@ pub fn check_field(f: &Field, hits: &mut Hits<'_>) {
         return;
     }
     let n = &f.norm.text;
-    if n.contains("[__proto__]") || n.contains("[constructor][prototype]") || n.contains(".__proto__.") {
+    if n.contains("[__proto__]")
+        || n.contains("[constructor][prototype]")
+        || n.contains(".__proto__.")
+    {
         hits.hit(934131, &f.name, n);
     }
 }

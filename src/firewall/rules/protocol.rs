@@ -107,7 +107,13 @@ pub const ALLOWED_CONTENT_TYPES: &[&str] = &[
 ];
 
 /// Charsets accepted in Content-Type.
-pub const ALLOWED_CHARSETS: &[&str] = &["utf-8", "iso-8859-1", "iso-8859-15", "windows-1252", "us-ascii"];
+pub const ALLOWED_CHARSETS: &[&str] = &[
+    "utf-8",
+    "iso-8859-1",
+    "iso-8859-15",
+    "windows-1252",
+    "us-ascii",
+];
 
 /// Headers that no LLM client needs and that are used to bypass routing.
 pub const RESTRICTED_HEADERS: &[&str] = &[
@@ -136,7 +142,9 @@ fn request_line_ok(req: &RequestView) -> bool {
     let version_ok = req.version.is_empty()
         || (req.version.len() >= 6
             && req.version.starts_with("HTTP/")
-            && req.version[5..].bytes().all(|b| b.is_ascii_digit() || b == b'.'));
+            && req.version[5..]
+                .bytes()
+                .all(|b| b.is_ascii_digit() || b == b'.'));
     if !version_ok {
         return false;
     }
@@ -158,7 +166,9 @@ fn content_type_syntax_ok(ct: &str) -> bool {
     let mut parts = ct.split(';');
     let media = parts.next().unwrap_or("").trim();
     let media_ok = !media.is_empty()
-        && media.bytes().all(|b| b.is_ascii_alphanumeric() || b"/.+*-_".contains(&b))
+        && media
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"/.+*-_".contains(&b))
         && media.matches('/').count() == 1;
     media_ok
         && parts.all(|p| {
@@ -172,7 +182,14 @@ fn content_type_syntax_ok(ct: &str) -> bool {
                     let v = v.trim();
                     matches!(
                         k.as_str(),
-                        "action" | "boundary" | "charset" | "component" | "start" | "start-info" | "type" | "version"
+                        "action"
+                            | "boundary"
+                            | "charset"
+                            | "component"
+                            | "start"
+                            | "start-info"
+                            | "type"
+                            | "version"
                     ) && !v.is_empty()
                         && v.bytes().all(|b| {
                             b.is_ascii_alphanumeric() || b"'\"_.()+,/:=?<>@#*- ".contains(&b)
@@ -217,16 +234,28 @@ pub fn check(req: &RequestView, cfg: &FirewallConfig, hits: &mut Hits<'_>) {
 
     // Header count and size.
     if req.headers.len() > cfg.max_header_count {
-        hits.hit(920490, "REQUEST_HEADERS", &format!("{} headers", req.headers.len()));
+        hits.hit(
+            920490,
+            "REQUEST_HEADERS",
+            &format!("{} headers", req.headers.len()),
+        );
     }
     for (name, value) in &req.headers {
         if name.len() + value.len() > cfg.max_header_bytes {
-            hits.hit(920490, &format!("REQUEST_HEADERS:{name}"), "header too large");
+            hits.hit(
+                920490,
+                &format!("REQUEST_HEADERS:{name}"),
+                "header too large",
+            );
         }
         if name.bytes().any(|b| b == b'\r' || b == b'\n')
             || value.iter().any(|&b| b == b'\r' || b == b'\n')
         {
-            hits.hit(921140, &format!("REQUEST_HEADERS:{name}"), &String::from_utf8_lossy(value));
+            hits.hit(
+                921140,
+                &format!("REQUEST_HEADERS:{name}"),
+                &String::from_utf8_lossy(value),
+            );
         }
         if value.contains(&0) {
             hits.hit(920270, &format!("REQUEST_HEADERS:{name}"), "NUL byte");
@@ -236,7 +265,11 @@ pub fn check(req: &RequestView, cfg: &FirewallConfig, hits: &mut Hits<'_>) {
             hits.hit(920450, &format!("REQUEST_HEADERS:{name}"), name);
         }
         if lname == "request-range" {
-            hits.hit(920660, &format!("REQUEST_HEADERS:{name}"), &String::from_utf8_lossy(value));
+            hits.hit(
+                920660,
+                &format!("REQUEST_HEADERS:{name}"),
+                &String::from_utf8_lossy(value),
+            );
         }
     }
 
@@ -261,7 +294,11 @@ pub fn check(req: &RequestView, cfg: &FirewallConfig, hits: &mut Hits<'_>) {
         hits.hit(920182, "REQUEST_HEADERS:Transfer-Encoding", &te.join(","));
     }
     if !cl.is_empty() && !te.is_empty() {
-        hits.hit(920181, "REQUEST_HEADERS", "Content-Length and Transfer-Encoding");
+        hits.hit(
+            920181,
+            "REQUEST_HEADERS",
+            "Content-Length and Transfer-Encoding",
+        );
     }
     let declared_len: u64 = cl.first().and_then(|v| v.parse().ok()).unwrap_or(0);
     if (method == "GET" || method == "HEAD") && (declared_len > 0 || !req.body.is_empty()) {
@@ -270,7 +307,12 @@ pub fn check(req: &RequestView, cfg: &FirewallConfig, hits: &mut Hits<'_>) {
     if (method == "GET" || method == "HEAD") && !te.is_empty() {
         hits.hit(920171, "REQUEST_HEADERS:Transfer-Encoding", &te.join(","));
     }
-    if method == "POST" && cl.is_empty() && te.is_empty() && req.version != "HTTP/2" && req.version != "HTTP/2.0" {
+    if method == "POST"
+        && cl.is_empty()
+        && te.is_empty()
+        && req.version != "HTTP/2"
+        && req.version != "HTTP/2.0"
+    {
         hits.hit(920180, "REQUEST_HEADERS", "POST without Content-Length");
     }
     if req.body.len() > cfg.max_body_bytes || declared_len > cfg.max_body_bytes as u64 {
@@ -347,7 +389,12 @@ pub fn check(req: &RequestView, cfg: &FirewallConfig, hits: &mut Hits<'_>) {
         hits.hit(920620, "REQUEST_HEADERS:Content-Type", &cts.join(" | "));
     }
     if let Some(ct) = cts.first() {
-        let media = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+        let media = ct
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
         if !content_type_syntax_ok(ct) {
             hits.hit(920470, "REQUEST_HEADERS:Content-Type", ct);
         } else if !ALLOWED_CONTENT_TYPES.contains(&media.as_str()) {
@@ -389,7 +436,11 @@ fn check_args_shape(req: &RequestView, hits: &mut Hits<'_>) {
     };
     let mut count = 0usize;
     let mut total = 0usize;
-    for part in query.split('&').chain(body.split('&')).filter(|p| !p.is_empty()) {
+    for part in query
+        .split('&')
+        .chain(body.split('&'))
+        .filter(|p| !p.is_empty())
+    {
         count += 1;
         let (name, value) = part.split_once('=').unwrap_or((part, ""));
         total += part.len();
@@ -439,7 +490,10 @@ fn disposition_params(line: &str) -> Vec<(String, String)> {
     for p in parts.iter().skip(1) {
         if let Some((k, v)) = p.split_once('=') {
             let v = v.trim();
-            let v = v.strip_prefix('"').and_then(|v| v.strip_suffix('"')).unwrap_or(v);
+            let v = v
+                .strip_prefix('"')
+                .and_then(|v| v.strip_suffix('"'))
+                .unwrap_or(v);
             out.push((k.trim().to_ascii_lowercase(), v.to_string()));
         }
     }
@@ -488,7 +542,9 @@ fn check_multipart(req: &RequestView, cts: &[String], hits: &mut Hits<'_>) {
             }
         } else if lower.starts_with("content-type:") {
             let cs = charsets(&lower);
-            if cs.iter().any(|c| !["utf-8", "iso-8859-1", "iso-8859-15", "windows-1252"].contains(&c.as_str())) {
+            if cs.iter().any(|c| {
+                !["utf-8", "iso-8859-1", "iso-8859-15", "windows-1252"].contains(&c.as_str())
+            }) {
                 hits.hit(922110, "MULTIPART_PART_HEADERS", line);
             }
         } else if lower.starts_with("content-transfer-encoding:") {
@@ -504,7 +560,9 @@ fn check_multipart(req: &RequestView, cts: &[String], hits: &mut Hits<'_>) {
             .unwrap_or("")
             .trim()
             .to_ascii_lowercase();
-        if !value.is_empty() && !["utf-8", "iso-8859-1", "iso-8859-15", "windows-1252"].contains(&value.as_str()) {
+        if !value.is_empty()
+            && !["utf-8", "iso-8859-1", "iso-8859-15", "windows-1252"].contains(&value.as_str())
+        {
             hits.hit(922100, "ARGS:_charset_", &value);
         }
     }

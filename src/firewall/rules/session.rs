@@ -23,9 +23,21 @@ pub const RULES: &[Rule] = &[
 ];
 
 const SESSION_PARAMS: &[&str] = &[
-    "jsessionid", "aspsessionid", "asp.net_sessionid", "phpsession", "phpsessid",
-    "weblogicsession", "session_id", "session-id", "cfid", "cftoken", "cfsid", "jservsession",
-    "jwsession", "sessionid", "sess_id",
+    "jsessionid",
+    "aspsessionid",
+    "asp.net_sessionid",
+    "phpsession",
+    "phpsessid",
+    "weblogicsession",
+    "session_id",
+    "session-id",
+    "cfid",
+    "cftoken",
+    "cfsid",
+    "jservsession",
+    "jwsession",
+    "sessionid",
+    "sess_id",
 ];
 
 fn host_of(url: &str) -> &str {
@@ -33,7 +45,10 @@ fn host_of(url: &str) -> &str {
     let rest = rest.trim_start_matches('/');
     let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
     let authority = &rest[..end];
-    let authority = authority.rsplit_once('@').map(|(_, h)| h).unwrap_or(authority);
+    let authority = authority
+        .rsplit_once('@')
+        .map(|(_, h)| h)
+        .unwrap_or(authority);
     authority.split(':').next().unwrap_or(authority)
 }
 
@@ -49,7 +64,12 @@ pub fn check(req: &RequestView, fields: &[Field], hits: &mut Hits<'_>) {
         None => hits.hit(943120, &f.name, &f.norm.text),
         Some(r) => {
             let host = req.header_str("host").unwrap_or_default();
-            let host = host.split(':').next().unwrap_or("").trim().to_ascii_lowercase();
+            let host = host
+                .split(':')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase();
             let rhost = host_of(r.trim()).to_ascii_lowercase();
             if !rhost.is_empty() && rhost != host {
                 hits.hit(943110, &f.name, &format!("{} via {rhost}", f.norm.text));

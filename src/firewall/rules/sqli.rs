@@ -127,19 +127,101 @@ impl Tok {
 }
 
 const KEYWORDS: &[&str] = &[
-    "select", "from", "where", "insert", "into", "values", "update", "set", "delete", "drop",
-    "table", "create", "alter", "exec", "execute", "declare", "having", "group", "order", "by",
-    "limit", "offset", "like", "rlike", "regexp", "between", "is", "null", "not", "in", "case",
-    "when", "then", "else", "end", "waitfor", "delay", "shutdown", "truncate", "procedure",
-    "distinct", "all", "as", "join", "sounds", "collate", "escape", "true", "false", "top",
-    "into", "outfile", "dumpfile", "load_file", "information_schema",
+    "select",
+    "from",
+    "where",
+    "insert",
+    "into",
+    "values",
+    "update",
+    "set",
+    "delete",
+    "drop",
+    "table",
+    "create",
+    "alter",
+    "exec",
+    "execute",
+    "declare",
+    "having",
+    "group",
+    "order",
+    "by",
+    "limit",
+    "offset",
+    "like",
+    "rlike",
+    "regexp",
+    "between",
+    "is",
+    "null",
+    "not",
+    "in",
+    "case",
+    "when",
+    "then",
+    "else",
+    "end",
+    "waitfor",
+    "delay",
+    "shutdown",
+    "truncate",
+    "procedure",
+    "distinct",
+    "all",
+    "as",
+    "join",
+    "sounds",
+    "collate",
+    "escape",
+    "true",
+    "false",
+    "top",
+    "into",
+    "outfile",
+    "dumpfile",
+    "load_file",
+    "information_schema",
 ];
 
 const FUNCS: &[&str] = &[
-    "sleep", "benchmark", "char", "chr", "concat", "substring", "substr", "ascii", "ord", "mid",
-    "version", "database", "user", "count", "length", "if", "ifnull", "extractvalue", "updatexml",
-    "load_file", "pg_sleep", "cast", "convert", "hex", "unhex", "md5", "group_concat", "now",
-    "rand", "floor", "exp", "elt", "make_set", "iif", "coalesce", "nullif", "isnull",
+    "sleep",
+    "benchmark",
+    "char",
+    "chr",
+    "concat",
+    "substring",
+    "substr",
+    "ascii",
+    "ord",
+    "mid",
+    "version",
+    "database",
+    "user",
+    "count",
+    "length",
+    "if",
+    "ifnull",
+    "extractvalue",
+    "updatexml",
+    "load_file",
+    "pg_sleep",
+    "cast",
+    "convert",
+    "hex",
+    "unhex",
+    "md5",
+    "group_concat",
+    "now",
+    "rand",
+    "floor",
+    "exp",
+    "elt",
+    "make_set",
+    "iif",
+    "coalesce",
+    "nullif",
+    "isnull",
 ];
 
 /// Upper bound on tokens looked at (a fingerprint is a prefix).
@@ -202,7 +284,12 @@ fn tokenize(s: &str, prefix_quote: Option<u8>) -> Vec<(Tok, usize, usize)> {
             }
             b'@' => {
                 i += 1;
-                while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'_' || b[i] == b'@' || b[i] == b'.') {
+                while i < b.len()
+                    && (b[i].is_ascii_alphanumeric()
+                        || b[i] == b'_'
+                        || b[i] == b'@'
+                        || b[i] == b'.')
+                {
                     i += 1;
                 }
                 toks.push((Tok::Var, start, i));
@@ -243,15 +330,23 @@ fn tokenize(s: &str, prefix_quote: Option<u8>) -> Vec<(Tok, usize, usize)> {
                 i += 2;
                 toks.push((Tok::Logic, start, i));
             }
-            b'=' | b'<' | b'>' | b'!' | b'+' | b'-' | b'*' | b'/' | b'%' | b'^' | b'|' | b'&' | b'~' | b':' => {
+            b'=' | b'<' | b'>' | b'!' | b'+' | b'-' | b'*' | b'/' | b'%' | b'^' | b'|' | b'&'
+            | b'~' | b':' => {
                 i += 1;
-                while i < b.len() && matches!(b[i], b'=' | b'<' | b'>' | b'!' | b'|' | b'&' | b':') {
+                while i < b.len() && matches!(b[i], b'=' | b'<' | b'>' | b'!' | b'|' | b'&' | b':')
+                {
                     i += 1;
                 }
                 toks.push((Tok::Op, start, i));
             }
             c if c.is_ascii_alphabetic() || c == b'_' || c == b'$' || c >= 0x80 => {
-                while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'_' || b[i] == b'$' || b[i] == b'.' || b[i] >= 0x80) {
+                while i < b.len()
+                    && (b[i].is_ascii_alphanumeric()
+                        || b[i] == b'_'
+                        || b[i] == b'$'
+                        || b[i] == b'.'
+                        || b[i] >= 0x80)
+                {
                     i += 1;
                 }
                 let word = &s[start..i];
@@ -296,10 +391,13 @@ fn dangerous(fp: &str, quoted: bool) -> bool {
             Some(b';') => f.len() >= 3 && matches!(f.get(2), Some(b'k' | b'f' | b'c')),
             Some(b'c') => f.len() == 2,
             Some(b'o') => {
-                f.len() >= 3 && matches!(f.get(2), Some(b's' | b'1' | b'f' | b'(' | b'v' | b'k'))
+                f.len() >= 3
+                    && matches!(f.get(2), Some(b's' | b'1' | b'f' | b'(' | b'v' | b'k'))
                     && !matches!(f.get(3), Some(b'n'))
             }
-            Some(b')') => matches!(f.get(2), Some(b'&' | b';' | b'c' | b'U' | b'o')) && f.len() >= 3,
+            Some(b')') => {
+                matches!(f.get(2), Some(b'&' | b';' | b'c' | b'U' | b'o')) && f.len() >= 3
+            }
             Some(b'U') => true,
             Some(b'k') => f.len() >= 3 && matches!(f.get(2), Some(b'1' | b's' | b'(' | b'f')),
             _ => false,
