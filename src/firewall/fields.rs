@@ -226,7 +226,7 @@ pub fn extract(req: &RequestView, max_body: usize) -> (Vec<Field>, Option<llm::B
                 false,
                 false,
             ),
-            "x-filename" | "x_filename" | "x-file-name" => push(
+            n if n.contains("filename") || n.contains("file-name") || n.contains("file_name") => push(
                 &mut fields,
                 loc::FILENAMES | loc::HEADERS,
                 format!("REQUEST_HEADERS:{name}"),

@@ -14,7 +14,7 @@ use Transform::Text as T;
 /// Node / generic rules.
 pub const RULES: &[Rule] = &[
     re(934100, N, C, 1, loc::INPUT, T,
-        r"\b(?:child_process|process\.(?:binding|mainmodule|env|exit|kill|dlopen)|require\s*\(|module\.(?:constructor|exports\.|children)|global\.process|this\.constructor|constructor\s*\(\s*['\x22]return|new\s+function\s*\(|function\s*\(\s*\)\s*\{|\bexecsync\b|\bspawnsync\b|\bexecfile\b|\.exec\s*\(|\.spawn\s*\(|\beval\s*\(|settimeout\s*\(\s*['\x22]|setinterval\s*\(\s*['\x22]|_\$\$nd_func\$\$_|\bfs\.(?:readfile|writefile|readdir|unlink)|\bvm\.run|\bnew\s+buffer\s*\()",
+        r"\b(?:__js_function|_\$\$nd_func\$\$_|xyqktkrfrlvoqyqk|console\s*\.\s*(?:log|info|warn|error|debug|dir|trace)\s*\(|module\s*\.\s*exports\s*=|child_process|process\.(?:binding|mainmodule|env|exit|kill|dlopen)|require\s*\(|module\.(?:constructor|exports\.|children)|global\.process|this\.constructor|constructor\s*\(\s*['\x22]return|new\s+function\s*\(|function\s*\(\s*\)\s*\{|\bexecsync\b|\bspawnsync\b|\bexecfile\b|\.exec\s*\(|\.spawn\s*\(|\beval\s*\(|settimeout\s*\(\s*['\x22]|setinterval\s*\(\s*['\x22]|_\$\$nd_func\$\$_|\bfs\.(?:readfile|writefile|readdir|unlink)|\bvm\.run|\bnew\s+buffer\s*\()",
         "Node.js code execution primitives (`child_process`, `require(`, `process.mainModule`)."),
     re(934110, N, C, 1, loc::INPUT, T,
         r"(?:^|\b)(?:https?|gopher|dict|ftp|ldap|file)://(?:169\.254\.169\.254|\[?fd00:ec2::254|metadata\.google\.internal|metadata\.azure\.com|100\.100\.100\.200|instance-data|localhost|127\.\d+\.\d+\.\d+|0\.0\.0\.0|\[::1?\]|0x7f[0-9a-f]*|2130706433|017700000001|\[::ffff:[^\]]+\])",
@@ -31,7 +31,7 @@ pub const RULES: &[Rule] = &[
         r"\bprocess\s*\.\s*(?:mainmodule|binding|env|argv|exit|kill|cwd|chdir|dlopen|stdout|stdin)\b|\bglobal\s*\.\s*process\b",
         "Node.js `process.*` access from input."),
     re(934160, N, C, 1, loc::INPUT, T,
-        r"\bwhile\s*\(\s*(?:true|1|!0)\s*\)|\bfor\s*\(\s*;\s*;\s*\)|\bthrow\s+new\s+\w+|\brequire\s*\(\s*['\x22`](?:child_process|fs|net|vm|os|http|dgram|cluster|worker_threads)|\bbuffer\.from\s*\(|\.(?:tostring|call|apply|bind)\s*\(\s*\)\s*\(",
+        r#"\bwhile\s*\(\s*(?:true|1|infinity|!\s*(?:false|0|\+0|-0|""|''|``|null|undefined|nan|\[\]\s*\.\s*length)|!!\s*[\[{1]|\[\]|\{\})\s*\)|\bfor\s*\(\s*;\s*;\s*\)|\bthrow\s+new\s+\w+|\brequire\s*\(\s*['\x22`](?:child_process|fs|net|vm|os|http|dgram|cluster|worker_threads)|\bbuffer\.from\s*\(|\.(?:tostring|call|apply|bind)\s*\(\s*\)\s*\("#,
         "Node.js denial-of-service loops and dangerous module loads."),
     re(934170, N, C, 1, loc::INPUT, T,
         r"^data:(?:(?:\w+/\w[\w.+-]*)?(?:;[\w-]+=[\w-]+)*)?(?:;base64)?,",
@@ -39,6 +39,9 @@ pub const RULES: &[Rule] = &[
     re(934180, N, C, 1, loc::INPUT, T,
         r"\{\{.*?(?:\b(?:self|config|request|lipsum|cycler|joiner|namespace|range|dict|class|mro|subclasses|globals|builtins|import|popen|os\.|getattr|__\w+__)\b).*?\}\}|\{%.*?(?:import|include|extends|for|if|set|macro).*?%\}|\$\{[^}]*(?:\bt\(|getclass|forname|runtime|processbuilder|new\s+java)|#\{[^}]*(?:runtime|exec|system|`)|<%=?[^%]*(?:system|exec|runtime|eval|require)",
         "Server-side template injection (Jinja2 `{{config}}`, Twig, EL `${T(...)}`, ERB `<%= %>`)."),
+    re(934191, N, C, 1, loc::ARGS, T,
+        r"^(?:[a-z][a-z0-9+.-]*://)?(?:[^/@]*@)?(?:localhost[a-z0-9.-]*|ip6-(?:localhost|loopback)|ipv6-(?:localhost|loopback)|0\.0\.0\.0|127(?:\.\d{1,3}){3}|\[(?:0*:)*:?0*1?\])(?::\d+)?(?:[/?#]|$)",
+        "URL-like argument pointing at a loopback host name (`localhost/`, `ip6-loopback`): SSRF."),
     re(934190, N, C, 1, loc::INPUT, T,
         r"\b(?:fetch|xmlhttprequest|websocket|import)\s*\(|\bnew\s+(?:function|worker|websocket)\s*\(",
         "JavaScript network or dynamic-code constructs in an argument."),

@@ -12,7 +12,7 @@ use Severity::Critical as C;
 /// Secret/agent-config probe rules.
 pub const RULES: &[Rule] = &[
     re(945100, S, C, 1, loc::PATH, Transform::Path,
-        r"(?:^|/)(?:\.env(?:\.[a-z0-9_-]+)?|\.git|\.svn|\.hg|\.aws|\.ssh|\.gnupg|\.docker|\.kube|\.azure|\.gcloud|\.config/gcloud|\.npmrc|\.pypirc|\.netrc|\.pgpass|\.git-credentials|\.gitconfig|\.bash_history|\.zsh_history|\.clawdbot|\.openclaw|\.moltbot|\.moltguard|\.claude|\.cursor|\.codex|\.continue|\.aider[a-z._-]*|\.vscode|\.idea)(?:/|$)",
+        r"(?:^|/)(?:\.env(?:\.[a-z0-9_-]+)?|\.git|\.svn|\.hg|\.aws|\.ssh|\.gnupg|\.docker|\.kube|\.azure|\.gcloud|\.config/gcloud|\.npmrc|\.pypirc|\.netrc|\.pgpass|\.git-credentials|\.gitconfig|\.bash_history|\.zsh_history|\.clawdbot|\.openclaw|\.moltbot|\.moltguard|\.claude|\.cursor|\.codex|\.continue|\.aider[a-z._-]*|\.vscode|\.idea|\.zed|\.cline|\.clinerules|\.kiro|\.windsurf|\.rovodev|\.roo|\.gemini|\.copilot|\.codeium|\.tabnine|\.amazonq|\.junie|\.augment|\.qodo|\.trae|\.opencode|\.goose|\.crush|\.mcp|\.anthropic|\.openai|\.ollama|\.huggingface|\.cache/huggingface|\.config/(?:gh|gcloud|openai|anthropic))(?:/|$)",
         "Secret stores and agent configuration directories (`/.env`, `/.git/`, `/.aws/`, `/.ssh/`, `.clawdbot/`, `.openclaw/`, `.moltbot/`)."),
     re(945110, S, C, 1, loc::PATH, Transform::Path,
         r"(?:^|/)(?:id_(?:rsa|dsa|ecdsa|ed25519)(?:\.pub)?|credentials(?:\.json|\.xml|\.ya?ml)?|secrets?\.(?:json|ya?ml|toml|env)|service[-_]account[a-z0-9_-]*\.json|\.?htpasswd|wp-config\.php|config\.php|settings\.py|local_settings\.py|database\.yml|docker-compose\.ya?ml|terraform\.tfstate(?:\.backup)?|\.?dockercfg|kubeconfig|auth\.json|clawdbot\.json|openclaw\.json|moltbot\.json|moltguard\.toml|\.mcp\.json|mcp\.json|claude_desktop_config\.json)$",

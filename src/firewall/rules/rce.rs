@@ -15,19 +15,22 @@ use Transform::{Cmd, Text};
 /// Tools whose names are not English words: after a separator they are a command.
 macro_rules! unix_tools {
     () => {
-        r"(?:wget|curl|n(?:et)?cat|nc|bash|z?sh|[kc]sh|tcsh|dash|python[0-9.]*|perl[0-9.]*|ruby[0-9.]*|php[0-9.]*|node|lua[0-9.]*|nmap|whoami|uname|ifconfig|netstat|nslookup|chmod|chown|chgrp|useradd|usermod|passwd|crontab|base64|xxd|telnet|socat|busybox|sudo|mkfifo|mknod|nohup|g?awk|sed|uname|hostname|systemctl|pkill|killall|lwp-(?:download|request|mirror|get)|fetch|tftp|ftp|ssh|scp|rsync|sftp|gcc|cc|make|chattr|setfacl|dig|host|traceroute|tracepath|ping6?|env|printenv|xargs|eval|exec|sleep|tac|rev|od|strings|hexdump|openssl|gpg|tar|zip|unzip|gzip|gunzip|bzip2|7z|dd|install|ln|mv|cp|rm|rmdir|touch|mkdir|echo|printf|cat|ls|id|ps|ss|ip|kill|who|w|last|df|du|free|uptime|head|tail|more|less|grep|egrep|fgrep|find|locate|which|whereis|file|stat|column|nl|tee|cut|sort|uniq|wc|diff|cmp|vi|vim|nano|ex|ed|emacs|pico|jq|yes|timeout|nice|time|su|chroot|mount|umount|iptables|nft|tcpdump|wireshark|tshark|arp|route|ssh-keygen|at|batch|watch|screen|tmux|script|expect|tclsh|wish|java|javac|jrunscript|jjs|gdb|strace|ltrace|docker|kubectl|podman|crictl|aws|gcloud|az|git|svn|hg)"
+        r"(?:wget|curl|n(?:et)?cat|nc|bash|z?sh|[kc]sh|tcsh|dash|python[0-9.]*|perl[0-9.]*|ruby[0-9.]*|php[0-9.]*|node|lua[0-9.]*|nmap|whoami|uname|ifconfig|netstat|nslookup|chmod|chown|chgrp|useradd|usermod|passwd|crontab|base64|xxd|telnet|socat|busybox|sudo|mkfifo|mknod|nohup|g?awk|sed|uname|hostname|systemctl|pkill|killall|lwp-(?:download|request|mirror|get)|fetch|tftp|ftp|ssh|scp|rsync|sftp|gcc|cc|make|chattr|setfacl|dig|host|traceroute|tracepath|ping6?|env|printenv|xargs|eval|exec|sleep|tac|rev|od|strings|hexdump|openssl|gpg|tar|zip|unzip|gzip|gunzip|bzip2|7z|dd|install|ln|mv|cp|rm|rmdir|touch|mkdir|echo|printf|cat|ls|id|ps|ss|ip|kill|who|w|last|df|du|free|uptime|head|tail|more|less|grep|egrep|fgrep|find|locate|which|whereis|file|stat|column|nl|tee|cut|sort|uniq|wc|diff|cmp|vi|vim|nano|ex|ed|emacs|pico|jq|yes|timeout|nice|time|su|chroot|mount|umount|iptables|nft|tcpdump|wireshark|tshark|arp|route|ssh-keygen|at|batch|watch|screen|tmux|script|expect|tclsh|wish|java|javac|jrunscript|jjs|gdb|strace|ltrace|docker|kubectl|podman|crictl|aws|gcloud|az|git|svn|hg|flock|cpulimit|perf|strace|ltrace|taskset|ionice|stdbuf|setsid|runuser|doas|pkexec|toybox|ansible(?:-[a-z]+)?|chef|puppet|salt|irb|gcc[0-9.]*|g\+\+|clang|bsdtar|apt(?:-get)?|aptitude|yum|dnf|apk|rpm|dpkg|pip[0-9.]*|npm|npx|yarn|gem|cscli|ab)"
     };
 }
 
 /// RCE rules.
 pub const RULES: &[Rule] = &[
-    re(932100, U, C, 1, loc::INPUT | loc::HEADERS, Cmd,
+    re(932100, U, C, 1, loc::INPUT | loc::HEADERS | loc::UA | loc::REFERER, Cmd,
         concat!(r"(?:[;&|`\n]|\$\(|\$\{|\|\||&&)\s*(?:\{\s*)?(?:[a-z]*/)*(?:s?bin/)?", unix_tools!(),
             r"(?:\s+(?:-{1,2}[a-z0-9]|/|~|\$|\.\.?/)|\s*(?:[|;&<>`)}]|$)|/)"),
         "A command separator followed by a unix command and an option, path, redirect or end of input."),
     re(932101, U, C, 1, loc::INPUT, Cmd,
-        concat!(r"^\s*(?:[a-z]*/)*(?:s?bin/)?", unix_tools!(), r"\s+(?:-{1,2}[a-z0-9]+\s+\S|/[a-z]|~/)"),
+        concat!(r"^\s*(?:(?:time|nohup|strace|ltrace|nice|sudo|doas|env|exec|command|builtin|xargs|stdbuf|setsid|flock\s+(?:-\S+\s+)*\S+|cpulimit(?:\s+-\S+(?:\s+\d+)?)*|timeout\s+\d+\w?|taskset\s+\S+|ionice)\s+)+(?:[a-z]*/)*", unix_tools!(), r"\b|^\s*(?:[a-z]*/)*(?:s?bin/)?", unix_tools!(), r"\s+(?:-{1,2}[a-z0-9]+\s+\S|/[a-z]|~/)"),
         "A whole argument that is a unix command with an option and operand, or a path (`cat /etc/x`, `ls -la /`)."),
+    re(932106, U, C, 1, loc::INPUT, Cmd,
+        r"[;&|`\n]\s*[a-z][a-z0-9_.+-]*\s*<<<|\$shell\s+-[a-z]*c\b|\$\{?shell\}?\s",
+        "Here-strings (`cmd<<<input`) and `$SHELL -c`: shell-only syntax."),
     re(932105, U, C, 1, loc::INPUT, Cmd,
         r"(?:[;&|`\n]|\$\()\s*(?:wget|curl|lwp-download|fetch|tftp)\s+\S+",
         "Download tool after a separator (`;wget http://...`): staging a payload."),
@@ -62,16 +65,16 @@ pub const RULES: &[Rule] = &[
         r"\b(?:if(?:\s*/i)?(?:\s+not)?(?:\s+exist\b|\s+defined\b|\s+errorlevel\b|\s+cmdextversion\b|(?:\s|\().*(?:\bgeq\b|\bequ\b|\bneq\b|\bleq\b|\bgtr\b|\blss\b)|(?:\s|\().*==)|for(?:\s*/[dflr][^%]*)?\s+%+[^\s]+\s+in\s*\(.*\)\s*do\b)",
         "Windows batch `IF EXIST`/`IF %x% EQU`/`FOR %%G IN (...) DO` constructs."),
     re(932160, U, C, 1, loc::INPUT | loc::HEADERS, Cmd,
-        concat!(r"(?:^|[\s;&|`(=])(?:/[a-z0-9_.-]*)*/(?:s?bin|usr/s?bin|usr/local/s?bin|opt/[a-z0-9_-]+/bin)/", unix_tools!(), r"\b"),
+        r"(?:^|[\s;&|`(=/])(?:usr/(?:local/)?)?s?bin/[a-z][a-z0-9_.+-]*(?:\s|$|[;&|`)])",
         "Absolute path of a shell or system binary (`/bin/sh`, `/usr/bin/perl`)."),
     re(932170, U, C, 1, loc::ALL, Text, r"^\(\s*\)\s*\{",
         "Shellshock function definition `() {` at the start of a header or argument (CVE-2014-6271)."),
     re(932171, U, C, 1, loc::INPUT | loc::HEADERS, Text, r"\(\s*\)\s*\{\s*[^}]*;\s*\}\s*;|^\(\s*\)\s*\{",
         "Shellshock payload anywhere in an argument."),
-    re(932175, U, C, 1, loc::INPUT, Text, r"\balias\s+[a-z0-9_.-]+=\S",
+    re(932175, U, C, 1, loc::INPUT, Text, r#"\balias\s+(?:[-+][a-z]+\s+)*['"]?[a-z0-9_.-]+['"]?=\S"#,
         "`alias name=command`: shell alias definition used to obfuscate commands."),
     re(932180, U, C, 1, loc::FILENAMES, Text,
-        r"(?:^|/)(?:\.htaccess|\.htdigest|\.htpasswd|wp-config\.php|config\.ya?ml|config_(?:dev|prod|test)\.ya?ml|parameters\.ya?ml|routing\.ya?ml|security\.ya?ml|services\.ya?ml|default\.settings\.php|settings(?:\.local)?\.php|local\.xml|\.env|web\.config|\.user\.ini|php\.ini)$",
+        r"(?:^|/)(?:\.htaccess|\.htdigest|\.htpasswd|wp-config\.php|config\.ya?ml|config_(?:dev|prod|test)\.ya?ml|parameters\.ya?ml|routing\.ya?ml|security\.ya?ml|services\.ya?ml|default\.settings\.php|settings(?:\.local)?\.php|local\.xml|\.env|web\.config|\.user\.ini|php\.ini|\.boto|mtrr|acpi|\.bash_history|\.bashrc|\.profile|authorized_keys|\.netrc|\.npmrc|\.pypirc|\.gitconfig|\.git-credentials)$|wp-config",
         "Upload of a server configuration file name (`.htaccess`, `settings.php`)."),
     re(932200, U, C, 1, loc::INPUT, Text,
         r"(?:/[a-z.]*[?*][a-z.?*]*){2,}|\b[a-z]+(?:''|\x22\x22|\\)[a-z]+(?:''|\x22\x22|\\)?[a-z]*\s+/|\$\{?ifs\b|\$@[a-z]|\b[a-z]+\$[0-9@*][a-z]+\b",

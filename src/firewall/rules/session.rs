@@ -40,6 +40,20 @@ const SESSION_PARAMS: &[&str] = &[
     "sess_id",
 ];
 
+/// Framework session cookies and tokens, by name shape: `*session*`,
+/// `*.sid`, `*sessid`, `*_sess`, `*login_token`, `*session-token`.
+fn is_session_param(name: &str) -> bool {
+    let n = name.trim();
+    SESSION_PARAMS.contains(&n)
+        || n.contains("session")
+        || n.ends_with(".sid")
+        || n.ends_with("_sid")
+        || n.ends_with("sessid")
+        || n.ends_with("_sess")
+        || n.ends_with(".sess")
+        || n.ends_with("login_token")
+}
+
 fn host_of(url: &str) -> &str {
     let rest = url.split_once("://").map(|(_, r)| r).unwrap_or(url);
     let rest = rest.trim_start_matches('/');
@@ -56,7 +70,7 @@ fn host_of(url: &str) -> &str {
 pub fn check(req: &RequestView, fields: &[Field], hits: &mut Hits<'_>) {
     let Some(f) = fields
         .iter()
-        .find(|f| f.loc & loc::ARG_NAMES != 0 && SESSION_PARAMS.contains(&f.norm.text.trim()))
+        .find(|f| f.loc & loc::ARG_NAMES != 0 && is_session_param(&f.norm.text))
     else {
         return;
     };

@@ -11,18 +11,20 @@ use Severity::Critical as C;
 use Transform::Text as T;
 
 const XSS_TARGETS: u16 = loc::INPUT | loc::PATH | loc::UA | loc::FILENAMES;
+/// Tag and handler rules also look at arbitrary headers (reflected by apps and logs).
+const XSS_HDR: u16 = XSS_TARGETS | loc::HEADERS;
 const XSS_INPUT: u16 = loc::INPUT | loc::UA | loc::FILENAMES;
 
 /// XSS rules.
 pub const RULES: &[Rule] = &[
-    re(941100, X, C, 1, XSS_TARGETS, T,
+    re(941100, X, C, 1, XSS_HDR, T,
         r#"<\s*/?\s*(?:script|iframe|frame|frameset|object|embed|applet|meta|base|link|style|isindex|xss|bgsound|layer|ilayer|template|noscript|plaintext|xmp|listing|import|vmlframe)\b|<[a-z][a-z0-9:-]*\b[^>]*?[\s/"'`](?:on[a-z]{3,}|style|fscommand|seeksegmenttime)\s*=|<[a-z][a-z0-9:-]*\b[^>]*?(?:href|src|action|formaction|data|xlink:href|background|lowsrc|dynsrc|poster|code|codebase|srcdoc)\s*=\s*["'`]?\s*(?:javascript|vbscript|livescript|data|mocha)\s*:"#,
         "HTML that executes or loads code: script-capable elements, inline handlers, `javascript:` URLs in attributes. Plain markup (`<a href=https://...>`, `<p>`) does not match."),
     re(941110, X, C, 1, XSS_TARGETS | loc::HEADERS, T,
         r"<script[^>]*>[\s\S]*?|<\s*/\s*script\s*>",
         "A `<script>` tag."),
-    re(941120, X, C, 1, XSS_TARGETS, T,
-        r#"[\s"'`;/0-9=\x0b\x09\x0c,(]on[a-z]{3,25}[\s\x0b\x09\x0c;,(]*?=[^=]"#,
+    re(941120, X, C, 1, XSS_HDR, T,
+        r#"[\s"'`;/0-9=\x0b\x09\x0c,(]on[a-z]{3,50}[\s\x0b\x09\x0c;,(]*?=(?:[^=]|$)"#,
         "An inline event handler attribute (`onerror=`, `onload=`) after a delimiter."),
     re(941130, X, C, 1, XSS_TARGETS, T,
         r"\b(?:xlink:href|xhtml)\b|data:text/html|\bformaction\b|!entity\s+(?:%\s+)?[^\s]+\s+(?:system|public)|@import",
@@ -30,8 +32,8 @@ pub const RULES: &[Rule] = &[
     re(941140, X, C, 1, XSS_TARGETS, T,
         r"(?:url\s*\(\s*['\x22]?\s*(?:javascript|vbscript|livescript|data):|\bexpression\s*\(|-moz-binding\s*:|\bbehavior\s*:\s*url)",
         "CSS-based script execution (`url(javascript:`, `expression(`, `-moz-binding`)."),
-    re(941160, X, C, 1, XSS_TARGETS, T,
-        r#"<[^\w<>]*(?:[^<>"'\s]*:)?[^\w<>]*(?:s\W*c\W*r\W*i\W*p\W*t|f\W*o\W*r\W*m|s\W*t\W*y\W*l\W*e|s\W*v\W*g|m\W*a\W*r\W*q\W*u\W*e\W*e|l\W*i\W*n\W*k|o\W*b\W*j\W*e\W*c\W*t|e\W*m\W*b\W*e\W*d|a\W*p\W*p\W*l\W*e\W*t|p\W*a\W*r\W*a\W*m|i?\W*f\W*r\W*a\W*m\W*e|b\W*a\W*s\W*e|b\W*o\W*d\W*y|m\W*e\W*t\W*a|i\W*m\W*a?\W*g\W*e?|v\W*i\W*d\W*e\W*o|a\W*u\W*d\W*i\W*o|b\W*i\W*n\W*d\W*i\W*n\W*g\W*s|a\W*n\W*i\W*m\W*a\W*t\W*e)[^>\w]|(?:<\w[\s\S]*[\s/]|['"](?:[\s\S]*[\s/])?)(?:formaction|style|background|src|lowsrc|ping|on[a-z]{3,20})[\s\x08]*?=|<[a-z][a-z0-9]*[\s/][^>]*\bhref\s*=\s*['"]?\s*(?:javascript|vbscript|data):"#,
+    re(941160, X, C, 1, XSS_HDR, T,
+        r#"<[^\w<>]*(?:[^<>"'\s]*:)?[^\w<>]*(?:s\W*c\W*r\W*i\W*p\W*t|f\W*o\W*r\W*m|s\W*t\W*y\W*l\W*e|s\W*v\W*g|m\W*a\W*r\W*q\W*u\W*e\W*e|l\W*i\W*n\W*k|o\W*b\W*j\W*e\W*c\W*t|e\W*m\W*b\W*e\W*d|a\W*p\W*p\W*l\W*e\W*t|p\W*a\W*r\W*a\W*m|i?\W*f\W*r\W*a\W*m\W*e|b\W*a\W*s\W*e|b\W*o\W*d\W*y|m\W*e\W*t\W*a|i\W*m\W*a?\W*g\W*e?|v\W*i\W*d\W*e\W*o|a\W*u\W*d\W*i\W*o|b\W*i\W*n\W*d\W*i\W*n\W*g\W*s|a\W*n\W*i\W*m\W*a\W*t\W*e)(?:[^>\w]|$)|(?:<\w[\s\S]*[\s/]|['"](?:[\s\S]*[\s/])?)(?:formaction|style|background|src|lowsrc|ping|on[a-z]{3,20})[\s\x08]*?=|<[a-z][a-z0-9]*[\s/][^>]*\bhref\s*=\s*['"]?\s*(?:javascript|vbscript|data):"#,
         "Obfuscated dangerous tags and attributes (`<s/cr/ipt`, `<x src=`, `<a href=javascript:`)."),
     re(941170, X, C, 1, XSS_TARGETS, T,
         r#"(?:\W|^)(?:javascript\s*:(?:[\s\S]+[=\\(\[.<]|[\s\S]*?(?:\bname\b|\\[ux]\d))|vbscript\s*:|livescript\s*:|data:(?:(?:[a-z]\w+/\w[\w+-]+\w)?[;,]|[\s\S]*?;[\s\S]*?\b(?:base64|charset=)|[\s\S]*?,[\s\S]*?<[\s\S]*?\w[\s\S]*?>))|@\W*i\W*m\W*p\W*o\W*r\W*t\W*(?:/\*[\s\S]*?)?(?:["']|\W*u\W*r\W*l[\s\S]*?\()"#,
