@@ -41,7 +41,8 @@ impl Normalized {
 /// URL-decode (repeatedly), HTML-entity-decode, drop NULs, lowercase.
 pub fn canonical_text(raw: &str, form: bool) -> String {
     let decoded = url_decode_repeated(raw, form);
-    let entities = html_entity_decode(&decoded);
+    let escapes = js_unescape(&decoded);
+    let entities = html_entity_decode(&escapes);
     let no_nul = remove_nulls(&entities);
     fold_width(&no_nul).to_lowercase()
 }
@@ -149,6 +150,42 @@ pub fn decode_utf8_lenient(bytes: &[u8]) -> String {
             i += 1;
         }
     }
+    out
+}
+
+/// Decodes JavaScript/JSON `\uXXXX` and `\xHH` escapes (`c\u006fnsole`),
+/// a classic way to hide identifiers from filters.
+pub fn js_unescape(s: &str) -> String {
+    if !s.contains('\\') {
+        return s.to_string();
+    }
+    let b = s.as_bytes();
+    let mut out = String::with_capacity(s.len());
+    let mut i = 0;
+    let mut last = 0;
+    while i < b.len() {
+        if b[i] == b'\\' {
+            let (len, hex) = match b.get(i + 1) {
+                Some(b'u') => (4, i + 2),
+                Some(b'x') => (2, i + 2),
+                _ => (0, 0),
+            };
+            if len > 0 && hex + len <= b.len() && b[hex..hex + len].iter().all(u8::is_ascii_hexdigit) {
+                let cp = b[hex..hex + len]
+                    .iter()
+                    .fold(0u32, |a, d| a << 4 | u32::from(hex_val(*d).unwrap_or(0)));
+                if let Some(c) = char::from_u32(cp) {
+                    out.push_str(&s[last..i]);
+                    out.push(c);
+                    i = hex + len;
+                    last = i;
+                    continue;
+                }
+            }
+        }
+        i += 1;
+    }
+    out.push_str(&s[last..]);
     out
 }
 

@@ -40,11 +40,20 @@ pub const RULES: &[Rule] = &[
         r"\{\{.*?(?:\b(?:self|config|request|lipsum|cycler|joiner|namespace|range|dict|class|mro|subclasses|globals|builtins|import|popen|os\.|getattr|__\w+__)\b).*?\}\}|\{%.*?(?:import|include|extends|for|if|set|macro).*?%\}|\$\{[^}]*(?:\bt\(|getclass|forname|runtime|processbuilder|new\s+java)|#\{[^}]*(?:runtime|exec|system|`)|<%=?[^%]*(?:system|exec|runtime|eval|require)",
         "Server-side template injection (Jinja2 `{{config}}`, Twig, EL `${T(...)}`, ERB `<%= %>`)."),
     re(934191, N, C, 1, loc::ARGS, T,
-        r"^(?:[a-z][a-z0-9+.-]*://)?(?:[^/@]*@)?(?:localhost[a-z0-9.-]*|ip6-(?:localhost|loopback)|ipv6-(?:localhost|loopback)|0\.0\.0\.0|127(?:\.\d{1,3}){3}|\[(?:0*:)*:?0*1?\])(?::\d+)?(?:[/?#]|$)",
+        r"^(?:[a-z][a-z0-9+.-]*://)?(?:[^/@]*@)?(?:localhost[a-z0-9.-]*|ip6-(?:localhost|loopback)|ipv6-(?:localhost|loopback)|0\.0\.0\.0|127(?:\.\d{1,3}){3}|\[(?:0*:)*:?0*1?\])(?::\d+(?:[/?#]|$)|[/?#])",
         "URL-like argument pointing at a loopback host name (`localhost/`, `ip6-loopback`): SSRF."),
     re(934190, N, C, 1, loc::INPUT, T,
         r"\b(?:fetch|xmlhttprequest|websocket|import)\s*\(|\bnew\s+(?:function|worker|websocket)\s*\(",
         "JavaScript network or dynamic-code constructs in an argument."),
+    re(934101, N, C, 1, loc::INPUT, T,
+        r"\b(?:process|require|console|global|globalthis|module)\s*\[|\bconsole\s*\.\s*[a-z]+\s*\.\s*(?:call|apply|bind)\s*\(|\brequire\s*\.\s*(?:main|cache|resolve)\b|\.constructor\s*\.\s*_load\s*\(|\breaddirsync\s*\(|\b(?:readfilesync|writefilesync|execsync|spawnsync)\b",
+        "Node.js internals reached through brackets or loaders (`process['env']`, `require.main`, `readdirSync(`)."),
+    re(934161, N, C, 1, loc::INPUT, T,
+        r"\bwhile\(\s*[-+!(]*\s*(?:true|false|infinity|nan|null|undefined|this|string|number|object|array|date|new\s+[a-z]+|\d+|\{\s*\}|\[\s*\]|\x22\x22|''|``)[\s)]*\)|\bd2hpbgu",
+        "JavaScript infinite loops on a constant (`while(!![])`, `while(-Infinity)`, base64 `while(`): event-loop DoS."),
+    re(934192, N, C, 1, loc::ARGS, T,
+        r"(?:^|//|@)(?:host|gateway|kubernetes)\.docker\.internal\b|(?:^|//|@)host\.containers\.internal\b|(?:^|//|@)kubernetes\.default(?:\.svc)?\b|(?:^|//|@)metadata(?:\.google)?\.internal\b",
+        "Container/orchestrator internal host names in URL arguments: SSRF to the host or cluster API."),
 ];
 
 /// Code check for qs-style bracket paths (`a[__proto__][x]=1`).

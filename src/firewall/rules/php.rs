@@ -106,7 +106,7 @@ pub const RULES: &[Rule] = &[
         1,
         loc::INPUT,
         T,
-        r#"\$+(?:[a-z_\x7f-\xff][a-z0-9_\x7f-\xff]*|\s*\{.+\})\s*(?:\[[^\]]*\]\s*)*(?:\s+|/\*.*?\*/|#[^\n]*\n|//[^\n]*\n)*\(.*\)|\$\{\s*[a-z_]"#,
+        r#"\$+(?:[a-z_\x7f-\xff][a-z0-9_\x7f-\xff]*|\s*\{.+\})\s*(?:\[[^\]]+\]\s*)*(?:\s+|/\*.*?\*/|#[^\n]*\n|//[^\n]*\n)*\(.*\)|\$\{\s*[a-z_]"#,
         "PHP variable function call (`$f(...)`, `${'sys'.'tem'}`).",
     ),
     re(
@@ -147,4 +147,10 @@ pub const RULES: &[Rule] = &[
         ],
         "Literal PHP payload fragments.",
     ),
+    re(933161, P, C, 1, loc::INPUT | loc::PATH, T,
+        r"\b(?:abs|acos|addslashes|array_[a-z_]+|assert|base64_(?:en|de)code|basename|bin2hex|call_user_func(?:_array)?|chdir|chmod|chown|chr|closedir|compact|constant|copy|count|create_function|crypt|curl_[a-z_]+|date|define|die|dirname|disk_[a-z_]+|each|echo|empty|error_log|escapeshell(?:arg|cmd)|eval|exec|exit|explode|extract|fclose|feof|fflush|fgetc|fgets|file|file_exists|file_get_contents|file_put_contents|fileatime|filegroup|fileinode|filemtime|fileowner|fileperms|filesize|filetype|flock|fopen|fpassthru|fputs|fread|fscanf|fseek|fstat|ftell|ftruncate|func_get_args|fwrite|get_[a-z_]+|getcwd|getenv|gettype|glob|gz[a-z]+|header|hex2bin|highlight_(?:file|string)|html_entity_decode|htmlspecialchars|implode|in_array|include(?:_once)?|ini_[a-z_]+|intval|is_[a-z_]+|isset|join|json_(?:en|de)code|link|list|lstat|mail|md5(?:_file)?|mkdir|move_uploaded_file|mt_rand|ob_[a-z_]+|opendir|ord|pack|parse_(?:ini_file|str|url)|passthru|pathinfo|pclose|pfsockopen|php_uname|phpinfo|phpversion|popen|posix_[a-z_]+|preg_[a-z_]+|print|print_r|printf|proc_[a-z_]+|putenv|rand|range|rawurl(?:en|de)code|readdir|readfile|readlink|realpath|rename|require(?:_once)?|rewind|rmdir|scandir|serialize|session_[a-z_]+|set_[a-z_]+|setcookie|sha1(?:_file)?|shell_exec|show_source|sleep|sprintf|stat|str_[a-z_0-9]+|strip_tags|stripslashes|strlen|strpos|strrev|strtolower|strtoupper|strtr|substr(?:_[a-z]+)?|symlink|system|tempnam|tmpfile|touch|trim|uasort|ucfirst|uksort|umask|uniqid|unlink|unpack|unserialize|urldecode|urlencode|usleep|usort|var_dump|var_export|vfprintf|vprintf|vsprintf)\s*(?:(?:/\*.*?\*/|//[^\n]*[\n\r]|#[^\n]*[\n\r])\s*)*\(\s*(?:[^\s)]|\))",
+        "A PHP built-in called with an argument list (`substr(`, `fopen  (x`): the CRS php-function-names family."),
+    re(933211, P, C, 1, loc::INPUT, T,
+        r#"\(\s*['"]?[a-z_][a-z0-9_]*['"]?\s*\)\(|["'][a-z_][a-z0-9_]*["']\s*\(\s*[a-z0-9_$'"]|\breturn\s*["'][a-z_]+["']\s*\("#,
+        "Variable-function tricks: a parenthesised or quoted name called directly (`(system)(id)`, `'system'('id')`)."),
 ];
