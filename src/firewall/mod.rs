@@ -196,6 +196,10 @@ pub struct Firewall {
     rules: Vec<Rule>,
     sets: Vec<CompiledSet>,
     literals: Vec<CompiledLiterals>,
+    /// Every pattern of every transform in one set / automaton, for fields
+    /// whose canonical forms all coincide (one scan instead of four).
+    uniform_set: Option<CompiledSet>,
+    uniform_literals: Option<CompiledLiterals>,
     /// Individually compiled regexes, built lazily only to locate an excerpt.
     singles: Vec<OnceLock<Option<Regex>>>,
 }
@@ -286,12 +290,58 @@ impl Firewall {
                 });
             }
         }
+        let uniform_set = if sets.len() > 1 {
+            let mut pats = Vec::new();
+            let mut idx = Vec::new();
+            for (i, r) in rules.iter().enumerate() {
+                if let Matcher::Regex(p) = r.matcher {
+                    pats.push(p);
+                    idx.push(i);
+                }
+            }
+            Some(CompiledSet {
+                transform: Transform::Text,
+                targets: idx.iter().fold(0, |m, &i| m | rules[i].targets),
+                set: RegexSetBuilder::new(&pats)
+                    .size_limit(128 << 20)
+                    .dfa_size_limit(128 << 20)
+                    .build()?,
+                rule_idx: idx,
+            })
+        } else {
+            None
+        };
+        let uniform_literals = if literals.len() > 1 {
+            let mut lits: Vec<&str> = Vec::new();
+            let mut idx = Vec::new();
+            for (i, r) in rules.iter().enumerate() {
+                if let Matcher::Literals(l) = r.matcher {
+                    for s in l {
+                        lits.push(s);
+                        idx.push(i);
+                    }
+                }
+            }
+            Some(CompiledLiterals {
+                transform: Transform::Text,
+                targets: idx.iter().fold(0, |m, &i| m | rules[i].targets),
+                ac: AhoCorasickBuilder::new()
+                    .ascii_case_insensitive(true)
+                    .match_kind(MatchKind::Standard)
+                    .build(&lits)?,
+                rule_idx: idx,
+            })
+        } else {
+            None
+        };
         let singles = rules.iter().map(|_| OnceLock::new()).collect();
         Ok(Self {
             cfg,
             rules,
             sets,
             literals,
+            uniform_set,
+            uniform_literals,
             singles,
         })
     }
@@ -358,7 +408,12 @@ impl Firewall {
     }
 
     fn match_field(&self, f: &Field, hits: &mut Hits<'_>) {
-        for cs in &self.sets {
+        let (sets, literals): (&[CompiledSet], &[CompiledLiterals]) =
+            match (&self.uniform_set, &self.uniform_literals, f.norm.uniform) {
+                (Some(s), Some(l), true) => (std::slice::from_ref(s), std::slice::from_ref(l)),
+                _ => (&self.sets, &self.literals),
+            };
+        for cs in sets {
             if cs.targets & f.loc == 0 {
                 continue;
             }
@@ -382,7 +437,7 @@ impl Firewall {
                 hits.add(rule, &f.name, excerpt);
             }
         }
-        for cl in &self.literals {
+        for cl in literals {
             if cl.targets & f.loc == 0 {
                 continue;
             }

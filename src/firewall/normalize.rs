@@ -22,6 +22,8 @@ pub struct Normalized {
     pub sql: String,
     /// `text` shell-folded: quotes, escapes and `^` removed, separators spaced.
     pub cmd: String,
+    /// All four forms are the same string (lets the matcher scan once).
+    pub uniform: bool,
 }
 
 impl Normalized {
@@ -29,17 +31,30 @@ impl Normalized {
     /// (query strings and form bodies) or literal `+` (paths, headers).
     pub fn of(raw: &str, form: bool) -> Self {
         let text = canonical_text(raw, form);
+        let path = resolve_path(&text);
+        let sql = sql_fold(&text);
+        let cmd = cmd_fold(&text);
+        let uniform = path == text && sql == text && cmd == text;
         Self {
-            path: resolve_path(&text),
-            sql: sql_fold(&text),
-            cmd: cmd_fold(&text),
+            path,
+            sql,
+            cmd,
             text,
+            uniform,
         }
     }
 }
 
 /// URL-decode (repeatedly), HTML-entity-decode, drop NULs, lowercase.
 pub fn canonical_text(raw: &str, form: bool) -> String {
+    // Fast path: nothing to decode (the common case for header values).
+    if raw.is_ascii()
+        && !raw
+            .bytes()
+            .any(|b| matches!(b, b'%' | b'&' | b'\\' | b'\0') || (form && b == b'+'))
+    {
+        return raw.to_ascii_lowercase();
+    }
     let decoded = url_decode_repeated(raw, form);
     let escapes = js_unescape(&decoded);
     let entities = html_entity_decode(&escapes);
@@ -358,6 +373,14 @@ pub fn resolve_path(s: &str) -> String {
 /// keeps its content, since MySQL executes it), `--` and `#` line comments
 /// are kept as a marker token, whitespace runs collapse to one space.
 pub fn sql_fold(s: &str) -> String {
+    if !s.contains("/*")
+        && !s.contains("*/")
+        && !s.contains("  ")
+        && !s.bytes().any(|b| matches!(b, b'\t' | b'\n' | b'\r' | 0x0b | 0x0c))
+        && s.is_ascii()
+    {
+        return s.to_string();
+    }
     let b = s.as_bytes();
     let mut out = String::with_capacity(s.len());
     let mut i = 0;
@@ -410,11 +433,23 @@ pub fn sql_fold(s: &str) -> String {
 /// variables used as separators (`$@`, `${IFS}`, `$IFS`), turns `,`
 /// into a space and collapses whitespace (`;` stays: it separates commands).
 pub fn cmd_fold(s: &str) -> String {
-    let s = s
-        .replace("${ifs}", " ")
-        .replace("$ifs", " ")
-        .replace("$@", "")
-        .replace("$*", "");
+    if !s.bytes().any(|b| {
+        matches!(
+            b,
+            b'$' | b'\\' | b'"' | b'\'' | b'^' | b'\t' | b'\n' | b'\r' | b',' | 0x0b | 0x0c
+        )
+    }) && !s.contains("  ")
+    {
+        return s.to_string();
+    }
+    let s = if s.contains('$') {
+        s.replace("${ifs}", " ")
+            .replace("$ifs", " ")
+            .replace("$@", "")
+            .replace("$*", "")
+    } else {
+        s.to_string()
+    };
     let mut out = String::with_capacity(s.len());
     let mut last_space = false;
     for c in s.chars() {

@@ -49,7 +49,7 @@ pub const RULES: &[Rule] = &[
         r"\b(?:process|require|console|global|globalthis|module)\s*\[|\bconsole\s*\.\s*[a-z]+\s*\.\s*(?:call|apply|bind)\s*\(|\brequire\s*\.\s*(?:main|cache|resolve)\b|\.constructor\s*\.\s*_load\s*\(|\breaddirsync\s*\(|\b(?:readfilesync|writefilesync|execsync|spawnsync)\b",
         "Node.js internals reached through brackets or loaders (`process['env']`, `require.main`, `readdirSync(`)."),
     re(934161, N, C, 1, loc::INPUT, T,
-        r"\bwhile\(\s*[-+!(]*\s*(?:true|false|infinity|nan|null|undefined|this|string|number|object|array|date|new\s+[a-z]+|\d+|\{\s*\}|\[\s*\]|\x22\x22|''|``)[\s)]*\)|\bd2hpbgu",
+        r"\bwhile\(\s*(?:\(\s*)*(?:!\s*(?:false|0|\+0|-0|null|undefined|nan|\x22\x22|''|``)|!!\s*[^)]{1,12}|[-+]?(?:true|infinity|[1-9]\d*)|this|string|number|object|array|date|new\s+[a-z]+|\{\s*\}|\[\s*\])[\s)]*\)|\bd2hpbgu",
         "JavaScript infinite loops on a constant (`while(!![])`, `while(-Infinity)`, base64 `while(`): event-loop DoS."),
     re(934192, N, C, 1, loc::ARGS, T,
         r"(?:^|//|@)(?:host|gateway|kubernetes)\.docker\.internal\b|(?:^|//|@)host\.containers\.internal\b|(?:^|//|@)kubernetes\.default(?:\.svc)?\b|(?:^|//|@)metadata(?:\.google)?\.internal\b",

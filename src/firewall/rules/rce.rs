@@ -107,7 +107,7 @@ pub const RULES: &[Rule] = &[
         r"(?:[;&|`\n])\s*(?:bcdboot|bcdedit|bootcfg|chkdsk|diskpart|format|label|mountvol|recover|sfc|shutdown|tasklist|taskkill|systeminfo|ver|vol|whoami|hostname|ipconfig|arp|getmac|nbtstat|netstat|route|tracert|pathping|nslookup|qwinsta|rwinsta|query|quser|logoff|tscon|tsdiscon)(?:\.exe)?(?:\s+[/<>]|\s*$)",
         "Windows system commands with switches after a separator."),
     re(932236, U, C, 1, loc::INPUT | loc::UA | loc::REFERER, Cmd,
-        r"(?:[;&|`\n]|\$\(|&&|\|\|)\s*(?:[a-z]*/)*(?:ansible(?:-[a-z]+)?|chef-[a-z]+|visudo|cscli|rmt-(?:tar|dump)|lastlog(?:in)?|whoami|wget|curl|ncat|netcat|socat|telnet|nmap|bash|zsh|ksh|tcsh|python[0-9.]*|perl[0-9.]*|ruby[0-9.]*|php[0-9.]*|ifconfig|netstat|nslookup|chmod|chown|useradd|usermod|passwd|crontab|base64|xxd|busybox|sudo|mkfifo|nohup|pkill|killall|systemctl|uname|strace|ltrace|msfconsole|msfvenom|trap|perf|aptitude|apt-get|tftp|lwp-[a-z]+)\b",
+        r"(?:[;&|`\n]|\$\(|&&|\|\|)\s*(?:[a-z]*/)*(?:ansible(?:-[a-z]+)?|chef-[a-z]+|visudo|cscli|rmt-(?:tar|dump)|lastlog(?:in)?|whoami|wget|curl|ncat|netcat|socat|telnet|nmap|bash|zsh|ksh|tcsh|python[0-9.]*|perl[0-9.]*|ruby[0-9.]*|php[0-9.]*|ifconfig|netstat|nslookup|chmod|chown|useradd|usermod|passwd|crontab|xxd|busybox|sudo|mkfifo|nohup|pkill|killall|systemctl|uname|strace|ltrace|msfconsole|msfvenom|trap|perf|aptitude|apt-get|tftp|lwp-[a-z]+)\b",
         "A separator followed by a distinctive tool name (`; whoami`, `| ansible`, `&& wget`)."),
     re(932237, U, C, 1, loc::INPUT, Text,
         r"\(\s*(?:ba|da|z|k|c|tc)?sh\s*\)|/dev/(?:tcp|udp)/|\d?>&?\s*\$\w+/(?:tcp|udp)/|\b(?:ba|da|z|k|c)?sh\$[a-z_{]+",
