@@ -42,48 +42,51 @@ pub mod loc {
 pub const MAX_FIELDS: usize = 4096;
 
 /// Header names sent by ordinary clients: their names are not inspected.
-const COMMON_HEADERS: &[&str] = &[
-    "host",
-    "user-agent",
-    "accept",
-    "accept-encoding",
-    "accept-language",
-    "authorization",
-    "content-type",
-    "content-length",
-    "connection",
-    "cookie",
-    "referer",
-    "origin",
-    "cache-control",
-    "pragma",
-    "keep-alive",
-    "transfer-encoding",
-    "upgrade",
-    "te",
-    "x-request-id",
-    "x-forwarded-for",
-    "x-forwarded-proto",
-    "x-forwarded-host",
-    "x-real-ip",
-    "openai-organization",
-    "openai-project",
-    "openai-beta",
-    "anthropic-version",
-    "x-api-key",
-    "sec-fetch-mode",
-    "sec-fetch-site",
-    "sec-fetch-dest",
-    "sec-ch-ua",
-    "sec-ch-ua-mobile",
-    "sec-ch-ua-platform",
-    "if-none-match",
-    "if-modified-since",
-    "dnt",
-    "priority",
-    "proxy-connection",
-    "range",
-];
+fn common_header(lname: &str) -> bool {
+    matches!(
+        lname,
+        "host"
+            | "user-agent"
+            | "accept"
+            | "accept-encoding"
+            | "accept-language"
+            | "authorization"
+            | "content-type"
+            | "content-length"
+            | "connection"
+            | "cookie"
+            | "referer"
+            | "origin"
+            | "cache-control"
+            | "pragma"
+            | "keep-alive"
+            | "transfer-encoding"
+            | "upgrade"
+            | "te"
+            | "x-request-id"
+            | "x-forwarded-for"
+            | "x-forwarded-proto"
+            | "x-forwarded-host"
+            | "x-real-ip"
+            | "openai-organization"
+            | "openai-project"
+            | "openai-beta"
+            | "anthropic-version"
+            | "x-api-key"
+            | "sec-fetch-mode"
+            | "sec-fetch-site"
+            | "sec-fetch-dest"
+            | "sec-ch-ua"
+            | "sec-ch-ua-mobile"
+            | "sec-ch-ua-platform"
+            | "if-none-match"
+            | "if-modified-since"
+            | "dnt"
+            | "priority"
+            | "proxy-connection"
+            | "range"
+    ) || lname.starts_with("x-stainless-")
+}
 
 /// One inspected value.
 #[derive(Debug, Clone)]
@@ -173,7 +176,7 @@ pub fn extract(req: &RequestView, max_body: usize) -> (Vec<Field>, Option<llm::B
         let lname = name.trim().to_ascii_lowercase();
         let value = String::from_utf8_lossy(value);
         // Standard header names are not worth inspecting; unusual ones are.
-        if !COMMON_HEADERS.contains(&lname.as_str()) && !lname.starts_with("x-stainless-") {
+        if !common_header(&lname) {
             push(
                 &mut fields,
                 loc::HEADER_NAMES,

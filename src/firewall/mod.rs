@@ -223,9 +223,9 @@ const TRANSFORMS: [Transform; 4] = [
 fn form(norm: &normalize::Normalized, t: Transform) -> &str {
     match t {
         Transform::Text => &norm.text,
-        Transform::Path => &norm.path,
-        Transform::Sql => &norm.sql,
-        Transform::Cmd => &norm.cmd,
+        Transform::Path => norm.path(),
+        Transform::Sql => norm.sql(),
+        Transform::Cmd => norm.cmd(),
     }
 }
 
@@ -409,7 +409,7 @@ impl Firewall {
 
     fn match_field(&self, f: &Field, hits: &mut Hits<'_>) {
         let (sets, literals): (&[CompiledSet], &[CompiledLiterals]) =
-            match (&self.uniform_set, &self.uniform_literals, f.norm.uniform) {
+            match (&self.uniform_set, &self.uniform_literals, f.norm.uniform()) {
                 (Some(s), Some(l), true) => (std::slice::from_ref(s), std::slice::from_ref(l)),
                 _ => (&self.sets, &self.literals),
             };
@@ -442,7 +442,7 @@ impl Firewall {
                 continue;
             }
             let s = form(&f.norm, cl.transform);
-            if s.is_empty() {
+            if s.is_empty() || !cl.ac.is_match(s) {
                 continue;
             }
             for m in cl.ac.find_overlapping_iter(s) {
@@ -462,7 +462,7 @@ impl Firewall {
         if let Some((id, start, end)) = rules::sqli::detect(f) {
             if let Some(rule) = self.rule(id) {
                 if rule.targets & f.loc != 0 && !hits.seen(id) {
-                    let excerpt = excerpt_around(&f.norm.sql, start, end, f.sensitive);
+                    let excerpt = excerpt_around(f.norm.sql(), start, end, f.sensitive);
                     hits.add(rule, &f.name, excerpt);
                 }
             }

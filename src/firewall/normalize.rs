@@ -11,19 +11,20 @@
 pub const MAX_DECODE_ROUNDS: usize = 4;
 
 /// All canonical forms of one field, computed once and shared by all rules.
+/// Forms identical to `text` are not stored twice (most values need no
+/// folding), which also tells the matcher it can scan once.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Normalized {
-    /// Fully decoded (URL, `%u`, overlong UTF-8, HTML entities), null bytes
-    /// removed, lowercased.
+    /// Fully decoded (URL, `%u`, overlong UTF-8, JS escapes, HTML entities),
+    /// null bytes removed, lowercased.
     pub text: String,
-    /// `text` with path segments resolved and backslashes turned into `/`.
-    pub path: String,
-    /// `text` with SQL comments removed and whitespace collapsed.
-    pub sql: String,
-    /// `text` shell-folded: quotes, escapes and `^` removed, separators spaced.
-    pub cmd: String,
-    /// All four forms are the same string (lets the matcher scan once).
-    pub uniform: bool,
+    path: Option<String>,
+    sql: Option<String>,
+    cmd: Option<String>,
+}
+
+fn differs(form: String, text: &str) -> Option<String> {
+    (form != text).then_some(form)
 }
 
 impl Normalized {
@@ -31,17 +32,32 @@ impl Normalized {
     /// (query strings and form bodies) or literal `+` (paths, headers).
     pub fn of(raw: &str, form: bool) -> Self {
         let text = canonical_text(raw, form);
-        let path = resolve_path(&text);
-        let sql = sql_fold(&text);
-        let cmd = cmd_fold(&text);
-        let uniform = path == text && sql == text && cmd == text;
         Self {
-            path,
-            sql,
-            cmd,
+            path: differs(resolve_path(&text), &text),
+            sql: differs(sql_fold(&text), &text),
+            cmd: differs(cmd_fold(&text), &text),
             text,
-            uniform,
         }
+    }
+
+    /// `text` with path segments resolved and backslashes turned into `/`.
+    pub fn path(&self) -> &str {
+        self.path.as_deref().unwrap_or(&self.text)
+    }
+
+    /// `text` with SQL comments removed and whitespace collapsed.
+    pub fn sql(&self) -> &str {
+        self.sql.as_deref().unwrap_or(&self.text)
+    }
+
+    /// `text` shell-folded: quotes, escapes and `^` removed, separators spaced.
+    pub fn cmd(&self) -> &str {
+        self.cmd.as_deref().unwrap_or(&self.text)
+    }
+
+    /// All four forms are the same string (lets the matcher scan once).
+    pub fn uniform(&self) -> bool {
+        self.path.is_none() && self.sql.is_none() && self.cmd.is_none()
     }
 }
 
@@ -338,7 +354,10 @@ fn named_entity_ci(name: &str) -> Option<char> {
 /// A `..` that would climb above the root is kept (as `/../`), so traversal
 /// attempts stay visible to the rules.
 pub fn resolve_path(s: &str) -> String {
-    if !s.contains(['.', '\\']) && !s.contains("//") {
+    let changes = s.contains('\\')
+        || s.contains("//")
+        || s.split('/').any(|seg| seg == "." || seg == "..");
+    if !changes {
         return s.to_string();
     }
     let unified = s.replace('\\', "/");

@@ -213,8 +213,8 @@ fn charsets(ct: &str) -> Vec<String> {
 
 /// Runs the code-implemented protocol checks.
 pub fn check(req: &RequestView, cfg: &FirewallConfig, hits: &mut Hits<'_>) {
-    let line = format!("{} {} {}", req.method, req.target, req.version);
     if !request_line_ok(req) {
+        let line = format!("{} {} {}", req.method, req.target, req.version);
         hits.hit(920100, "REQUEST_LINE", &line);
     }
     if !req.version.is_empty()

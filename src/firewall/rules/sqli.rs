@@ -428,12 +428,12 @@ fn dangerous(fp: &str, quoted: bool) -> bool {
 }
 
 /// Runs the tokenizer on one field; returns rule id and the byte range in
-/// `field.norm.sql` that forms the suspicious fingerprint.
+/// `field.norm.sql()` that forms the suspicious fingerprint.
 pub fn detect(field: &Field) -> Option<(u32, usize, usize)> {
     if field.loc & (loc::ARGS | loc::ARG_NAMES | loc::COOKIES) == 0 {
         return None;
     }
-    let s = field.norm.sql.as_str();
+    let s = field.norm.sql();
     if s.len() < 2 || !s.bytes().any(|c| !c.is_ascii_alphanumeric() && c != b' ') {
         return None;
     }
