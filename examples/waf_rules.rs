@@ -30,7 +30,9 @@ fn targets(t: u16) -> String {
 }
 
 fn main() {
-    println!("| id | category | severity | PL | kind | inspects | catches / why not a false positive |");
+    println!(
+        "| id | category | severity | PL | kind | inspects | catches / why not a false positive |"
+    );
     println!("|---|---|---|---|---|---|---|");
     let mut all = rules::all();
     all.sort_by_key(|r| r.id);

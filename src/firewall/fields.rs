@@ -229,14 +229,16 @@ pub fn extract(req: &RequestView, max_body: usize) -> (Vec<Field>, Option<llm::B
                 false,
                 false,
             ),
-            n if n.contains("filename") || n.contains("file-name") || n.contains("file_name") => push(
-                &mut fields,
-                loc::FILENAMES | loc::HEADERS,
-                format!("REQUEST_HEADERS:{name}"),
-                &value,
-                false,
-                false,
-            ),
+            n if n.contains("filename") || n.contains("file-name") || n.contains("file_name") => {
+                push(
+                    &mut fields,
+                    loc::FILENAMES | loc::HEADERS,
+                    format!("REQUEST_HEADERS:{name}"),
+                    &value,
+                    false,
+                    false,
+                )
+            }
             "authorization" | "proxy-authorization" | "x-api-key" | "api-key" => push(
                 &mut fields,
                 loc::HEADERS,

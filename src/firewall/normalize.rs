@@ -201,7 +201,10 @@ pub fn js_unescape(s: &str) -> String {
                 Some(b'x') => (2, i + 2),
                 _ => (0, 0),
             };
-            if len > 0 && hex + len <= b.len() && b[hex..hex + len].iter().all(u8::is_ascii_hexdigit) {
+            if len > 0
+                && hex + len <= b.len()
+                && b[hex..hex + len].iter().all(u8::is_ascii_hexdigit)
+            {
                 let cp = b[hex..hex + len]
                     .iter()
                     .fold(0u32, |a, d| a << 4 | u32::from(hex_val(*d).unwrap_or(0)));
@@ -354,9 +357,8 @@ fn named_entity_ci(name: &str) -> Option<char> {
 /// A `..` that would climb above the root is kept (as `/../`), so traversal
 /// attempts stay visible to the rules.
 pub fn resolve_path(s: &str) -> String {
-    let changes = s.contains('\\')
-        || s.contains("//")
-        || s.split('/').any(|seg| seg == "." || seg == "..");
+    let changes =
+        s.contains('\\') || s.contains("//") || s.split('/').any(|seg| seg == "." || seg == "..");
     if !changes {
         return s.to_string();
     }
@@ -395,7 +397,9 @@ pub fn sql_fold(s: &str) -> String {
     if !s.contains("/*")
         && !s.contains("*/")
         && !s.contains("  ")
-        && !s.bytes().any(|b| matches!(b, b'\t' | b'\n' | b'\r' | 0x0b | 0x0c))
+        && !s
+            .bytes()
+            .any(|b| matches!(b, b'\t' | b'\n' | b'\r' | 0x0b | 0x0c))
         && s.is_ascii()
     {
         return s.to_string();
