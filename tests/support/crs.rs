@@ -315,11 +315,11 @@ pub struct Http {
 
 impl Target for Http {
     fn blocked(&mut self, raw: &[u8]) -> bool {
-        let Ok(mut s) = TcpStream::connect_timeout(&self.addr, Duration::from_secs(5)) else {
+        let Ok(mut s) = TcpStream::connect_timeout(&self.addr, Duration::from_secs(3)) else {
             return false;
         };
-        let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
-        let _ = s.set_write_timeout(Some(Duration::from_secs(5)));
+        let _ = s.set_read_timeout(Some(Duration::from_secs(3)));
+        let _ = s.set_write_timeout(Some(Duration::from_secs(3)));
         if s.write_all(raw).is_err() {
             return false;
         }
