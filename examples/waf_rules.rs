@@ -40,6 +40,7 @@ fn main() {
         let kind = match r.matcher {
             Matcher::Regex(_) => format!("regex/{:?}", r.transform).to_lowercase(),
             Matcher::Literals(l) => format!("{} literals", l.len()),
+            Matcher::Base64Of(l) => format!("base64 of {} literals", l.len()),
             Matcher::Check => "code".to_string(),
         };
         println!(

@@ -33,7 +33,10 @@ async fn firewall(
     };
     let view = RequestView::from_http_parts(&parts, bytes.clone()).client_ip(peer.ip());
     match fw.inspect(&view) {
-        Verdict::Allow => next.run(Request::from_parts(parts, Body::from(bytes))).await,
+        Verdict::Allow => {
+            next.run(Request::from_parts(parts, Body::from(bytes)))
+                .await
+        }
         Verdict::Block(b) => {
             eprintln!(
                 "blocked rule={} category={} score={} field={} excerpt={:?} ip={:?}",

@@ -245,7 +245,7 @@ impl Firewall {
         for t in TRANSFORMS {
             let mut pats = Vec::new();
             let mut idx = Vec::new();
-            let mut lits: Vec<&str> = Vec::new();
+            let mut lits: Vec<String> = Vec::new();
             let mut lit_idx = Vec::new();
             for (i, r) in rules.iter().enumerate() {
                 if r.transform != t {
@@ -256,8 +256,8 @@ impl Firewall {
                         pats.push(p);
                         idx.push(i);
                     }
-                    Matcher::Literals(l) => {
-                        for s in l {
+                    Matcher::Literals(_) | Matcher::Base64Of(_) => {
+                        for s in rules::literal_patterns(&r.matcher) {
                             lits.push(s);
                             lit_idx.push(i);
                         }
@@ -312,14 +312,12 @@ impl Firewall {
             None
         };
         let uniform_literals = if literals.len() > 1 {
-            let mut lits: Vec<&str> = Vec::new();
+            let mut lits: Vec<String> = Vec::new();
             let mut idx = Vec::new();
             for (i, r) in rules.iter().enumerate() {
-                if let Matcher::Literals(l) = r.matcher {
-                    for s in l {
-                        lits.push(s);
-                        idx.push(i);
-                    }
+                for s in rules::literal_patterns(&r.matcher) {
+                    lits.push(s);
+                    idx.push(i);
                 }
             }
             Some(CompiledLiterals {

@@ -3,7 +3,7 @@
 //! and serialized-object magic bytes, JSP uploads. Fully-qualified JDK
 //! class names and `${jndi:` never appear in ordinary API arguments.
 
-use super::{lit, re, Category, Rule, Transform};
+use super::{lit, re, Category, Matcher, Rule, Transform};
 use crate::firewall::fields::loc;
 use crate::firewall::score::Severity;
 
@@ -63,4 +63,19 @@ pub const RULES: &[Rule] = &[
     re(944240, J, C, 1, JAVA_TARGETS, T,
         r"(?:java\.|javax\.|sun\.|com\.sun\.|org\.apache\.)[a-z0-9_.]*\.(?:exec|getruntime|forname|newinstance|getmethod|invoke|loadclass|defineclass|lookup)\b|class\.forname\s*\(|\.getclass\s*\(\s*\)\s*\.\s*(?:forname|getclassloader)|t\s*\(\s*java\.",
         "Reflective Java execution chains (`Class.forName(`, `T(java.lang...)`, `.getClass().forName`)."),
+    Rule {
+        id: 944300,
+        category: J,
+        severity: C,
+        paranoia: 3,
+        targets: loc::INPUT | loc::HEADERS,
+        transform: T,
+        matcher: Matcher::Base64Of(&[
+            "runtime", "processbuilder", "processimpl", "clonetransformer", "forclosure",
+            "instantiatefactory", "instantiatetransformer", "invokertransformer",
+            "prototypeclonefactory", "prototypeserializationfactory", "whileclosure",
+            "getruntime", "java.lang", "templatesimpl", "jndi:",
+        ]),
+        description: "Base64-encoded Java execution and gadget keywords (`cnVudGltZQ` is `runtime`), at any alignment inside a blob. Paranoia 3: long random tokens can contain such fragments.",
+    },
 ];

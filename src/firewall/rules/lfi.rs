@@ -29,7 +29,7 @@ pub const RULES: &[Rule] = &[
         "proc/self/", "proc/version", "proc/cpuinfo", "proc/meminfo", "proc/net/", "proc/mounts",
         "proc/1/", "proc/sched_debug", "proc/cmdline", "/var/log/", "var/lib/mysql", "var/mail/",
         "var/spool/", "var/www/", "/usr/local/apache", "/usr/local/etc", "/root/",
-        "/home/", "boot.ini", "win.ini", "system.ini", "windows/system32", "winnt/system32",
+        "/home/", "boot.ini", "win.ini", "system.ini", "system32/drivers/", "system32/config/sam", "winnt/system32",
         "system32/drivers/etc", "system32/config/", "windows/repair", "inetpub/", "autoexec.bat",
         "config.sys", "web.config", "web-inf/", "meta-inf/", ".htaccess", ".htpasswd", "httpd.conf",
         "php.ini", "my.cnf", "my.ini", "wp-config.php", "localsettings.php", "configuration.php",

@@ -110,6 +110,10 @@ pub enum Matcher {
     /// Literal substrings (lowercase), compiled into one Aho-Corasick
     /// automaton per transform.
     Literals(&'static [&'static str]),
+    /// The base64 encodings of these literals at all three byte alignments
+    /// (so they are found inside a larger encoded blob), compiled into the
+    /// transform's Aho-Corasick automaton.
+    Base64Of(&'static [&'static str]),
     /// Logic implemented in code (protocol checks, SQL tokenizer).
     Check,
 }
@@ -181,6 +185,78 @@ pub const fn lit(
         matcher: Matcher::Literals(literals),
         description,
     }
+}
+
+/// The literal strings a literal-style matcher contributes to an automaton.
+pub fn literal_patterns(m: &Matcher) -> Vec<String> {
+    match m {
+        Matcher::Literals(l) => l.iter().map(|s| s.to_string()).collect(),
+        Matcher::Base64Of(l) => l
+            .iter()
+            .flat_map(|s| base64_fragments(s.as_bytes()))
+            .collect(),
+        Matcher::Regex(_) | Matcher::Check => Vec::new(),
+    }
+}
+
+fn base64_encode(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = u32::from(b[0]) << 16 | u32::from(b[1]) << 8 | u32::from(b[2]);
+        for k in 0..=chunk.len() {
+            out.push(char::from(ALPHABET[(n >> (18 - 6 * k) & 63) as usize]));
+        }
+    }
+    out
+}
+
+/// For each byte alignment, the part of `base64(prefix + literal + suffix)`
+/// that does not depend on the surrounding bytes, lowercased (fields are
+/// matched in lowercase; a 6+ character fragment stays specific).
+pub fn base64_fragments(literal: &[u8]) -> Vec<String> {
+    let mut out = Vec::new();
+    for align in 0..3 {
+        let variants: Vec<String> = [0x00u8, 0xff]
+            .iter()
+            .flat_map(|&p| [0x00u8, 0xff].map(move |s| (p, s)))
+            .map(|(p, s)| {
+                let mut v = vec![p; align];
+                v.extend_from_slice(literal);
+                v.extend_from_slice(&[s; 3]);
+                base64_encode(&v)
+            })
+            .collect();
+        let first = variants[0].as_bytes();
+        let stable: Vec<bool> = (0..first.len())
+            .map(|i| {
+                variants
+                    .iter()
+                    .all(|v| v.as_bytes().get(i) == Some(&first[i]))
+            })
+            .collect();
+        // Longest run of positions identical across all surroundings.
+        let (mut best, mut cur_start, mut best_range) = (0, 0, (0, 0));
+        for i in 0..=stable.len() {
+            if i < stable.len() && stable[i] {
+                continue;
+            }
+            if i - cur_start > best {
+                best = i - cur_start;
+                best_range = (cur_start, i);
+            }
+            cur_start = i + 1;
+        }
+        if best >= 6 {
+            out.push(variants[0][best_range.0..best_range.1].to_ascii_lowercase());
+        }
+    }
+    out
 }
 
 /// Short constructor for code-implemented rules.

@@ -54,6 +54,9 @@ pub const RULES: &[Rule] = &[
     re(934192, N, C, 1, loc::ARGS, T,
         r"(?:^|//|@)(?:host|gateway|kubernetes)\.docker\.internal\b|(?:^|//|@)host\.containers\.internal\b|(?:^|//|@)kubernetes\.default(?:\.svc)?\b|(?:^|//|@)metadata(?:\.google)?\.internal\b",
         "Container/orchestrator internal host names in URL arguments: SSRF to the host or cluster API."),
+    re(934140, N, C, 2, loc::INPUT, T,
+        r"@\{\s*\[",
+        "Perl `@{[ ... ]}` interpolation (code execution in Perl templates)."),
 ];
 
 /// Code check for qs-style bracket paths (`a[__proto__][x]=1`).

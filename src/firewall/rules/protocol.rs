@@ -91,6 +91,8 @@ pub const RULES: &[Rule] = &[
     code(922110, PA, C, 1, loc::ALL, "Multipart part Content-Type with a charset outside utf-8/iso-8859-1."),
     code(922100, PA, C, 1, loc::ALL, "Multipart `_charset_` field selecting a charset outside utf-8/iso-8859-1."),
     code(922120, PA, C, 1, loc::ALL, "Deprecated Content-Transfer-Encoding header in a multipart part."),
+    re(920650, P, W, 2, loc::ARG_NAMES, T, r"^_method$",
+        "Method override through a `_method` argument (routing bypass), paranoia 2."),
 ];
 
 /// Content types the firewall can parse and the gateway accepts.
