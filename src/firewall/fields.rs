@@ -28,13 +28,16 @@ pub mod loc {
     pub const FILENAMES: u16 = 1 << 8;
     /// Header names.
     pub const HEADER_NAMES: u16 = 1 << 9;
+    /// The whole decoded query string and form body (`QUERY_STRING`,
+    /// `REQUEST_BODY`), for rules about name=value pairs.
+    pub const QUERY: u16 = 1 << 10;
 
     /// The usual injection surface: everything the application reads.
     pub const INPUT: u16 = ARG_NAMES | ARGS | COOKIES | COOKIE_NAMES;
     /// Injection surface plus the path.
     pub const INPUT_PATH: u16 = INPUT | PATH;
     /// Everything, including all headers.
-    pub const ALL: u16 = INPUT_PATH | HEADERS | UA | REFERER | FILENAMES | HEADER_NAMES;
+    pub const ALL: u16 = INPUT_PATH | HEADERS | UA | REFERER | FILENAMES | HEADER_NAMES | QUERY;
 }
 
 /// Upper bound on fields taken from one request (keeps pathological bodies
@@ -171,6 +174,14 @@ pub fn extract(req: &RequestView, max_body: usize) -> (Vec<Field>, Option<llm::B
         false,
     );
     push_form(&mut fields, req.raw_query(), "ARGS_GET");
+    push(
+        &mut fields,
+        loc::QUERY,
+        "QUERY_STRING".to_string(),
+        req.raw_query(),
+        true,
+        false,
+    );
 
     for (name, value) in &req.headers {
         let lname = name.trim().to_ascii_lowercase();
@@ -285,10 +296,15 @@ pub fn extract(req: &RequestView, max_body: usize) -> (Vec<Field>, Option<llm::B
         } else if ct.contains("xml") {
             xml_fields(&text, &mut fields);
         } else if ct.is_empty() || ct == "application/x-www-form-urlencoded" {
-            push_form(
+            let form = text.trim_end_matches(['\r', '\n']);
+            push_form(&mut fields, form, "ARGS_POST");
+            push(
                 &mut fields,
-                text.trim_end_matches(['\r', '\n']),
-                "ARGS_POST",
+                loc::QUERY,
+                "REQUEST_BODY".to_string(),
+                form,
+                true,
+                false,
             );
         } else {
             push(

@@ -12,13 +12,13 @@ use Severity::Critical as C;
 /// LFI rules.
 pub const RULES: &[Rule] = &[
     re(930100, L, C, 1, loc::INPUT_PATH | loc::HEADERS | loc::FILENAMES, Transform::Text,
-        r"(?:^|[\\/;])\.{2,3}[\\/;]|\.\.\.\.//",
+        r"(?:^|[\\/;])\.{2,3}[\\/;]|\.\.\.\.//|0x(?:2e|5c|2f)(?:\.|0x(?:2e|5c|2f))",
         "Directory traversal (`../`, `..\\`, `...;/`) after full decoding; APIs take identifiers, not relative paths."),
     re(930110, L, C, 1, loc::INPUT_PATH, Transform::Text,
         r"(?:^|[\\/])\.\.(?:\x{fffd}|%)",
         "Traversal built from broken or nested encodings (`..%`, `...`)."),
     lit(930120, L, C, 1, loc::INPUT | loc::HEADERS | loc::FILENAMES, Transform::Path, &[
-        "etc/passwd", "etc/shadow", "etc/group", "etc/hosts", "etc/issue", "etc/motd", "etc/crontab",
+        "etc/passwd", "etc/shadow", "/sys/class", "/sys/kernel", "/sys/devices", "proc/interrupts", "backup.sql", "etc/group", "etc/hosts", "etc/issue", "etc/motd", "etc/crontab",
         "etc/sudoers", "etc/hostname", "etc/resolv.conf", "etc/fstab", "etc/mtab", "etc/security/",
         "etc/ssh/", "etc/apache", "etc/httpd", "etc/nginx", "etc/mysql", "etc/php", "etc/redis",
         "etc/master.passwd", "etc/pwd.db", "etc/spwd.db", "etc/gshadow", "etc/inittab", "etc/profile",
@@ -43,7 +43,7 @@ pub const RULES: &[Rule] = &[
         "Argument names a well-known OS, server or credential file (`/etc/passwd`, `win.ini`, `.ssh/id_rsa`)."),
     lit(930130, L, C, 1, loc::PATH, Transform::Path, &[
         "/.htaccess", "/.htpasswd", "/.htdigest", "/web.config", "/web-inf/", "/meta-inf/",
-        "/.idea/", "/.vscode/", "/.ds_store", "/.bash_history", "/.bashrc", "/.profile",
+        "/.idea/", "/.vscode/", "/sys/class", "/sys/kernel", "/sys/devices", "/proc/", "/@fs/", "/@id/", "/.aiignore", "/.cursorignore", "/.codeiumignore", "/.aiexclude", "/.ds_store", "/.bash_history", "/.bashrc", "/.profile",
         "/.svn/", "/.hg/", "/.bzr/", "/cvs/", "/.cvs", "/.gitignore", "/.gitconfig",
         "/.npmrc", "/.dockerenv", "/dockerfile", "/docker-compose", "/composer.json", "/composer.lock",
         "/package-lock.json", "/yarn.lock", "/.travis.yml", "/.gitlab-ci.yml", "/phpinfo.php",
