@@ -31,6 +31,8 @@ pub mod loc {
     /// The whole decoded query string and form body (`QUERY_STRING`,
     /// `REQUEST_BODY`), for rules about name=value pairs.
     pub const QUERY: u16 = 1 << 10;
+    /// Set (with `ARGS`/`ARG_NAMES`) on query-string arguments only.
+    pub const QUERY_ARGS: u16 = 1 << 11;
 
     /// The usual injection surface: everything the application reads.
     pub const INPUT: u16 = ARG_NAMES | ARGS | COOKIES | COOKIE_NAMES;
@@ -127,12 +129,17 @@ fn form_pairs(s: &str) -> impl Iterator<Item = (&str, &str)> {
 }
 
 fn push_form(fields: &mut Vec<Field>, s: &str, origin: &str) {
+    let extra = if origin == "ARGS_GET" {
+        loc::QUERY_ARGS
+    } else {
+        0
+    };
     for (k, v) in form_pairs(s) {
         let kn = super::normalize::canonical_text(k, true);
         let short: String = kn.chars().take(64).collect();
         push(
             fields,
-            loc::ARG_NAMES,
+            loc::ARG_NAMES | extra,
             format!("{origin}_NAMES:{short}"),
             k,
             true,
@@ -140,7 +147,7 @@ fn push_form(fields: &mut Vec<Field>, s: &str, origin: &str) {
         );
         push(
             fields,
-            loc::ARGS,
+            loc::ARGS | extra,
             format!("{origin}:{short}"),
             v,
             true,

@@ -71,11 +71,17 @@ impl RequestView {
             .path_and_query()
             .map(|pq| pq.as_str().to_string())
             .unwrap_or_else(|| parts.uri.to_string());
-        let headers = parts
+        let mut headers: Vec<(String, Vec<u8>)> = parts
             .headers
             .iter()
             .map(|(n, v)| (n.as_str().to_string(), v.as_bytes().to_vec()))
             .collect();
+        // HTTP/2 and HTTP/3 carry the host in `:authority`, not in a header.
+        if !parts.headers.contains_key(axum::http::header::HOST) {
+            if let Some(authority) = parts.uri.authority() {
+                headers.push(("host".to_string(), authority.as_str().as_bytes().to_vec()));
+            }
+        }
         Self {
             method: parts.method.as_str().to_string(),
             target,

@@ -28,7 +28,7 @@ pub const RULES: &[Rule] = &[
     code(920250, P, C, 1, loc::ALL, "Argument is not valid UTF-8 after URL decoding (overlong or truncated sequences)."),
     code(920270, P, C, 1, loc::ALL, "NUL byte in the request target, arguments or headers."),
     code(920280, P, W, 1, loc::ALL, "Missing Host header on HTTP/1.1."),
-    code(920290, P, W, 1, loc::ALL, "Empty Host header."),
+    code(920290, P, C, 1, loc::ALL, "Empty Host header: no HTTP client sends one."),
     code(920300, P, N, 2, loc::ALL, "Missing Accept header."),
     code(920310, P, N, 1, loc::ALL, "Empty Accept header."),
     code(920330, P, N, 1, loc::ALL, "Empty User-Agent header."),
@@ -48,6 +48,7 @@ pub const RULES: &[Rule] = &[
     code(920490, P, C, 1, loc::ALL, "Too many headers, or one header too large."),
     code(920530, P, C, 1, loc::ALL, "Content-Type carries more than one charset."),
     code(920600, P, W, 1, loc::ALL, "Accept header with characters no media range contains."),
+    code(920601, P, C, 1, loc::ALL, "Accept header asks for a charset outside utf-8/iso-8859-1/windows-1252 (EBCDIC and UTF-16 response tricks)."),
     code(920610, P, C, 2, loc::ALL, "Raw `#` fragment in the request target: clients never send fragments."),
     code(920620, P, C, 2, loc::ALL, "More than one Content-Type header."),
     code(920660, P, C, 1, loc::ALL, "Obsolete Request-Range header (Range DoS vector)."),
@@ -55,28 +56,27 @@ pub const RULES: &[Rule] = &[
         r"\.(?:asa|asax|ascx|backup|bak|bat|cdx|cer|cfg|cmd|com|config|conf|cs|csproj|csr|dat|db|dbf|dll|dos|htr|htw|ida|idc|idq|inc|ini|key|licx|lnk|log|mdb|old|pass|pdb|pol|printer|pwd|rdb|resources|resx|sql|swp|sys|vb|vbs|vbproj|vsdisco|webinfo|xsd|xsx|sqlite|sqlite3|pem|p12|pfx|jks|kdbx|tfstate)$",
         "Request for a file extension that is server-side configuration, data or credentials."),
     re(920500, P, C, 1, loc::PATH, T,
-        r"(?:\.[^./~]+~|\.sw[op]|\.orig|\.save|\.tmp|#)$",
+        r"(?:\.[^./~]+~(?:/|$)|\.sw[op]$|\.orig$|\.save$|\.tmp$|#$)",
         "Request for an editor backup or temporary file (`index.php~`, `.swp`)."),
     re(920540, P, C, 2, loc::INPUT_PATH, T,
         r"\\u[0-9a-f]{4}",
         "Literal `\\uXXXX` escapes in URL arguments: a filter bypass (JSON bodies are decoded first)."),
-    re(920260, P, W, 1, loc::INPUT_PATH, T,
-        r"[\x{ff01}-\x{ff5e}]",
-        "Full-width Unicode characters (IIS best-fit bypass); folded before matching, reported here."),
+    code(920260, P, C, 1, loc::ALL,
+        "Full-width `%uFFxx` encoding in the request target (IIS best-fit bypass)."),
     re(921110, PA, C, 1, loc::INPUT, T,
-        r"[\n\r]+(?:get|post|head|options|connect|put|delete|trace|track|patch|propfind|propatch|mkcol|copy|move|lock|unlock)\s+[^\s]+\s+http/\d",
+        r"(?:^|[\n\r])\s*(?:get|post|head|options|connect|put|delete|trace|track|patch|propfind|propatch|mkcol|copy|move|lock|unlock)\s+[^\s]+\s+http/\d",
         "A second request line inside an argument: HTTP request smuggling."),
     re(921120, PA, C, 1, loc::INPUT, T,
         r"[\n\r]+\W*?(?:content-(?:type|length)|set-cookie|location):\s*\w",
         "Header lines after CR/LF inside an argument: HTTP response splitting."),
     re(921130, PA, C, 1, loc::INPUT, T,
-        r"(?:\bhttp/(?:0\.9|1\.[01])|<(?:html|meta)\b)",
+        r"(?:\bhttp/\d(?:\.\d)?\b|<(?:html|meta)\b)",
         "A status line or HTML head inside an argument: response splitting payload."),
     code(921140, PA, C, 1, loc::ALL, "CR or LF inside a header name or value: header injection."),
     re(921150, PA, C, 1, loc::ARG_NAMES, T, r"[\n\r]",
         "CR or LF inside an argument name: header injection."),
-    re(921160, PA, C, 1, loc::ARG_NAMES | loc::ARGS, T,
-        r"[\n\r]+\W*?(?:content-(?:type|length)|set-cookie|location):",
+    re(921160, PA, C, 1, loc::QUERY_ARGS, T,
+        r"[\n\r]+\W*?(?:content-(?:type|length)|set-cookie|location|refresh|remote-addr|[a-z][a-z0-9-]{1,40})\s*:\s*\S",
         "Header injection through a query argument."),
     re(921190, PA, C, 1, loc::PATH, T, r"[\n\r]",
         "CR or LF in the path: splitting via the request target."),
@@ -126,7 +126,14 @@ pub const RESTRICTED_HEADERS: &[&str] = &[
     "x-http-method-override",
     "x-http-method",
     "x-method-override",
+    // A compressed request body cannot be inspected.
+    "content-encoding",
 ];
+
+fn contains_ci(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len())
+        .any(|w| w.eq_ignore_ascii_case(needle))
+}
 
 fn is_tchar(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
@@ -181,6 +188,10 @@ fn content_type_syntax_ok(ct: &str) -> bool {
             match p.split_once('=') {
                 Some((k, v)) => {
                     let k = k.trim().to_ascii_lowercase();
+                    // One optional space around `=` is tolerated (as CRS does), more is not.
+                    if v.starts_with("  ") || v.starts_with(" \t") || v.starts_with('\t') {
+                        return false;
+                    }
                     let v = v.trim();
                     matches!(
                         k.as_str(),
@@ -219,12 +230,10 @@ pub fn check(req: &RequestView, cfg: &FirewallConfig, hits: &mut Hits<'_>) {
         let line = format!("{} {} {}", req.method, req.target, req.version);
         hits.hit(920100, "REQUEST_LINE", &line);
     }
-    if !req.version.is_empty()
-        && !matches!(
-            req.version.as_str(),
-            "HTTP/1.0" | "HTTP/1.1" | "HTTP/2" | "HTTP/2.0" | "HTTP/3" | "HTTP/3.0"
-        )
-    {
+    if !matches!(
+        req.version.as_str(),
+        "HTTP/1.0" | "HTTP/1.1" | "HTTP/2" | "HTTP/2.0" | "HTTP/3" | "HTTP/3.0"
+    ) {
         hits.hit(920430, "REQUEST_PROTOCOL", &req.version);
     }
     if req.target.contains('#') {
@@ -259,8 +268,15 @@ pub fn check(req: &RequestView, cfg: &FirewallConfig, hits: &mut Hits<'_>) {
                 &String::from_utf8_lossy(value),
             );
         }
-        if value.contains(&0) {
+        if value.contains(&0) || contains_ci(value, b"%00") {
             hits.hit(920270, &format!("REQUEST_HEADERS:{name}"), "NUL byte");
+        }
+        if contains_ci(value, b"%0d") || contains_ci(value, b"%0a") {
+            hits.hit(
+                921140,
+                &format!("REQUEST_HEADERS:{name}"),
+                &String::from_utf8_lossy(value),
+            );
         }
         let lname = name.trim().to_ascii_lowercase();
         if RESTRICTED_HEADERS.contains(&lname.as_str()) {
@@ -344,6 +360,13 @@ pub fn check(req: &RequestView, cfg: &FirewallConfig, hits: &mut Hits<'_>) {
         None => hits.hit(920300, "REQUEST_HEADERS:Accept", "missing"),
         Some(a) if a.trim().is_empty() => hits.hit(920310, "REQUEST_HEADERS:Accept", "empty"),
         Some(a) => {
+            let lower = a.to_ascii_lowercase();
+            if charsets(&lower.replace(',', ";"))
+                .iter()
+                .any(|c| !ALLOWED_CHARSETS.contains(&c.as_str()))
+            {
+                hits.hit(920601, "REQUEST_HEADERS:Accept", &a);
+            }
             if !a.bytes().all(|b| {
                 b.is_ascii_alphanumeric() || b" \t*/.,;=+-_\"'()!#$%&^`|~:?@[]{}".contains(&b)
             }) {
@@ -360,7 +383,16 @@ pub fn check(req: &RequestView, cfg: &FirewallConfig, hits: &mut Hits<'_>) {
     // Connection.
     if let Some(c) = req.header_str("connection") {
         let c = c.to_ascii_lowercase();
-        if c.contains("keep-alive") && c.contains("close") {
+        let tokens: Vec<&str> = c
+            .split(',')
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .collect();
+        let repeated = tokens
+            .iter()
+            .enumerate()
+            .any(|(i, t)| tokens[..i].contains(t));
+        if (c.contains("keep-alive") && c.contains("close")) || repeated {
             hits.hit(920210, "REQUEST_HEADERS:Connection", &c);
         }
     }
@@ -422,6 +454,11 @@ pub fn check(req: &RequestView, cfg: &FirewallConfig, hits: &mut Hits<'_>) {
         hits.hit(920340, "REQUEST_HEADERS:Content-Type", "missing");
     }
 
+    // Full-width `%uFFxx` encoding only exists to dodge filters.
+    let lower_target = req.target.to_ascii_lowercase();
+    if lower_target.contains("%uff") {
+        hits.hit(920260, "REQUEST_URI", &req.target);
+    }
     check_args_shape(req, hits);
     check_multipart(req, &cts, hits);
 }
