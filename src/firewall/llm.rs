@@ -45,6 +45,7 @@ pub const MAX_MESSAGES: usize = 10_000;
 pub const MAX_MODEL_LEN: usize = 256;
 
 /// LLM body policy rules.
+#[rustfmt::skip]
 pub const RULES: &[Rule] = &[
     code(946100, Category::LlmBody, Severity::Critical, 1, loc::ALL,
         "LLM route body is not valid JSON: every OpenAI-compatible SDK sends JSON."),

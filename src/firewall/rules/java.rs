@@ -15,6 +15,7 @@ const JAVA_TARGETS: u16 =
     loc::INPUT | loc::HEADERS | loc::UA | loc::REFERER | loc::PATH | loc::HEADER_NAMES;
 
 /// Java rules.
+#[rustfmt::skip]
 pub const RULES: &[Rule] = &[
     re(944100, J, C, 1, JAVA_TARGETS, T,
         r"java\.lang\.(?:runtime|processbuilder|reflect|classloader|system|thread|process)\b",

@@ -10,6 +10,7 @@ use Category::Lfi as L;
 use Severity::Critical as C;
 
 /// LFI rules.
+#[rustfmt::skip]
 pub const RULES: &[Rule] = &[
     re(930100, L, C, 1, loc::INPUT_PATH | loc::HEADERS | loc::FILENAMES, Transform::Text,
         r"(?:^|[\\/;])\.{2,3}[\\/;]|\.\.\.\.//|0x(?:2e|5c|2f)(?:\.|0x(?:2e|5c|2f))",

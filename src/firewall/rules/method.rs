@@ -7,14 +7,11 @@ use crate::firewall::score::Severity;
 use crate::firewall::{FirewallConfig, Hits, RequestView};
 
 /// Method rules.
-pub const RULES: &[Rule] = &[code(
-    911100,
-    Category::Method,
-    Severity::Critical,
-    1,
-    loc::ALL,
-    "Method not in the allow-list (default GET, HEAD, POST, OPTIONS): SDKs only use these.",
-)];
+#[rustfmt::skip]
+pub const RULES: &[Rule] = &[
+    code(911100, Category::Method, Severity::Critical, 1, loc::ALL,
+        "Method not in the allow-list (default GET, HEAD, POST, OPTIONS, PUT, PATCH, DELETE): no client of an OpenAI-compatible API uses others."),
+];
 
 /// Runs the method check.
 pub fn check(req: &RequestView, cfg: &FirewallConfig, hits: &mut Hits<'_>) {

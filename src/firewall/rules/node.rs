@@ -12,6 +12,7 @@ use Severity::Critical as C;
 use Transform::Text as T;
 
 /// Node / generic rules.
+#[rustfmt::skip]
 pub const RULES: &[Rule] = &[
     re(934100, N, C, 1, loc::INPUT, T,
         r"\b(?:__js_function|_\$\$nd_func\$\$_|xyqktkrfrlvoqyqk|console\s*\.\s*(?:log|info|warn|error|debug|dir|trace)\s*\(|module\s*\.\s*exports\s*=|child_process|process\.(?:binding|mainmodule|env|exit|kill|dlopen)|require\s*\(|module\.(?:constructor|exports\.|children)|global\.process|this\.constructor|constructor\s*\(\s*['\x22]return|new\s+function\s*\(|function\s*\(\s*\)\s*\{|\bexecsync\b|\bspawnsync\b|\bexecfile\b|\.exec\s*\(|\.spawn\s*\(|\beval\s*\(|settimeout\s*\(\s*['\x22]|setinterval\s*\(\s*['\x22]|_\$\$nd_func\$\$_|\bfs\.(?:readfile|writefile|readdir|unlink)|\bvm\.run|\bnew\s+buffer\s*\()",

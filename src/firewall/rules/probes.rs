@@ -10,6 +10,7 @@ use Category::SecretProbe as S;
 use Severity::Critical as C;
 
 /// Secret/agent-config probe rules.
+#[rustfmt::skip]
 pub const RULES: &[Rule] = &[
     re(945100, S, C, 1, loc::PATH, Transform::Path,
         r"(?:^|/)(?:\.env(?:\.[a-z0-9_-]+)?|\.git|\.svn|\.hg|\.aws|\.ssh|\.gnupg|\.docker|\.kube|\.azure|\.gcloud|\.config/gcloud|\.npmrc|\.pypirc|\.netrc|\.pgpass|\.git-credentials|\.gitconfig|\.bash_history|\.zsh_history|\.clawdbot|\.openclaw|\.moltbot|\.moltguard|\.claude|\.cursor|\.codex|\.continue|\.aider[a-z._-]*|\.vscode|\.idea|\.zed|\.cline|\.clinerules|\.kiro|\.windsurf|\.rovodev|\.roo|\.gemini|\.copilot|\.codeium|\.tabnine|\.amazonq|\.junie|\.augment|\.qodo|\.trae|\.opencode|\.goose|\.crush|\.mcp|\.plandex|\.fabric|\.n8n|\.langchain|\.flowise|\.dify|\.continuerc|\.aiignore|\.cursorignore|\.anthropic|\.openai|\.ollama|\.huggingface|\.cache/huggingface|\.config/(?:gh|gcloud|openai|anthropic))(?:/|$)",

@@ -14,6 +14,7 @@ use Severity::{Critical as C, Notice as N, Warning as W};
 use Transform::Text as T;
 
 /// Protocol rules.
+#[rustfmt::skip]
 pub const RULES: &[Rule] = &[
     code(920100, P, C, 1, loc::ALL, "Malformed request line: method not a token, target neither origin-form, absolute-form, authority-form nor `*`."),
     code(920120, P, C, 1, loc::ALL, "Multipart part name or file name containing quotes, `;`, `=` or backslashes: parser-confusion attempts."),

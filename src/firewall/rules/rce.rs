@@ -20,6 +20,7 @@ macro_rules! unix_tools {
 }
 
 /// RCE rules.
+#[rustfmt::skip]
 pub const RULES: &[Rule] = &[
     re(932100, U, C, 1, loc::INPUT | loc::HEADERS | loc::UA | loc::REFERER, Cmd,
         concat!(r"(?:[;&|`\n]|\$\(|\$\{|\|\||&&)\s*(?:\{\s*)?(?:[a-z]*/)*(?:s?bin/)?", unix_tools!(),

@@ -7,6 +7,7 @@ use crate::firewall::fields::loc;
 use crate::firewall::score::Severity;
 
 /// Scanner rules.
+#[rustfmt::skip]
 pub const RULES: &[Rule] = &[lit(
     913100,
     Category::Scanner,

@@ -12,6 +12,7 @@ use Category::SessionFixation as S;
 use Severity::Critical as C;
 
 /// Session fixation rules.
+#[rustfmt::skip]
 pub const RULES: &[Rule] = &[
     re(943100, S, C, 1, loc::INPUT, Transform::Text,
         r"\.cookie\b.*?;\W*?(?:expires|domain)\W*?=|\bhttp-equiv\W+set-cookie\b|document\.cookie\s*=|\bset-cookie\s*:",

@@ -21,6 +21,7 @@ use Transform::{Sql, Text};
 const SQL_TARGETS: u16 = loc::INPUT;
 
 /// SQLi rules.
+#[rustfmt::skip]
 pub const RULES: &[Rule] = &[
     code(942100, S, C, 1, loc::INPUT,
         "Tokenizer fingerprint of a literal breakout, tautology, stacked query or UNION (libinjection-style)."),

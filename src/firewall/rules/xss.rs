@@ -16,6 +16,7 @@ const XSS_HDR: u16 = XSS_TARGETS | loc::HEADERS;
 const XSS_INPUT: u16 = loc::INPUT | loc::UA | loc::FILENAMES;
 
 /// XSS rules.
+#[rustfmt::skip]
 pub const RULES: &[Rule] = &[
     re(941100, X, C, 1, XSS_HDR, T,
         r#"<\s*/?\s*(?:script|iframe|frame|frameset|object|embed|applet|meta|base|link|style|isindex|xss|bgsound|layer|ilayer|template|noscript|plaintext|xmp|listing|import|vmlframe)\b|<[a-z][a-z0-9:-]*\b[^>]*?[\s/"'`](?:on[a-z]{3,}|style|fscommand|seeksegmenttime)\s*=|<[a-z][a-z0-9:-]*\b[^>]*?(?:href|src|action|formaction|data|xlink:href|background|lowsrc|dynsrc|poster|code|codebase|srcdoc)\s*=\s*["'`]?\s*(?:javascript|vbscript|livescript|data|mocha)\s*:"#,
