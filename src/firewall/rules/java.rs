@@ -47,7 +47,7 @@ pub const RULES: &[Rule] = &[
         "org.mozilla.javascript", "nashorn", "java.lang.thread", "java.lang.shutdown",
     ],
         "Sensitive JDK / framework class names (`java.io.*`, `java.lang.*`, `org.apache.struts`) in input."),
-    re(944140, J, C, 1, loc::FILENAMES, T, r"\.(?:jspx?|jspf|jhtml|jsw|jsv|jws)(?:\.|$)",
+    re(944140, J, C, 1, loc::FILENAMES, T, r"\.\s*(?:jspx?|jspf|jhtml|jsw|jsv|jws)\s*(?:\.|$)",
         "Upload of a JSP file (web shell)."),
     re(944150, J, C, 1, loc::ALL, T,
         r"\$\{[^}]*(?:\$\{[^}]*\}[^}]*)*(?:jndi|ctx|env|sys|java|lower|upper|date|main|marker|bundle|base64|docker|k8s|log4j|spring|web|:-)\b|\$\{\s*(?:[a-z]+:)?(?:\$\{[^}]*\}|[^}])*j[^}]*n[^}]*d[^}]*i",

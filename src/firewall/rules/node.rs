@@ -58,6 +58,9 @@ pub const RULES: &[Rule] = &[
     re(934140, N, C, 2, loc::INPUT, T,
         r"@\{\s*\[",
         "Perl `@{[ ... ]}` interpolation (code execution in Perl templates)."),
+    re(934200, N, C, 1, loc::INPUT, T,
+        r"\{\{\s*\d+\s*[*+/-]\s*\d+\s*\}\}|<%=?\s*\d+\s*[*+/-]\s*\d+\s*%>|[#$]\{\s*\d+\s*[*+/-]\s*\d+\s*\}|\$\{\{\s*\d+\s*[*+]\s*\d+\s*\}\}",
+        "Template-injection probes (`{{7*7}}`, `<%= 7*7 %>`, `#{7*7}`): arithmetic inside template delimiters."),
 ];
 
 /// Code check for qs-style bracket paths (`a[__proto__][x]=1`).

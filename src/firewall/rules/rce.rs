@@ -113,4 +113,10 @@ pub const RULES: &[Rule] = &[
     re(932237, U, C, 1, loc::INPUT, Text,
         r"\(\s*(?:ba|da|z|k|c|tc)?sh\s*\)|/dev/(?:tcp|udp)/|\d?>&?\s*\$\w+/(?:tcp|udp)/|\b(?:ba|da|z|k|c)?sh\$[a-z_{]+",
         "Reverse-shell and padding idioms: `(sh)`, `/dev/tcp/host/port`, `sh$X`."),
+    re(932131, U, C, 1, loc::INPUT, Text,
+        r"\$\[|/[a-z]*\[[a-z0-9/\\-]{1,10}\][a-z]*(?:/|$)",
+        "Bash arithmetic `$[...]` and bracket globs inside paths (`/bi[n]/bash`, `/usr/[a-z]in/`)."),
+    re(932261, U, C, 1, loc::INPUT, Cmd,
+        r"^\s*(?:[a-z]*/)*(?:ansible(?:-[a-z]+)?|chef-[a-z]+|visudo|cscli|whoami|ifconfig|netstat|nslookup|msfconsole|msfvenom|useradd|usermod|systemctl|nmap|ncat|netcat|socat|perf\s+-)\b",
+        "A whole argument that starts with a system-administration or attack tool (`whoami;`, `ansible all`, `visudo`)."),
 ];

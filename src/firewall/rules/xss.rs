@@ -73,4 +73,7 @@ pub const RULES: &[Rule] = &[
     re(941400, X, C, 1, XSS_TARGETS, T,
         r"\[\s*\]\s*\[\s*['\x22`][a-z]+['\x22`]\s*\]\s*\[|\b(?:window|self|top|this|parent|frames|globalthis)\s*\[\s*['\x22`]",
         "JavaScript functions reached without parentheses (`[]['constructor']['constructor']`)."),
+    re(941360, X, C, 1, XSS_INPUT, T,
+        r"!!\s*\[\s*\]|!\s*\[\s*\]\s*\+|\(\s*!\s*\[\s*\]|\+\s*!\s*\+?\s*\[|\[\s*\]\s*\[\s*\(|\+\s*\[\s*\]\s*\)",
+        "JSFuck-style obfuscation (`(![]+[])[+!+[]]`, `+!![]`): JavaScript built from `[]!+()` only."),
 ];
