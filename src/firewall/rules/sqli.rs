@@ -430,7 +430,7 @@ fn dangerous(fp: &str, quoted: bool) -> bool {
             Some(b')') => {
                 matches!(f.get(2), Some(b'&' | b';' | b'c' | b'U' | b'o')) && f.len() >= 3
             }
-            Some(b'U') => true,
+            Some(b'U') => matches!(f.get(2), Some(b'k' | b'(' | b'f')),
             Some(b'k') => f.len() >= 3 && matches!(f.get(2), Some(b'1' | b's' | b'(' | b'f')),
             _ => false,
         };
