@@ -10,6 +10,7 @@
 //! - [`config`]: `moltguard.toml` and where every file lives.
 //! - [`guardian`]: the checks and the daemon that opens the breaker.
 //! - [`gateway`]: `moltgate`, the OpenAI-compatible LLM gateway.
+//! - [`firewall`]: the request firewall engine (not yet wired into moltgate).
 //! - [`cli`]: the `moltguard` command.
 
 pub mod auth;
@@ -17,6 +18,7 @@ pub mod breaker;
 pub mod cli;
 pub mod config;
 pub mod exec;
+pub mod firewall;
 pub mod fsutil;
 pub mod gateway;
 #[cfg(test)]
