@@ -17,6 +17,9 @@ pub struct UpArgs {
     /// The loopback port of the upstream, for a new setup.
     #[arg(long, value_name = "PORT")]
     upstream_port: Option<u16>,
+    /// Do not run the guardian (e.g. when it runs as a system service already).
+    #[arg(long)]
+    no_guardian: bool,
 }
 
 pub fn run(ctx: &Ctx, args: UpArgs) -> Result<Exit, CliError> {
@@ -81,6 +84,23 @@ pub fn run(ctx: &Ctx, args: UpArgs) -> Result<Exit, CliError> {
         println!(
             "next: `{prefix} breaker close --for 30m` to let traffic through for half an hour"
         );
+    }
+    if args.no_guardian {
+        println!("guardian: off (--no-guardian); nothing opens the breaker for you");
+    } else {
+        // The guardian in the foreground: its findings and breaker changes
+        // stream to this terminal as log lines.
+        println!(
+            "guardian: scanning every {} and on file changes; findings follow below",
+            humantime::format_duration(cfg.settings.guardian.interval)
+        );
+        crate::logging::init(crate::logging::LogFormat::Text, "guardian");
+        let guardian_cfg = cfg.clone();
+        std::thread::spawn(move || {
+            if let Err(e) = crate::guardian::daemon::run(guardian_cfg) {
+                tracing::error!(error = %e, "the guardian stopped");
+            }
+        });
     }
     wait_for_shutdown_signal();
     if let Ok(mut child) = gateway {

@@ -145,6 +145,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     );
     let mut scanner = Scanner::new(config.clone());
     let mut files_changed = true;
+    let mut seen = std::collections::BTreeSet::new();
     loop {
         match breaker::settle(&config) {
             Ok(done) => {
@@ -155,7 +156,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
             Err(e) => tracing::error!(error = %e, "cannot record the breaker's state"),
         }
         let report = scanner.scan(files_changed);
-        log_report(&report);
+        log_report(&report, &mut seen);
         act(&config, &report);
         let next = next_wake(&config, interval);
         write_status(&config, started_at, &report, next);
@@ -277,8 +278,22 @@ fn act(config: &Config, report: &ScanReport) {
     }
 }
 
-fn log_report(r: &ScanReport) {
-    for f in &r.findings {
+/// Logs findings that are new since the last scan, and those that went
+/// away, so a finding that persists for hours is one line, not one per poll.
+fn log_report(r: &ScanReport, seen: &mut std::collections::BTreeSet<(String, String)>) {
+    let now: std::collections::BTreeSet<(String, String)> = r
+        .findings
+        .iter()
+        .map(|f| (f.id.to_string(), f.what.clone()))
+        .collect();
+    for (id, what) in seen.difference(&now) {
+        tracing::info!(id = %id, "resolved: {what}");
+    }
+    for f in r
+        .findings
+        .iter()
+        .filter(|f| !seen.contains(&(f.id.to_string(), f.what.clone())))
+    {
         match f.severity {
             Severity::Critical => {
                 tracing::warn!(id = f.id, location = ?f.location, fix = %f.fix, "CRITICAL: {}", f.what)
@@ -290,6 +305,7 @@ fn log_report(r: &ScanReport) {
         }
     }
     tracing::debug!(wall_us = r.wall_us, cpu_us = ?r.cpu_us, sockets = r.sockets_seen, findings = r.findings.len(), "scan done");
+    *seen = now;
 }
 
 fn write_status(config: &Config, started_at: DateTime<Utc>, r: &ScanReport, next: DateTime<Utc>) {
