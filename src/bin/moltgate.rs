@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use moltguard::gateway::config::{self, GatewayConfig};
 use moltguard::gateway::secrets::SecretSource;
-use moltguard::gateway::{check, status, Gateway};
+use moltguard::gateway::{check, status, workers, Gateway};
 
 #[derive(Parser)]
 #[command(
@@ -108,7 +108,15 @@ fn serve(cfg: GatewayConfig, secrets: SecretSource) -> ExitCode {
         }
         return ExitCode::from(2);
     }
-    let rt = match tokio::runtime::Builder::new_multi_thread()
+    // One serving thread per core (see gateway::workers); set before the
+    // gateway builds its per-thread upstream pools.
+    let threads = std::env::var("MOLTGATE_WORKER_THREADS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    workers::set_count(threads);
+    // A small runtime of its own for signals and the startup health check.
+    let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {
@@ -127,26 +135,35 @@ fn serve(cfg: GatewayConfig, secrets: SecretSource) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        let listener = match tokio::net::TcpListener::bind(listen).await {
+        let listeners = match workers::bind(listen) {
             Ok(l) => l,
             Err(e) => {
                 eprintln!("moltgate: cannot listen on {listen}: {e}");
                 return ExitCode::FAILURE;
             }
         };
-        let addr = listener
+        let addr = listeners[0]
             .local_addr()
             .map(|a| a.to_string())
             .unwrap_or_default();
-        tracing::info!("moltgate listening on http://{addr}");
+        tracing::info!("moltgate listening on http://{addr} ({threads} serving threads)");
         status::spawn_startup_check(gw.clone());
-        match moltguard::gateway::serve_with_shutdown(gw, listener, shutdown_signal()).await {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("moltgate: server error: {e}");
-                ExitCode::FAILURE
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let handles = workers::serve(gw, listeners, stop_rx);
+        shutdown_signal().await;
+        let _ = stop_tx.send(true);
+        let mut code = ExitCode::SUCCESS;
+        for h in handles {
+            match tokio::task::spawn_blocking(move || h.join()).await {
+                Ok(Ok(Ok(()))) => {}
+                Ok(Ok(Err(e))) => {
+                    eprintln!("moltgate: server error: {e}");
+                    code = ExitCode::FAILURE;
+                }
+                _ => code = ExitCode::FAILURE,
             }
         }
+        code
     })
 }
 

@@ -77,7 +77,9 @@ pub struct Provider {
     pub cfg: ProviderConfig,
     /// `{base_url}/chat/completions`, parsed once (URL parsing showed in profiles).
     chat_url: reqwest::Url,
-    pub client: reqwest::Client,
+    /// One client (one connection pool) per serving thread, so a request
+    /// and its upstream connection stay on one thread; see `workers`.
+    clients: Vec<reqwest::Client>,
     pub key: Option<SecretString>,
     pub key_origin: Option<SecretOrigin>,
     /// Why the key could not be read (e.g. insecure file), without the key.
@@ -115,20 +117,24 @@ impl Provider {
         key_error: Option<String>,
         breaker: BreakerConfig,
     ) -> anyhow::Result<Self> {
-        let client = reqwest::Client::builder()
-            .connect_timeout(cfg.timeouts.connect)
-            .pool_idle_timeout(Duration::from_secs(60))
-            .tcp_nodelay(true)
-            // Never follow redirects with a key attached; retries are ours to decide.
-            .redirect(reqwest::redirect::Policy::none())
-            .retry(reqwest::retry::never())
-            .user_agent(concat!("moltgate/", env!("CARGO_PKG_VERSION")))
-            .build()?;
+        let clients = (0..super::workers::count())
+            .map(|_| {
+                reqwest::Client::builder()
+                    .connect_timeout(cfg.timeouts.connect)
+                    .pool_idle_timeout(Duration::from_secs(60))
+                    .tcp_nodelay(true)
+                    // Never follow redirects with a key attached; retries are ours to decide.
+                    .redirect(reqwest::redirect::Policy::none())
+                    .retry(reqwest::retry::never())
+                    .user_agent(concat!("moltgate/", env!("CARGO_PKG_VERSION")))
+                    .build()
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         let chat_url = reqwest::Url::parse(&format!("{}/chat/completions", cfg.base_url))?;
         Ok(Self {
             chat_url,
             cfg,
-            client,
+            clients,
             key,
             key_origin,
             key_error,
@@ -169,9 +175,14 @@ impl Provider {
         }
     }
 
+    /// This thread's client.
+    pub fn client(&self) -> &reqwest::Client {
+        &self.clients[super::workers::index() % self.clients.len()]
+    }
+
     fn request(&self, body: Bytes) -> reqwest::RequestBuilder {
         let mut rb = self
-            .client
+            .client()
             .post(self.chat_url.clone())
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .body(body);
@@ -290,7 +301,7 @@ impl Provider {
     /// `GET /models`, used by the startup check: latency or a readable error.
     pub async fn probe_models(&self, within: Duration) -> Result<u64, String> {
         let start = Instant::now();
-        let mut rb = self.client.get(format!("{}/models", self.cfg.base_url));
+        let mut rb = self.client().get(format!("{}/models", self.cfg.base_url));
         if let Some(k) = &self.key {
             rb = rb.bearer_auth(k.expose());
         }
