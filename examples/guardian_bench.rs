@@ -50,7 +50,7 @@ fn main() {
             &format!("agent_port = {}", 18789),
             &format!("agent_port = {agent}"),
         );
-    let text = regex_free_replace_agent_homes(&text);
+    let text = clear_agent_homes(&text);
     std::fs::write(&cfg, text).unwrap();
     let mut add = Command::new(&exe)
         .args([
@@ -140,7 +140,7 @@ fn main() {
     g.stop();
 }
 
-fn regex_free_replace_agent_homes(text: &str) -> String {
+fn clear_agent_homes(text: &str) -> String {
     text.lines()
         .map(|l| {
             if l.starts_with("agent_homes") {

@@ -565,8 +565,7 @@ fn write_shared(
     bytes: &[u8],
     run_as: Option<control::RunAs>,
 ) -> Result<(), BreakerError> {
-    fsutil::write_atomic(path, bytes, 0o640).map_err(|e| BreakerError::io(path, e))?;
-    control::share_with_nginx(path, run_as, 0o640).map_err(|e| BreakerError::io(path, e))
+    control::write_for_nginx(path, bytes, run_as).map_err(|e| BreakerError::io(path, e))
 }
 
 /// Writes the first state of a new setup (OPEN, reason INIT) if there is

@@ -1,12 +1,11 @@
 //! `moltguard auth add-user|remove-user|list`.
 
-use super::output::{emit, CliError, Exit};
+use super::output::{emit, read_secret, CliError, Exit};
 use super::Ctx;
 use crate::auth::htpasswd::{self, HtpasswdError};
 use crate::fsutil::ExclusiveLock;
 use crate::nginx::control::{self, Nginx};
 use clap::Subcommand;
-use std::io::{BufRead, IsTerminal};
 
 #[derive(Debug, Subcommand)]
 pub enum AuthCmd {
@@ -33,7 +32,7 @@ pub fn run(ctx: &Ctx, cmd: AuthCmd) -> Result<Exit, CliError> {
             password_stdin,
         } => {
             htpasswd::validate_user_name(&name).map_err(map_err)?;
-            let password = read_password(password_stdin)?;
+            let password = read_secret(password_stdin, "password-stdin", "New password: ", true)?;
             let _lock = lock(&cfg)?;
             let existed = htpasswd::upsert(&path, &name, &password, 0o640).map_err(map_err)?;
             control::share_with_nginx(&path, run_as, 0o640).map_err(|e| {
@@ -108,30 +107,6 @@ fn lock(cfg: &crate::config::Config) -> Result<ExclusiveLock, CliError> {
                 "run with the permissions of the setup's owner (sudo for system-wide)",
             )
         })
-}
-
-fn read_password(from_stdin: bool) -> Result<String, CliError> {
-    if from_stdin {
-        let mut line = String::new();
-        std::io::stdin().lock().read_line(&mut line).map_err(|e| {
-            CliError::error(format!("cannot read the password from stdin: {e}"), "")
-        })?;
-        return Ok(line.trim_end_matches(['\r', '\n']).to_string());
-    }
-    if !std::io::stdin().is_terminal() {
-        return Err(CliError::usage(
-            "no terminal to ask for a password",
-            "pipe it in with --password-stdin",
-        ));
-    }
-    let a = rpassword::prompt_password("New password: ")
-        .map_err(|e| CliError::error(e.to_string(), ""))?;
-    let b = rpassword::prompt_password("Repeat it: ")
-        .map_err(|e| CliError::error(e.to_string(), ""))?;
-    if a != b {
-        return Err(CliError::usage("the passwords differ", "try again"));
-    }
-    Ok(a)
 }
 
 fn map_err(e: HtpasswdError) -> CliError {

@@ -222,8 +222,7 @@ fn write_if(
     if path.exists() && !force {
         return Ok(());
     }
-    fsutil::write_atomic(path, text.as_bytes(), 0o640).map_err(|e| io_err(path, e))?;
-    control::share_with_nginx(path, run_as, 0o640).map_err(|e| io_err(path, e))
+    control::write_for_nginx(path, text.as_bytes(), run_as).map_err(|e| io_err(path, e))
 }
 
 fn io_err(p: &Path, e: std::io::Error) -> CliError {

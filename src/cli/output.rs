@@ -96,6 +96,38 @@ impl From<crate::breaker::BreakerError> for CliError {
     }
 }
 
+/// Reads a secret typed by a person: the first line of stdin with
+/// `--<flag>`, else a prompt that does not echo (asked twice if `confirm`).
+/// Never a command-line argument: those are visible to every user in `ps`.
+pub fn read_secret(
+    from_stdin: bool,
+    flag: &str,
+    prompt: &str,
+    confirm: bool,
+) -> Result<String, CliError> {
+    use std::io::{BufRead, IsTerminal};
+    if from_stdin {
+        let mut line = String::new();
+        std::io::stdin()
+            .lock()
+            .read_line(&mut line)
+            .map_err(|e| CliError::error(format!("cannot read standard input: {e}"), ""))?;
+        return Ok(line.trim_end_matches(['\r', '\n']).to_string());
+    }
+    if !std::io::stdin().is_terminal() {
+        return Err(CliError::usage(
+            "no terminal to ask on",
+            format!("pipe the value in with --{flag}"),
+        ));
+    }
+    let prompt_err = |e: std::io::Error| CliError::error(e.to_string(), "");
+    let a = rpassword::prompt_password(prompt).map_err(prompt_err)?;
+    if confirm && a != rpassword::prompt_password("Repeat it: ").map_err(prompt_err)? {
+        return Err(CliError::usage("the two entries differ", "try again"));
+    }
+    Ok(a)
+}
+
 /// Prints JSON, or runs the text printer.
 pub fn emit(json: bool, value: serde_json::Value, text: impl FnOnce()) {
     if json {

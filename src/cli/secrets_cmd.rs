@@ -5,11 +5,10 @@
 //! value is never printed, logged, or accepted as a command-line argument
 //! (arguments are visible to every user in `ps`).
 
-use super::output::{emit, CliError, Exit};
+use super::output::{emit, read_secret, CliError, Exit};
 use super::Ctx;
 use crate::gateway::secrets;
 use clap::Subcommand;
-use std::io::{BufRead, IsTerminal};
 
 #[derive(Debug, Subcommand)]
 pub enum SecretsCmd {
@@ -37,7 +36,7 @@ pub fn run(ctx: &Ctx, cmd: SecretsCmd) -> Result<Exit, CliError> {
     };
     match cmd {
         SecretsCmd::Set { name, value_stdin } => {
-            let value = read_value(value_stdin)?;
+            let value = read_secret(value_stdin, "value-stdin", "Value (not echoed): ", false)?;
             if value.is_empty() {
                 return Err(CliError::usage(
                     "the value is empty",
@@ -88,23 +87,4 @@ fn store(_dir: &std::path::Path, name: &str, value: &str) -> Result<String, secr
 #[cfg(not(all(target_os = "macos", feature = "macos-native")))]
 fn store(dir: &std::path::Path, name: &str, value: &str) -> Result<String, secrets::SecretError> {
     secrets::write_secret_file(dir, name, value).map(|p| format!("{} (mode 0600)", p.display()))
-}
-
-fn read_value(from_stdin: bool) -> Result<String, CliError> {
-    if from_stdin {
-        let mut line = String::new();
-        std::io::stdin()
-            .lock()
-            .read_line(&mut line)
-            .map_err(|e| CliError::error(format!("cannot read stdin: {e}"), ""))?;
-        return Ok(line.trim_end_matches(['\r', '\n']).to_string());
-    }
-    if !std::io::stdin().is_terminal() {
-        return Err(CliError::usage(
-            "no terminal to ask for the value",
-            "pipe it in with --value-stdin",
-        ));
-    }
-    rpassword::prompt_password("Value (not echoed): ")
-        .map_err(|e| CliError::error(e.to_string(), ""))
 }

@@ -252,10 +252,7 @@ fn act(config: &Config, report: &ScanReport) {
             }
             // Findings about what nginx serves were made without the lock: a
             // person's transition may have been mid-flight. Look again.
-            if id.starts_with("NGINX_DRIFT")
-                || id == "NGINX_EDGE_UNVERIFIABLE"
-                || id == "NGINX_NOT_RUNNING"
-            {
+            if runtime::LIVE_FINDINGS.contains(&id) {
                 let nginx = Nginx::from_config(config);
                 return runtime::check(config, &nginx, current, false)
                     .iter()

@@ -35,14 +35,7 @@ impl Finding {
         what: impl Into<String>,
         fix: impl Into<String>,
     ) -> Self {
-        Self {
-            id,
-            severity: Severity::Critical,
-            reason,
-            what: what.into(),
-            fix: fix.into(),
-            location: None,
-        }
+        Self::new(id, Severity::Critical, reason, what.into(), fix.into())
     }
 
     pub fn warning(
@@ -51,12 +44,22 @@ impl Finding {
         what: impl Into<String>,
         fix: impl Into<String>,
     ) -> Self {
+        Self::new(id, Severity::Warning, reason, what.into(), fix.into())
+    }
+
+    fn new(
+        id: &'static str,
+        severity: Severity,
+        reason: ReasonCode,
+        what: String,
+        fix: String,
+    ) -> Self {
         Self {
             id,
-            severity: Severity::Warning,
+            severity,
             reason,
-            what: what.into(),
-            fix: fix.into(),
+            what,
+            fix,
             location: None,
         }
     }

@@ -8,6 +8,15 @@ use crate::nginx::control::{Nginx, NginxError};
 use crate::nginx::probe;
 use std::time::Duration;
 
+/// Findings about what the running nginx serves right now. They can be
+/// caught mid-way through a person's transition, so the daemon checks them
+/// again under the breaker lock before acting on one.
+pub const LIVE_FINDINGS: &[&str] = &[
+    "NGINX_DRIFT",
+    "NGINX_EDGE_UNVERIFIABLE",
+    "NGINX_NOT_RUNNING",
+];
+
 /// Runs `nginx -t` (when asked) and compares what nginx serves with `record`.
 pub fn check(
     config: &Config,

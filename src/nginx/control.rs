@@ -328,6 +328,12 @@ fn nginx_identity(config: &Config) -> Result<Option<RunAs>, NginxError> {
     }))
 }
 
+/// Writes a file nginx must read: atomically, 0640, group-readable by nginx.
+pub fn write_for_nginx(path: &Path, bytes: &[u8], run_as: Option<RunAs>) -> io::Result<()> {
+    fsutil::write_atomic(path, bytes, 0o640)?;
+    share_with_nginx(path, run_as, 0o640)
+}
+
 /// Makes a file or directory readable (not writable) by nginx's group.
 pub fn share_with_nginx(path: &Path, run_as: Option<RunAs>, mode: u32) -> io::Result<()> {
     if let Some(r) = run_as {

@@ -266,6 +266,17 @@ pub fn try_http_get(
     auth: Option<(&str, &str)>,
     extra: &[(&str, &str)],
 ) -> std::io::Result<Response> {
+    try_http_get_path(addr, "/", from, auth, extra)
+}
+
+/// [`try_http_get`] for any path.
+pub fn try_http_get_path(
+    addr: SocketAddr,
+    path: &str,
+    from: Option<&str>,
+    auth: Option<(&str, &str)>,
+    extra: &[(&str, &str)],
+) -> std::io::Result<Response> {
     let stream = match from {
         Some(ip) => {
             let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
@@ -277,7 +288,7 @@ pub fn try_http_get(
         None => TcpStream::connect_timeout(&addr, Duration::from_secs(2))?,
     };
     stream.set_read_timeout(Some(Duration::from_secs(5)))?;
-    let mut req = String::from("GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n");
+    let mut req = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n");
     if let Some((u, p)) = auth {
         use base64::Engine;
         let token = base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}"));
