@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use fake_provider::FakeProvider;
 use moltguard::gateway::config::{Env, GatewayConfig};
 use moltguard::gateway::secrets::SecretSource;
+use moltguard::gateway::security::{keys, scope::Scopes, store::Store};
 use moltguard::gateway::{self, Gateway};
 use serde_json::{json, Value};
 
@@ -56,13 +57,37 @@ total_timeout_ms = 3000
     )
 }
 
+/// One API key (read + write, no per-key limit) for every gateway these
+/// tests start: its row is stored in each gateway's state dir.
+static TEST_KEY: std::sync::LazyLock<keys::NewKey> = std::sync::LazyLock::new(|| {
+    keys::generate(
+        "tests",
+        Scopes::parse_list("operator.read,operator.write").unwrap(),
+        None,
+        Some(0),
+        &[],
+    )
+});
+
+fn install_test_key(state_dir: &std::path::Path) {
+    Store::open(state_dir)
+        .unwrap()
+        .insert_key(&TEST_KEY.row)
+        .unwrap();
+}
+
 async fn start_gateway(toml: &str, env: &[(&str, &str)]) -> TestGateway {
-    let env: Env = env
+    let dir = tempfile::tempdir().unwrap();
+    let mut env: Env = env
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
+    env.insert(
+        "MOLTGATE_STATE_DIR".into(),
+        dir.path().display().to_string(),
+    );
+    install_test_key(dir.path());
     let cfg = GatewayConfig::from_toml_str(toml, &env, "test").expect("config");
-    let dir = tempfile::tempdir().unwrap();
     let gw = Gateway::new(cfg, &SecretSource::new(dir.path(), &env)).expect("gateway");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
@@ -140,7 +165,13 @@ impl Reply {
 }
 
 fn client() -> reqwest::Client {
+    let mut auth = reqwest::header::HeaderMap::new();
+    auth.insert(
+        reqwest::header::AUTHORIZATION,
+        format!("Bearer {}", TEST_KEY.plaintext).parse().unwrap(),
+    );
     reqwest::Client::builder()
+        .default_headers(auth)
         .timeout(Duration::from_secs(30))
         .build()
         .unwrap()
@@ -899,6 +930,14 @@ async fn client_disconnect_cancels_upstream_request() {
     );
     let g = start_gateway(&toml, &[]).await;
     let c = reqwest::Client::builder()
+        .default_headers(
+            [(
+                reqwest::header::AUTHORIZATION,
+                format!("Bearer {}", TEST_KEY.plaintext).parse().unwrap(),
+            )]
+            .into_iter()
+            .collect(),
+        )
         .timeout(Duration::from_millis(300))
         .build()
         .unwrap();
@@ -1136,6 +1175,7 @@ fn free_port() -> u16 {
 
 async fn spawn_binary(provider: &FakeProvider, extra_env: &[(&str, &str)]) -> (Running, String) {
     let dir = tempfile::tempdir().unwrap();
+    install_test_key(dir.path());
     let port = free_port();
     let mut cmd = std::process::Command::new(moltgate_bin());
     cmd.arg("serve")
@@ -1173,7 +1213,7 @@ async fn spawn_binary(provider: &FakeProvider, extra_env: &[(&str, &str)]) -> (R
 async fn binary_serves_with_env_config() {
     let p = FakeProvider::start().await;
     let (_child, base) = spawn_binary(&p, &[("LLM_STREAMING", "true")]).await;
-    let r = reqwest::Client::new()
+    let r = client()
         .post(format!("{base}/v1/chat/completions"))
         .json(&json!({"messages": [{"role": "user", "content": "hi"}]}))
         .send()
@@ -1212,6 +1252,7 @@ async fn openai_python_sdk_compat() {
     let out = tokio::process::Command::new(&py)
         .arg(&script)
         .arg(format!("{base}/v1"))
+        .arg(&TEST_KEY.plaintext)
         .output()
         .await
         .unwrap();

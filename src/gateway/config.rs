@@ -143,6 +143,9 @@ pub struct ProviderConfig {
     /// Model used by `providers.test` and the startup probe.
     pub default_model: Option<String>,
     pub timeouts: Timeouts,
+    /// Runs on this machine or network (Ollama, a LAN model server): may
+    /// resolve to private addresses. Remote providers may not (SSRF guard).
+    pub local: bool,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -182,6 +185,7 @@ pub struct GatewayConfig {
     /// Appended after wildcard (non-alias) routes.
     pub fallbacks: Vec<String>,
     pub breaker: BreakerConfig,
+    pub security: super::security::SecurityConfig,
     /// Where the config came from, for messages.
     pub source: Option<PathBuf>,
 }
@@ -222,6 +226,7 @@ struct FileConfig {
     #[serde(default)]
     aliases: BTreeMap<String, Vec<String>>,
     breaker: Option<FileBreaker>,
+    security: Option<super::security::config::FileSecurity>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -236,6 +241,8 @@ struct FileProvider {
     ttfb_timeout_ms: Option<u64>,
     idle_timeout_ms: Option<u64>,
     total_timeout_ms: Option<u64>,
+    /// Mark an OpenAI-compatible provider as local (see `ProviderConfig::local`).
+    local: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -392,6 +399,8 @@ impl GatewayConfig {
             }
         };
 
+        let security = super::security::SecurityConfig::load(file.security.unwrap_or_default(), env)?;
+
         Ok(Self {
             listen,
             state_dir,
@@ -405,6 +414,7 @@ impl GatewayConfig {
             aliases: file.aliases,
             fallbacks: file.fallbacks.unwrap_or_default(),
             breaker,
+            security,
             source: None,
         })
     }
@@ -456,14 +466,35 @@ fn build_provider(name: &str, fp: &FileProvider, env: &Env) -> Result<ProviderCo
     Ok(ProviderConfig {
         name: name.to_string(),
         kind,
-        base_url,
         key_ref: fp
             .key
             .clone()
             .or_else(|| kind.default_key_ref().map(String::from)),
         default_model: fp.model.clone().or_else(|| kind.default_model(env)),
         timeouts,
+        local: fp.local.unwrap_or_else(|| implicitly_local(kind, &base_url)),
+        base_url,
     })
+}
+
+/// Ollama is local by nature; an OpenAI-compatible provider whose URL is
+/// a private IP literal says so itself. Everything else (including host
+/// names such as `localhost`) is remote unless marked `local = true`.
+fn implicitly_local(kind: ProviderKind, base_url: &str) -> bool {
+    match kind {
+        ProviderKind::Ollama => true,
+        ProviderKind::Compatible => reqwest::Url::parse(base_url)
+            .ok()
+            .and_then(|u| {
+                let h = u.host_str()?;
+                h.trim_start_matches('[')
+                    .trim_end_matches(']')
+                    .parse::<std::net::IpAddr>()
+                    .ok()
+            })
+            .is_some_and(super::security::ssrf::is_internal),
+        _ => false,
+    }
 }
 
 fn parse_bool(var: &str, v: &str) -> Result<bool, ConfigError> {

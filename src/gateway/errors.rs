@@ -43,7 +43,7 @@ pub struct ApiError {
     /// OpenAI `type`: invalid_request_error, rate_limit_error, api_error, ...
     pub kind: &'static str,
     pub code: Option<String>,
-    pub param: Option<&'static str>,
+    pub param: Option<String>,
     pub message: String,
     pub attempts: Vec<AttemptReport>,
     pub retry_after_secs: Option<u64>,
@@ -67,14 +67,14 @@ impl ApiError {
         }
     }
 
-    pub fn invalid_request(param: Option<&'static str>, message: impl Into<String>) -> Self {
+    pub fn invalid_request(param: Option<&str>, message: impl Into<String>) -> Self {
         let mut e = Self::new(
             StatusCode::BAD_REQUEST,
             "invalid_request_error",
             "invalid_request",
             message,
         );
-        e.param = param;
+        e.param = param.map(str::to_string);
         e
     }
 

@@ -16,6 +16,7 @@ pub mod provider;
 pub mod retry;
 pub mod routing;
 pub mod secrets;
+pub mod security;
 pub mod server;
 pub mod status;
 pub mod stream;
@@ -35,6 +36,7 @@ pub struct Gateway {
     pub providers: Vec<Arc<Provider>>,
     pub metrics: Metrics,
     pub redactor: Redactor,
+    pub security: Arc<security::Security>,
 }
 
 impl Gateway {
@@ -62,11 +64,26 @@ impl Gateway {
                 cfg.breaker,
             )?));
         }
+        let password = match secrets.resolve(&cfg.security.password_ref) {
+            Ok(Some(s)) => {
+                redactor.add(&s.value);
+                Some(s.value.expose().to_string())
+            }
+            Ok(None) => None,
+            Err(e) => anyhow::bail!("cannot read the gateway password: {e}"),
+        };
+        let security = security::Security::new(security::SecurityInit {
+            cfg: cfg.security.clone(),
+            state_dir: &cfg.state_dir,
+            loopback: cfg.listen.ip().is_loopback(),
+            password,
+        })?;
         let gw = Arc::new(Self {
             cfg,
             providers,
             metrics: Metrics::new(),
             redactor,
+            security,
         });
         for p in &gw.providers {
             gw.refresh_breaker_gauge(p);
@@ -99,18 +116,7 @@ impl Gateway {
 
 /// Serve the gateway on an already bound listener until the future is dropped.
 pub async fn serve(gw: Arc<Gateway>, listener: tokio::net::TcpListener) -> std::io::Result<()> {
-    axum::serve(nodelay(listener), server::router(gw)).await
-}
-
-/// SSE chunks are small writes: without TCP_NODELAY, Nagle plus the
-/// client's delayed ACK can hold a chunk back for tens of milliseconds.
-fn nodelay(
-    listener: tokio::net::TcpListener,
-) -> impl axum::serve::Listener<Addr = std::net::SocketAddr> {
-    use axum::serve::ListenerExt;
-    listener.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
-    })
+    serve_with_shutdown(gw, listener, std::future::pending()).await
 }
 
 /// Like [`serve`], stopping gracefully when `shutdown` resolves.
@@ -119,7 +125,12 @@ pub async fn serve_with_shutdown(
     listener: tokio::net::TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(nodelay(listener), server::router(gw))
-        .with_graceful_shutdown(shutdown)
-        .await
+    use security::admission::{ConnMeta, CountingListener};
+    let listener = CountingListener::new(listener, gw.security.limits.connections.clone());
+    axum::serve(
+        listener,
+        server::router(gw).into_make_service_with_connect_info::<ConnMeta>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
 }

@@ -21,6 +21,7 @@ use futures_util::{Stream, StreamExt};
 use serde_json::Value;
 use tokio::time::{timeout_at, Instant};
 
+use super::security::ssrf::{self, GuardedResolver};
 use super::circuit::Breaker;
 use super::config::{BreakerConfig, ProviderConfig};
 use super::deadline::Deadline;
@@ -127,10 +128,21 @@ impl Provider {
                     .redirect(reqwest::redirect::Policy::none())
                     .retry(reqwest::retry::never())
                     .user_agent(concat!("moltgate/", env!("CARGO_PKG_VERSION")))
+                    // Every resolution is checked against the SSRF rules.
+                    .dns_resolver(GuardedResolver::new(&cfg.name, cfg.local))
                     .build()
             })
             .collect::<Result<Vec<_>, _>>()?;
         let chat_url = reqwest::Url::parse(&format!("{}/chat/completions", cfg.base_url))?;
+        // An IP literal is never resolved, so it is checked here.
+        if let Some(ip) = chat_url
+            .host_str()
+            .and_then(|h| h.trim_matches(['[', ']']).parse::<std::net::IpAddr>().ok())
+        {
+            if let Some(why) = ssrf::refusal(&cfg.name, cfg.local, ip) {
+                anyhow::bail!(why);
+            }
+        }
         Ok(Self {
             chat_url,
             cfg,

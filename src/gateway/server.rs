@@ -24,27 +24,31 @@ use super::provider::{upstream_body, Answer, Provider};
 use super::retry::{Action, Failure};
 use super::routing::{resolve_chain, Route};
 use super::stream::{relay, synthesize, Relay};
-use super::{status, Gateway};
+use super::security::admission::{self, Admitted};
+use super::security::{headers, rpc, validate, Mode};
+use super::Gateway;
 
 /// Largest request body accepted (long prompts are big, but not unbounded).
 const MAX_REQUEST_BYTES: usize = 16 << 20;
 
 pub fn router(gw: Arc<Gateway>) -> Router {
-    Router::new()
+    let mut router = Router::new()
         .route("/v1/chat/completions", post(chat))
         .route("/chat/completions", post(chat))
         .route("/v1/models", get(models))
         .route("/health", get(|| async { Json(json!({"status": "ok"})) }))
         .route("/ready", get(ready))
         .route("/metrics", get(metrics))
-        .route("/api/providers/status", get(status::status_handler))
-        .route("/api/providers/test", post(status::test_handler))
+        .route("/api/login", post(rpc::login))
+        .route("/api/logout", post(rpc::logout))
+        .route("/api/{*method}", get(rpc::rest).post(rpc::rest))
+        .route("/ws", get(rpc::ws))
         .fallback(|| async {
             ApiError::new(
                 StatusCode::NOT_FOUND,
                 "invalid_request_error",
                 "not_found",
-                "unknown endpoint; moltgate serves POST /v1/chat/completions, GET /v1/models, /health, /ready, /metrics, /api/providers/status, POST /api/providers/test",
+                "unknown endpoint; moltgate serves POST /v1/chat/completions, GET /v1/models, /health, /ready, /metrics, /api/<method> and /ws",
             )
         })
         .method_not_allowed_fallback(|| async {
@@ -55,8 +59,21 @@ pub fn router(gw: Arc<Gateway>) -> Router {
                 "method not allowed on this endpoint (chat completions take POST)",
             )
         })
+        .route_layer(axum::middleware::from_fn(
+            admission::unlisted_routes_need_admin,
+        ))
         .layer(DefaultBodyLimit::max(MAX_REQUEST_BYTES))
-        .with_state(gw)
+        // Outermost last: security headers on every answer, CORS preflights
+        // answered before admission, then admission before any handler.
+        .layer(axum::middleware::from_fn_with_state(gw.clone(), admission::admit))
+        .layer(headers::cors(
+            gw.security.cfg.cors_origins.clone(),
+            gw.security.loopback,
+        ));
+    for h in headers::layers() {
+        router = router.layer(h);
+    }
+    router.with_state(gw)
 }
 
 async fn ready(State(gw): State<Arc<Gateway>>) -> Response {
@@ -107,7 +124,11 @@ struct ChatRequest<'a> {
     fallbacks: Vec<String>,
 }
 
-fn parse_request<'a>(raw: &'a [u8], default_model: &str) -> Result<ChatRequest<'a>, ApiError> {
+fn parse_request<'a>(
+    raw: &'a [u8],
+    default_model: &str,
+    max_chars: usize,
+) -> Result<ChatRequest<'a>, ApiError> {
     let fields = json::parse_fields(raw)
         .map_err(|e| ApiError::invalid_request(None, format!("request body {e}")))?;
     let model = match fields.get("model") {
@@ -149,7 +170,11 @@ fn parse_request<'a>(raw: &'a [u8], default_model: &str) -> Result<ChatRequest<'
             if !list.iter().all(|m| m.get().starts_with('{')) {
                 return Err(bad_messages());
             }
+            validate::messages(&list, max_chars).map_err(invalid)?;
         }
+    }
+    if let Some(u) = fields.get("user").filter(|u| u.get() != "null") {
+        validate::user_id(u).map_err(invalid)?;
     }
     let stream = match fields.get("stream") {
         f if json::is_absent(f) => false,
@@ -188,6 +213,10 @@ fn parse_request<'a>(raw: &'a [u8], default_model: &str) -> Result<ChatRequest<'
     })
 }
 
+fn invalid(e: validate::Invalid) -> ApiError {
+    ApiError::invalid_request(Some(&e.param), e.message)
+}
+
 /// The answer of the route that succeeded.
 struct Success {
     provider: Arc<Provider>,
@@ -199,6 +228,7 @@ struct Success {
 
 async fn chat(
     State(gw): State<Arc<Gateway>>,
+    adm: Option<axum::Extension<Admitted>>,
     raw: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Response {
     let started = Instant::now();
@@ -216,10 +246,40 @@ async fn chat(
             return client_error(&gw, err);
         }
     };
-    let req = match parse_request(&raw, &gw.cfg.default_model) {
+    let req = match parse_request(
+        &raw,
+        &gw.cfg.default_model,
+        gw.security.cfg.max_message_chars,
+    ) {
         Ok(r) => r,
         Err(e) => return client_error(&gw, e),
     };
+    if gw.security.mode(Mode::Emergency) {
+        return ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "service_unavailable",
+            "kill_switch",
+            "the kill switch is on: no LLM call leaves the gateway (`moltguard kill-switch off` ends it)",
+        )
+        .into_response();
+    }
+    if let Some(axum::Extension(Admitted {
+        principal: Some(p), ..
+    })) = &adm
+    {
+        if let Some(m) = std::iter::once(&req.model)
+            .chain(&req.fallbacks)
+            .find(|m| !p.allows_model(m))
+        {
+            return ApiError::new(
+                StatusCode::FORBIDDEN,
+                "permission_error",
+                "model_not_allowed",
+                format!("{} may not use model {m:?} (the key's allowed models are set at creation)", p.label()),
+            )
+            .into_response();
+        }
+    }
     let chain = match resolve_chain(&gw.cfg, &req.model, &req.fallbacks) {
         Ok(c) => c,
         Err(msg) => return client_error(&gw, ApiError::invalid_request(Some("model"), msg)),

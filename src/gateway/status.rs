@@ -4,10 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::State;
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
-use axum::Json;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use tokio::time::Instant;
@@ -92,14 +89,16 @@ pub fn provider_status(p: &Provider) -> ProviderStatus {
     }
 }
 
-pub async fn status_handler(State(gw): State<Arc<Gateway>>) -> Json<Value> {
+/// `providers.status`: configured providers, key present or not (never
+/// the key), circuit state, last latency and error, percentiles.
+pub fn status_json(gw: &Gateway) -> Value {
     let providers: Vec<_> = gw.providers.iter().map(|p| provider_status(p)).collect();
-    Json(json!({
+    json!({
         "default_provider": gw.cfg.default_provider,
         "default_model": gw.cfg.default_model,
         "streaming": gw.cfg.streaming,
         "providers": providers,
-    }))
+    })
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -176,41 +175,27 @@ pub async fn test_provider(gw: &Gateway, p: &Provider, model: Option<String>) ->
     }
 }
 
-pub async fn test_handler(State(gw): State<Arc<Gateway>>, body: axum::body::Bytes) -> Response {
-    let req: TestRequest = if body.is_empty() {
-        TestRequest::default()
-    } else {
-        match serde_json::from_slice(&body) {
-            Ok(r) => r,
-            Err(e) => {
-                return ApiError::invalid_request(
-                    None,
-                    format!("body must be {{\"provider\": NAME}} or empty: {e}"),
-                )
-                .into_response()
-            }
-        }
-    };
+/// `providers.test`: a tiny request to one provider or all of them.
+pub async fn run_tests(gw: &Gateway, req: TestRequest) -> Result<Value, ApiError> {
     let targets: Vec<_> = match &req.provider {
         Some(n) => match gw.provider(n) {
             Some(p) => vec![p.clone()],
             None => {
-                return ApiError::new(
+                return Err(ApiError::new(
                     StatusCode::NOT_FOUND,
                     "invalid_request_error",
                     "unknown_provider",
                     format!("provider {n:?} is not configured"),
-                )
-                .into_response()
+                ))
             }
         },
         None => gw.providers.clone(),
     };
     let futs = targets
         .iter()
-        .map(|p| test_provider(&gw, p, req.model.clone()));
+        .map(|p| test_provider(gw, p, req.model.clone()));
     let results = futures_util::future::join_all(futs).await;
-    Json(json!({"results": results})).into_response()
+    Ok(json!({"results": results}))
 }
 
 /// Log every provider's state at startup without delaying it.

@@ -8,7 +8,8 @@ import sys
 import openai
 
 base_url = sys.argv[1]
-client = openai.OpenAI(base_url=base_url, api_key="unused-by-moltgate", max_retries=0, timeout=20)
+# A moltgate API key (operator.write), created by the test harness.
+client = openai.OpenAI(base_url=base_url, api_key=sys.argv[2], max_retries=0, timeout=20)
 msgs = [{"role": "user", "content": "hi"}]
 
 # 1. Plain chat completion.

@@ -1,0 +1,429 @@
+//! The admission middleware: the steps of the module docs, in order, each
+//! answering with a status and a message a person can act on.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{HeaderValue, Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::serve::IncomingStream;
+
+use super::keys::KeyRejection;
+use super::limits::{ConnGuard, Connections, Limited};
+use super::scope::{route_access, Access};
+use super::{headers, session, Incident, Principal, RequestContext, Security};
+use crate::gateway::errors::ApiError;
+use crate::gateway::Gateway;
+
+/// Per-connection facts, attached to every request on the connection.
+#[derive(Clone)]
+pub struct ConnMeta {
+    pub peer: SocketAddr,
+    guard: Option<Arc<ConnGuard>>,
+}
+
+impl std::fmt::Debug for ConnMeta {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.peer.fmt(f)
+    }
+}
+
+impl ConnMeta {
+    fn over_limit(&self) -> bool {
+        self.guard.as_ref().is_some_and(|g| g.over_limit)
+    }
+}
+
+/// A TCP listener that counts open connections (and sets `TCP_NODELAY`:
+/// SSE chunks are small writes that Nagle would hold back).
+pub struct CountingListener {
+    inner: tokio::net::TcpListener,
+    conns: Arc<Connections>,
+}
+
+impl CountingListener {
+    pub fn new(inner: tokio::net::TcpListener, conns: Arc<Connections>) -> Self {
+        CountingListener { inner, conns }
+    }
+}
+
+impl axum::serve::Listener for CountingListener {
+    type Io = tokio::net::TcpStream;
+    type Addr = ConnMeta;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        let (io, peer) = axum::serve::Listener::accept(&mut self.inner).await;
+        let _ = io.set_nodelay(true);
+        let guard = self.conns.open(peer);
+        (
+            io,
+            ConnMeta {
+                peer,
+                guard: Some(Arc::new(guard)),
+            },
+        )
+    }
+
+    fn local_addr(&self) -> std::io::Result<ConnMeta> {
+        Ok(ConnMeta {
+            peer: self.inner.local_addr()?,
+            guard: None,
+        })
+    }
+}
+
+impl axum::extract::connect_info::Connected<IncomingStream<'_, CountingListener>> for ConnMeta {
+    fn connect_info(stream: IncomingStream<'_, CountingListener>) -> Self {
+        stream.remote_addr().clone()
+    }
+}
+
+/// Set by admission for handlers: who is calling, from where.
+#[derive(Clone)]
+pub struct Admitted {
+    pub principal: Option<Principal>,
+    pub ctx: RequestContext,
+}
+
+fn refuse(status: StatusCode, kind: &'static str, code: &str, msg: impl Into<String>) -> Response {
+    ApiError::new(status, kind, code, msg).into_response()
+}
+
+fn limited(what: &str, l: Limited) -> Response {
+    let secs = l.retry_after.as_secs_f64().ceil().max(1.0) as u64;
+    let mut e = ApiError::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        "rate_limit_error",
+        "rate_limited",
+        format!("{what}; retry after {secs} s"),
+    );
+    e.retry_after_secs = Some(secs);
+    e.into_response()
+}
+
+fn unauthorized(msg: impl Into<String>) -> Response {
+    let mut r = refuse(StatusCode::UNAUTHORIZED, "authentication_error", "unauthorized", msg);
+    r.headers_mut().insert(
+        axum::http::header::WWW_AUTHENTICATE,
+        HeaderValue::from_static("Bearer realm=\"moltgate\""),
+    );
+    r
+}
+
+pub async fn admit(
+    State(gw): State<Arc<Gateway>>,
+    ConnectInfo(conn): ConnectInfo<ConnMeta>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let sec = &gw.security;
+    let path = req.uri().path().to_owned();
+
+    // 1. Connection cap: a full gateway still says it is alive.
+    if conn.over_limit() && path != "/health" {
+        let mut r = refuse(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "overloaded_error",
+            "too_many_connections",
+            format!(
+                "the gateway is at its connection limit ({}, GATEWAY_MAX_CONNECTIONS); try again shortly",
+                sec.limits.connections.max()
+            ),
+        );
+        r.headers_mut()
+            .insert(axum::http::header::CONNECTION, HeaderValue::from_static("close"));
+        return r;
+    }
+
+    // 2. Who is it, and are they banned?
+    let client_ip = super::client_ip::resolve(conn.peer, req.headers(), &sec.cfg.trusted_proxies);
+    let ctx = RequestContext {
+        client_ip,
+        request_id: sec.next_request_id(),
+    };
+    let rid = HeaderValue::from_str(&ctx.request_id).ok();
+    let mut resp = admit_inner(sec, ctx, &path, req, next).await;
+    if let Some(rid) = rid {
+        resp.headers_mut().insert("x-request-id", rid);
+    }
+    resp
+}
+
+async fn admit_inner(
+    sec: &Security,
+    ctx: RequestContext,
+    path: &str,
+    req: Request,
+    next: Next,
+) -> Response {
+    let now = super::store::now_ms();
+    if let Some(ban) = sec.bans.banned(ctx.client_ip, now) {
+        let until = match ban.expires_at {
+            Some(t) => chrono::DateTime::from_timestamp_millis(t)
+                .map(|d| format!("until {}", d.format("%Y-%m-%d %H:%M:%S UTC")))
+                .unwrap_or_default(),
+            None => "until an operator lifts it".into(),
+        };
+        return refuse(
+            StatusCode::FORBIDDEN,
+            "access_denied",
+            "ip_blocked",
+            format!("your address {} is blocked {until} ({})", ctx.client_ip, ban.reason),
+        );
+    }
+    let method = req.method().clone();
+    let access = route_access(method.as_str(), path);
+    if access == Access::Public && matches!(path, "/health" | "/ready") {
+        return next.run(req).await;
+    }
+
+    // 3. Lockdown: loopback only (then admin only, below).
+    let lockdown = sec.mode(super::Mode::Lockdown);
+    let loopback = super::client_ip::canonical(ctx.client_ip).is_loopback();
+    if lockdown && !loopback {
+        return refuse(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "service_unavailable",
+            "lockdown",
+            "the gateway is in lockdown: only an administrator on this machine is served (`moltguard lockdown off` ends it)",
+        );
+    }
+
+    // 4. The request firewall, on the whole request including the body.
+    let (parts, body) = req.into_parts();
+    let body = match axum::body::to_bytes(body, sec.cfg.max_body_bytes).await {
+        Ok(b) => b,
+        Err(_) => {
+            return refuse(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "invalid_request_error",
+                "body_too_large",
+                format!(
+                    "the request body is too large or could not be read; the limit is {} (MAX_BODY_BYTES)",
+                    human_bytes(sec.cfg.max_body_bytes)
+                ),
+            )
+        }
+    };
+    if let Some(fw) = sec.firewall() {
+        let view = crate::firewall::RequestView::from_http_parts(&parts, body.clone())
+            .client_ip(ctx.client_ip)
+            .request_id(ctx.request_id.clone());
+        let blocked = match fw.inspect(&view) {
+            crate::firewall::Verdict::Block(b) => Some(b),
+            _ => None,
+        };
+        // A malformed LLM body alone is a client bug, not an attack: it
+        // goes on (through auth) to the handler's precise 400.
+        let blocked = blocked.filter(|b| {
+            let score: u32 = b
+                .matches
+                .iter()
+                .filter(|m| m.category != crate::firewall::Category::LlmBody)
+                .map(|m| m.severity.points())
+                .sum();
+            score >= fw.config().threshold
+        });
+        if let Some(b) = blocked {
+            let detail = format!(
+                "{} rule {} (score {}) on {}: {}",
+                b.category, b.rule_id, b.score, b.matched_field, b.redacted_excerpt
+            );
+            sec.incident(
+                Some(&ctx),
+                Incident::new("firewall_block", "blocked", detail).rule(b.rule_id.to_string()),
+            );
+            sec.failure(&ctx, "request firewall");
+            return refuse(
+                StatusCode::FORBIDDEN,
+                "access_denied",
+                "request_blocked",
+                format!(
+                    "request blocked by the firewall (rule {}, {}); request id {}",
+                    b.rule_id, b.category, ctx.request_id
+                ),
+            );
+        }
+    }
+
+    // 5. Per-IP rate limit (the local admin is exempt).
+    if !sec.bans.ignored(ctx.client_ip) {
+        if let Err(l) = sec.limits.check_api(ctx.client_ip) {
+            return limited(
+                &format!(
+                    "too many requests from {} (RATE_LIMIT_API_PER_MINUTE={})",
+                    ctx.client_ip, sec.cfg.api_per_minute
+                ),
+                l,
+            );
+        }
+    }
+
+    // 6. Authentication and scope.
+    let principal = match access {
+        Access::Public => None,
+        needed => match authenticate(sec, &parts, &method, &ctx) {
+            Err(resp) => return resp,
+            Ok(p) => {
+                let allowed = match needed {
+                    Access::Needs(scope) => p.scopes().allows(scope),
+                    // An empty scope set grants nothing, not even a 404.
+                    Access::Unlisted => !p.scopes().is_empty(),
+                    _ => true,
+                };
+                if !allowed {
+                    let scope = match needed {
+                        Access::Needs(scope) => scope.as_str(),
+                        _ => "any",
+                    };
+                    return refuse(
+                        StatusCode::FORBIDDEN,
+                        "permission_error",
+                        "insufficient_scope",
+                        format!(
+                            "{} may not {} {path}: it needs the {scope} scope (it has: {})",
+                            p.label(),
+                            method,
+                            if p.scopes().is_empty() { "none".to_string() } else { p.scopes().to_string() }
+                        ),
+                    );
+                }
+                if lockdown && !p.scopes().allows(super::scope::Scope::Admin) {
+                    return refuse(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "service_unavailable",
+                        "lockdown",
+                        "the gateway is in lockdown: only administrator keys are served",
+                    );
+                }
+                // 7. Per-key / per-session rate limit.
+                if let Err(l) = sec.check_principal_rate(&p) {
+                    return limited(&format!("too many requests for {}", p.label()), l);
+                }
+                Some(p)
+            }
+        },
+    };
+    if lockdown && principal.is_none() && path != "/api/login" {
+        return refuse(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "service_unavailable",
+            "lockdown",
+            "the gateway is in lockdown: only administrator keys are served",
+        );
+    }
+
+    let mut req = Request::from_parts(parts, Body::from(body));
+    req.extensions_mut().insert(Admitted { principal, ctx });
+    next.run(req).await
+}
+
+/// Bearer key first, then the session cookie.
+fn authenticate(
+    sec: &Security,
+    parts: &axum::http::request::Parts,
+    method: &Method,
+    ctx: &RequestContext,
+) -> Result<Principal, Response> {
+    if !sec.cfg.auth_required {
+        return Ok(Principal::Open);
+    }
+    if let Some(auth) = parts.headers.get(axum::http::header::AUTHORIZATION) {
+        let value = auth.to_str().unwrap_or("");
+        let Some(key) = value
+            .strip_prefix("Bearer ")
+            .or_else(|| value.strip_prefix("bearer "))
+            .map(str::trim)
+        else {
+            return Err(unauthorized(
+                "the Authorization header must be `Bearer <key>`",
+            ));
+        };
+        return match sec.authenticate_key(key) {
+            Ok(k) => Ok(Principal::Key(k)),
+            Err(why) => {
+                let id = super::keys::split(key).map(|(id, _)| id).unwrap_or("-");
+                sec.incident(
+                    Some(ctx),
+                    Incident::new(
+                        "auth_failure",
+                        "refused",
+                        format!("{} (key id {id})", why.describe()),
+                    ),
+                );
+                sec.failure(ctx, "failed authentication");
+                Err(unauthorized(match why {
+                    KeyRejection::Malformed | KeyRejection::Unknown => why.describe().to_string(),
+                    _ => format!("{}; ask an administrator for a new one (`moltguard keys create`)", why.describe()),
+                }))
+            }
+        };
+    }
+    let cookie = parts
+        .headers
+        .get_all(axum::http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(session::from_cookie_header);
+    if let Some(token) = cookie {
+        if !sec.sessions.valid(token) {
+            return Err(unauthorized(
+                "your session has expired or is unknown; log in again",
+            ));
+        }
+        // Cookies ride along on cross-site requests: writes must come
+        // from an allowed origin (SameSite=Strict is the first line).
+        if !matches!(*method, Method::GET | Method::HEAD)
+            && !headers::browser_origin_ok(&parts.headers, &sec.cfg.cors_origins, sec.loopback)
+        {
+            sec.incident(
+                Some(ctx),
+                Incident::new("csrf", "refused", "cookie-authenticated write from a foreign origin"),
+            );
+            return Err(refuse(
+                StatusCode::FORBIDDEN,
+                "permission_error",
+                "bad_origin",
+                "this request carries a session cookie but comes from another site's page; refused",
+            ));
+        }
+        return Ok(Principal::Session);
+    }
+    Err(unauthorized(
+        "missing credentials: send `Authorization: Bearer <key>` (create one with `moltguard keys create`) or log in with the gateway password",
+    ))
+}
+
+/// A `route_layer` (it runs only for matched routes): a route missing from
+/// the scope table needs admin, so forgetting to list one fails closed.
+pub async fn unlisted_routes_need_admin(req: Request, next: Next) -> Response {
+    if route_access(req.method().as_str(), req.uri().path()) == Access::Unlisted {
+        let admin = req
+            .extensions()
+            .get::<Admitted>()
+            .and_then(|a| a.principal.as_ref())
+            .is_some_and(|p| p.scopes().allows(super::scope::Scope::Admin));
+        if !admin {
+            return refuse(
+                StatusCode::FORBIDDEN,
+                "permission_error",
+                "insufficient_scope",
+                format!("{} {} needs the operator.admin scope", req.method(), req.uri().path()),
+            );
+        }
+    }
+    next.run(req).await
+}
+
+fn human_bytes(n: usize) -> String {
+    if n >= 1 << 20 && n % (1 << 20) == 0 {
+        format!("{} MiB", n >> 20)
+    } else if n >= 1 << 10 && n % (1 << 10) == 0 {
+        format!("{} KiB", n >> 10)
+    } else {
+        format!("{n} bytes")
+    }
+}

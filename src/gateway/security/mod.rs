@@ -1,0 +1,546 @@
+//! moltgate's security layers: who may call, how often, from where, and
+//! what happens to those who misbehave.
+//!
+//! Every request passes [`admission::admit`] before any handler:
+//!
+//! 1. connection cap (over it, only `/health` is answered);
+//! 2. real client IP ([`client_ip`]), then the ban list ([`bans`]);
+//! 3. lockdown (only loopback, then only admin keys);
+//! 4. the request firewall (`crate::firewall`), whose blocks count toward bans;
+//! 5. the per-IP rate limit ([`limits`]);
+//! 6. authentication (API key or password session) and the scope the
+//!    route needs ([`scope`]); failed attempts count toward bans;
+//! 7. the per-key rate limit.
+//!
+//! Keys, bans, incidents, mode toggles and provider latency history live in
+//! SQLite ([`store`]); the in-memory copies used on the hot path are
+//! refreshed when another process (the `moltguard` CLI) changes the file.
+
+pub mod admission;
+pub mod bans;
+pub mod client_ip;
+pub mod config;
+pub mod headers;
+pub mod keys;
+pub mod limits;
+pub mod rpc;
+pub mod scope;
+pub mod session;
+pub mod ssrf;
+pub mod store;
+pub mod validate;
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+pub use config::SecurityConfig;
+use keys::{KeyRecord, KeyRejection};
+use scope::Scopes;
+use store::{now_ms, IncidentRow, Store};
+
+use crate::firewall::Firewall;
+
+/// Who a request acts as, once authenticated.
+#[derive(Debug, Clone)]
+pub enum Principal {
+    Key(Arc<KeyRecord>),
+    /// A browser that logged in with the gateway password (admin).
+    Session,
+    /// Authentication is turned off (`GATEWAY_AUTH_REQUIRED=false`).
+    Open,
+}
+
+impl Principal {
+    pub fn scopes(&self) -> Scopes {
+        match self {
+            Principal::Key(k) => k.scopes,
+            Principal::Session | Principal::Open => Scopes::admin(),
+        }
+    }
+
+    /// For logs and the audit trail: never the secret.
+    pub fn label(&self) -> String {
+        match self {
+            Principal::Key(k) => format!("key {} ({})", k.id, k.label),
+            Principal::Session => "password session".into(),
+            Principal::Open => "unauthenticated (auth disabled)".into(),
+        }
+    }
+
+    fn limiter_id(&self) -> Option<(String, Option<u32>)> {
+        match self {
+            Principal::Key(k) => Some((format!("key:{}", k.id), k.rate_per_minute)),
+            Principal::Session => Some(("session".into(), None)),
+            Principal::Open => None,
+        }
+    }
+
+    pub fn allows_model(&self, model: &str) -> bool {
+        match self {
+            Principal::Key(k) => k.allows_model(model),
+            _ => true,
+        }
+    }
+}
+
+/// What is known about the request's origin, for incidents.
+#[derive(Debug, Clone)]
+pub struct RequestContext {
+    pub client_ip: IpAddr,
+    pub request_id: String,
+}
+
+/// An incident before it is stored.
+#[derive(Debug, Clone)]
+pub struct Incident {
+    pub kind: &'static str,
+    pub action: &'static str,
+    pub rule: Option<String>,
+    pub detail: String,
+}
+
+impl Incident {
+    pub fn new(kind: &'static str, action: &'static str, detail: impl Into<String>) -> Self {
+        Incident {
+            kind,
+            action,
+            rule: None,
+            detail: detail.into(),
+        }
+    }
+
+    pub fn rule(mut self, rule: impl Into<String>) -> Self {
+        self.rule = Some(rule.into());
+        self
+    }
+}
+
+enum Write {
+    Incident(IncidentRow),
+}
+
+/// Modes that change what the gateway serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Only admin keys from loopback are served.
+    Lockdown,
+    /// Kill switch: no LLM call leaves the gateway.
+    Emergency,
+}
+
+impl Mode {
+    pub fn setting(self) -> &'static str {
+        match self {
+            Mode::Lockdown => "lockdown",
+            Mode::Emergency => "emergency",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Mode> {
+        match s {
+            "lockdown" => Some(Mode::Lockdown),
+            "emergency" | "kill_switch" | "kill-switch" => Some(Mode::Emergency),
+            _ => None,
+        }
+    }
+}
+
+pub struct Security {
+    pub cfg: SecurityConfig,
+    store: Mutex<Store>,
+    keys: RwLock<HashMap<String, Arc<KeyRecord>>>,
+    pub bans: bans::Bans,
+    pub limits: Arc<limits::Limits>,
+    pub sessions: session::Sessions,
+    password: Option<session::Password>,
+    lockdown: AtomicBool,
+    emergency: AtomicBool,
+    firewall: Option<Firewall>,
+    writes: mpsc::SyncSender<Write>,
+    events: tokio::sync::broadcast::Sender<Arc<str>>,
+    seen_version: AtomicU64,
+    request_seq: AtomicU64,
+    request_prefix: u32,
+    /// Bound to loopback: the default CORS origins are localhost ones.
+    pub loopback: bool,
+    dropped: AtomicU64,
+}
+
+/// Where the security state lives and how the gateway is bound.
+pub struct SecurityInit<'a> {
+    pub cfg: SecurityConfig,
+    pub state_dir: &'a std::path::Path,
+    pub loopback: bool,
+    /// The gateway password, resolved from the secret store (or env).
+    pub password: Option<String>,
+}
+
+impl Security {
+    pub fn new(init: SecurityInit<'_>) -> anyhow::Result<Arc<Security>> {
+        let cfg = init.cfg;
+        let store = Store::open(init.state_dir)?;
+        let writer = Store::open(init.state_dir)?;
+        let password = match (&init.password, cfg.password_required) {
+            (Some(p), _) => Some(session::Password::new(p).map_err(anyhow::Error::msg)?),
+            (None, _) => None,
+        };
+        let firewall = if cfg.firewall {
+            let mut fc = crate::firewall::FirewallConfig::default();
+            if cfg.strict {
+                fc.strict = true;
+            }
+            fc.max_body_bytes = cfg.max_body_bytes;
+            Some(Firewall::new(fc)?)
+        } else {
+            None
+        };
+        let (tx, rx) = mpsc::sync_channel(10_000);
+        let (events, _) = tokio::sync::broadcast::channel(256);
+        let sec = Arc::new(Security {
+            bans: bans::Bans::new(
+                cfg.ignore.clone(),
+                cfg.max_failed_auth,
+                cfg.failed_auth_window,
+                cfg.block_duration,
+                cfg.max_block_duration,
+            ),
+            limits: Arc::new(limits::Limits::new(&cfg)),
+            sessions: session::Sessions::default(),
+            password,
+            lockdown: AtomicBool::new(false),
+            emergency: AtomicBool::new(false),
+            firewall,
+            writes: tx,
+            events,
+            seen_version: AtomicU64::new(u64::MAX),
+            request_seq: AtomicU64::new(0),
+            request_prefix: rand::random(),
+            loopback: init.loopback,
+            dropped: AtomicU64::new(0),
+            keys: RwLock::default(),
+            store: Mutex::new(store),
+            cfg,
+        });
+        // Modes switched on by the environment at start are recorded (and
+        // so persist until switched off on purpose).
+        for (mode, on) in [
+            (Mode::Lockdown, sec.cfg.lockdown),
+            (Mode::Emergency, sec.cfg.emergency),
+        ] {
+            if on {
+                sec.set_mode(mode, true, "environment at start", None)?;
+            }
+        }
+        sec.reload()?;
+        spawn_writer(writer, rx);
+        spawn_maintenance(Arc::downgrade(&sec));
+        Ok(sec)
+    }
+
+    fn store(&self) -> std::sync::MutexGuard<'_, Store> {
+        self.store.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Re-reads keys, bans and modes (at start, and when the file changed).
+    pub fn reload(&self) -> anyhow::Result<()> {
+        let store = self.store();
+        let version = store.data_version()? as u64;
+        let mut keys = HashMap::new();
+        for row in store.keys()? {
+            match KeyRecord::from_row(&row) {
+                Ok(k) => {
+                    keys.insert(k.id.clone(), Arc::new(k));
+                }
+                Err(e) => tracing::warn!("ignoring unreadable key entry: {e}"),
+            }
+        }
+        *self.keys.write().unwrap_or_else(|e| e.into_inner()) = keys;
+        self.bans.load(&store.bans()?);
+        for mode in [Mode::Lockdown, Mode::Emergency] {
+            let on = store.setting(mode.setting())?.as_deref() == Some("on");
+            self.flag(mode).store(on, Ordering::Release);
+        }
+        self.seen_version.store(version, Ordering::Release);
+        Ok(())
+    }
+
+    fn reload_if_changed(&self) {
+        let changed = match self.store().data_version() {
+            Ok(v) => v as u64 != self.seen_version.load(Ordering::Acquire),
+            Err(e) => {
+                tracing::warn!("security database: {e}");
+                false
+            }
+        };
+        if changed {
+            if let Err(e) = self.reload() {
+                tracing::warn!("cannot reload security state (keeping the current one): {e:#}");
+            }
+        }
+    }
+
+    fn flag(&self, mode: Mode) -> &AtomicBool {
+        match mode {
+            Mode::Lockdown => &self.lockdown,
+            Mode::Emergency => &self.emergency,
+        }
+    }
+
+    pub fn mode(&self, mode: Mode) -> bool {
+        self.flag(mode).load(Ordering::Acquire)
+    }
+
+    /// Switches a mode, persists it and audits who did it.
+    pub fn set_mode(
+        &self,
+        mode: Mode,
+        on: bool,
+        by: &str,
+        ctx: Option<&RequestContext>,
+    ) -> anyhow::Result<()> {
+        {
+            let store = self.store();
+            store.set_setting(mode.setting(), if on { "on" } else { "off" }, by)?;
+            self.seen_version
+                .store(store.data_version()? as u64, Ordering::Release);
+        }
+        let was = self.flag(mode).swap(on, Ordering::AcqRel);
+        let state = if on { "on" } else { "off" };
+        tracing::warn!(mode = mode.setting(), state, by, "security mode changed");
+        if was != on || ctx.is_some() {
+            self.incident(
+                ctx,
+                Incident::new("mode_change", "toggled", format!("{} {state} by {by}", mode.setting())),
+            );
+        }
+        Ok(())
+    }
+
+    pub fn firewall(&self) -> Option<&Firewall> {
+        self.firewall.as_ref()
+    }
+
+    pub fn password_login_enabled(&self) -> bool {
+        self.cfg.password_required && self.password.is_some()
+    }
+
+    pub fn verify_password(&self, attempt: &str) -> bool {
+        self.password.as_ref().is_some_and(|p| p.verify(attempt))
+    }
+
+    /// Resolves a presented API key.
+    pub fn authenticate_key(&self, presented: &str) -> Result<Arc<KeyRecord>, KeyRejection> {
+        let (id, secret) = keys::split(presented).ok_or(KeyRejection::Malformed)?;
+        let rec = self
+            .keys
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(id)
+            .cloned()
+            .ok_or(KeyRejection::Unknown)?;
+        rec.verify(secret, now_ms())?;
+        Ok(rec)
+    }
+
+    pub fn check_principal_rate(&self, p: &Principal) -> Result<(), limits::Limited> {
+        match p.limiter_id() {
+            Some((id, own)) => self.limits.check_principal(&id, own),
+            None => Ok(()),
+        }
+    }
+
+    /// A new request id: unique per process, unguessable across restarts.
+    pub fn next_request_id(&self) -> String {
+        let n = self.request_seq.fetch_add(1, Ordering::Relaxed);
+        format!("req_{:08x}{:010x}", self.request_prefix, n)
+    }
+
+    /// Records an incident (asynchronously) and pushes it to subscribers.
+    pub fn incident(&self, ctx: Option<&RequestContext>, i: Incident) {
+        let row = IncidentRow {
+            id: 0,
+            ts: now_ms(),
+            client_ip: ctx.map(|c| c.client_ip.to_string()),
+            kind: i.kind.to_string(),
+            rule: i.rule,
+            action: i.action.to_string(),
+            request_id: ctx.map(|c| c.request_id.clone()),
+            detail: Some(i.detail),
+        };
+        tracing::info!(
+            kind = %row.kind,
+            action = %row.action,
+            client_ip = row.client_ip.as_deref().unwrap_or("-"),
+            request_id = row.request_id.as_deref().unwrap_or("-"),
+            rule = row.rule.as_deref().unwrap_or("-"),
+            "security incident: {}",
+            row.detail.as_deref().unwrap_or("")
+        );
+        self.publish(json!({"event": "incident", "incident": &row}));
+        if self.writes.try_send(Write::Incident(row)).is_err() {
+            // The writer is behind (a flood): count, never block serving.
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    pub fn publish(&self, event: Value) {
+        if self.events.receiver_count() > 0 {
+            let _ = self.events.send(Arc::from(event.to_string()));
+        }
+    }
+
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Arc<str>> {
+        self.events.subscribe()
+    }
+
+    /// Counts a failure (bad key, bad password, firewall block) against
+    /// the client; bans it when this one crossed the threshold.
+    pub fn failure(&self, ctx: &RequestContext, reason: &str) {
+        let store = self.store();
+        let Some(ban) = self.bans.record_failure(ctx.client_ip, reason, now_ms()) else {
+            return;
+        };
+        if let Err(e) = store.upsert_ban(&ban.row()) {
+            tracing::error!("cannot persist the ban of {}: {e}", ban.target);
+        }
+        if let Ok(v) = store.data_version() {
+            self.seen_version.store(v as u64, Ordering::Release);
+        }
+        drop(store);
+        self.incident(
+            Some(ctx),
+            Incident::new("auto_block", "banned", ban.reason.clone()),
+        );
+        self.publish(json!({"event": "blocked", "ban": ban.row()}));
+    }
+
+    pub fn block(
+        &self,
+        target: &str,
+        reason: &str,
+        for_: Option<Duration>,
+        by: &str,
+        ctx: Option<&RequestContext>,
+    ) -> Result<bans::Ban, String> {
+        let store = self.store();
+        let ban = self.bans.block(target, reason, for_, now_ms())?;
+        store.upsert_ban(&ban.row()).map_err(|e| e.to_string())?;
+        if let Ok(v) = store.data_version() {
+            self.seen_version.store(v as u64, Ordering::Release);
+        }
+        drop(store);
+        self.incident(
+            ctx,
+            Incident::new("manual_block", "blocked", format!("{} blocked by {by}: {reason}", ban.target)),
+        );
+        self.publish(json!({"event": "blocked", "ban": ban.row()}));
+        Ok(ban)
+    }
+
+    pub fn unblock(
+        &self,
+        target: &str,
+        by: &str,
+        ctx: Option<&RequestContext>,
+    ) -> Result<Option<bans::Ban>, String> {
+        let store = self.store();
+        let lifted = self.bans.unblock(target, now_ms())?;
+        if let Some(b) = &lifted {
+            if b.target.contains('/') {
+                store.lift_ban(&b.target).map_err(|e| e.to_string())?;
+            } else {
+                store.lift_ban(&b.target).map_err(|e| e.to_string())?;
+            }
+            if let Ok(v) = store.data_version() {
+                self.seen_version.store(v as u64, Ordering::Release);
+            }
+        }
+        drop(store);
+        if let Some(b) = &lifted {
+            self.incident(
+                ctx,
+                Incident::new("manual_unblock", "unblocked", format!("{} unblocked by {by}", b.target)),
+            );
+            self.publish(json!({"event": "unblocked", "target": b.target}));
+        }
+        Ok(lifted)
+    }
+
+    pub fn incidents(&self, limit: u32, kind: Option<&str>) -> anyhow::Result<Vec<IncidentRow>> {
+        Ok(self.store().incidents(limit, kind)?)
+    }
+
+    pub fn latency_history(&self, since_ms: i64) -> anyhow::Result<Vec<store::LatencyRow>> {
+        Ok(self.store().latency(since_ms)?)
+    }
+
+    pub fn record_latency(&self, rows: &[store::LatencyRow]) {
+        if let Err(e) = self.store().upsert_latency(rows) {
+            tracing::warn!("cannot store provider latency history: {e}");
+        }
+    }
+
+    pub fn dropped_incidents(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+
+    fn housekeeping(&self) {
+        self.limits.housekeeping();
+        let cutoff = now_ms() - self.cfg.incident_retention.as_millis() as i64;
+        if let Err(e) = self.store().prune(cutoff, self.cfg.max_incidents) {
+            tracing::warn!("cannot prune incidents: {e}");
+        }
+    }
+}
+
+/// Stores incidents in batches, off the serving threads.
+fn spawn_writer(mut store: Store, rx: mpsc::Receiver<Write>) {
+    std::thread::Builder::new()
+        .name("moltgate-recorder".into())
+        .spawn(move || {
+            while let Ok(first) = rx.recv() {
+                let mut batch = vec![first];
+                while batch.len() < 1000 {
+                    match rx.try_recv() {
+                        Ok(w) => batch.push(w),
+                        Err(_) => break,
+                    }
+                }
+                let rows: Vec<IncidentRow> = batch
+                    .into_iter()
+                    .map(|w| match w {
+                        Write::Incident(r) => r,
+                    })
+                    .collect();
+                if let Err(e) = store.insert_incidents(&rows) {
+                    tracing::error!("cannot store {} incident(s): {e}", rows.len());
+                }
+            }
+        })
+        .expect("spawn the incident recorder");
+}
+
+/// Notices changes made by other processes (1 s) and prunes (1 min).
+fn spawn_maintenance(sec: Weak<Security>) {
+    std::thread::Builder::new()
+        .name("moltgate-security".into())
+        .spawn(move || {
+            let mut ticks = 0u64;
+            loop {
+                std::thread::sleep(Duration::from_secs(1));
+                let Some(sec) = sec.upgrade() else { return };
+                sec.reload_if_changed();
+                if ticks % 60 == 0 {
+                    sec.housekeeping();
+                }
+                ticks += 1;
+            }
+        })
+        .expect("spawn security maintenance");
+}

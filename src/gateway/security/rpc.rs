@@ -1,0 +1,601 @@
+//! The `security.*` and `providers.*` methods, over a WebSocket RPC at
+//! `/ws` and mirrored as REST under `/api/` (`security.blocked.list` is
+//! `/api/security/blocked/list`). Both transports go through [`call`], so
+//! scopes are enforced by one table ([`super::scope::method_access`]).
+//!
+//! WebSocket frames: the first is `{"id", "method": "connect", "params":
+//! {"key" | "password" | "session"}}` (or empty params when the upgrade
+//! carried a session cookie); then `{"id", "method", "params"}` →
+//! `{"id", "ok": true, "result"}` or `{"id", "ok": false, "error":
+//! {"code", "message"}}`. After `subscribe`, security events arrive as
+//! `{"event": ...}` frames.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+use serde_json::{json, Map, Value};
+
+use super::admission::Admitted;
+use super::scope::{method_access, rest_method_name, Access, Scope};
+use super::{session, Incident, Mode, Principal, RequestContext, Security};
+use crate::gateway::errors::ApiError;
+use crate::gateway::{status, Gateway};
+
+/// Longest a WebSocket may take to send its `connect` frame.
+const CONNECT_DEADLINE: Duration = Duration::from_secs(10);
+const MAX_FRAME: usize = 64 << 10;
+
+#[derive(Debug, Clone)]
+pub struct RpcError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+}
+
+fn err(status: StatusCode, code: &'static str, message: impl Into<String>) -> RpcError {
+    RpcError {
+        status,
+        code,
+        message: message.into(),
+    }
+}
+
+fn bad_params(message: impl Into<String>) -> RpcError {
+    err(StatusCode::BAD_REQUEST, "invalid_params", message)
+}
+
+impl RpcError {
+    fn json(&self) -> Value {
+        json!({"code": self.code, "message": self.message})
+    }
+}
+
+impl IntoResponse for RpcError {
+    fn into_response(self) -> Response {
+        let kind = match self.status {
+            StatusCode::FORBIDDEN => "permission_error",
+            StatusCode::NOT_FOUND | StatusCode::BAD_REQUEST => "invalid_request_error",
+            _ => "api_error",
+        };
+        ApiError::new(self.status, kind, self.code, self.message).into_response()
+    }
+}
+
+type Params = Map<String, Value>;
+
+fn p_str<'a>(p: &'a Params, name: &str) -> Option<&'a str> {
+    p.get(name).and_then(Value::as_str)
+}
+
+fn p_u64(p: &Params, name: &str) -> Result<Option<u64>, RpcError> {
+    match p.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Number(n)) => n
+            .as_u64()
+            .map(Some)
+            .ok_or_else(|| bad_params(format!("{name} must be a non-negative integer"))),
+        Some(Value::String(s)) => s
+            .parse()
+            .map(Some)
+            .map_err(|_| bad_params(format!("{name} must be a non-negative integer"))),
+        Some(_) => Err(bad_params(format!("{name} must be a non-negative integer"))),
+    }
+}
+
+fn p_bool(p: &Params, name: &str) -> Result<Option<bool>, RpcError> {
+    match p.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Bool(b)) => Ok(Some(*b)),
+        Some(Value::String(s)) if s == "true" || s == "on" => Ok(Some(true)),
+        Some(Value::String(s)) if s == "false" || s == "off" => Ok(Some(false)),
+        Some(_) => Err(bad_params(format!("{name} must be true or false"))),
+    }
+}
+
+/// Runs one method for `principal` (`None` only for public methods).
+pub async fn call(
+    gw: &Arc<Gateway>,
+    principal: Option<&Principal>,
+    ctx: &RequestContext,
+    method: &str,
+    params: Params,
+) -> Result<Value, RpcError> {
+    let sec = &gw.security;
+    match method_access(method) {
+        Access::Public => {}
+        Access::Authenticated => {
+            if principal.is_none() {
+                return Err(err(StatusCode::UNAUTHORIZED, "unauthorized", "log in first"));
+            }
+        }
+        // method_access never says Unlisted; if it did, admin it is.
+        Access::Needs(_) | Access::Unlisted => {
+            let scope = match method_access(method) {
+                Access::Needs(s) => s,
+                _ => Scope::Admin,
+            };
+            let Some(p) = principal else {
+                return Err(err(StatusCode::UNAUTHORIZED, "unauthorized", "log in first"));
+            };
+            if !p.scopes().allows(scope) {
+                return Err(err(
+                    StatusCode::FORBIDDEN,
+                    "insufficient_scope",
+                    format!("{} may not call {method}: it needs the {scope} scope", p.label()),
+                ));
+            }
+        }
+    }
+    let by = principal.map(Principal::label).unwrap_or_default();
+    match method {
+        "security.admin.check" => {
+            let p = principal.expect("authenticated");
+            Ok(json!({
+                "admin": p.scopes().allows(Scope::Admin),
+                "principal": p.label(),
+                "scopes": p.scopes().names(),
+            }))
+        }
+        "security.lockdown.status" => Ok(modes(sec)),
+        "security.lockdown.toggle" | "security.emergency.toggle" => {
+            let mode = if method == "security.lockdown.toggle" {
+                match p_str(&params, "mode") {
+                    None => Mode::Lockdown,
+                    Some(m) => Mode::parse(m)
+                        .ok_or_else(|| bad_params("mode must be \"lockdown\" or \"emergency\""))?,
+                }
+            } else {
+                Mode::Emergency
+            };
+            let on = p_bool(&params, "on")?.unwrap_or(!sec.mode(mode));
+            sec.set_mode(mode, on, &by, Some(ctx))
+                .map_err(|e| err(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
+            sec.publish(json!({"event": "modes", "modes": modes(sec)}));
+            Ok(modes(sec))
+        }
+        "security.blocked.list" => {
+            let now = super::store::now_ms();
+            let bans: Vec<_> = sec.bans.active(now).iter().map(|b| b.row()).collect();
+            Ok(json!({"blocked": bans}))
+        }
+        "security.blocked.add" => {
+            let target = p_str(&params, "target")
+                .ok_or_else(|| bad_params("params.target (an IP or CIDR block) is required"))?;
+            let reason = p_str(&params, "reason").unwrap_or("blocked by an operator");
+            let dur = p_u64(&params, "duration_ms")?.map(Duration::from_millis);
+            let ban = sec
+                .block(target, reason, dur, &by, Some(ctx))
+                .map_err(bad_params)?;
+            Ok(json!({"blocked": ban.row()}))
+        }
+        "security.blocked.remove" => {
+            let target = p_str(&params, "target")
+                .ok_or_else(|| bad_params("params.target (an IP or CIDR block) is required"))?;
+            match sec.unblock(target, &by, Some(ctx)).map_err(bad_params)? {
+                Some(b) => Ok(json!({"unblocked": b.target})),
+                None => Err(err(
+                    StatusCode::NOT_FOUND,
+                    "not_found",
+                    format!("{target} is not blocked"),
+                )),
+            }
+        }
+        "security.incidents.list" => {
+            let limit = p_u64(&params, "limit")?.unwrap_or(100).min(1000) as u32;
+            let kind = p_str(&params, "kind").map(str::to_string);
+            let rows = blocking(gw, move |sec| sec.incidents(limit, kind.as_deref())).await?;
+            Ok(json!({"incidents": rows}))
+        }
+        "security.gateway.connections" => {
+            let c = &sec.limits.connections;
+            Ok(json!({"open": c.count(), "max": c.max(), "connections": c.list()}))
+        }
+        "security.dashboard" => dashboard(gw).await,
+        "providers.status" => Ok(status::status_json(gw)),
+        "providers.latency" => {
+            let since = p_u64(&params, "since_ms")?
+                .map(|v| v as i64)
+                .unwrap_or(super::store::now_ms() - 24 * 3600 * 1000);
+            let rows = blocking(gw, move |sec| sec.latency_history(since)).await?;
+            Ok(json!({"latency": rows}))
+        }
+        "providers.test" => {
+            if sec.mode(Mode::Emergency) {
+                return Err(err(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "kill_switch",
+                    "the kill switch is on: no LLM call leaves the gateway",
+                ));
+            }
+            let req = status::TestRequest {
+                provider: p_str(&params, "provider").map(str::to_string),
+                model: p_str(&params, "model").map(str::to_string),
+            };
+            status::run_tests(gw, req)
+                .await
+                .map_err(|e| err(e.status, "unknown_provider", e.message))
+        }
+        _ => Err(err(
+            StatusCode::NOT_FOUND,
+            "unknown_method",
+            format!("unknown method {method:?}"),
+        )),
+    }
+}
+
+fn modes(sec: &Security) -> Value {
+    json!({"lockdown": sec.mode(Mode::Lockdown), "emergency": sec.mode(Mode::Emergency)})
+}
+
+async fn blocking<T: Send + 'static>(
+    gw: &Arc<Gateway>,
+    f: impl FnOnce(&Security) -> anyhow::Result<T> + Send + 'static,
+) -> Result<T, RpcError> {
+    let gw = gw.clone();
+    tokio::task::spawn_blocking(move || f(&gw.security))
+        .await
+        .map_err(|e| err(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?
+        .map_err(|e| err(StatusCode::INTERNAL_SERVER_ERROR, "internal", format!("{e:#}")))
+}
+
+/// Everything the dashboard shows, in one call.
+async fn dashboard(gw: &Arc<Gateway>) -> Result<Value, RpcError> {
+    let sec = &gw.security;
+    let state_dir = gw.cfg.state_dir.clone();
+    let incidents = blocking(gw, |sec| sec.incidents(50, None)).await?;
+    let since = super::store::now_ms() - 6 * 3600 * 1000;
+    let latency = blocking(gw, move |sec| sec.latency_history(since)).await?;
+    let read_json = |name: &str| -> Value {
+        std::fs::read(state_dir.join(name))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or(Value::Null)
+    };
+    let now = super::store::now_ms();
+    Ok(json!({
+        "modes": modes(sec),
+        "breaker": read_json("breaker.json"),
+        "guardian": read_json("guardian.json"),
+        "providers": status::status_json(gw),
+        "latency": latency,
+        "blocked": sec.bans.active(now).iter().map(|b| b.row()).collect::<Vec<_>>(),
+        "incidents": incidents,
+        "connections": {"open": sec.limits.connections.count(), "max": sec.limits.connections.max()},
+        "sessions": sec.sessions.count(),
+        "dropped_incidents": sec.dropped_incidents(),
+    }))
+}
+
+/// `GET|POST /api/<method path>`: the REST mirror. GET takes the query
+/// string as params, POST a JSON object body.
+pub async fn rest(
+    State(gw): State<Arc<Gateway>>,
+    Extension(adm): Extension<Admitted>,
+    uri: axum::http::Uri,
+    method: axum::http::Method,
+    Query(query): Query<HashMap<String, String>>,
+    body: Bytes,
+) -> Response {
+    let Some(name) = rest_method_name(method.as_str(), uri.path()) else {
+        return err(StatusCode::NOT_FOUND, "unknown_method", "unknown API path").into_response();
+    };
+    let mut params: Params = query.into_iter().map(|(k, v)| (k, Value::String(v))).collect();
+    if !body.is_empty() {
+        match serde_json::from_slice::<Value>(&body) {
+            Ok(Value::Object(m)) => params.extend(m),
+            _ => {
+                return bad_params("the body must be a JSON object of parameters").into_response()
+            }
+        }
+    }
+    match call(&gw, adm.principal.as_ref(), &adm.ctx, &name, params).await {
+        Ok(v) => Json(v).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// `POST /api/login {"password"}`: a session cookie for the dashboard.
+pub async fn login(
+    State(gw): State<Arc<Gateway>>,
+    Extension(adm): Extension<Admitted>,
+    body: Bytes,
+) -> Response {
+    let password = serde_json::from_slice::<Value>(&body)
+        .ok()
+        .and_then(|v| v.get("password").and_then(Value::as_str).map(str::to_string));
+    let Some(password) = password else {
+        return bad_params("send {\"password\": \"...\"}").into_response();
+    };
+    match password_login(&gw, &adm.ctx, password).await {
+        Ok(token) => {
+            let mut r = Json(json!({"ok": true})).into_response();
+            if let Ok(v) = HeaderValue::from_str(&session::set_cookie(&token, gw.security.cfg.session_ttl)) {
+                r.headers_mut().insert(axum::http::header::SET_COOKIE, v);
+            }
+            r
+        }
+        Err(e) => e.into_response(),
+    }
+}
+
+pub async fn logout(State(gw): State<Arc<Gateway>>, headers: HeaderMap) -> Response {
+    for v in headers.get_all(axum::http::header::COOKIE) {
+        if let Some(t) = v.to_str().ok().and_then(session::from_cookie_header) {
+            gw.security.sessions.end(t);
+        }
+    }
+    let mut r = Json(json!({"ok": true})).into_response();
+    if let Ok(v) = HeaderValue::from_str(&session::clear_cookie()) {
+        r.headers_mut().insert(axum::http::header::SET_COOKIE, v);
+    }
+    r
+}
+
+/// Shared by REST and WebSocket logins: the same limit, the same bans.
+async fn password_login(
+    gw: &Arc<Gateway>,
+    ctx: &RequestContext,
+    password: String,
+) -> Result<String, RpcError> {
+    let sec = &gw.security;
+    if !sec.password_login_enabled() {
+        return Err(err(
+            StatusCode::FORBIDDEN,
+            "password_login_disabled",
+            "password login is not configured: set it with `moltguard secrets set GATEWAY_PASSWORD` (or use an API key)",
+        ));
+    }
+    if let Err(l) = sec.limits.check_login(ctx.client_ip) {
+        let secs = l.retry_after.as_secs().max(1);
+        return Err(err(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            format!(
+                "too many login attempts from {} (RATE_LIMIT_LOGIN_PER_HOUR={}); retry after {secs} s",
+                ctx.client_ip, sec.cfg.login_per_hour
+            ),
+        ));
+    }
+    let g = gw.clone();
+    let ok = tokio::task::spawn_blocking(move || g.security.verify_password(&password))
+        .await
+        .unwrap_or(false);
+    if !ok {
+        sec.incident(Some(ctx), Incident::new("login_failure", "refused", "wrong gateway password"));
+        sec.failure(ctx, "failed login");
+        return Err(err(StatusCode::UNAUTHORIZED, "unauthorized", "wrong password"));
+    }
+    Ok(sec.sessions.create(sec.cfg.session_ttl))
+}
+
+/// `GET /ws`: checks the origin and the per-IP cap, then speaks the RPC.
+pub async fn ws(
+    State(gw): State<Arc<Gateway>>,
+    Extension(adm): Extension<Admitted>,
+    headers: HeaderMap,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    let sec = &gw.security;
+    if !super::headers::browser_origin_ok(&headers, &sec.cfg.cors_origins, sec.loopback) {
+        sec.incident(
+            Some(&adm.ctx),
+            Incident::new("ws_origin", "refused", format!(
+                "WebSocket from origin {:?}",
+                headers.get("origin").and_then(|o| o.to_str().ok()).unwrap_or("?")
+            )),
+        );
+        return err(
+            StatusCode::FORBIDDEN,
+            "bad_origin",
+            "WebSocket connections from this origin are not allowed (GATEWAY_CORS_ORIGINS)",
+        )
+        .into_response();
+    }
+    let Some(slot) = sec.limits.ws_slot(adm.ctx.client_ip) else {
+        return err(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            format!(
+                "too many WebSocket connections from {} (RATE_LIMIT_WS_PER_IP={})",
+                adm.ctx.client_ip, sec.cfg.ws_per_ip
+            ),
+        )
+        .into_response();
+    };
+    let cookie_session = headers
+        .get_all(axum::http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(session::from_cookie_header)
+        .filter(|t| sec.sessions.valid(t))
+        .is_some();
+    upgrade
+        .max_message_size(MAX_FRAME)
+        .on_upgrade(move |socket| async move {
+            let _slot = slot;
+            session_loop(gw, adm.ctx, cookie_session, socket).await;
+        })
+}
+
+fn reply(id: &Value, r: Result<Value, RpcError>) -> Message {
+    let v = match r {
+        Ok(result) => json!({"id": id, "ok": true, "result": result}),
+        Err(e) => json!({"id": id, "ok": false, "error": e.json()}),
+    };
+    Message::Text(v.to_string().into())
+}
+
+fn parse_frame(m: &str) -> Result<(Value, String, Params), (Value, RpcError)> {
+    let v: Value = serde_json::from_str(m)
+        .map_err(|_| (Value::Null, bad_params("frames are JSON objects {id, method, params}")))?;
+    let id = v.get("id").cloned().unwrap_or(Value::Null);
+    let method = v
+        .get("method")
+        .and_then(Value::as_str)
+        .ok_or_else(|| (id.clone(), bad_params("\"method\" is required")))?
+        .to_string();
+    let params = match v.get("params") {
+        None | Some(Value::Null) => Params::new(),
+        Some(Value::Object(m)) => m.clone(),
+        Some(_) => return Err((id, bad_params("\"params\" must be an object"))),
+    };
+    Ok((id, method, params))
+}
+
+async fn session_loop(gw: Arc<Gateway>, ctx: RequestContext, cookie_session: bool, mut socket: WebSocket) {
+    // The connect frame.
+    let principal = loop {
+        let frame = match tokio::time::timeout(CONNECT_DEADLINE, socket.recv()).await {
+            Ok(Some(Ok(Message::Text(t)))) => t,
+            Ok(Some(Ok(Message::Ping(_) | Message::Pong(_)))) => continue,
+            _ => {
+                let _ = socket
+                    .send(reply(&Value::Null, Err(err(StatusCode::UNAUTHORIZED, "unauthorized", "send a connect frame first"))))
+                    .await;
+                return;
+            }
+        };
+        let (id, method, params) = match parse_frame(&frame) {
+            Ok(f) => f,
+            Err((id, e)) => {
+                let _ = socket.send(reply(&id, Err(e))).await;
+                return;
+            }
+        };
+        if method != "connect" {
+            let _ = socket
+                .send(reply(&id, Err(err(StatusCode::UNAUTHORIZED, "unauthorized", "the first frame must be {\"method\": \"connect\"}"))))
+                .await;
+            return;
+        }
+        match connect(&gw, &ctx, cookie_session, &params).await {
+            Ok(p) => {
+                let hello = json!({"principal": p.label(), "scopes": p.scopes().names(), "request_id": ctx.request_id});
+                if socket.send(reply(&id, Ok(hello))).await.is_err() {
+                    return;
+                }
+                break p;
+            }
+            Err(e) => {
+                let _ = socket.send(reply(&id, Err(e))).await;
+                return;
+            }
+        }
+    };
+    let mut events: Option<tokio::sync::broadcast::Receiver<Arc<str>>> = None;
+    loop {
+        let next_event = async {
+            match events.as_mut() {
+                Some(rx) => rx.recv().await.ok(),
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            frame = socket.recv() => {
+                let text = match frame {
+                    Some(Ok(Message::Text(t))) => t,
+                    Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return,
+                    Some(Ok(_)) => continue,
+                };
+                let (id, method, params) = match parse_frame(&text) {
+                    Ok(f) => f,
+                    Err((id, e)) => {
+                        if socket.send(reply(&id, Err(e))).await.is_err() { return; }
+                        continue;
+                    }
+                };
+                let result = ws_call(&gw, &principal, &ctx, &method, params, &mut events).await;
+                if socket.send(reply(&id, result)).await.is_err() {
+                    return;
+                }
+            }
+            Some(ev) = next_event => {
+                if socket.send(Message::Text(ev.to_string().into())).await.is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+async fn ws_call(
+    gw: &Arc<Gateway>,
+    principal: &Principal,
+    ctx: &RequestContext,
+    method: &str,
+    params: Params,
+    events: &mut Option<tokio::sync::broadcast::Receiver<Arc<str>>>,
+) -> Result<Value, RpcError> {
+    let sec = &gw.security;
+    if sec.bans.banned(ctx.client_ip, super::store::now_ms()).is_some() {
+        return Err(err(StatusCode::FORBIDDEN, "ip_blocked", "your address is blocked"));
+    }
+    if sec.mode(Mode::Lockdown) && !principal.scopes().allows(Scope::Admin) {
+        return Err(err(StatusCode::SERVICE_UNAVAILABLE, "lockdown", "the gateway is in lockdown: only administrator keys are served"));
+    }
+    if let Err(l) = sec.check_principal_rate(principal) {
+        return Err(err(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            format!("too many requests for {}; retry after {} s", principal.label(), l.retry_after.as_secs().max(1)),
+        ));
+    }
+    if method == "subscribe" {
+        if !principal.scopes().allows(Scope::Admin) {
+            return Err(err(StatusCode::FORBIDDEN, "insufficient_scope", "security events need the operator.admin scope"));
+        }
+        *events = Some(sec.subscribe());
+        return Ok(json!({"subscribed": ["incident", "blocked", "unblocked", "modes"]}));
+    }
+    call(gw, Some(principal), ctx, method, params).await
+}
+
+/// The `connect` frame: a key, a password, a session token, or the
+/// session cookie of the upgrade request.
+async fn connect(
+    gw: &Arc<Gateway>,
+    ctx: &RequestContext,
+    cookie_session: bool,
+    params: &Params,
+) -> Result<Principal, RpcError> {
+    let sec = &gw.security;
+    if !sec.cfg.auth_required {
+        return Ok(Principal::Open);
+    }
+    if let Some(key) = p_str(params, "key") {
+        return match sec.authenticate_key(key) {
+            Ok(k) => Ok(Principal::Key(k)),
+            Err(why) => {
+                sec.incident(Some(ctx), Incident::new("auth_failure", "refused", format!("{} (over WebSocket)", why.describe())));
+                sec.failure(ctx, "failed authentication");
+                Err(err(StatusCode::UNAUTHORIZED, "unauthorized", why.describe()))
+            }
+        };
+    }
+    if let Some(pw) = p_str(params, "password") {
+        password_login(gw, ctx, pw.to_string()).await?;
+        return Ok(Principal::Session);
+    }
+    if let Some(t) = p_str(params, "session") {
+        return if sec.sessions.valid(t) {
+            Ok(Principal::Session)
+        } else {
+            Err(err(StatusCode::UNAUTHORIZED, "unauthorized", "the session has expired; log in again"))
+        };
+    }
+    if cookie_session {
+        return Ok(Principal::Session);
+    }
+    Err(err(
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+        "connect needs params.key, params.password or params.session",
+    ))
+}

@@ -1,0 +1,500 @@
+//! The security database: API keys, bans, incidents, mode toggles and
+//! provider latency history, in one SQLite file (`moltgate.db` in the state
+//! dir), WAL mode, created and migrated on open.
+//!
+//! The gateway and the `moltguard` CLI open it side by side; WAL lets the
+//! CLI write (create a key, block an IP, toggle lockdown) while the gateway
+//! serves, and the gateway notices through `PRAGMA data_version`.
+//!
+//! Times are milliseconds since the Unix epoch.
+
+use std::path::{Path, PathBuf};
+
+use rusqlite::{params, Connection, OptionalExtension};
+
+/// Bumped with every migration below.
+const SCHEMA_VERSION: i64 = 1;
+
+const MIGRATIONS: &[&str] = &[
+    // 1: the first schema.
+    r#"
+    CREATE TABLE keys (
+        id TEXT PRIMARY KEY,
+        label TEXT NOT NULL,
+        salt TEXT NOT NULL,
+        hash TEXT NOT NULL,
+        scopes TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        expires_at INTEGER,
+        revoked_at INTEGER,
+        rate_per_minute INTEGER,
+        models TEXT
+    );
+    CREATE TABLE bans (
+        target TEXT PRIMARY KEY,
+        reason TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        expires_at INTEGER,
+        offences INTEGER NOT NULL DEFAULT 1,
+        manual INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE TABLE incidents (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        ts INTEGER NOT NULL,
+        client_ip TEXT,
+        kind TEXT NOT NULL,
+        rule TEXT,
+        action TEXT NOT NULL,
+        request_id TEXT,
+        detail TEXT
+    );
+    CREATE INDEX incidents_ts ON incidents(ts);
+    CREATE TABLE settings (
+        key TEXT PRIMARY KEY,
+        value TEXT NOT NULL,
+        updated_at INTEGER NOT NULL,
+        updated_by TEXT NOT NULL
+    );
+    CREATE TABLE latency (
+        provider TEXT NOT NULL,
+        minute INTEGER NOT NULL,
+        count INTEGER NOT NULL,
+        errors INTEGER NOT NULL,
+        p50_ms INTEGER NOT NULL,
+        p95_ms INTEGER NOT NULL,
+        max_ms INTEGER NOT NULL,
+        PRIMARY KEY (provider, minute)
+    );
+    "#,
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("security database {path}: {source}. Nothing was changed. If the file is damaged, stop moltgate, move it aside (keys, bans and incidents in it are lost; create keys again with `moltguard keys create`) and start again.")]
+    Open {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
+    #[error("security database {path} has schema version {found}, newer than this moltgate understands ({SCHEMA_VERSION}); upgrade moltgate instead of downgrading it")]
+    TooNew { path: PathBuf, found: i64 },
+    #[error("security database: {0}")]
+    Sql(#[from] rusqlite::Error),
+    #[error("security database directory {path}: {source}")]
+    Dir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// The database file inside a state dir.
+pub fn db_path(state_dir: &Path) -> PathBuf {
+    state_dir.join("moltgate.db")
+}
+
+/// One connection to the security database.
+pub struct Store {
+    conn: Connection,
+    path: PathBuf,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyRow {
+    pub id: String,
+    pub label: String,
+    pub salt: String,
+    pub hash: String,
+    pub scopes: String,
+    pub created_at: i64,
+    pub expires_at: Option<i64>,
+    pub revoked_at: Option<i64>,
+    pub rate_per_minute: Option<u32>,
+    /// Comma-separated allowed models; `None` means any.
+    pub models: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct BanRow {
+    pub target: String,
+    pub reason: String,
+    pub created_at: i64,
+    pub expires_at: Option<i64>,
+    pub offences: u32,
+    pub manual: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct IncidentRow {
+    pub id: i64,
+    pub ts: i64,
+    pub client_ip: Option<String>,
+    pub kind: String,
+    pub rule: Option<String>,
+    pub action: String,
+    pub request_id: Option<String>,
+    pub detail: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct LatencyRow {
+    pub provider: String,
+    pub minute: i64,
+    pub count: u32,
+    pub errors: u32,
+    pub p50_ms: u32,
+    pub p95_ms: u32,
+    pub max_ms: u32,
+}
+
+impl Store {
+    /// Opens (creating and migrating) the database in `state_dir`.
+    pub fn open(state_dir: &Path) -> Result<Store> {
+        std::fs::create_dir_all(state_dir).map_err(|source| StoreError::Dir {
+            path: state_dir.to_path_buf(),
+            source,
+        })?;
+        let path = db_path(state_dir);
+        let fresh = !path.exists();
+        let err = |source| StoreError::Open {
+            path: path.clone(),
+            source,
+        };
+        let conn = Connection::open(&path).map_err(err)?;
+        if fresh {
+            restrict_permissions(&path);
+        }
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(err)?;
+        // WAL: the CLI writes while the gateway reads; NORMAL is durable
+        // across process crashes (only an OS crash may lose the last commit).
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(err)?;
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(err)?;
+        let mut store = Store { conn, path };
+        store.migrate()?;
+        Ok(store)
+    }
+
+    fn migrate(&mut self) -> Result<()> {
+        let found: i64 = self
+            .conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .map_err(|source| StoreError::Open {
+                path: self.path.clone(),
+                source,
+            })?;
+        if found > SCHEMA_VERSION {
+            return Err(StoreError::TooNew {
+                path: self.path.clone(),
+                found,
+            });
+        }
+        for (i, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
+            let tx = self.conn.transaction()?;
+            tx.execute_batch(sql)?;
+            tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+            tx.commit()?;
+        }
+        Ok(())
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Changes whenever another connection commits (`PRAGMA data_version`).
+    pub fn data_version(&self) -> Result<i64> {
+        Ok(self
+            .conn
+            .pragma_query_value(None, "data_version", |r| r.get(0))?)
+    }
+
+    // ---- keys
+
+    pub fn insert_key(&self, k: &KeyRow) -> Result<()> {
+        self.conn.execute(
+            "INSERT INTO keys (id, label, salt, hash, scopes, created_at, expires_at, revoked_at, rate_per_minute, models)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+            params![k.id, k.label, k.salt, k.hash, k.scopes, k.created_at, k.expires_at, k.revoked_at, k.rate_per_minute, k.models],
+        )?;
+        Ok(())
+    }
+
+    pub fn keys(&self) -> Result<Vec<KeyRow>> {
+        let mut st = self.conn.prepare(
+            "SELECT id, label, salt, hash, scopes, created_at, expires_at, revoked_at, rate_per_minute, models
+             FROM keys ORDER BY created_at, id",
+        )?;
+        let rows = st.query_map([], |r| {
+            Ok(KeyRow {
+                id: r.get(0)?,
+                label: r.get(1)?,
+                salt: r.get(2)?,
+                hash: r.get(3)?,
+                scopes: r.get(4)?,
+                created_at: r.get(5)?,
+                expires_at: r.get(6)?,
+                revoked_at: r.get(7)?,
+                rate_per_minute: r.get(8)?,
+                models: r.get(9)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Revokes by id or by label; returns how many keys were revoked.
+    pub fn revoke_key(&self, id_or_label: &str) -> Result<usize> {
+        Ok(self.conn.execute(
+            "UPDATE keys SET revoked_at = ?2 WHERE (id = ?1 OR label = ?1) AND revoked_at IS NULL",
+            params![id_or_label, now_ms()],
+        )?)
+    }
+
+    // ---- bans
+
+    pub fn upsert_ban(&self, b: &BanRow) -> Result<()> {
+        self.conn.execute(
+            "INSERT INTO bans (target, reason, created_at, expires_at, offences, manual)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+             ON CONFLICT(target) DO UPDATE SET reason = ?2, created_at = ?3, expires_at = ?4, offences = ?5, manual = ?6",
+            params![b.target, b.reason, b.created_at, b.expires_at, b.offences, b.manual],
+        )?;
+        Ok(())
+    }
+
+    /// Lifts a ban (the row stays, expired, so repeat offences still escalate).
+    pub fn lift_ban(&self, target: &str) -> Result<usize> {
+        Ok(self.conn.execute(
+            "UPDATE bans SET expires_at = ?2, manual = 0 WHERE target = ?1 AND (expires_at IS NULL OR expires_at > ?2)",
+            params![target, now_ms()],
+        )?)
+    }
+
+    /// Every ban row, active or not (offence counts live in expired rows).
+    pub fn bans(&self) -> Result<Vec<BanRow>> {
+        let mut st = self.conn.prepare(
+            "SELECT target, reason, created_at, expires_at, offences, manual FROM bans ORDER BY created_at",
+        )?;
+        let rows = st.query_map([], |r| {
+            Ok(BanRow {
+                target: r.get(0)?,
+                reason: r.get(1)?,
+                created_at: r.get(2)?,
+                expires_at: r.get(3)?,
+                offences: r.get(4)?,
+                manual: r.get(5)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    // ---- incidents
+
+    pub fn insert_incidents(&mut self, batch: &[IncidentRow]) -> Result<()> {
+        let tx = self.conn.transaction()?;
+        {
+            let mut st = tx.prepare_cached(
+                "INSERT INTO incidents (ts, client_ip, kind, rule, action, request_id, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )?;
+            for i in batch {
+                st.execute(params![
+                    i.ts,
+                    i.client_ip,
+                    i.kind,
+                    i.rule,
+                    i.action,
+                    i.request_id,
+                    i.detail
+                ])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Newest first; `kind` filters when given.
+    pub fn incidents(&self, limit: u32, kind: Option<&str>) -> Result<Vec<IncidentRow>> {
+        let mut st = self.conn.prepare(
+            "SELECT id, ts, client_ip, kind, rule, action, request_id, detail FROM incidents
+             WHERE (?1 IS NULL OR kind = ?1) ORDER BY id DESC LIMIT ?2",
+        )?;
+        let rows = st.query_map(params![kind, limit], |r| {
+            Ok(IncidentRow {
+                id: r.get(0)?,
+                ts: r.get(1)?,
+                client_ip: r.get(2)?,
+                kind: r.get(3)?,
+                rule: r.get(4)?,
+                action: r.get(5)?,
+                request_id: r.get(6)?,
+                detail: r.get(7)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Applies the retention settings: age first, then the row cap.
+    pub fn prune(&self, older_than_ms: i64, max_rows: u64) -> Result<usize> {
+        let mut n = self
+            .conn
+            .execute("DELETE FROM incidents WHERE ts < ?1", [older_than_ms])?;
+        n += self.conn.execute(
+            "DELETE FROM incidents WHERE id <= (SELECT id FROM incidents ORDER BY id DESC LIMIT 1 OFFSET ?1)",
+            [max_rows as i64],
+        )?;
+        n += self
+            .conn
+            .execute("DELETE FROM latency WHERE minute < ?1", [older_than_ms])?;
+        Ok(n)
+    }
+
+    // ---- settings (mode toggles)
+
+    pub fn setting(&self, key: &str) -> Result<Option<String>> {
+        Ok(self
+            .conn
+            .query_row("SELECT value FROM settings WHERE key = ?1", [key], |r| {
+                r.get(0)
+            })
+            .optional()?)
+    }
+
+    pub fn set_setting(&self, key: &str, value: &str, by: &str) -> Result<()> {
+        self.conn.execute(
+            "INSERT INTO settings (key, value, updated_at, updated_by) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT(key) DO UPDATE SET value = ?2, updated_at = ?3, updated_by = ?4",
+            params![key, value, now_ms(), by],
+        )?;
+        Ok(())
+    }
+
+    // ---- provider latency history
+
+    pub fn upsert_latency(&mut self, rows: &[LatencyRow]) -> Result<()> {
+        let tx = self.conn.transaction()?;
+        {
+            let mut st = tx.prepare_cached(
+                "INSERT INTO latency (provider, minute, count, errors, p50_ms, p95_ms, max_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                 ON CONFLICT(provider, minute) DO UPDATE SET count = ?3, errors = ?4, p50_ms = ?5, p95_ms = ?6, max_ms = ?7",
+            )?;
+            for r in rows {
+                st.execute(params![
+                    r.provider, r.minute, r.count, r.errors, r.p50_ms, r.p95_ms, r.max_ms
+                ])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    pub fn latency(&self, since_ms: i64) -> Result<Vec<LatencyRow>> {
+        let mut st = self.conn.prepare(
+            "SELECT provider, minute, count, errors, p50_ms, p95_ms, max_ms FROM latency WHERE minute >= ?1 ORDER BY provider, minute",
+        )?;
+        let rows = st.query_map([since_ms], |r| {
+            Ok(LatencyRow {
+                provider: r.get(0)?,
+                minute: r.get(1)?,
+                count: r.get(2)?,
+                errors: r.get(3)?,
+                p50_ms: r.get(4)?,
+                p95_ms: r.get(5)?,
+                max_ms: r.get(6)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+}
+
+/// Key hashes and client IPs: owner-only, like the rest of the state dir.
+fn restrict_permissions(path: &Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn creates_migrates_and_reopens() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path()).unwrap();
+        s.set_setting("lockdown", "on", "test").unwrap();
+        drop(s);
+        let s = Store::open(dir.path()).unwrap();
+        assert_eq!(s.setting("lockdown").unwrap().as_deref(), Some("on"));
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(db_path(dir.path()))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o077, 0, "{mode:o}");
+        }
+    }
+
+    #[test]
+    fn a_corrupt_file_is_a_clear_error_and_left_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let junk = b"this is not a database, it is a grocery list\n".repeat(200);
+        std::fs::write(db_path(dir.path()), &junk).unwrap();
+        let e = Store::open(dir.path()).err().unwrap().to_string();
+        assert!(e.contains("moltgate.db") && e.contains("move it aside"), "{e}");
+        assert_eq!(std::fs::read(db_path(dir.path())).unwrap(), junk);
+    }
+
+    #[test]
+    fn a_newer_schema_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path()).unwrap();
+        s.conn.pragma_update(None, "user_version", 99).unwrap();
+        drop(s);
+        let e = Store::open(dir.path()).err().unwrap().to_string();
+        assert!(e.contains("newer"), "{e}");
+    }
+
+    #[test]
+    fn other_connections_commits_change_data_version() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = Store::open(dir.path()).unwrap();
+        let b = Store::open(dir.path()).unwrap();
+        let v0 = a.data_version().unwrap();
+        b.set_setting("emergency", "on", "cli").unwrap();
+        assert_ne!(a.data_version().unwrap(), v0);
+    }
+
+    #[test]
+    fn prune_keeps_the_newest_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(dir.path()).unwrap();
+        let rows: Vec<IncidentRow> = (0..10)
+            .map(|i| IncidentRow {
+                id: 0,
+                ts: 1000 + i,
+                client_ip: None,
+                kind: "auth_failure".into(),
+                rule: None,
+                action: "refused".into(),
+                request_id: None,
+                detail: None,
+            })
+            .collect();
+        s.insert_incidents(&rows).unwrap();
+        s.prune(1002, 5).unwrap();
+        let left = s.incidents(100, None).unwrap();
+        assert_eq!(left.len(), 5);
+        assert_eq!(left[0].ts, 1009);
+        assert_eq!(left[4].ts, 1005);
+    }
+}

@@ -1,0 +1,205 @@
+//! Input validation of chat requests, with a precise message per rule.
+//!
+//! * `user` (the OpenAI end-user id): 1–256 characters of `[A-Za-z0-9_@.-]`;
+//! * every message's text: not empty, not only whitespace, at most
+//!   `max_chars` characters (string content, or the text parts of an array);
+//!   a message without content is allowed only where the API allows it
+//!   (an assistant turn carrying tool calls).
+
+use std::borrow::Cow;
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+pub const MAX_USER_ID: usize = 256;
+
+/// A rejected field and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invalid {
+    pub param: String,
+    pub message: String,
+}
+
+fn invalid(param: impl Into<String>, message: impl Into<String>) -> Invalid {
+    Invalid {
+        param: param.into(),
+        message: message.into(),
+    }
+}
+
+pub fn user_id(raw: &RawValue) -> Result<(), Invalid> {
+    let Ok(s) = serde_json::from_str::<Cow<str>>(raw.get()) else {
+        return Err(invalid("user", "\"user\" must be a string"));
+    };
+    if s.is_empty() {
+        return Err(invalid("user", "\"user\" must not be empty"));
+    }
+    if s.chars().count() > MAX_USER_ID {
+        return Err(invalid(
+            "user",
+            format!("\"user\" is longer than {MAX_USER_ID} characters"),
+        ));
+    }
+    if let Some(c) = s
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '@' | '.' | '-')))
+    {
+        return Err(invalid(
+            "user",
+            format!("\"user\" contains {c:?}; allowed are letters, digits and _ @ . -"),
+        ));
+    }
+    Ok(())
+}
+
+#[derive(Deserialize)]
+struct Message<'a> {
+    #[serde(borrow)]
+    role: Option<&'a RawValue>,
+    #[serde(borrow)]
+    content: Option<&'a RawValue>,
+    #[serde(borrow)]
+    tool_calls: Option<&'a RawValue>,
+    #[serde(borrow)]
+    function_call: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct Part<'a> {
+    #[serde(borrow, rename = "type")]
+    kind: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    text: Option<Cow<'a, str>>,
+}
+
+fn is_null(v: Option<&RawValue>) -> bool {
+    v.is_none_or(|v| v.get() == "null")
+}
+
+pub fn messages(list: &[&RawValue], max_chars: usize) -> Result<(), Invalid> {
+    for (i, raw) in list.iter().enumerate() {
+        let at = |what: &str| format!("messages[{i}]{what}");
+        let m: Message = serde_json::from_str(raw.get())
+            .map_err(|_| invalid(at(""), format!("{} must be an object with \"role\" and \"content\"", at(""))))?;
+        let role: Cow<str> = match m.role {
+            None => return Err(invalid(at(".role"), format!("{} is missing", at(".role")))),
+            Some(r) => serde_json::from_str(r.get())
+                .map_err(|_| invalid(at(".role"), format!("{} must be a string", at(".role"))))?,
+        };
+        let calls = !is_null(m.tool_calls) || !is_null(m.function_call);
+        if is_null(m.content) {
+            if role == "assistant" && calls {
+                continue;
+            }
+            return Err(invalid(
+                at(".content"),
+                format!("{} is missing; every {role} message needs text", at(".content")),
+            ));
+        }
+        let content = m.content.expect("checked above");
+        let mut total = 0usize;
+        if content.get().starts_with('"') {
+            let text: Cow<str> = serde_json::from_str(content.get())
+                .map_err(|_| invalid(at(".content"), format!("{} is not a valid string", at(".content"))))?;
+            total = check_text(&text, &at(".content"), role == "assistant" && calls)?;
+        } else if content.get().starts_with('[') {
+            let parts: Vec<Part> = serde_json::from_str(content.get()).map_err(|_| {
+                invalid(at(".content"), format!("{} must be a string or a list of parts", at(".content")))
+            })?;
+            if parts.is_empty() {
+                return Err(invalid(at(".content"), format!("{} must not be an empty list", at(".content"))));
+            }
+            for (j, p) in parts.iter().enumerate() {
+                if p.kind.as_deref().unwrap_or("text") == "text" {
+                    let Some(t) = &p.text else {
+                        return Err(invalid(
+                            at(&format!(".content[{j}].text")),
+                            format!("{} is missing", at(&format!(".content[{j}].text"))),
+                        ));
+                    };
+                    total += check_text(t, &at(&format!(".content[{j}].text")), false)?;
+                }
+            }
+        } else {
+            return Err(invalid(
+                at(".content"),
+                format!("{} must be a string or a list of parts", at(".content")),
+            ));
+        }
+        if total > max_chars {
+            return Err(invalid(
+                at(".content"),
+                format!("{} has {total} characters; the limit is {max_chars} (MAX_MESSAGE_CHARS)", at(".content")),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Returns the length in characters.
+fn check_text(t: &str, at: &str, may_be_empty: bool) -> Result<usize, Invalid> {
+    if !may_be_empty {
+        if t.is_empty() {
+            return Err(invalid(at, format!("{at} must not be empty")));
+        }
+        if t.trim().is_empty() {
+            return Err(invalid(at, format!("{at} must not be only whitespace")));
+        }
+    }
+    Ok(t.chars().count())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn msgs(json: &str, max: usize) -> Result<(), Invalid> {
+        let list: Vec<&RawValue> = serde_json::from_str(json).unwrap();
+        messages(&list, max)
+    }
+
+    #[test]
+    fn good_messages_pass() {
+        msgs(r#"[{"role":"system","content":"be brief"},{"role":"user","content":[{"type":"text","text":"hi"},{"type":"image_url","image_url":{"url":"data:x"}}]},{"role":"assistant","content":null,"tool_calls":[{"id":"1"}]},{"role":"tool","tool_call_id":"1","content":"42"}]"#, 100).unwrap();
+        msgs(r#"[{"role":"user","content":"caf\u00e9 \n SELECT * FROM t; rm -rf /"}]"#, 100).unwrap();
+    }
+
+    #[test]
+    fn each_rule_names_the_field() {
+        let cases = [
+            (r#"[{"role":"user","content":""}]"#, "messages[0].content must not be empty"),
+            (r#"[{"role":"user","content":"  \n\t "}]"#, "only whitespace"),
+            (r#"[{"role":"user"}]"#, "messages[0].content is missing"),
+            (r#"[{"content":"x"}]"#, "messages[0].role is missing"),
+            (r#"[{"role":1,"content":"x"}]"#, "role must be a string"),
+            (r#"[{"role":"user","content":"ok"},{"role":"user","content":5}]"#, "messages[1].content must be a string"),
+            (r#"[{"role":"user","content":[]}]"#, "empty list"),
+            (r#"[{"role":"user","content":[{"type":"text","text":" "}]}]"#, "messages[0].content[0].text must not be only whitespace"),
+            (r#"[{"role":"user","content":"abcdefghijk"}]"#, "11 characters; the limit is 10"),
+            (r#"[{"role":"assistant","content":null}]"#, "is missing"),
+        ];
+        for (json, want) in cases {
+            let e = msgs(json, 10).unwrap_err();
+            assert!(e.message.contains(want), "{json}: {e:?}");
+        }
+    }
+
+    #[test]
+    fn characters_not_bytes_are_counted() {
+        msgs(r#"[{"role":"user","content":"ééééé"}]"#, 5).unwrap();
+        assert!(msgs(r#"[{"role":"user","content":"éééééé"}]"#, 5).is_err());
+    }
+
+    #[test]
+    fn user_ids() {
+        let ok = |s: &str| user_id(&RawValue::from_string(s.into()).unwrap());
+        ok(r#""alice@example.com""#).unwrap();
+        ok(r#""user_42-a.b""#).unwrap();
+        assert!(ok(r#""""#).is_err());
+        assert!(ok(r#""a b""#).unwrap_err().message.contains("' '"));
+        assert!(ok(r#""<script>""#).is_err());
+        assert!(ok("42").is_err());
+        assert!(ok(&format!("\"{}\"", "a".repeat(257))).is_err());
+        ok(&format!("\"{}\"", "a".repeat(256))).unwrap();
+    }
+}
