@@ -108,6 +108,7 @@ fn serve(cfg: GatewayConfig, secrets: SecretSource) -> ExitCode {
         }
         return ExitCode::from(2);
     }
+    raise_open_file_limit();
     // One serving thread per core (see gateway::workers); set before the
     // gateway builds its per-thread upstream pools.
     let threads = std::env::var("MOLTGATE_WORKER_THREADS")
@@ -181,4 +182,24 @@ async fn shutdown_signal() {
     #[cfg(not(unix))]
     let _ = ctrl_c.await;
     tracing::info!("shutting down");
+}
+
+/// GATEWAY_MAX_CONNECTIONS (1000 by default) plus upstream connections
+/// exceed the common soft limit of 1024 descriptors: take the hard limit.
+fn raise_open_file_limit() {
+    #[cfg(unix)]
+    {
+        use nix::sys::resource::{getrlimit, setrlimit, Resource};
+        if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
+            // macOS refuses more than OPEN_MAX for the soft limit.
+            let want = if cfg!(target_os = "macos") {
+                hard.min(10_240)
+            } else {
+                hard
+            };
+            if want > soft {
+                let _ = setrlimit(Resource::RLIMIT_NOFILE, want, hard);
+            }
+        }
+    }
 }

@@ -6,6 +6,7 @@
 mod audit_cmd;
 mod auth_cmd;
 mod breaker_cmd;
+mod gateway_cmd;
 mod guardian_cmd;
 mod init;
 mod nginx_cmd;
@@ -20,6 +21,7 @@ use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use crate::gateway::security::Mode;
 use output::CliError;
 pub use output::Exit;
 
@@ -86,6 +88,31 @@ enum Command {
     Uninstall(service_cmd::ServiceArgs),
     /// Bring the stack up in the foreground (init if needed, start nginx); Ctrl-C stops it.
     Up(up::UpArgs),
+    /// moltgate API keys: create (shown once), list, revoke.
+    #[command(subcommand)]
+    Keys(gateway_cmd::KeysCmd),
+    /// moltgate lockdown: only administrator keys from this machine are served.
+    Lockdown {
+        #[arg(value_enum, default_value = "status")]
+        switch: gateway_cmd::Switch,
+    },
+    /// moltgate kill switch: no LLM call leaves the gateway.
+    KillSwitch {
+        #[arg(value_enum, default_value = "status")]
+        switch: gateway_cmd::Switch,
+    },
+    /// IP addresses and CIDR blocks moltgate refuses.
+    #[command(subcommand)]
+    Blocked(gateway_cmd::BlockedCmd),
+    /// moltgate's security incidents, oldest first.
+    Incidents {
+        /// How many of the newest to show.
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        /// Only this kind (auth_failure, firewall_block, auto_block, mode_change, ...).
+        #[arg(long)]
+        kind: Option<String>,
+    },
 }
 
 /// Entry point of the `moltguard` binary.
@@ -126,6 +153,11 @@ fn run(cli: Cli) -> Result<Exit, CliError> {
         Command::Install(args) => service_cmd::install(&ctx, args),
         Command::Uninstall(args) => service_cmd::uninstall(&ctx, args),
         Command::Guardian(cmd) => guardian_cmd::run(&ctx, cmd),
+        Command::Keys(cmd) => gateway_cmd::keys(&ctx, cmd),
+        Command::Lockdown { switch } => gateway_cmd::mode(&ctx, Mode::Lockdown, switch),
+        Command::KillSwitch { switch } => gateway_cmd::mode(&ctx, Mode::Emergency, switch),
+        Command::Blocked(cmd) => gateway_cmd::blocked(&ctx, cmd),
+        Command::Incidents { limit, kind } => gateway_cmd::incidents(&ctx, limit, kind),
     }
 }
 

@@ -23,21 +23,47 @@ pub fn structural_errors(cfg: &GatewayConfig) -> Vec<String> {
     for p in &cfg.providers {
         if let Err(e) = check_url(&p.base_url) {
             errors.push(format!("provider {}: base_url {e}", p.name));
+        } else if let Err(e) = check_provider_address(p) {
+            errors.push(e);
         }
     }
     errors.extend(check_routes(cfg));
     errors
 }
 
-/// Only loopback binds until the auth issue lands: nginx is the front door.
+/// Loopback, unless auth is on *and* `GATEWAY_ALLOW_REMOTE` says the
+/// operator means it: nginx on loopback is the intended front door.
 pub fn check_listen(cfg: &GatewayConfig) -> Result<(), String> {
+    let sec = &cfg.security;
     if cfg.listen.ip().is_loopback() {
         Ok(())
-    } else {
+    } else if !sec.auth_required {
         Err(format!(
-            "refusing to listen on {}: moltgate has no authentication yet and must sit behind nginx on loopback (use 127.0.0.1:PORT)",
+            "refusing to listen on {}: authentication is off (GATEWAY_AUTH_REQUIRED=false), so anyone who can reach the port could use your LLM keys. Listen on 127.0.0.1:PORT behind nginx, or turn authentication on",
             cfg.listen
         ))
+    } else if !sec.allow_remote {
+        Err(format!(
+            "refusing to listen on {}: moltgate belongs behind nginx on loopback (use 127.0.0.1:PORT). If you really mean to expose it, set GATEWAY_ALLOW_REMOTE=true (authentication stays required)",
+            cfg.listen
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+/// Remote providers on private addresses, and metadata addresses, are
+/// refused at connect time; an IP literal can be refused right away.
+fn check_provider_address(p: &super::config::ProviderConfig) -> Result<(), String> {
+    let Ok(url) = reqwest::Url::parse(&p.base_url) else {
+        return Ok(());
+    };
+    let ip = url
+        .host_str()
+        .and_then(|h| h.trim_matches(['[', ']']).parse::<std::net::IpAddr>().ok());
+    match ip.and_then(|ip| super::security::ssrf::refusal(&p.name, p.local, ip)) {
+        Some(why) => Err(why),
+        None => Ok(()),
     }
 }
 

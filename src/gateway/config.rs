@@ -399,7 +399,8 @@ impl GatewayConfig {
             }
         };
 
-        let security = super::security::SecurityConfig::load(file.security.unwrap_or_default(), env)?;
+        let security =
+            super::security::SecurityConfig::load(file.security.unwrap_or_default(), env)?;
 
         Ok(Self {
             listen,
@@ -472,7 +473,9 @@ fn build_provider(name: &str, fp: &FileProvider, env: &Env) -> Result<ProviderCo
             .or_else(|| kind.default_key_ref().map(String::from)),
         default_model: fp.model.clone().or_else(|| kind.default_model(env)),
         timeouts,
-        local: fp.local.unwrap_or_else(|| implicitly_local(kind, &base_url)),
+        local: fp
+            .local
+            .unwrap_or_else(|| implicitly_local(kind, &base_url)),
         base_url,
     })
 }

@@ -21,13 +21,13 @@ use futures_util::{Stream, StreamExt};
 use serde_json::Value;
 use tokio::time::{timeout_at, Instant};
 
-use super::security::ssrf::{self, GuardedResolver};
 use super::circuit::Breaker;
 use super::config::{BreakerConfig, ProviderConfig};
 use super::deadline::Deadline;
 use super::json;
 use super::retry::{classify_status, Failure, Phase};
 use super::secrets::{SecretOrigin, SecretString};
+use super::security::ssrf::{self, GuardedResolver};
 
 /// Latency samples kept per provider for status and the dashboard.
 const HISTORY: usize = 512;

@@ -23,9 +23,9 @@ use super::metrics::label;
 use super::provider::{upstream_body, Answer, Provider};
 use super::retry::{Action, Failure};
 use super::routing::{resolve_chain, Route};
-use super::stream::{relay, synthesize, Relay};
 use super::security::admission::{self, Admitted};
 use super::security::{headers, rpc, validate, Mode};
+use super::stream::{relay, synthesize, Relay};
 use super::Gateway;
 
 /// Largest request body accepted (long prompts are big, but not unbounded).
@@ -275,7 +275,10 @@ async fn chat(
                 StatusCode::FORBIDDEN,
                 "permission_error",
                 "model_not_allowed",
-                format!("{} may not use model {m:?} (the key's allowed models are set at creation)", p.label()),
+                format!(
+                    "{} may not use model {m:?} (the key's allowed models are set at creation)",
+                    p.label()
+                ),
             )
             .into_response();
         }

@@ -201,6 +201,10 @@ pub async fn run_tests(gw: &Gateway, req: TestRequest) -> Result<Value, ApiError
 /// Log every provider's state at startup without delaying it.
 pub fn spawn_startup_check(gw: Arc<Gateway>) {
     tokio::spawn(async move {
+        if gw.security.mode(super::security::Mode::Emergency) {
+            tracing::warn!("kill switch is on: no provider is contacted, not even to check it");
+            return;
+        }
         for p in &gw.providers {
             if let Some(e) = &p.key_error {
                 tracing::warn!(provider = p.name(), "key problem: {e}");

@@ -105,7 +105,12 @@ fn limited(what: &str, l: Limited) -> Response {
 }
 
 fn unauthorized(msg: impl Into<String>) -> Response {
-    let mut r = refuse(StatusCode::UNAUTHORIZED, "authentication_error", "unauthorized", msg);
+    let mut r = refuse(
+        StatusCode::UNAUTHORIZED,
+        "authentication_error",
+        "unauthorized",
+        msg,
+    );
     r.headers_mut().insert(
         axum::http::header::WWW_AUTHENTICATE,
         HeaderValue::from_static("Bearer realm=\"moltgate\""),
@@ -133,8 +138,10 @@ pub async fn admit(
                 sec.limits.connections.max()
             ),
         );
-        r.headers_mut()
-            .insert(axum::http::header::CONNECTION, HeaderValue::from_static("close"));
+        r.headers_mut().insert(
+            axum::http::header::CONNECTION,
+            HeaderValue::from_static("close"),
+        );
         return r;
     }
 
@@ -171,7 +178,10 @@ async fn admit_inner(
             StatusCode::FORBIDDEN,
             "access_denied",
             "ip_blocked",
-            format!("your address {} is blocked {until} ({})", ctx.client_ip, ban.reason),
+            format!(
+                "your address {} is blocked {until} ({})",
+                ctx.client_ip, ban.reason
+            ),
         );
     }
     let method = req.method().clone();
@@ -182,8 +192,10 @@ async fn admit_inner(
 
     // 3. Lockdown: loopback only (then admin only, below).
     let lockdown = sec.mode(super::Mode::Lockdown);
-    let loopback = super::client_ip::canonical(ctx.client_ip).is_loopback();
-    if lockdown && !loopback {
+    // "This machine": the local-admin addresses (SECURITY_IGNORE_IPS,
+    // loopback by default); through nginx the client is the forwarded one.
+    let local_admin = sec.bans.ignored(ctx.client_ip);
+    if lockdown && !local_admin {
         return refuse(
             StatusCode::SERVICE_UNAVAILABLE,
             "service_unavailable",
@@ -287,7 +299,11 @@ async fn admit_inner(
                             "{} may not {} {path}: it needs the {scope} scope (it has: {})",
                             p.label(),
                             method,
-                            if p.scopes().is_empty() { "none".to_string() } else { p.scopes().to_string() }
+                            if p.scopes().is_empty() {
+                                "none".to_string()
+                            } else {
+                                p.scopes().to_string()
+                            }
                         ),
                     );
                 }
@@ -322,6 +338,8 @@ async fn admit_inner(
 }
 
 /// Bearer key first, then the session cookie.
+// The refusal is the response itself, built once per refused request.
+#[allow(clippy::result_large_err)]
 fn authenticate(
     sec: &Security,
     parts: &axum::http::request::Parts,
@@ -357,7 +375,10 @@ fn authenticate(
                 sec.failure(ctx, "failed authentication");
                 Err(unauthorized(match why {
                     KeyRejection::Malformed | KeyRejection::Unknown => why.describe().to_string(),
-                    _ => format!("{}; ask an administrator for a new one (`moltguard keys create`)", why.describe()),
+                    _ => format!(
+                        "{}; ask an administrator for a new one (`moltguard keys create`)",
+                        why.describe()
+                    ),
                 }))
             }
         };
@@ -381,7 +402,11 @@ fn authenticate(
         {
             sec.incident(
                 Some(ctx),
-                Incident::new("csrf", "refused", "cookie-authenticated write from a foreign origin"),
+                Incident::new(
+                    "csrf",
+                    "refused",
+                    "cookie-authenticated write from a foreign origin",
+                ),
             );
             return Err(refuse(
                 StatusCode::FORBIDDEN,
@@ -411,7 +436,11 @@ pub async fn unlisted_routes_need_admin(req: Request, next: Next) -> Response {
                 StatusCode::FORBIDDEN,
                 "permission_error",
                 "insufficient_scope",
-                format!("{} {} needs the operator.admin scope", req.method(), req.uri().path()),
+                format!(
+                    "{} {} needs the operator.admin scope",
+                    req.method(),
+                    req.uri().path()
+                ),
             );
         }
     }
@@ -419,9 +448,9 @@ pub async fn unlisted_routes_need_admin(req: Request, next: Next) -> Response {
 }
 
 fn human_bytes(n: usize) -> String {
-    if n >= 1 << 20 && n % (1 << 20) == 0 {
+    if n >= 1 << 20 && n.is_multiple_of(1 << 20) {
         format!("{} MiB", n >> 20)
-    } else if n >= 1 << 10 && n % (1 << 10) == 0 {
+    } else if n >= 1 << 10 && n.is_multiple_of(1 << 10) {
         format!("{} KiB", n >> 10)
     } else {
         format!("{n} bytes")

@@ -161,7 +161,9 @@ impl Bans {
         }
         let mut t = self.table.write().unwrap_or_else(|e| e.into_inner());
         let offences = t.exact.get(&ip).map_or(0, |b| b.offences) + 1;
-        let factor = 1u32.checked_shl(offences.saturating_sub(1).min(20)).unwrap_or(u32::MAX);
+        let factor = 1u32
+            .checked_shl(offences.saturating_sub(1).min(20))
+            .unwrap_or(u32::MAX);
         let duration = self.base.saturating_mul(factor).min(self.cap);
         let ban = Ban {
             target: ip.to_string(),
@@ -180,9 +182,19 @@ impl Bans {
     }
 
     /// A manual block of an IP or CIDR block; `for_` `None` means until lifted.
-    pub fn block(&self, target: &str, reason: &str, for_: Option<Duration>, now: i64) -> Result<Ban, String> {
+    pub fn block(
+        &self,
+        target: &str,
+        reason: &str,
+        for_: Option<Duration>,
+        now: i64,
+    ) -> Result<Ban, String> {
         let net = parse_net(target)?;
-        if self.ignore.iter().any(|i| i.contains(&net.addr()) || net.contains(&i.addr())) {
+        if self
+            .ignore
+            .iter()
+            .any(|i| i.contains(&net.addr()) || net.contains(&i.addr()))
+        {
             return Err(format!(
                 "{net} overlaps the ignore list (the local admin); refusing to lock it out"
             ));
@@ -195,7 +207,11 @@ impl Bans {
             0
         };
         let ban = Ban {
-            target: if single { net.addr().to_string() } else { net.to_string() },
+            target: if single {
+                net.addr().to_string()
+            } else {
+                net.to_string()
+            },
             reason: reason.to_string(),
             created_at: now,
             expires_at: for_.map(|d| now + d.as_millis() as i64),
@@ -216,14 +232,21 @@ impl Bans {
         let net = parse_net(target)?;
         let mut t = self.table.write().unwrap_or_else(|e| e.into_inner());
         let lifted = if net.prefix_len() == net.max_prefix_len() {
-            t.exact.get_mut(&net.addr()).filter(|b| b.active(now)).map(|b| {
-                b.expires_at = Some(now);
-                b.manual = false;
-                b.clone()
-            })
+            t.exact
+                .get_mut(&net.addr())
+                .filter(|b| b.active(now))
+                .map(|b| {
+                    b.expires_at = Some(now);
+                    b.manual = false;
+                    b.clone()
+                })
         } else {
             let before = t.nets.len();
-            let found = t.nets.iter().find(|(n, _)| *n == net).map(|(_, b)| b.clone());
+            let found = t
+                .nets
+                .iter()
+                .find(|(n, _)| *n == net)
+                .map(|(_, b)| b.clone());
             t.nets.retain(|(n, _)| *n != net);
             found.filter(|_| t.nets.len() < before)
         };
@@ -345,7 +368,8 @@ mod tests {
         assert!(b.banned(ip("203.0.114.1"), 0).is_none());
         assert!(b.unblock("203.0.113.0/24", 1).unwrap().is_some());
         assert!(b.banned(ip("203.0.113.77"), 2).is_none());
-        b.block("198.51.100.9", "manual", Some(Duration::from_secs(60)), 0).unwrap();
+        b.block("198.51.100.9", "manual", Some(Duration::from_secs(60)), 0)
+            .unwrap();
         assert!(b.banned(ip("198.51.100.9"), 59_999).is_some());
         assert!(b.banned(ip("198.51.100.9"), 60_000).is_none());
         assert!(b.block("not-an-ip", "x", None, 0).is_err());

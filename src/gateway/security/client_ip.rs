@@ -94,33 +94,58 @@ mod tests {
     #[test]
     fn untrusted_peers_cannot_claim_an_address() {
         let peer: SocketAddr = "203.0.113.9:5555".parse().unwrap();
-        assert_eq!(resolve(peer, &h(&["127.0.0.1"]), &trusted()), ip("203.0.113.9"));
-        assert_eq!(resolve(peer, &h(&["8.8.8.8"]), &trusted()), ip("203.0.113.9"));
+        assert_eq!(
+            resolve(peer, &h(&["127.0.0.1"]), &trusted()),
+            ip("203.0.113.9")
+        );
+        assert_eq!(
+            resolve(peer, &h(&["8.8.8.8"]), &trusted()),
+            ip("203.0.113.9")
+        );
     }
 
     #[test]
     fn the_rightmost_untrusted_hop_wins() {
         let nginx: SocketAddr = "127.0.0.1:40000".parse().unwrap();
         assert_eq!(resolve(nginx, &h(&[]), &trusted()), ip("127.0.0.1"));
-        assert_eq!(resolve(nginx, &h(&["198.51.100.7"]), &trusted()), ip("198.51.100.7"));
+        assert_eq!(
+            resolve(nginx, &h(&["198.51.100.7"]), &trusted()),
+            ip("198.51.100.7")
+        );
         // The client wrote "1.1.1.1, 127.0.0.1"; the proxy appended the real one.
         assert_eq!(
             resolve(nginx, &h(&["1.1.1.1, 127.0.0.1, 198.51.100.7"]), &trusted()),
             ip("198.51.100.7")
         );
         assert_eq!(
-            resolve(nginx, &h(&["1.1.1.1", "198.51.100.7, 127.0.0.1"]), &trusted()),
+            resolve(
+                nginx,
+                &h(&["1.1.1.1", "198.51.100.7, 127.0.0.1"]),
+                &trusted()
+            ),
             ip("198.51.100.7")
         );
-        assert_eq!(resolve(nginx, &h(&["[2001:db8::1]:443"]), &trusted()), ip("2001:db8::1"));
-        assert_eq!(resolve(nginx, &h(&["::ffff:198.51.100.7"]), &trusted()), ip("198.51.100.7"));
+        assert_eq!(
+            resolve(nginx, &h(&["[2001:db8::1]:443"]), &trusted()),
+            ip("2001:db8::1")
+        );
+        assert_eq!(
+            resolve(nginx, &h(&["::ffff:198.51.100.7"]), &trusted()),
+            ip("198.51.100.7")
+        );
     }
 
     #[test]
     fn garbage_is_one_shared_unidentified_client_never_the_proxy() {
         let nginx: SocketAddr = "127.0.0.1:40000".parse().unwrap();
         assert_eq!(resolve(nginx, &h(&["unknown"]), &trusted()), UNIDENTIFIED);
-        assert_eq!(resolve(nginx, &h(&["1.2.3.4, evil"]), &trusted()), UNIDENTIFIED);
-        assert_eq!(resolve(nginx, &h(&["127.0.0.1"]), &trusted()), ip("127.0.0.1"));
+        assert_eq!(
+            resolve(nginx, &h(&["1.2.3.4, evil"]), &trusted()),
+            UNIDENTIFIED
+        );
+        assert_eq!(
+            resolve(nginx, &h(&["127.0.0.1"]), &trusted()),
+            ip("127.0.0.1")
+        );
     }
 }

@@ -341,7 +341,10 @@ mod tests {
             &env(&[
                 ("KILL_SWITCH", "1"),
                 ("TRUSTED_PROXIES", "10.0.0.0/8, 192.168.1.7"),
-                ("GATEWAY_CORS_ORIGINS", "https://a.example/,http://b.example"),
+                (
+                    "GATEWAY_CORS_ORIGINS",
+                    "https://a.example/,http://b.example",
+                ),
             ]),
         )
         .unwrap();

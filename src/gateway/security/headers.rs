@@ -18,9 +18,15 @@ pub const ALWAYS: &[(&str, &str)] = &[
     ("referrer-policy", "no-referrer"),
     ("cross-origin-resource-policy", "same-origin"),
     ("cross-origin-opener-policy", "same-origin"),
-    ("permissions-policy", "camera=(), microphone=(), geolocation=(), interest-cohort=()"),
+    (
+        "permissions-policy",
+        "camera=(), microphone=(), geolocation=(), interest-cohort=()",
+    ),
     // API answers are data, never a document: nothing may run or embed them.
-    ("content-security-policy", "default-src 'none'; frame-ancestors 'none'"),
+    (
+        "content-security-policy",
+        "default-src 'none'; frame-ancestors 'none'",
+    ),
     ("cache-control", "no-store"),
 ];
 
@@ -58,11 +64,7 @@ pub fn origin_allowed(origin: &str, explicit: &[String], loopback: bool) -> bool
         }
         _ => true,
     };
-    port_ok
-        && matches!(
-            host.as_deref(),
-            Some("localhost" | "127.0.0.1" | "[::1]")
-        )
+    port_ok && matches!(host.as_deref(), Some("localhost" | "127.0.0.1" | "[::1]"))
 }
 
 /// Same-origin: the browser's `Origin` names the host it sent the request to.
@@ -107,7 +109,12 @@ mod tests {
 
     #[test]
     fn loopback_default_allows_only_local_http_origins() {
-        for o in ["http://localhost", "http://localhost:3000", "http://127.0.0.1:8787", "http://[::1]:5173"] {
+        for o in [
+            "http://localhost",
+            "http://localhost:3000",
+            "http://127.0.0.1:8787",
+            "http://[::1]:5173",
+        ] {
             assert!(origin_allowed(o, &[], true), "{o}");
         }
         for o in [

@@ -45,7 +45,9 @@ pub enum KeyRejection {
 impl KeyRejection {
     pub fn describe(self) -> &'static str {
         match self {
-            KeyRejection::Malformed => "the API key is malformed (moltgate keys look like mgk_<id>_<secret>)",
+            KeyRejection::Malformed => {
+                "the API key is malformed (moltgate keys look like mgk_<id>_<secret>)"
+            }
             KeyRejection::Unknown => "the API key is not valid",
             KeyRejection::Revoked => "the API key was revoked",
             KeyRejection::Expired => "the API key has expired",
@@ -163,9 +165,7 @@ impl KeyRecord {
     pub fn allows_model(&self, model: &str) -> bool {
         self.models.is_empty()
             || self.models.iter().any(|m| match m.strip_suffix("/*") {
-                Some(provider) => model
-                    .split_once('/')
-                    .is_some_and(|(p, _)| p == provider),
+                Some(provider) => model.split_once('/').is_some_and(|(p, _)| p == provider),
                 None => m == model,
             })
     }

@@ -279,7 +279,10 @@ mod tests {
             l.check_api(a).unwrap();
         }
         let e = l.check_api(a).unwrap_err();
-        assert!(e.retry_after > Duration::from_secs(5) && e.retry_after <= Duration::from_secs(20), "{e:?}");
+        assert!(
+            e.retry_after > Duration::from_secs(5) && e.retry_after <= Duration::from_secs(20),
+            "{e:?}"
+        );
         l.check_api(b).unwrap();
     }
 
@@ -287,7 +290,8 @@ mod tests {
     fn ipv6_rotation_inside_a_64_shares_one_bucket() {
         let l = Limits::new(&cfg());
         for i in 0..3 {
-            l.check_api(format!("2001:db8::{i}").parse().unwrap()).unwrap();
+            l.check_api(format!("2001:db8::{i}").parse().unwrap())
+                .unwrap();
         }
         assert!(l.check_api("2001:db8::ffff".parse().unwrap()).is_err());
         l.check_api("2001:db8:0:1::1".parse().unwrap()).unwrap();

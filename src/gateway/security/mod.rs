@@ -316,7 +316,11 @@ impl Security {
         if was != on || ctx.is_some() {
             self.incident(
                 ctx,
-                Incident::new("mode_change", "toggled", format!("{} {state} by {by}", mode.setting())),
+                Incident::new(
+                    "mode_change",
+                    "toggled",
+                    format!("{} {state} by {by}", mode.setting()),
+                ),
             );
         }
         Ok(())
@@ -337,15 +341,29 @@ impl Security {
     /// Resolves a presented API key.
     pub fn authenticate_key(&self, presented: &str) -> Result<Arc<KeyRecord>, KeyRejection> {
         let (id, secret) = keys::split(presented).ok_or(KeyRejection::Malformed)?;
-        let rec = self
+        let cached = self
             .keys
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .get(id)
-            .cloned()
-            .ok_or(KeyRejection::Unknown)?;
+            .cloned();
+        // A key created a moment ago (by the CLI) is not cached yet.
+        let rec = match cached {
+            Some(r) => r,
+            None => self.load_key(id).ok_or(KeyRejection::Unknown)?,
+        };
         rec.verify(secret, now_ms())?;
         Ok(rec)
+    }
+
+    fn load_key(&self, id: &str) -> Option<Arc<KeyRecord>> {
+        let row = self.store().key(id).ok()??;
+        let rec = Arc::new(KeyRecord::from_row(&row).ok()?);
+        self.keys
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(rec.id.clone(), rec.clone());
+        Some(rec)
     }
 
     pub fn check_principal_rate(&self, p: &Principal) -> Result<(), limits::Limited> {
@@ -437,7 +455,11 @@ impl Security {
         drop(store);
         self.incident(
             ctx,
-            Incident::new("manual_block", "blocked", format!("{} blocked by {by}: {reason}", ban.target)),
+            Incident::new(
+                "manual_block",
+                "blocked",
+                format!("{} blocked by {by}: {reason}", ban.target),
+            ),
         );
         self.publish(json!({"event": "blocked", "ban": ban.row()}));
         Ok(ban)
@@ -452,11 +474,7 @@ impl Security {
         let store = self.store();
         let lifted = self.bans.unblock(target, now_ms())?;
         if let Some(b) = &lifted {
-            if b.target.contains('/') {
-                store.lift_ban(&b.target).map_err(|e| e.to_string())?;
-            } else {
-                store.lift_ban(&b.target).map_err(|e| e.to_string())?;
-            }
+            store.lift_ban(&b.target).map_err(|e| e.to_string())?;
             if let Ok(v) = store.data_version() {
                 self.seen_version.store(v as u64, Ordering::Release);
             }
@@ -465,7 +483,11 @@ impl Security {
         if let Some(b) = &lifted {
             self.incident(
                 ctx,
-                Incident::new("manual_unblock", "unblocked", format!("{} unblocked by {by}", b.target)),
+                Incident::new(
+                    "manual_unblock",
+                    "unblocked",
+                    format!("{} unblocked by {by}", b.target),
+                ),
             );
             self.publish(json!({"event": "unblocked", "target": b.target}));
         }
@@ -536,7 +558,7 @@ fn spawn_maintenance(sec: Weak<Security>) {
                 std::thread::sleep(Duration::from_secs(1));
                 let Some(sec) = sec.upgrade() else { return };
                 sec.reload_if_changed();
-                if ticks % 60 == 0 {
+                if ticks.is_multiple_of(60) {
                     sec.housekeeping();
                 }
                 ticks += 1;

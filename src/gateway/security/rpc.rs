@@ -112,7 +112,11 @@ pub async fn call(
         Access::Public => {}
         Access::Authenticated => {
             if principal.is_none() {
-                return Err(err(StatusCode::UNAUTHORIZED, "unauthorized", "log in first"));
+                return Err(err(
+                    StatusCode::UNAUTHORIZED,
+                    "unauthorized",
+                    "log in first",
+                ));
             }
         }
         // method_access never says Unlisted; if it did, admin it is.
@@ -122,13 +126,20 @@ pub async fn call(
                 _ => Scope::Admin,
             };
             let Some(p) = principal else {
-                return Err(err(StatusCode::UNAUTHORIZED, "unauthorized", "log in first"));
+                return Err(err(
+                    StatusCode::UNAUTHORIZED,
+                    "unauthorized",
+                    "log in first",
+                ));
             };
             if !p.scopes().allows(scope) {
                 return Err(err(
                     StatusCode::FORBIDDEN,
                     "insufficient_scope",
-                    format!("{} may not call {method}: it needs the {scope} scope", p.label()),
+                    format!(
+                        "{} may not call {method}: it needs the {scope} scope",
+                        p.label()
+                    ),
                 ));
             }
         }
@@ -242,7 +253,13 @@ async fn blocking<T: Send + 'static>(
     tokio::task::spawn_blocking(move || f(&gw.security))
         .await
         .map_err(|e| err(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?
-        .map_err(|e| err(StatusCode::INTERNAL_SERVER_ERROR, "internal", format!("{e:#}")))
+        .map_err(|e| {
+            err(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                format!("{e:#}"),
+            )
+        })
 }
 
 /// Everything the dashboard shows, in one call.
@@ -286,13 +303,14 @@ pub async fn rest(
     let Some(name) = rest_method_name(method.as_str(), uri.path()) else {
         return err(StatusCode::NOT_FOUND, "unknown_method", "unknown API path").into_response();
     };
-    let mut params: Params = query.into_iter().map(|(k, v)| (k, Value::String(v))).collect();
+    let mut params: Params = query
+        .into_iter()
+        .map(|(k, v)| (k, Value::String(v)))
+        .collect();
     if !body.is_empty() {
         match serde_json::from_slice::<Value>(&body) {
             Ok(Value::Object(m)) => params.extend(m),
-            _ => {
-                return bad_params("the body must be a JSON object of parameters").into_response()
-            }
+            _ => return bad_params("the body must be a JSON object of parameters").into_response(),
         }
     }
     match call(&gw, adm.principal.as_ref(), &adm.ctx, &name, params).await {
@@ -307,16 +325,20 @@ pub async fn login(
     Extension(adm): Extension<Admitted>,
     body: Bytes,
 ) -> Response {
-    let password = serde_json::from_slice::<Value>(&body)
-        .ok()
-        .and_then(|v| v.get("password").and_then(Value::as_str).map(str::to_string));
+    let password = serde_json::from_slice::<Value>(&body).ok().and_then(|v| {
+        v.get("password")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    });
     let Some(password) = password else {
         return bad_params("send {\"password\": \"...\"}").into_response();
     };
     match password_login(&gw, &adm.ctx, password).await {
         Ok(token) => {
             let mut r = Json(json!({"ok": true})).into_response();
-            if let Ok(v) = HeaderValue::from_str(&session::set_cookie(&token, gw.security.cfg.session_ttl)) {
+            if let Ok(v) =
+                HeaderValue::from_str(&session::set_cookie(&token, gw.security.cfg.session_ttl))
+            {
                 r.headers_mut().insert(axum::http::header::SET_COOKIE, v);
             }
             r
@@ -368,9 +390,16 @@ async fn password_login(
         .await
         .unwrap_or(false);
     if !ok {
-        sec.incident(Some(ctx), Incident::new("login_failure", "refused", "wrong gateway password"));
+        sec.incident(
+            Some(ctx),
+            Incident::new("login_failure", "refused", "wrong gateway password"),
+        );
         sec.failure(ctx, "failed login");
-        return Err(err(StatusCode::UNAUTHORIZED, "unauthorized", "wrong password"));
+        return Err(err(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "wrong password",
+        ));
     }
     Ok(sec.sessions.create(sec.cfg.session_ttl))
 }
@@ -386,10 +415,17 @@ pub async fn ws(
     if !super::headers::browser_origin_ok(&headers, &sec.cfg.cors_origins, sec.loopback) {
         sec.incident(
             Some(&adm.ctx),
-            Incident::new("ws_origin", "refused", format!(
-                "WebSocket from origin {:?}",
-                headers.get("origin").and_then(|o| o.to_str().ok()).unwrap_or("?")
-            )),
+            Incident::new(
+                "ws_origin",
+                "refused",
+                format!(
+                    "WebSocket from origin {:?}",
+                    headers
+                        .get("origin")
+                        .and_then(|o| o.to_str().ok())
+                        .unwrap_or("?")
+                ),
+            ),
         );
         return err(
             StatusCode::FORBIDDEN,
@@ -433,8 +469,12 @@ fn reply(id: &Value, r: Result<Value, RpcError>) -> Message {
 }
 
 fn parse_frame(m: &str) -> Result<(Value, String, Params), (Value, RpcError)> {
-    let v: Value = serde_json::from_str(m)
-        .map_err(|_| (Value::Null, bad_params("frames are JSON objects {id, method, params}")))?;
+    let v: Value = serde_json::from_str(m).map_err(|_| {
+        (
+            Value::Null,
+            bad_params("frames are JSON objects {id, method, params}"),
+        )
+    })?;
     let id = v.get("id").cloned().unwrap_or(Value::Null);
     let method = v
         .get("method")
@@ -449,7 +489,12 @@ fn parse_frame(m: &str) -> Result<(Value, String, Params), (Value, RpcError)> {
     Ok((id, method, params))
 }
 
-async fn session_loop(gw: Arc<Gateway>, ctx: RequestContext, cookie_session: bool, mut socket: WebSocket) {
+async fn session_loop(
+    gw: Arc<Gateway>,
+    ctx: RequestContext,
+    cookie_session: bool,
+    mut socket: WebSocket,
+) {
     // The connect frame.
     let principal = loop {
         let frame = match tokio::time::timeout(CONNECT_DEADLINE, socket.recv()).await {
@@ -457,7 +502,14 @@ async fn session_loop(gw: Arc<Gateway>, ctx: RequestContext, cookie_session: boo
             Ok(Some(Ok(Message::Ping(_) | Message::Pong(_)))) => continue,
             _ => {
                 let _ = socket
-                    .send(reply(&Value::Null, Err(err(StatusCode::UNAUTHORIZED, "unauthorized", "send a connect frame first"))))
+                    .send(reply(
+                        &Value::Null,
+                        Err(err(
+                            StatusCode::UNAUTHORIZED,
+                            "unauthorized",
+                            "send a connect frame first",
+                        )),
+                    ))
                     .await;
                 return;
             }
@@ -471,7 +523,14 @@ async fn session_loop(gw: Arc<Gateway>, ctx: RequestContext, cookie_session: boo
         };
         if method != "connect" {
             let _ = socket
-                .send(reply(&id, Err(err(StatusCode::UNAUTHORIZED, "unauthorized", "the first frame must be {\"method\": \"connect\"}"))))
+                .send(reply(
+                    &id,
+                    Err(err(
+                        StatusCode::UNAUTHORIZED,
+                        "unauthorized",
+                        "the first frame must be {\"method\": \"connect\"}",
+                    )),
+                ))
                 .await;
             return;
         }
@@ -534,22 +593,42 @@ async fn ws_call(
     events: &mut Option<tokio::sync::broadcast::Receiver<Arc<str>>>,
 ) -> Result<Value, RpcError> {
     let sec = &gw.security;
-    if sec.bans.banned(ctx.client_ip, super::store::now_ms()).is_some() {
-        return Err(err(StatusCode::FORBIDDEN, "ip_blocked", "your address is blocked"));
+    if sec
+        .bans
+        .banned(ctx.client_ip, super::store::now_ms())
+        .is_some()
+    {
+        return Err(err(
+            StatusCode::FORBIDDEN,
+            "ip_blocked",
+            "your address is blocked",
+        ));
     }
     if sec.mode(Mode::Lockdown) && !principal.scopes().allows(Scope::Admin) {
-        return Err(err(StatusCode::SERVICE_UNAVAILABLE, "lockdown", "the gateway is in lockdown: only administrator keys are served"));
+        return Err(err(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "lockdown",
+            "the gateway is in lockdown: only administrator keys are served",
+        ));
     }
     if let Err(l) = sec.check_principal_rate(principal) {
         return Err(err(
             StatusCode::TOO_MANY_REQUESTS,
             "rate_limited",
-            format!("too many requests for {}; retry after {} s", principal.label(), l.retry_after.as_secs().max(1)),
+            format!(
+                "too many requests for {}; retry after {} s",
+                principal.label(),
+                l.retry_after.as_secs().max(1)
+            ),
         ));
     }
     if method == "subscribe" {
         if !principal.scopes().allows(Scope::Admin) {
-            return Err(err(StatusCode::FORBIDDEN, "insufficient_scope", "security events need the operator.admin scope"));
+            return Err(err(
+                StatusCode::FORBIDDEN,
+                "insufficient_scope",
+                "security events need the operator.admin scope",
+            ));
         }
         *events = Some(sec.subscribe());
         return Ok(json!({"subscribed": ["incident", "blocked", "unblocked", "modes"]}));
@@ -573,9 +652,20 @@ async fn connect(
         return match sec.authenticate_key(key) {
             Ok(k) => Ok(Principal::Key(k)),
             Err(why) => {
-                sec.incident(Some(ctx), Incident::new("auth_failure", "refused", format!("{} (over WebSocket)", why.describe())));
+                sec.incident(
+                    Some(ctx),
+                    Incident::new(
+                        "auth_failure",
+                        "refused",
+                        format!("{} (over WebSocket)", why.describe()),
+                    ),
+                );
                 sec.failure(ctx, "failed authentication");
-                Err(err(StatusCode::UNAUTHORIZED, "unauthorized", why.describe()))
+                Err(err(
+                    StatusCode::UNAUTHORIZED,
+                    "unauthorized",
+                    why.describe(),
+                ))
             }
         };
     }
@@ -587,7 +677,11 @@ async fn connect(
         return if sec.sessions.valid(t) {
             Ok(Principal::Session)
         } else {
-            Err(err(StatusCode::UNAUTHORIZED, "unauthorized", "the session has expired; log in again"))
+            Err(err(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "the session has expired; log in again",
+            ))
         };
     }
     if cookie_session {

@@ -27,8 +27,9 @@ impl Password {
     /// From the configured secret: a PHC string, or a plaintext to hash.
     pub fn new(secret: &str) -> Result<Password, String> {
         if secret.starts_with("$argon2") {
-            PasswordHash::new(secret)
-                .map_err(|e| format!("GATEWAY_PASSWORD looks like an argon2 hash but does not parse: {e}"))?;
+            PasswordHash::new(secret).map_err(|e| {
+                format!("GATEWAY_PASSWORD looks like an argon2 hash but does not parse: {e}")
+            })?;
             return Ok(Password {
                 phc: secret.to_string(),
             });

@@ -86,9 +86,8 @@ impl reqwest::dns::Resolve for GuardedResolver {
         let provider = self.provider.clone();
         let local = self.local;
         Box::pin(async move {
-            let addrs: Vec<SocketAddr> = tokio::net::lookup_host((name.as_str(), 0))
-                .await?
-                .collect();
+            let addrs: Vec<SocketAddr> =
+                tokio::net::lookup_host((name.as_str(), 0)).await?.collect();
             // One bad answer refuses the whole name: an attacker controlling
             // DNS would otherwise mix a public and an internal address.
             if let Some(why) = addrs.iter().find_map(|a| refusal(&provider, local, a.ip())) {
@@ -109,7 +108,12 @@ mod tests {
 
     #[test]
     fn metadata_is_refused_even_for_local_providers() {
-        for a in ["169.254.169.254", "::ffff:169.254.169.254", "fd00:ec2::254", "100.100.100.200"] {
+        for a in [
+            "169.254.169.254",
+            "::ffff:169.254.169.254",
+            "fd00:ec2::254",
+            "100.100.100.200",
+        ] {
             assert!(refusal("x", true, ip(a)).is_some(), "{a}");
         }
     }
@@ -117,11 +121,23 @@ mod tests {
     #[test]
     fn remote_providers_stay_public() {
         for a in [
-            "127.0.0.1", "10.1.2.3", "172.16.0.1", "192.168.1.1", "169.254.1.1", "100.64.0.1",
-            "0.0.0.0", "::1", "fe80::1", "fd12::1", "::ffff:10.0.0.1",
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.1.1",
+            "100.64.0.1",
+            "0.0.0.0",
+            "::1",
+            "fe80::1",
+            "fd12::1",
+            "::ffff:10.0.0.1",
         ] {
             assert!(refusal("groq", false, ip(a)).is_some(), "{a}");
-            assert!(refusal("ollama", true, ip(a)).is_none() || is_metadata(ip(a)), "{a}");
+            assert!(
+                refusal("ollama", true, ip(a)).is_none() || is_metadata(ip(a)),
+                "{a}"
+            );
         }
         for a in ["104.18.2.3", "2606:4700::1", "8.8.8.8"] {
             assert!(refusal("groq", false, ip(a)).is_none(), "{a}");

@@ -227,11 +227,19 @@ impl Store {
     }
 
     pub fn keys(&self) -> Result<Vec<KeyRow>> {
-        let mut st = self.conn.prepare(
+        self.keys_where("1 = 1 ORDER BY created_at, id", [])
+    }
+
+    pub fn key(&self, id: &str) -> Result<Option<KeyRow>> {
+        Ok(self.keys_where("id = ?1", [id])?.pop())
+    }
+
+    fn keys_where<P: rusqlite::Params>(&self, filter: &str, params: P) -> Result<Vec<KeyRow>> {
+        let mut st = self.conn.prepare(&format!(
             "SELECT id, label, salt, hash, scopes, created_at, expires_at, revoked_at, rate_per_minute, models
-             FROM keys ORDER BY created_at, id",
-        )?;
-        let rows = st.query_map([], |r| {
+             FROM keys WHERE {filter}"
+        ))?;
+        let rows = st.query_map(params, |r| {
             Ok(KeyRow {
                 id: r.get(0)?,
                 label: r.get(1)?,
@@ -450,7 +458,10 @@ mod tests {
         let junk = b"this is not a database, it is a grocery list\n".repeat(200);
         std::fs::write(db_path(dir.path()), &junk).unwrap();
         let e = Store::open(dir.path()).err().unwrap().to_string();
-        assert!(e.contains("moltgate.db") && e.contains("move it aside"), "{e}");
+        assert!(
+            e.contains("moltgate.db") && e.contains("move it aside"),
+            "{e}"
+        );
         assert_eq!(std::fs::read(db_path(dir.path())).unwrap(), junk);
     }
 

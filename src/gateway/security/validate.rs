@@ -79,8 +79,12 @@ fn is_null(v: Option<&RawValue>) -> bool {
 pub fn messages(list: &[&RawValue], max_chars: usize) -> Result<(), Invalid> {
     for (i, raw) in list.iter().enumerate() {
         let at = |what: &str| format!("messages[{i}]{what}");
-        let m: Message = serde_json::from_str(raw.get())
-            .map_err(|_| invalid(at(""), format!("{} must be an object with \"role\" and \"content\"", at(""))))?;
+        let m: Message = serde_json::from_str(raw.get()).map_err(|_| {
+            invalid(
+                at(""),
+                format!("{} must be an object with \"role\" and \"content\"", at("")),
+            )
+        })?;
         let role: Cow<str> = match m.role {
             None => return Err(invalid(at(".role"), format!("{} is missing", at(".role")))),
             Some(r) => serde_json::from_str(r.get())
@@ -93,21 +97,34 @@ pub fn messages(list: &[&RawValue], max_chars: usize) -> Result<(), Invalid> {
             }
             return Err(invalid(
                 at(".content"),
-                format!("{} is missing; every {role} message needs text", at(".content")),
+                format!(
+                    "{} is missing; every {role} message needs text",
+                    at(".content")
+                ),
             ));
         }
         let content = m.content.expect("checked above");
         let mut total = 0usize;
         if content.get().starts_with('"') {
-            let text: Cow<str> = serde_json::from_str(content.get())
-                .map_err(|_| invalid(at(".content"), format!("{} is not a valid string", at(".content"))))?;
+            let text: Cow<str> = serde_json::from_str(content.get()).map_err(|_| {
+                invalid(
+                    at(".content"),
+                    format!("{} is not a valid string", at(".content")),
+                )
+            })?;
             total = check_text(&text, &at(".content"), role == "assistant" && calls)?;
         } else if content.get().starts_with('[') {
             let parts: Vec<Part> = serde_json::from_str(content.get()).map_err(|_| {
-                invalid(at(".content"), format!("{} must be a string or a list of parts", at(".content")))
+                invalid(
+                    at(".content"),
+                    format!("{} must be a string or a list of parts", at(".content")),
+                )
             })?;
             if parts.is_empty() {
-                return Err(invalid(at(".content"), format!("{} must not be an empty list", at(".content"))));
+                return Err(invalid(
+                    at(".content"),
+                    format!("{} must not be an empty list", at(".content")),
+                ));
             }
             for (j, p) in parts.iter().enumerate() {
                 if p.kind.as_deref().unwrap_or("text") == "text" {
@@ -129,7 +146,10 @@ pub fn messages(list: &[&RawValue], max_chars: usize) -> Result<(), Invalid> {
         if total > max_chars {
             return Err(invalid(
                 at(".content"),
-                format!("{} has {total} characters; the limit is {max_chars} (MAX_MESSAGE_CHARS)", at(".content")),
+                format!(
+                    "{} has {total} characters; the limit is {max_chars} (MAX_MESSAGE_CHARS)",
+                    at(".content")
+                ),
             ));
         }
     }
@@ -161,21 +181,40 @@ mod tests {
     #[test]
     fn good_messages_pass() {
         msgs(r#"[{"role":"system","content":"be brief"},{"role":"user","content":[{"type":"text","text":"hi"},{"type":"image_url","image_url":{"url":"data:x"}}]},{"role":"assistant","content":null,"tool_calls":[{"id":"1"}]},{"role":"tool","tool_call_id":"1","content":"42"}]"#, 100).unwrap();
-        msgs(r#"[{"role":"user","content":"caf\u00e9 \n SELECT * FROM t; rm -rf /"}]"#, 100).unwrap();
+        msgs(
+            r#"[{"role":"user","content":"caf\u00e9 \n SELECT * FROM t; rm -rf /"}]"#,
+            100,
+        )
+        .unwrap();
     }
 
     #[test]
     fn each_rule_names_the_field() {
         let cases = [
-            (r#"[{"role":"user","content":""}]"#, "messages[0].content must not be empty"),
-            (r#"[{"role":"user","content":"  \n\t "}]"#, "only whitespace"),
+            (
+                r#"[{"role":"user","content":""}]"#,
+                "messages[0].content must not be empty",
+            ),
+            (
+                r#"[{"role":"user","content":"  \n\t "}]"#,
+                "only whitespace",
+            ),
             (r#"[{"role":"user"}]"#, "messages[0].content is missing"),
             (r#"[{"content":"x"}]"#, "messages[0].role is missing"),
             (r#"[{"role":1,"content":"x"}]"#, "role must be a string"),
-            (r#"[{"role":"user","content":"ok"},{"role":"user","content":5}]"#, "messages[1].content must be a string"),
+            (
+                r#"[{"role":"user","content":"ok"},{"role":"user","content":5}]"#,
+                "messages[1].content must be a string",
+            ),
             (r#"[{"role":"user","content":[]}]"#, "empty list"),
-            (r#"[{"role":"user","content":[{"type":"text","text":" "}]}]"#, "messages[0].content[0].text must not be only whitespace"),
-            (r#"[{"role":"user","content":"abcdefghijk"}]"#, "11 characters; the limit is 10"),
+            (
+                r#"[{"role":"user","content":[{"type":"text","text":" "}]}]"#,
+                "messages[0].content[0].text must not be only whitespace",
+            ),
+            (
+                r#"[{"role":"user","content":"abcdefghijk"}]"#,
+                "11 characters; the limit is 10",
+            ),
             (r#"[{"role":"assistant","content":null}]"#, "is missing"),
         ];
         for (json, want) in cases {

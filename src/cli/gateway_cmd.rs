@@ -1,0 +1,341 @@
+//! moltgate's security state from the command line: `keys`, `lockdown`,
+//! `kill-switch`, `blocked` and `incidents`.
+//!
+//! These write the gateway's SQLite database in the state dir directly; a
+//! running moltgate notices within a second. Every mode toggle and block
+//! is recorded as an incident, naming the OS user who made it.
+
+use std::time::Duration;
+
+use clap::{Subcommand, ValueEnum};
+use serde_json::json;
+
+use super::output::{emit, CliError, Exit};
+use super::Ctx;
+use crate::gateway::security::store::{now_ms, IncidentRow, Store};
+use crate::gateway::security::{keys, scope::Scopes, Mode};
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCmd {
+    /// Create an API key; it is shown once.
+    Create {
+        /// What the key is for (shown in lists and the audit trail).
+        #[arg(long)]
+        label: String,
+        /// Comma-separated: operator.read, operator.write, operator.admin,
+        /// operator.approvals. An empty list grants nothing.
+        #[arg(long, value_name = "LIST")]
+        scopes: String,
+        /// Expire after this long (e.g. 90d, 12h).
+        #[arg(long, value_name = "DURATION")]
+        expires_in: Option<humantime::Duration>,
+        /// Requests per minute for this key (0 = no per-key limit).
+        #[arg(long, value_name = "N")]
+        rate_limit: Option<u32>,
+        /// Models the key may use (exact names or `provider/*`); default any.
+        #[arg(long, value_name = "LIST", value_delimiter = ',')]
+        models: Vec<String>,
+    },
+    /// List keys (ids and labels; never secrets).
+    List,
+    /// Revoke a key by id or label.
+    Revoke { id_or_label: String },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum Switch {
+    On,
+    Off,
+    Status,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BlockedCmd {
+    /// Active blocks (automatic and manual).
+    List,
+    /// Block an IP address or CIDR block.
+    Add {
+        target: String,
+        #[arg(long, default_value = "blocked by an operator")]
+        reason: String,
+        /// Lift automatically after this long (default: until removed).
+        #[arg(long = "for", value_name = "DURATION")]
+        for_: Option<humantime::Duration>,
+    },
+    /// Lift a block.
+    Remove { target: String },
+}
+
+fn open(ctx: &Ctx) -> Result<Store, CliError> {
+    let cfg = ctx.config_allow_missing()?;
+    Store::open(&cfg.layout.state_dir).map_err(|e| {
+        CliError::error(
+            e.to_string(),
+            "check the state dir's permissions (run as the user moltgate runs as)",
+        )
+    })
+}
+
+fn db_err(e: impl std::fmt::Display) -> CliError {
+    CliError::error(e.to_string(), "see ops/RECOVERY.md")
+}
+
+fn who() -> String {
+    let user = nix::unistd::User::from_uid(nix::unistd::getuid())
+        .ok()
+        .flatten()
+        .map(|u| u.name)
+        .unwrap_or_else(|| format!("uid {}", nix::unistd::getuid()));
+    format!("moltguard CLI ({user})")
+}
+
+fn audit(store: &mut Store, kind: &str, action: &str, detail: String) -> Result<(), CliError> {
+    store
+        .insert_incidents(&[IncidentRow {
+            id: 0,
+            ts: now_ms(),
+            client_ip: None,
+            kind: kind.into(),
+            rule: None,
+            action: action.into(),
+            request_id: None,
+            detail: Some(detail),
+        }])
+        .map_err(db_err)
+}
+
+pub fn keys(ctx: &Ctx, cmd: KeysCmd) -> Result<Exit, CliError> {
+    let mut store = open(ctx)?;
+    match cmd {
+        KeysCmd::Create {
+            label,
+            scopes,
+            expires_in,
+            rate_limit,
+            models,
+        } => {
+            let scopes = Scopes::parse_list(&scopes)
+                .map_err(|e| CliError::usage(e, "e.g. --scopes operator.read,operator.write"))?;
+            if label.trim().is_empty() {
+                return Err(CliError::usage("--label is empty", "e.g. --label my-agent"));
+            }
+            let expires_at = expires_in.map(|d| now_ms() + Duration::from(d).as_millis() as i64);
+            let k = keys::generate(&label, scopes, expires_at, rate_limit, &models);
+            store.insert_key(&k.row).map_err(db_err)?;
+            audit(
+                &mut store,
+                "key_created",
+                "created",
+                format!(
+                    "key {} ({label}) with scopes [{scopes}] by {}",
+                    k.row.id,
+                    who()
+                ),
+            )?;
+            emit(
+                ctx.json,
+                json!({"id": k.row.id, "label": label, "scopes": scopes.names(), "key": k.plaintext, "expires_at": expires_at}),
+                || {
+                    println!("{}", k.plaintext);
+                    eprintln!(
+                        "created key {} ({label}) with scopes [{}]. It is shown only now: store it in your agent's config or secret store.",
+                        k.row.id,
+                        if scopes.is_empty() { "none: it can do nothing".into() } else { scopes.to_string() }
+                    );
+                },
+            );
+        }
+        KeysCmd::List => {
+            let now = now_ms();
+            let rows = store.keys().map_err(db_err)?;
+            let list: Vec<_> = rows
+                .iter()
+                .map(|r| {
+                    let state = if r.revoked_at.is_some() {
+                        "revoked"
+                    } else if r.expires_at.is_some_and(|t| t <= now) {
+                        "expired"
+                    } else {
+                        "active"
+                    };
+                    json!({"id": r.id, "label": r.label, "scopes": r.scopes, "state": state,
+                           "created_at": r.created_at, "expires_at": r.expires_at,
+                           "rate_per_minute": r.rate_per_minute, "models": r.models})
+                })
+                .collect();
+            emit(ctx.json, json!({"keys": list}), || {
+                if list.is_empty() {
+                    println!("no keys; create one with `moltguard keys create --label NAME --scopes operator.write`");
+                }
+                for k in &list {
+                    println!(
+                        "{}  {:8}  {:24}  {}",
+                        k["id"].as_str().unwrap_or(""),
+                        k["state"].as_str().unwrap_or(""),
+                        k["label"].as_str().unwrap_or(""),
+                        k["scopes"].as_str().unwrap_or("")
+                    );
+                }
+            });
+        }
+        KeysCmd::Revoke { id_or_label } => {
+            let n = store.revoke_key(&id_or_label).map_err(db_err)?;
+            if n == 0 {
+                return Err(CliError::usage(
+                    format!("no active key with id or label {id_or_label:?}"),
+                    "see `moltguard keys list`",
+                ));
+            }
+            audit(
+                &mut store,
+                "key_revoked",
+                "revoked",
+                format!("{n} key(s) {id_or_label:?} revoked by {}", who()),
+            )?;
+            emit(ctx.json, json!({"ok": true, "revoked": n}), || {
+                println!("revoked {n} key(s); a running moltgate refuses them within a second")
+            });
+        }
+    }
+    Ok(Exit::Ok)
+}
+
+pub fn mode(ctx: &Ctx, mode: Mode, switch: Switch) -> Result<Exit, CliError> {
+    let mut store = open(ctx)?;
+    let name = mode.setting();
+    if let Switch::On | Switch::Off = switch {
+        let on = matches!(switch, Switch::On);
+        let by = who();
+        store
+            .set_setting(name, if on { "on" } else { "off" }, &by)
+            .map_err(db_err)?;
+        audit(
+            &mut store,
+            "mode_change",
+            "toggled",
+            format!("{name} {} by {by}", if on { "on" } else { "off" }),
+        )?;
+    }
+    let on = store.setting(name).map_err(db_err)?.as_deref() == Some("on");
+    let meaning = match (mode, on) {
+        (Mode::Lockdown, true) => "only administrator keys from this machine are served",
+        (Mode::Lockdown, false) => "normal service",
+        (Mode::Emergency, true) => "kill switch on: no LLM call leaves the gateway",
+        (Mode::Emergency, false) => "LLM calls allowed",
+    };
+    emit(ctx.json, json!({"mode": name, "on": on}), || {
+        println!("{name}: {} ({meaning})", if on { "on" } else { "off" })
+    });
+    Ok(Exit::Ok)
+}
+
+pub fn blocked(ctx: &Ctx, cmd: BlockedCmd) -> Result<Exit, CliError> {
+    let mut store = open(ctx)?;
+    let now = now_ms();
+    match cmd {
+        BlockedCmd::List => {
+            let rows: Vec<_> = store
+                .bans()
+                .map_err(db_err)?
+                .into_iter()
+                .filter(|b| b.expires_at.is_none_or(|t| t > now))
+                .collect();
+            emit(ctx.json, json!({"blocked": rows}), || {
+                if rows.is_empty() {
+                    println!("nothing is blocked");
+                }
+                for b in &rows {
+                    let until = b
+                        .expires_at
+                        .and_then(chrono::DateTime::from_timestamp_millis)
+                        .map(|d| d.format("until %Y-%m-%d %H:%M UTC").to_string())
+                        .unwrap_or_else(|| "until removed".into());
+                    println!("{:20} {until:26} {}", b.target, b.reason);
+                }
+            });
+        }
+        BlockedCmd::Add {
+            target,
+            reason,
+            for_,
+        } => {
+            // The same rules as the gateway's own (ignore list, CIDR syntax).
+            let cfg = crate::gateway::security::SecurityConfig::load(
+                Default::default(),
+                &crate::gateway::config::process_env(),
+            )
+            .map_err(|e| CliError::usage(e.to_string(), "fix the environment variable"))?;
+            let bans = crate::gateway::security::bans::Bans::new(
+                cfg.ignore,
+                1,
+                Duration::from_secs(1),
+                Duration::from_secs(1),
+                Duration::from_secs(1),
+            );
+            let ban = bans
+                .block(&target, &reason, for_.map(Into::into), now)
+                .map_err(|e| {
+                    CliError::usage(e, "give an IP address or a CIDR block like 203.0.113.0/24")
+                })?;
+            store.upsert_ban(&ban.row()).map_err(db_err)?;
+            audit(
+                &mut store,
+                "manual_block",
+                "blocked",
+                format!("{} blocked by {}: {reason}", ban.target, who()),
+            )?;
+            emit(ctx.json, json!({"blocked": ban.row()}), || {
+                println!(
+                    "blocked {}; a running moltgate refuses it within a second",
+                    ban.target
+                )
+            });
+        }
+        BlockedCmd::Remove { target } => {
+            let n = store.lift_ban(target.trim()).map_err(db_err)?;
+            if n == 0 {
+                return Err(CliError::usage(
+                    format!("{target} is not blocked"),
+                    "see `moltguard blocked list` (give the target exactly as listed)",
+                ));
+            }
+            audit(
+                &mut store,
+                "manual_unblock",
+                "unblocked",
+                format!("{target} unblocked by {}", who()),
+            )?;
+            emit(ctx.json, json!({"ok": true}), || {
+                println!("unblocked {target}")
+            });
+        }
+    }
+    Ok(Exit::Ok)
+}
+
+pub fn incidents(ctx: &Ctx, limit: u32, kind: Option<String>) -> Result<Exit, CliError> {
+    let store = open(ctx)?;
+    let rows = store.incidents(limit, kind.as_deref()).map_err(db_err)?;
+    emit(ctx.json, json!({"incidents": rows}), || {
+        if rows.is_empty() {
+            println!("no incidents");
+        }
+        for i in rows.iter().rev() {
+            let t = chrono::DateTime::from_timestamp_millis(i.ts)
+                .map(|d| d.format("%Y-%m-%d %H:%M:%S").to_string())
+                .unwrap_or_default();
+            println!(
+                "{t}  {:16} {:10} {:15} {}{}",
+                i.kind,
+                i.action,
+                i.client_ip.as_deref().unwrap_or("-"),
+                i.detail.as_deref().unwrap_or(""),
+                i.request_id
+                    .as_deref()
+                    .map(|r| format!("  [{r}]"))
+                    .unwrap_or_default()
+            );
+        }
+    });
+    Ok(Exit::Ok)
+}

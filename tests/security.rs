@@ -1,0 +1,923 @@
+//! moltgate's security layers against the real binaries: a `moltgate`
+//! process on loopback, keys made with the `moltguard` CLI, clients dialing
+//! from 127.0.0.x addresses (127.0.0.1 is the trusted proxy and the local
+//! admin; 127.0.0.2 and up are "remote" clients), a real WebSocket client
+//! and the fake provider.
+
+#[path = "support/fake_provider.rs"]
+mod fake_provider;
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use fake_provider::FakeProvider;
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::Message;
+
+const PASSWORD: &str = "a long gateway password";
+
+fn bin(name: &str) -> PathBuf {
+    match name {
+        "moltgate" => PathBuf::from(env!("CARGO_BIN_EXE_moltgate")),
+        _ => PathBuf::from(env!("CARGO_BIN_EXE_moltguard")),
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A moltguard home with a moltgate serving from it; killed on drop.
+struct Gate {
+    home: tempfile::TempDir,
+    port: u16,
+    env: Vec<(String, String)>,
+    child: Option<Child>,
+}
+
+impl Gate {
+    async fn start(provider: Option<&FakeProvider>, env: &[(&str, &str)]) -> Gate {
+        let mut all: Vec<(String, String)> = vec![
+            ("GATEWAY_PASSWORD".into(), PASSWORD.into()),
+            ("DEFAULT_MODEL".into(), "fake-ok".into()),
+        ];
+        if let Some(p) = provider {
+            all.push(("DEFAULT_LLM_PROVIDER".into(), "ollama".into()));
+            all.push(("OLLAMA_BASE_URL".into(), format!("http://{}", p.addr)));
+            all.push(("OLLAMA_MODEL".into(), "fake-ok".into()));
+        }
+        all.extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        let mut g = Gate {
+            home: tempfile::tempdir().unwrap(),
+            port: free_port(),
+            env: all,
+            child: None,
+        };
+        g.spawn().await;
+        g
+    }
+
+    async fn spawn(&mut self) {
+        let mut cmd = Command::new(bin("moltgate"));
+        cmd.arg("serve")
+            .env_clear()
+            .env("MOLTGUARD_HOME", self.home.path())
+            .env("MOLTGATE_LISTEN", format!("127.0.0.1:{}", self.port))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        self.child = Some(cmd.spawn().unwrap());
+        let t = Instant::now();
+        loop {
+            if let Ok(r) = reqwest::get(format!("{}/health", self.base())).await {
+                if r.status() == 200 {
+                    return;
+                }
+            }
+            assert!(
+                t.elapsed() < Duration::from_secs(15),
+                "moltgate did not start"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    fn base(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    fn addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.port))
+    }
+
+    /// `moltguard --home H --json ARGS`.
+    fn cli(&self, args: &[&str]) -> (i32, Value) {
+        let out = Command::new(bin("moltguard"))
+            .arg("--home")
+            .arg(self.home.path())
+            .arg("--json")
+            .args(args)
+            .env_clear()
+            .output()
+            .unwrap();
+        let v = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+        (out.status.code().unwrap_or(-1), v)
+    }
+
+    fn key(&self, scopes: &str) -> String {
+        let (code, v) = self.cli(&["keys", "create", "--label", "t", "--scopes", scopes]);
+        assert_eq!(code, 0, "{v}");
+        v["key"].as_str().unwrap().to_string()
+    }
+}
+
+impl Drop for Gate {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// An HTTP client whose connections come from `from` (127.0.0.x).
+fn client_from(from: &str, key: Option<&str>) -> reqwest::Client {
+    let mut h = reqwest::header::HeaderMap::new();
+    if let Some(k) = key {
+        h.insert("authorization", format!("Bearer {k}").parse().unwrap());
+    }
+    reqwest::Client::builder()
+        .local_address(from.parse::<IpAddr>().unwrap())
+        .default_headers(h)
+        .timeout(Duration::from_secs(20))
+        .build()
+        .unwrap()
+}
+
+async fn status_of(r: reqwest::RequestBuilder) -> (u16, Value) {
+    let r = r.send().await.unwrap();
+    let s = r.status().as_u16();
+    (s, r.json().await.unwrap_or(Value::Null))
+}
+
+fn chat() -> Value {
+    json!({"model": "fake-ok", "messages": [{"role": "user", "content": "hi"}]})
+}
+
+/// A WebSocket to /ws, dialed from `from`, optionally with an Origin.
+async fn ws_from(
+    gate: &Gate,
+    from: &str,
+    origin: Option<&str>,
+) -> Result<
+    tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>,
+    tokio_tungstenite::tungstenite::Error,
+> {
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    sock.bind(SocketAddr::new(from.parse().unwrap(), 0))
+        .unwrap();
+    let tcp = sock.connect(gate.addr()).await.unwrap();
+    let mut req = format!("ws://127.0.0.1:{}/ws", gate.port)
+        .into_client_request()
+        .unwrap();
+    if let Some(o) = origin {
+        req.headers_mut().insert("origin", o.parse().unwrap());
+    }
+    tokio_tungstenite::client_async(req, tcp)
+        .await
+        .map(|(ws, _)| ws)
+}
+
+async fn rpc(
+    ws: &mut tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>,
+    id: u64,
+    method: &str,
+    params: Value,
+) -> Value {
+    ws.send(Message::Text(
+        json!({"id": id, "method": method, "params": params})
+            .to_string()
+            .into(),
+    ))
+    .await
+    .unwrap();
+    loop {
+        let m = tokio::time::timeout(Duration::from_secs(10), ws.next())
+            .await
+            .expect("a reply")
+            .expect("open")
+            .expect("frame");
+        if let Message::Text(t) = m {
+            let v: Value = serde_json::from_str(&t).unwrap();
+            if v.get("id") == Some(&json!(id)) {
+                return v;
+            }
+        }
+    }
+}
+
+async fn eventually(within: Duration, mut f: impl AsyncFnMut() -> bool) -> bool {
+    let t = Instant::now();
+    while t.elapsed() < within {
+        if f().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
+}
+
+const BAD_KEY: &str = "mgk_aaaaaaaaaa_bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
+
+// ------------------------------------------------------------ brute force
+
+#[tokio::test]
+async fn brute_force_over_rest_is_banned_after_the_limit() {
+    let g = Gate::start(None, &[]).await;
+    let good = g.key("operator.read");
+    let remote = client_from("127.0.0.2", None);
+    for i in 0..5 {
+        let (s, v) = status_of(
+            remote
+                .get(format!("{}/v1/models", g.base()))
+                .bearer_auth(BAD_KEY),
+        )
+        .await;
+        assert_eq!(s, 401, "attempt {i}: {v}");
+    }
+    // Now even the right key is refused from that address...
+    let (s, v) = status_of(
+        remote
+            .get(format!("{}/v1/models", g.base()))
+            .bearer_auth(&good),
+    )
+    .await;
+    assert_eq!(s, 403, "{v}");
+    assert_eq!(v["error"]["code"], "ip_blocked");
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("until"),
+        "{v}"
+    );
+    // ...but not from another one, and never for the local admin.
+    let (s, _) =
+        status_of(client_from("127.0.0.3", Some(&good)).get(format!("{}/v1/models", g.base())))
+            .await;
+    assert_eq!(s, 200);
+    let local = client_from("127.0.0.1", None);
+    for _ in 0..10 {
+        let _ = local
+            .get(format!("{}/v1/models", g.base()))
+            .bearer_auth(BAD_KEY)
+            .send()
+            .await;
+    }
+    let (s, _) = status_of(
+        local
+            .get(format!("{}/v1/models", g.base()))
+            .bearer_auth(&good),
+    )
+    .await;
+    assert_eq!(s, 200, "loopback admin never locks itself out");
+
+    // Password logins: the same ban, plus 5 attempts per hour.
+    let web = client_from("127.0.0.4", None);
+    let (s, v) = status_of(
+        web.post(format!("{}/api/login", g.base()))
+            .json(&json!({"password": PASSWORD})),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    for _ in 0..4 {
+        let (s, _) = status_of(
+            web.post(format!("{}/api/login", g.base()))
+                .json(&json!({"password": "guess"})),
+        )
+        .await;
+        assert_eq!(s, 401);
+    }
+    let (s, v) = status_of(
+        web.post(format!("{}/api/login", g.base()))
+            .json(&json!({"password": PASSWORD})),
+    )
+    .await;
+    assert_eq!(s, 429, "the sixth login in an hour: {v}");
+
+    // Every failure is an incident with the client IP and a request id.
+    let (_, inc) = g.cli(&["incidents", "--kind", "auth_failure"]);
+    let rows = inc["incidents"].as_array().unwrap();
+    assert!(rows.len() >= 5, "{inc}");
+    assert!(rows.iter().any(|r| r["client_ip"] == "127.0.0.2"));
+    assert!(rows
+        .iter()
+        .all(|r| r["request_id"].as_str().unwrap().starts_with("req_")));
+    let (_, bans) = g.cli(&["incidents", "--kind", "auto_block"]);
+    assert!(!bans["incidents"].as_array().unwrap().is_empty(), "{bans}");
+}
+
+#[tokio::test]
+async fn brute_force_over_websocket_counts_toward_the_same_ban() {
+    let g = Gate::start(None, &[]).await;
+    let admin = g.key("operator.admin");
+    for i in 0..5 {
+        let mut ws = ws_from(&g, "127.0.0.5", None).await.expect("upgrade");
+        let r = if i % 2 == 0 {
+            rpc(&mut ws, 1, "connect", json!({"key": BAD_KEY})).await
+        } else {
+            rpc(&mut ws, 1, "connect", json!({"password": "guess"})).await
+        };
+        assert_eq!(r["ok"], false, "{r}");
+        assert_eq!(r["error"]["code"], "unauthorized");
+    }
+    // Banned: the upgrade itself is refused, and REST too.
+    let Err(e) = ws_from(&g, "127.0.0.5", None).await else {
+        panic!("a banned client was upgraded")
+    };
+    assert!(e.to_string().contains("403"), "{e}");
+    let (s, _) =
+        status_of(client_from("127.0.0.5", Some(&admin)).get(format!("{}/v1/models", g.base())))
+            .await;
+    assert_eq!(s, 403);
+    // A good connect from elsewhere works, and says who it is.
+    let mut ws = ws_from(&g, "127.0.0.6", None).await.unwrap();
+    let r = rpc(&mut ws, 7, "connect", json!({"key": admin})).await;
+    assert_eq!(r["ok"], true, "{r}");
+    assert_eq!(r["result"]["scopes"], json!(["operator.admin"]));
+    let r = rpc(&mut ws, 8, "security.blocked.list", json!({})).await;
+    let blocked = r["result"]["blocked"].as_array().unwrap();
+    assert!(blocked.iter().any(|b| b["target"] == "127.0.0.5"), "{r}");
+}
+
+// ------------------------------------------------------------ client IP
+
+#[tokio::test]
+async fn spoofed_forwarded_for_is_ignored_and_cannot_escape_a_ban() {
+    let g = Gate::start(None, &[]).await;
+    let good = g.key("operator.read");
+    let remote = client_from("127.0.0.7", None);
+    // An untrusted peer claiming to be the local admin is still itself.
+    for _ in 0..5 {
+        let (s, _) = status_of(
+            remote
+                .get(format!("{}/v1/models", g.base()))
+                .header("x-forwarded-for", "127.0.0.1")
+                .bearer_auth(BAD_KEY),
+        )
+        .await;
+        assert_eq!(s, 401);
+    }
+    for i in 0..20 {
+        let spoof = format!("198.51.100.{i}, 127.0.0.1");
+        let (s, v) = status_of(
+            remote
+                .get(format!("{}/v1/models", g.base()))
+                .header("x-forwarded-for", spoof)
+                .header("x-real-ip", format!("203.0.113.{i}"))
+                .bearer_auth(&good),
+        )
+        .await;
+        assert_eq!(s, 403, "rotating headers must not escape the ban: {v}");
+    }
+
+    // Through the trusted proxy (nginx on 127.0.0.1), the forwarded client
+    // is the one counted and banned, and only that one.
+    let proxy = client_from("127.0.0.1", None);
+    for _ in 0..5 {
+        let _ = proxy
+            .get(format!("{}/v1/models", g.base()))
+            .header("x-forwarded-for", "198.51.100.77")
+            .bearer_auth(BAD_KEY)
+            .send()
+            .await;
+    }
+    let via = |xff: &'static str| {
+        proxy
+            .get(format!("{}/v1/models", g.base()))
+            .header("x-forwarded-for", xff)
+            .bearer_auth(&good)
+    };
+    assert_eq!(status_of(via("198.51.100.77")).await.0, 403);
+    // The client wrote its own XFF; nginx appended the real address.
+    assert_eq!(status_of(via("10.9.9.9, 198.51.100.77")).await.0, 403);
+    assert_eq!(status_of(via("198.51.100.78")).await.0, 200);
+    let (s, _) = status_of(
+        proxy
+            .get(format!("{}/v1/models", g.base()))
+            .bearer_auth(&good),
+    )
+    .await;
+    assert_eq!(s, 200, "the proxy itself is not banned");
+}
+
+// ------------------------------------------------------------ scopes
+
+#[tokio::test]
+async fn empty_scope_and_read_only_keys_are_refused_on_every_write_method() {
+    let p = FakeProvider::start().await;
+    let g = Gate::start(Some(&p), &[]).await;
+    let empty = g.key("");
+    let read = g.key("operator.read");
+    let rest_writes: Vec<(&str, Value)> = vec![
+        ("/v1/chat/completions", chat()),
+        ("/api/providers/test", json!({})),
+        (
+            "/api/security/blocked/add",
+            json!({"target": "203.0.113.9"}),
+        ),
+        (
+            "/api/security/blocked/remove",
+            json!({"target": "203.0.113.9"}),
+        ),
+        ("/api/security/lockdown/toggle", json!({"on": true})),
+        ("/api/security/emergency/toggle", json!({"on": true})),
+        ("/api/security/incidents/list", json!({})),
+    ];
+    let local = client_from("127.0.0.1", None);
+    for key in [&empty, &read] {
+        for (path, body) in &rest_writes {
+            let (s, v) = status_of(
+                local
+                    .post(format!("{}{path}", g.base()))
+                    .bearer_auth(key)
+                    .json(body),
+            )
+            .await;
+            assert_eq!(s, 403, "{path}: {v}");
+            assert_eq!(v["error"]["code"], "insufficient_scope", "{path}: {v}");
+        }
+    }
+    // Empty scopes cannot even read; read-only can.
+    for path in [
+        "/v1/models",
+        "/api/providers/status",
+        "/metrics",
+        "/v1/nope",
+    ] {
+        let (s, _) = status_of(local.get(format!("{}{path}", g.base())).bearer_auth(&empty)).await;
+        assert_eq!(s, 403, "{path}");
+    }
+    let (s, _) = status_of(
+        local
+            .get(format!("{}/v1/models", g.base()))
+            .bearer_auth(&read),
+    )
+    .await;
+    assert_eq!(s, 200);
+
+    // The same over the WebSocket.
+    let ws_methods = [
+        ("providers.test", json!({})),
+        ("security.blocked.add", json!({"target": "203.0.113.9"})),
+        ("security.blocked.remove", json!({"target": "203.0.113.9"})),
+        ("security.lockdown.toggle", json!({"on": true})),
+        ("security.emergency.toggle", json!({"on": true})),
+        ("security.incidents.list", json!({})),
+        ("subscribe", json!({})),
+    ];
+    for key in [&empty, &read] {
+        let mut ws = ws_from(&g, "127.0.0.1", None).await.unwrap();
+        let r = rpc(&mut ws, 0, "connect", json!({"key": key})).await;
+        assert_eq!(r["ok"], true, "{r}");
+        for (i, (m, params)) in ws_methods.iter().enumerate() {
+            let r = rpc(&mut ws, i as u64 + 1, m, params.clone()).await;
+            assert_eq!(r["ok"], false, "{m}: {r}");
+            assert_eq!(r["error"]["code"], "insufficient_scope", "{m}: {r}");
+        }
+        let r = rpc(&mut ws, 99, "providers.status", json!({})).await;
+        assert_eq!(r["ok"], *key == read, "{r}");
+    }
+    // Nothing changed, nothing reached the provider.
+    assert_eq!(p.attempts("fake-ok"), 0);
+    assert_eq!(g.cli(&["blocked", "list"]).1["blocked"], json!([]));
+    assert_eq!(g.cli(&["lockdown"]).1["on"], false);
+}
+
+// ------------------------------------------------------------ modes
+
+#[tokio::test]
+async fn lockdown_and_kill_switch_by_rpc_and_cli_are_enforced_and_audited() {
+    let p = FakeProvider::start().await;
+    let g = Gate::start(Some(&p), &[]).await;
+    let admin = g.key("operator.admin");
+    let writer = g.key("operator.write");
+    let local = client_from("127.0.0.1", None);
+    let remote_admin = client_from("127.0.0.8", Some(&admin));
+    let chat_as = |c: &reqwest::Client, key: &str| {
+        c.post(format!("{}/v1/chat/completions", g.base()))
+            .bearer_auth(key.to_string())
+            .json(&chat())
+    };
+    assert_eq!(status_of(chat_as(&local, &writer)).await.0, 200);
+
+    let (s, v) = status_of(
+        local
+            .post(format!("{}/api/security/lockdown/toggle", g.base()))
+            .bearer_auth(&admin)
+            .json(&json!({"on": true})),
+    )
+    .await;
+    assert_eq!((s, &v["lockdown"]), (200, &json!(true)), "{v}");
+    let (s, v) = status_of(chat_as(&local, &writer)).await;
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (503, Some("lockdown")),
+        "{v}"
+    );
+    let (s, _) = status_of(remote_admin.get(format!("{}/v1/models", g.base()))).await;
+    assert_eq!(s, 503, "admin, but not from this machine");
+    assert_eq!(status_of(chat_as(&local, &admin)).await.0, 200);
+    assert_eq!(
+        status_of(local.get(format!("{}/health", g.base()))).await.0,
+        200
+    );
+
+    // The CLI ends it; the running gateway notices.
+    assert_eq!(g.cli(&["lockdown", "off"]).0, 0);
+    assert!(
+        eventually(Duration::from_secs(5), async || {
+            status_of(chat_as(&local, &writer)).await.0 == 200
+        })
+        .await
+    );
+
+    // Kill switch: no LLM call leaves the gateway.
+    assert_eq!(g.cli(&["kill-switch", "on"]).1["on"], true);
+    assert!(
+        eventually(Duration::from_secs(5), async || {
+            status_of(chat_as(&local, &writer)).await.0 == 503
+        })
+        .await
+    );
+    let before = p.total_requests();
+    let (s, v) = status_of(chat_as(&local, &admin)).await;
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (503, Some("kill_switch")),
+        "{v}"
+    );
+    let (s, _) = status_of(
+        local
+            .post(format!("{}/api/providers/test", g.base()))
+            .bearer_auth(&admin)
+            .json(&json!({})),
+    )
+    .await;
+    assert_eq!(s, 503);
+    assert_eq!(p.total_requests(), before, "nothing reached the provider");
+
+    // Toggle back over the WebSocket; every toggle is in the audit trail.
+    let mut ws = ws_from(&g, "127.0.0.1", None).await.unwrap();
+    assert_eq!(
+        rpc(&mut ws, 1, "connect", json!({"key": admin})).await["ok"],
+        true
+    );
+    let r = rpc(
+        &mut ws,
+        2,
+        "security.emergency.toggle",
+        json!({"on": false}),
+    )
+    .await;
+    assert_eq!(r["result"]["emergency"], false, "{r}");
+    assert_eq!(status_of(chat_as(&local, &writer)).await.0, 200);
+    let (_, inc) = g.cli(&["incidents", "--kind", "mode_change"]);
+    let details: Vec<&str> = inc["incidents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["detail"].as_str().unwrap())
+        .collect();
+    assert_eq!(details.len(), 4, "{details:?}");
+    assert!(
+        details.iter().any(|d| d.contains("lockdown on by key")),
+        "{details:?}"
+    );
+    assert!(
+        details
+            .iter()
+            .any(|d| d.contains("lockdown off by moltguard CLI")),
+        "{details:?}"
+    );
+    assert!(
+        details
+            .iter()
+            .any(|d| d.contains("emergency on by moltguard CLI")),
+        "{details:?}"
+    );
+    assert!(
+        details.iter().any(|d| d.contains("emergency off by key")),
+        "{details:?}"
+    );
+}
+
+#[tokio::test]
+async fn kill_switch_from_the_environment_at_start() {
+    let p = FakeProvider::start().await;
+    let g = Gate::start(Some(&p), &[("KILL_SWITCH", "1")]).await;
+    let w = g.key("operator.write");
+    let (s, _) = status_of(
+        client_from("127.0.0.1", Some(&w))
+            .post(format!("{}/v1/chat/completions", g.base()))
+            .json(&chat()),
+    )
+    .await;
+    assert_eq!(s, 503);
+    assert_eq!(p.total_requests(), 0, "not even the startup check");
+}
+
+// ------------------------------------------------------------ persistence
+
+#[tokio::test]
+async fn bans_survive_a_restart_with_their_remaining_time() {
+    let mut g = Gate::start(None, &[]).await;
+    let good = g.key("operator.read");
+    let remote = client_from("127.0.0.9", None);
+    for _ in 0..5 {
+        let _ = remote
+            .get(format!("{}/v1/models", g.base()))
+            .bearer_auth(BAD_KEY)
+            .send()
+            .await;
+    }
+    assert_eq!(
+        g.cli(&["blocked", "add", "127.0.1.0/24", "--reason", "test net"])
+            .0,
+        0
+    );
+    let (_, before) = g.cli(&["blocked", "list"]);
+    let expires = before["blocked"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["target"] == "127.0.0.9")
+        .expect("auto ban listed")["expires_at"]
+        .as_i64()
+        .unwrap();
+
+    g.stop();
+    g.spawn().await;
+
+    let banned = |from: &'static str| {
+        let good = good.clone();
+        let base = g.base();
+        async move { status_of(client_from(from, Some(&good)).get(format!("{base}/v1/models"))).await }
+    };
+    let (s, v) = banned("127.0.0.9").await;
+    assert_eq!(s, 403, "{v}");
+    assert_eq!(
+        banned("127.0.1.200").await.0,
+        403,
+        "manual CIDR block persisted"
+    );
+    assert_eq!(banned("127.0.0.10").await.0, 200);
+    let (_, after) = g.cli(&["blocked", "list"]);
+    let still = after["blocked"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["target"] == "127.0.0.9")
+        .unwrap()["expires_at"]
+        .as_i64()
+        .unwrap();
+    assert_eq!(still, expires, "the same expiry, not a fresh one");
+
+    // Lifting it with the CLI reaches the running gateway.
+    assert_eq!(g.cli(&["blocked", "remove", "127.0.0.9"]).0, 0);
+    assert!(
+        eventually(Duration::from_secs(5), async || banned("127.0.0.9").await.0
+            == 200)
+        .await
+    );
+}
+
+// ------------------------------------------------------------ connections
+
+fn raise_fd_limit() {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).unwrap();
+    if soft < 4096 && hard > soft {
+        setrlimit(Resource::RLIMIT_NOFILE, hard.min(8192), hard).unwrap();
+    }
+}
+
+async fn raw_get(stream: &mut tokio::net::TcpStream, path: &str, key: Option<&str>) -> String {
+    let auth = key
+        .map(|k| format!("Authorization: Bearer {k}\r\n"))
+        .unwrap_or_default();
+    stream
+        .write_all(format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: */*\r\nUser-Agent: t\r\n{auth}\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut buf))
+        .await
+        .expect("an answer")
+        .unwrap();
+    String::from_utf8_lossy(&buf[..n]).into_owned()
+}
+
+#[tokio::test]
+async fn the_1001st_connection_is_refused_while_health_answers() {
+    raise_fd_limit();
+    let g = Gate::start(None, &[]).await;
+    let key = g.key("operator.read");
+    let mut held = Vec::new();
+    for i in 0..1000 {
+        let mut s = tokio::net::TcpStream::connect(g.addr()).await.unwrap();
+        // One request each, so every connection is accepted and counted.
+        let r = raw_get(&mut s, "/health", None).await;
+        assert!(r.starts_with("HTTP/1.1 200"), "connection {i}: {r}");
+        held.push(s);
+    }
+    let mut extra = tokio::net::TcpStream::connect(g.addr()).await.unwrap();
+    let r = raw_get(&mut extra, "/v1/models", Some(&key)).await;
+    assert!(r.starts_with("HTTP/1.1 503"), "{r}");
+    assert!(r.contains("too_many_connections"), "{r}");
+    let mut probe = tokio::net::TcpStream::connect(g.addr()).await.unwrap();
+    let r = raw_get(&mut probe, "/health", None).await;
+    assert!(r.starts_with("HTTP/1.1 200"), "/health still answers: {r}");
+    drop((extra, probe));
+    // Held connections still work, and freeing some lets new ones in.
+    let r = raw_get(&mut held[0], "/v1/models", Some(&key)).await;
+    assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+    held.truncate(900);
+    let ok = eventually(Duration::from_secs(5), async || {
+        let mut s = tokio::net::TcpStream::connect(g.addr()).await.unwrap();
+        raw_get(&mut s, "/v1/models", Some(&key))
+            .await
+            .starts_with("HTTP/1.1 200")
+    })
+    .await;
+    assert!(ok);
+}
+
+// ------------------------------------------------------------ SSRF
+
+fn write_config(home: &Path, toml: &str) {
+    std::fs::write(home.join("moltgate.toml"), toml).unwrap();
+}
+
+#[tokio::test]
+async fn ssrf_provider_urls_are_refused_at_start_and_at_connect_time() {
+    // A metadata address: refused by check-config and at start.
+    let home = tempfile::tempdir().unwrap();
+    write_config(
+        home.path(),
+        "default_provider = \"evil\"\n[providers.evil]\nbase_url = \"http://169.254.169.254/latest\"\n",
+    );
+    for args in [&["check-config"][..], &["serve"][..]] {
+        let out = Command::new(bin("moltgate"))
+            .args(args)
+            .env_clear()
+            .env("MOLTGUARD_HOME", home.path())
+            .env("MOLTGATE_LISTEN", format!("127.0.0.1:{}", free_port()))
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(!out.status.success(), "{args:?}: {text}");
+        assert!(
+            text.contains("169.254.169.254") && text.contains("metadata"),
+            "{text}"
+        );
+    }
+
+    // A remote provider whose *name* resolves to loopback: refused when it
+    // connects, before any byte reaches the server behind it.
+    let p = FakeProvider::start().await;
+    let port = p.addr.port();
+    let mut g = Gate::start(None, &[]).await;
+    g.stop();
+    write_config(
+        g.home.path(),
+        &format!(
+            "default_provider = \"hosted\"\n[providers.hosted]\nbase_url = \"http://localhost:{port}/v1\"\nmodel = \"fake-ok\"\n\
+             [providers.lan]\nbase_url = \"http://localhost:{port}/v1\"\nmodel = \"fake-ok\"\nlocal = true\n"
+        ),
+    );
+    g.spawn().await;
+    let w = g.key("operator.write");
+    let c = client_from("127.0.0.1", Some(&w));
+    let (s, v) = status_of(c.post(format!("{}/v1/chat/completions", g.base())).json(
+        &json!({"model": "hosted/fake-ok", "messages": [{"role": "user", "content": "hi"}]}),
+    ))
+    .await;
+    assert_ne!(s, 200, "{v}");
+    let msg = v["error"]["message"].as_str().unwrap();
+    assert!(msg.contains("SSRF") || msg.contains("private"), "{msg}");
+    assert_eq!(p.attempts("fake-ok"), 0, "no chat reached the server");
+    // Marked local, the same address is fine.
+    let (s, v) =
+        status_of(c.post(format!("{}/v1/chat/completions", g.base())).json(
+            &json!({"model": "lan/fake-ok", "messages": [{"role": "user", "content": "hi"}]}),
+        ))
+        .await;
+    assert_eq!(s, 200, "{v}");
+}
+
+// ------------------------------------------------------------ browser rules
+
+#[tokio::test]
+async fn origins_headers_validation_and_events() {
+    let p = FakeProvider::start().await;
+    let g = Gate::start(Some(&p), &[]).await;
+    let admin = g.key("operator.admin");
+    let local = client_from("127.0.0.1", Some(&admin));
+
+    // Security headers on every answer, including refusals.
+    for (path, auth) in [("/health", true), ("/v1/models", false)] {
+        let mut r = reqwest::Client::new().get(format!("{}{path}", g.base()));
+        if auth {
+            r = r.bearer_auth(&admin);
+        }
+        let r = r.send().await.unwrap();
+        let h = r.headers();
+        assert_eq!(h["x-content-type-options"], "nosniff", "{path}");
+        assert_eq!(h["x-frame-options"], "DENY", "{path}");
+        assert!(h["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .contains("frame-ancestors 'none'"));
+        assert!(h["x-request-id"].to_str().unwrap().starts_with("req_"));
+    }
+
+    // CORS: local origins only (the gateway is on loopback).
+    for (origin, allowed) in [
+        ("http://localhost:3000", true),
+        ("https://evil.example", false),
+    ] {
+        let r = reqwest::Client::new()
+            .request(reqwest::Method::OPTIONS, format!("{}/v1/models", g.base()))
+            .header("origin", origin)
+            .header("access-control-request-method", "GET")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            r.headers().get("access-control-allow-origin").is_some(),
+            allowed,
+            "{origin}"
+        );
+    }
+    // Cross-site WebSocket hijacking: refused before the upgrade.
+    let e = ws_from(&g, "127.0.0.1", Some("https://evil.example"))
+        .await
+        .err()
+        .unwrap();
+    assert!(e.to_string().contains("403"), "{e}");
+
+    // Input validation: precise 400s that never reach the provider.
+    for (body, param) in [
+        (
+            json!({"messages": [{"role": "user", "content": "   "}]}),
+            "messages[0].content",
+        ),
+        (
+            json!({"messages": [{"role": "user", "content": "hi"}], "user": "a b"}),
+            "user",
+        ),
+        (
+            json!({"messages": [{"role": "user", "content": "x".repeat(50_001)}]}),
+            "messages[0].content",
+        ),
+    ] {
+        let (s, v) = status_of(
+            local
+                .post(format!("{}/v1/chat/completions", g.base()))
+                .json(&body),
+        )
+        .await;
+        assert_eq!(s, 400, "{v}");
+        assert_eq!(v["error"]["param"], param, "{v}");
+    }
+    assert_eq!(p.attempts("fake-ok"), 0);
+
+    // Subscribed admins see security events as they happen.
+    let mut ws = ws_from(&g, "127.0.0.1", Some(&g.base())).await.unwrap();
+    assert_eq!(
+        rpc(&mut ws, 1, "connect", json!({"key": admin})).await["ok"],
+        true
+    );
+    assert_eq!(rpc(&mut ws, 2, "subscribe", json!({})).await["ok"], true);
+    let (s, _) = status_of(
+        local
+            .post(format!("{}/api/security/blocked/add", g.base()))
+            .json(&json!({"target": "203.0.113.0/24", "reason": "scanner"})),
+    )
+    .await;
+    assert_eq!(s, 200);
+    let mut seen = false;
+    let t = Instant::now();
+    while !seen && t.elapsed() < Duration::from_secs(5) {
+        if let Ok(Some(Ok(Message::Text(t)))) =
+            tokio::time::timeout(Duration::from_secs(5), ws.next()).await
+        {
+            let v: Value = serde_json::from_str(&t).unwrap();
+            seen = v["event"] == "blocked" && v["ban"]["target"] == "203.0.113.0/24";
+        }
+    }
+    assert!(seen, "a blocked event was pushed");
+    // And the firewall: a probe for secrets is refused and recorded.
+    let (s, v) = status_of(local.get(format!("{}/.env", g.base()))).await;
+    assert_eq!(s, 403, "{v}");
+    assert_eq!(v["error"]["code"], "request_blocked");
+    let (_, inc) = g.cli(&["incidents", "--kind", "firewall_block"]);
+    assert_eq!(inc["incidents"][0]["rule"], "945100", "{inc}");
+}
