@@ -149,6 +149,7 @@ fn serve(cfg: GatewayConfig, secrets: SecretSource) -> ExitCode {
             .unwrap_or_default();
         tracing::info!("moltgate listening on http://{addr} ({threads} serving threads)");
         status::spawn_startup_check(gw.clone());
+        moltguard::gateway::history::spawn(&gw);
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let handles = workers::serve(gw, listeners, stop_rx);
         shutdown_signal().await;

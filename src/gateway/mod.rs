@@ -11,6 +11,7 @@ pub mod circuit;
 pub mod config;
 pub mod deadline;
 pub mod errors;
+pub mod history;
 pub mod json;
 pub mod provider;
 pub mod retry;
