@@ -190,11 +190,28 @@ async fn admit_inner(
         return next.run(req).await;
     }
 
-    // 3. Lockdown: loopback only (then admin only, below).
-    let lockdown = sec.mode(super::Mode::Lockdown);
     // "This machine": the local-admin addresses (SECURITY_IGNORE_IPS,
     // loopback by default); through nginx the client is the forwarded one.
     let local_admin = sec.bans.ignored(ctx.client_ip);
+
+    // The moltguard breaker, enforced here too: not closed, not served.
+    if !local_admin {
+        if let Some(b) = sec.breaker().filter(|b| !b.admits_remote(chrono::Utc::now())) {
+            return refuse(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "service_unavailable",
+                "breaker_open",
+                format!(
+                    "the moltguard breaker is {} ({}); only this machine is served until it is closed (`moltguard breaker close`)",
+                    b.state.as_str().to_uppercase(),
+                    b.reason
+                ),
+            );
+        }
+    }
+
+    // 3. Lockdown: this machine only (then admin only, below).
+    let lockdown = sec.mode(super::Mode::Lockdown);
     if lockdown && !local_admin {
         return refuse(
             StatusCode::SERVICE_UNAVAILABLE,
