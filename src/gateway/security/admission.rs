@@ -10,6 +10,7 @@ use axum::http::{HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::serve::IncomingStream;
+use tracing::Instrument;
 
 use super::keys::KeyRejection;
 use super::limits::{ConnGuard, Connections, Limited};
@@ -152,7 +153,11 @@ pub async fn admit(
         request_id: sec.next_request_id(),
     };
     let rid = HeaderValue::from_str(&ctx.request_id).ok();
-    let mut resp = admit_inner(sec, ctx, &path, req, next).await;
+    // Every log line of this request carries its id (as do incidents).
+    let span = tracing::info_span!("request", id = %ctx.request_id);
+    let mut resp = admit_inner(sec, ctx, &path, req, next)
+        .instrument(span)
+        .await;
     if let Some(rid) = rid {
         resp.headers_mut().insert("x-request-id", rid);
     }
