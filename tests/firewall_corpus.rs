@@ -75,3 +75,42 @@ fn crs_corpus_paranoia_1_false_positive_target() {
         total.fp_rate()
     );
 }
+
+/// The same corpus over real HTTP against the `moltgate` binary (the
+/// firewall runs in its admission layer, in front of every route; 403 =
+/// blocked). hyper refuses some malformed requests itself (400) before the
+/// firewall sees them: those count as not blocked.
+#[test]
+fn crs_corpus_over_http_against_moltgate() {
+    let stages = crs::load().expect("load corpus");
+    let home = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_moltgate"))
+        .arg("serve")
+        .env_clear()
+        .env("MOLTGUARD_HOME", home.path())
+        .env("MOLTGATE_LISTEN", format!("127.0.0.1:{port}"))
+        .env("OLLAMA_BASE_URL", "http://127.0.0.1:9")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
+    let t = std::time::Instant::now();
+    while std::net::TcpStream::connect(addr).is_err() {
+        assert!(t.elapsed() < std::time::Duration::from_secs(15), "moltgate did not start");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let mut target = crs::Http { addr };
+    let report = crs::run(&stages, &mut target, |s| s.paranoia == Some(1));
+    let _ = child.kill();
+    let _ = child.wait();
+    println!("{}", crs::table(&[("PL1 over HTTP (moltgate)", &report)]));
+    let total = report.total();
+    assert!(total.detection() >= 90.0, "PL1 detection over HTTP {:.1}%", total.detection());
+    assert!(total.fp_rate() <= 7.4, "PL1 false positives over HTTP {:.1}%", total.fp_rate());
+}
