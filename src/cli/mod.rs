@@ -6,6 +6,7 @@
 mod audit_cmd;
 mod auth_cmd;
 mod breaker_cmd;
+pub mod docgen;
 mod guardian_cmd;
 mod init;
 mod nginx_cmd;
@@ -86,6 +87,10 @@ enum Command {
     Uninstall(service_cmd::ServiceArgs),
     /// Bring the stack up in the foreground (init if needed, start nginx); Ctrl-C stops it.
     Up(up::UpArgs),
+    /// Print a shell completion script (see README: where to put it).
+    Completions(docgen::CompletionsArgs),
+    /// Write man pages (moltguard.1 and one per subcommand), or print the main one.
+    Man(docgen::ManArgs),
 }
 
 /// Entry point of the `moltguard` binary.
@@ -126,6 +131,8 @@ fn run(cli: Cli) -> Result<Exit, CliError> {
         Command::Install(args) => service_cmd::install(&ctx, args),
         Command::Uninstall(args) => service_cmd::uninstall(&ctx, args),
         Command::Guardian(cmd) => guardian_cmd::run(&ctx, cmd),
+        Command::Completions(args) => docgen::completions_cmd(&args),
+        Command::Man(args) => docgen::man_cmd(&ctx, &args),
     }
 }
 
