@@ -9,6 +9,7 @@ mod breaker_cmd;
 pub mod docgen;
 mod guardian_cmd;
 mod init;
+mod llm_setup;
 mod nginx_cmd;
 mod output;
 mod secrets_cmd;
