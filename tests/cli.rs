@@ -178,6 +178,11 @@ fn up_stack() -> (Stack, u16) {
 }
 
 fn spawn_up(s: &Stack, upstream: u16, extra: &[&str]) -> Child {
+    spawn_up_via(s, upstream, extra, None)
+}
+
+/// `up`, started through `wrapper` (e.g. `nohup`) if given.
+fn spawn_up_via(s: &Stack, upstream: u16, extra: &[&str], wrapper: Option<&str>) -> Child {
     let mut args: Vec<String> = vec![
         "up".into(),
         "--edge-port".into(),
@@ -187,7 +192,14 @@ fn spawn_up(s: &Stack, upstream: u16, extra: &[&str]) -> Child {
     ];
     args.extend(extra.iter().map(|a| a.to_string()));
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let mut c = s.command(&args);
+    let mut c = match wrapper {
+        None => s.command(&args),
+        Some(w) => {
+            let mut c = Command::new(w);
+            c.arg(bin()).arg("--home").arg(s.home.path()).args(&args);
+            c
+        }
+    };
     // No provider keys from the machine running the tests.
     for v in [
         "GROQ_API_KEY",
@@ -302,11 +314,7 @@ fn up_json_is_one_line_per_event_and_sigterm_stops_everything() {
     assert_eq!(first["llm"]["usable"], serde_json::json!([]), "{first}");
     let gate = first["gateway"]["pid"].as_i64().unwrap() as i32;
     let nginx = first["nginx_pid"].as_i64().unwrap() as i32;
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
-        nix::sys::signal::Signal::SIGTERM,
-    )
-    .unwrap();
+    signal(&child, nix::sys::signal::Signal::SIGTERM);
     let last: serde_json::Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
     assert_eq!(last["event"], "stopped", "{last}");
     assert_eq!(last["why"], "SIGTERM", "{last}");
@@ -335,4 +343,46 @@ fn up_says_where_nginx_is_when_the_config_points_elsewhere() {
         "{v}"
     );
     assert!(!listening(upstream), "nothing was started");
+}
+
+fn signal(child: &Child, sig: nix::sys::signal::Signal) {
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), sig).unwrap();
+}
+
+#[test]
+fn a_hangup_stops_up_unless_it_runs_under_nohup() {
+    use nix::sys::signal::Signal;
+    // The terminal closing: SIGHUP stops everything, like Ctrl-C.
+    let (s, upstream) = up_stack();
+    let mut child = spawn_up(&s, upstream, &["--no-guardian"]);
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = lines.next().unwrap().unwrap();
+    assert!(first.starts_with("moltguard is up"), "{first}");
+    signal(&child, Signal::SIGHUP);
+    let rest: Vec<String> = lines.map(Result::unwrap).collect();
+    assert!(
+        rest.iter().any(|l| l.starts_with("SIGHUP received")),
+        "{rest:?}"
+    );
+    let (code, err) = wait_for_exit(child, Duration::from_secs(30));
+    assert_eq!(code, Some(0), "{err}");
+    assert!(!listening(s.edge_port) && !listening(upstream));
+
+    // `nohup moltguard up`: the person asked to survive the hangup.
+    let (s, upstream) = up_stack();
+    let mut child = spawn_up_via(&s, upstream, &["--no-guardian"], Some("nohup"));
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = lines.next().unwrap().unwrap();
+    assert!(first.starts_with("moltguard is up"), "{first}");
+    signal(&child, Signal::SIGHUP);
+    std::thread::sleep(Duration::from_millis(700));
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "nohup'd up ended on SIGHUP"
+    );
+    assert!(listening(s.edge_port));
+    signal(&child, Signal::SIGTERM);
+    let (code, err) = wait_for_exit(child, Duration::from_secs(30));
+    assert_eq!(code, Some(0), "{err}");
+    assert!(!listening(s.edge_port) && !listening(upstream));
 }

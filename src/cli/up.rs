@@ -351,7 +351,10 @@ fn start_gateway(cfg: &crate::config::Config) -> Result<std::process::Child, Str
 /// [`wait`]: Shutdown::wait
 struct Shutdown {
     rt: tokio::runtime::Runtime,
-    signals: [(tokio::signal::unix::Signal, &'static str); 3],
+    int: tokio::signal::unix::Signal,
+    term: tokio::signal::unix::Signal,
+    /// None under `nohup`: a hangup must not stop `up` then.
+    hup: Option<tokio::signal::unix::Signal>,
 }
 
 impl Shutdown {
@@ -364,30 +367,44 @@ impl Shutdown {
             .enable_all()
             .build()
             .map_err(fail)?;
-        let signals = rt.block_on(async {
-            Ok::<_, std::io::Error>([
-                (signal(SignalKind::interrupt())?, "SIGINT"),
-                (signal(SignalKind::terminate())?, "SIGTERM"),
-                (signal(SignalKind::hangup())?, "SIGHUP"),
-            ])
-        });
-        Ok(Self {
-            signals: signals.map_err(fail)?,
-            rt,
-        })
+        let (int, term, hup) = rt
+            .block_on(async {
+                Ok::<_, std::io::Error>((
+                    signal(SignalKind::interrupt())?,
+                    signal(SignalKind::terminate())?,
+                    if hangup_ignored() {
+                        None
+                    } else {
+                        Some(signal(SignalKind::hangup())?)
+                    },
+                ))
+            })
+            .map_err(fail)?;
+        Ok(Self { rt, int, term, hup })
     }
 
     /// Blocks until one of the signals, or until nobody reads stdout any more.
     fn wait(self) -> Stop {
-        let Shutdown { rt, signals } = self;
-        let [(mut int, i), (mut term, t), (mut hup, h)] = signals;
+        let Shutdown {
+            rt,
+            mut int,
+            mut term,
+            mut hup,
+        } = self;
         rt.block_on(async move {
             let mut tick = tokio::time::interval(Duration::from_millis(200));
+            let hangup = async {
+                match hup.as_mut() {
+                    Some(h) => h.recv().await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::pin!(hangup);
             loop {
                 tokio::select! {
-                    _ = int.recv() => return Stop::Signal(i),
-                    _ = term.recv() => return Stop::Signal(t),
-                    _ = hup.recv() => return Stop::Signal(h),
+                    _ = int.recv() => return Stop::Signal("SIGINT"),
+                    _ = term.recv() => return Stop::Signal("SIGTERM"),
+                    _ = &mut hangup => return Stop::Signal("SIGHUP"),
                     _ = tick.tick() => {
                         if stdout_hung_up() {
                             return Stop::StdoutClosed;
@@ -397,4 +414,16 @@ impl Shutdown {
             }
         })
     }
+}
+
+/// Whether SIGHUP is ignored, as `nohup` leaves it: catching it then would
+/// undo what the person asked for.
+fn hangup_ignored() -> bool {
+    use nix::libc;
+    let mut current = std::mem::MaybeUninit::<libc::sigaction>::zeroed();
+    // SAFETY: with a null new action, sigaction(2) changes nothing and only
+    // writes the current disposition into `current`, valid writable memory.
+    let rc = unsafe { libc::sigaction(libc::SIGHUP, std::ptr::null(), current.as_mut_ptr()) };
+    // SAFETY: zeroed is a valid `sigaction`, and on success the kernel filled it in.
+    rc == 0 && unsafe { current.assume_init() }.sa_sigaction == libc::SIG_IGN
 }
