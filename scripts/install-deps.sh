@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # Installs what moltguard's stack and tests need besides Rust: nginx, htpasswd
-# (for cross-checking hashes), python3-venv (the OpenAI SDK compatibility test)
-# and wrk (benchmarks). Debian/Ubuntu via apt-get, macOS via Homebrew.
+# (for cross-checking hashes), python3-venv (the OpenAI SDK compatibility test),
+# wrk (benchmarks) and man (the generated man pages are rendered with `man -l`).
+# Debian/Ubuntu via apt-get, macOS via Homebrew.
 set -euo pipefail
 if command -v apt-get >/dev/null 2>&1; then
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
   export DEBIAN_FRONTEND=noninteractive
   $SUDO apt-get update -qq
   $SUDO apt-get install -y -qq --no-install-recommends \
-    nginx-light apache2-utils python3-venv python3-pip wrk ca-certificates curl >/dev/null
+    nginx-light apache2-utils python3-venv python3-pip wrk man-db ca-certificates curl >/dev/null
 elif command -v brew >/dev/null 2>&1; then
   brew install nginx wrk python
 else
