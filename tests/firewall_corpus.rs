@@ -102,7 +102,10 @@ fn crs_corpus_over_http_against_moltgate() {
     let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
     let t = std::time::Instant::now();
     while std::net::TcpStream::connect(addr).is_err() {
-        assert!(t.elapsed() < std::time::Duration::from_secs(15), "moltgate did not start");
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(15),
+            "moltgate did not start"
+        );
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
     let mut target = crs::Http { addr };
@@ -111,6 +114,14 @@ fn crs_corpus_over_http_against_moltgate() {
     let _ = child.wait();
     println!("{}", crs::table(&[("PL1 over HTTP (moltgate)", &report)]));
     let total = report.total();
-    assert!(total.detection() >= 90.0, "PL1 detection over HTTP {:.1}%", total.detection());
-    assert!(total.fp_rate() <= 7.4, "PL1 false positives over HTTP {:.1}%", total.fp_rate());
+    assert!(
+        total.detection() >= 90.0,
+        "PL1 detection over HTTP {:.1}%",
+        total.detection()
+    );
+    assert!(
+        total.fp_rate() <= 7.4,
+        "PL1 false positives over HTTP {:.1}%",
+        total.fp_rate()
+    );
 }

@@ -934,30 +934,46 @@ async fn the_gateway_enforces_the_breaker_state_file_itself() {
     let remote = client_from("127.0.0.2", Some(&key));
     let local = client_from("127.0.0.1", Some(&key));
     let models = |c: &reqwest::Client| c.get(format!("{}/v1/models", g.base()));
+    let remote_gets = async |want: u16, within: u64| {
+        eventually(Duration::from_secs(within), async || {
+            status_of(models(&remote)).await.0 == want
+        })
+        .await
+    };
     // No breaker file: a stand-alone gateway.
     assert_eq!(status_of(models(&remote)).await.0, 200);
 
     let now = chrono::Utc::now();
     store::save(&file, &BreakerRecord::initial(now)).unwrap();
-    assert!(eventually(Duration::from_secs(5), async || status_of(models(&remote)).await.0 == 503).await);
+    assert!(remote_gets(503, 5).await);
     let (_, v) = status_of(models(&remote)).await;
     assert_eq!(v["error"]["code"], "breaker_open", "{v}");
-    assert!(v["error"]["message"].as_str().unwrap().contains("moltguard breaker close"), "{v}");
-    assert_eq!(status_of(models(&local)).await.0, 200, "this machine is still served");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("moltguard breaker close"),
+        "{v}"
+    );
+    assert_eq!(
+        status_of(models(&local)).await.0,
+        200,
+        "this machine is still served"
+    );
 
     let mut closed = BreakerRecord::initial(now);
     closed.state = BreakerState::Closed;
     closed.generation = 2;
     closed.expires_at = Some(now + chrono::Duration::seconds(3));
     store::save(&file, &closed).unwrap();
-    assert!(eventually(Duration::from_secs(5), async || status_of(models(&remote)).await.0 == 200).await);
+    assert!(remote_gets(200, 5).await);
     // The lifetime runs out on its own, file unchanged.
-    assert!(eventually(Duration::from_secs(6), async || status_of(models(&remote)).await.0 == 503).await);
+    assert!(remote_gets(503, 6).await);
 
     // A damaged state file is OPEN, not "no breaker".
     closed.expires_at = None;
     store::save(&file, &closed).unwrap();
-    assert!(eventually(Duration::from_secs(5), async || status_of(models(&remote)).await.0 == 200).await);
+    assert!(remote_gets(200, 5).await);
     std::fs::write(&file, b"{ not json").unwrap();
-    assert!(eventually(Duration::from_secs(5), async || status_of(models(&remote)).await.0 == 503).await);
+    assert!(remote_gets(503, 5).await);
 }

@@ -6,8 +6,8 @@
 mod audit_cmd;
 mod auth_cmd;
 mod breaker_cmd;
-mod gateway_cmd;
 pub mod docgen;
+mod gateway_cmd;
 mod guardian_cmd;
 mod init;
 mod llm_setup;

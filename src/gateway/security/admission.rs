@@ -201,7 +201,10 @@ async fn admit_inner(
 
     // The moltguard breaker, enforced here too: not closed, not served.
     if !local_admin {
-        if let Some(b) = sec.breaker().filter(|b| !b.admits_remote(chrono::Utc::now())) {
+        if let Some(b) = sec
+            .breaker()
+            .filter(|b| !b.admits_remote(chrono::Utc::now()))
+        {
             return refuse(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "service_unavailable",

@@ -304,7 +304,11 @@ impl Security {
             Some(crate::breaker::store::StateProblem::Missing) => None,
             _ => Some(EdgeBreaker {
                 state: loaded.record.state,
-                reason: format!("{}: {}", loaded.record.reason.as_str(), loaded.record.detail),
+                reason: format!(
+                    "{}: {}",
+                    loaded.record.reason.as_str(),
+                    loaded.record.detail
+                ),
                 expires_at: loaded.record.expires_at,
             }),
         };
