@@ -52,20 +52,38 @@ pub fn run(ctx: &Ctx, args: UpArgs) -> Result<Exit, CliError> {
         ));
     }
     crate::breaker::settle(&cfg)?;
-    let nginx = find_nginx(ctx, &cfg)?;
-    nginx.test().map_err(nginx_err)?;
+    // Without nginx the gateway runs alone on loopback and enforces the
+    // breaker itself (only this machine is served until it is closed).
+    let (nginx, missing) = match find_nginx(ctx, &cfg) {
+        Ok(n) => (Some(n), None),
+        Err(e) if nginx_not_installed(&cfg) => (None, Some(e)),
+        Err(e) => return Err(e),
+    };
+    if let Some(n) = &nginx {
+        n.test().map_err(nginx_err)?;
+    }
+    let first_key = first_api_key(&cfg);
     let shutdown = Shutdown::catch()?;
-    let pid = nginx.start().map_err(nginx_err)?;
+    let pid = match &nginx {
+        Some(n) => Some(n.start().map_err(nginx_err)?),
+        None => None,
+    };
     // From here on children run: every way out below stops them, so
     // nothing may panic (printing goes through `Out`) or return early.
     let gateway = start_gateway(&cfg);
     let out = Out::default();
     let llm = llm_setup::inspect(&cfg);
-    announce(ctx, &cfg, &args, &out, pid, &gateway, &llm);
+    let edge = Edge {
+        nginx_pid: pid,
+        missing: missing.as_ref(),
+        first_key: first_key.as_deref(),
+    };
+    announce(ctx, &cfg, &args, &out, &edge, &gateway, &llm);
     let why = if out.closed() {
         Stop::StdoutClosed
     } else {
-        if !args.no_guardian {
+        // The guardian watches nginx; with no nginx it would only report that.
+        if !args.no_guardian && nginx.is_some() {
             // The guardian in the foreground: its findings and breaker
             // changes stream to stderr as log lines.
             crate::logging::init(
@@ -105,7 +123,10 @@ pub fn run(ctx: &Ctx, args: UpArgs) -> Result<Exit, CliError> {
         );
         let _ = child.wait();
     }
-    let stopped = nginx.stop(Duration::from_secs(5));
+    let stopped = match &nginx {
+        Some(n) => n.stop(Duration::from_secs(5)),
+        None => Ok(()),
+    };
     if ctx.json {
         out.json(&serde_json::json!({
             "ok": stopped.is_ok(),
@@ -113,10 +134,33 @@ pub fn run(ctx: &Ctx, args: UpArgs) -> Result<Exit, CliError> {
             "why": why.code(),
         }));
     } else {
-        out.line("moltgate and nginx stopped");
+        out.line(if nginx.is_some() {
+            "moltgate and nginx stopped"
+        } else {
+            "moltgate stopped"
+        });
     }
     stopped.map_err(nginx_err)?;
     Ok(Exit::Ok)
+}
+
+/// nginx is not installed at all (not merely misconfigured).
+fn nginx_not_installed(cfg: &Config) -> bool {
+    cfg.settings.nginx.binary.is_none()
+        && exec::resolve("nginx", None, exec::NGINX_CANDIDATES).is_err()
+}
+
+/// On a setup's first run the gateway has no keys, so nobody could use
+/// it: make one admin key and show it once.
+fn first_api_key(cfg: &Config) -> Option<String> {
+    use crate::gateway::security::{keys, scope::Scopes, store::Store};
+    let store = Store::open(&cfg.layout.state_dir).ok()?;
+    if !store.keys().ok()?.is_empty() {
+        return None;
+    }
+    let k = keys::generate("first key (moltguard up)", Scopes::admin(), None, None, &[]);
+    store.insert_key(&k.row).ok()?;
+    Some(k.plaintext)
 }
 
 /// The nginx to run, or an error that says exactly how to get one.
@@ -214,21 +258,37 @@ impl Stop {
 }
 
 /// What is up, for a person (text) or a script (one JSON line).
+/// The edge as `up` found it.
+struct Edge<'a> {
+    nginx_pid: Option<i32>,
+    /// Why there is no nginx (and how to install it).
+    missing: Option<&'a CliError>,
+    /// A key made for this first run, shown once.
+    first_key: Option<&'a str>,
+}
+
 fn announce(
     ctx: &Ctx,
     cfg: &Config,
     args: &UpArgs,
     out: &Out,
-    nginx_pid: i32,
+    edge: &Edge<'_>,
     gateway: &Result<std::process::Child, String>,
     llm: &llm_setup::LlmSetup,
 ) {
+    let nginx_pid = edge.nginx_pid;
     let addr = probe::probe_address(cfg.settings.edge.listen_address, cfg.settings.edge.port);
     let prefix = init::command_prefix(cfg);
     let gateway_log = cfg.layout.log_dir.join("moltgate.log");
     let nginx_logs = cfg.layout.managed_prefix().join("logs");
-    let served = probe::probe(addr, Duration::from_secs(2));
-    let next = if crate::auth::htpasswd::auth_problem(&cfg.layout.htpasswd).is_some() {
+    let served = match nginx_pid {
+        Some(_) => probe::probe(addr, Duration::from_secs(2)).map_err(|e| e.to_string()),
+        None => Err("no nginx".to_string()),
+    };
+    let next = if nginx_pid.is_none() {
+        // Closing the breaker needs the edge: install nginx first (said above).
+        Vec::new()
+    } else if crate::auth::htpasswd::auth_problem(&cfg.layout.htpasswd).is_some() {
         vec![
             format!("{prefix} auth add-user NAME"),
             format!("{prefix} breaker close --for 30m"),
@@ -253,24 +313,35 @@ fn announce(
             },
             "breaker": match &served {
                 Ok(s) => serde_json::json!({"state": s.state, "generation": s.generation}),
-                Err(e) => serde_json::json!({"error": e.to_string()}),
+                Err(e) => serde_json::json!({"error": e}),
             },
+            "nginx_missing": edge.missing.map(|e| serde_json::json!({"error": e.message, "hint": e.hint})),
+            "api_key": edge.first_key,
             "llm": llm,
-            "guardian": !args.no_guardian,
+            "guardian": !args.no_guardian && nginx_pid.is_some(),
             "next_steps": next,
         }));
         return;
     }
     out.line("moltguard is up (Ctrl-C stops everything it started)");
-    out.line(format!(
-        "  edge:     http://{addr}/  (nginx pid {nginx_pid})"
-    ));
+    match (nginx_pid, edge.missing) {
+        (Some(pid), _) => out.line(format!("  edge:     http://{addr}/  (nginx pid {pid})")),
+        (None, Some(e)) => {
+            out.line(format!("  edge:     not running: {}", e.message));
+            out.line(format!("            {}", e.hint));
+            out.line("            meanwhile moltgate runs alone on loopback and enforces the breaker itself: only this machine is served until it is closed");
+        }
+        (None, None) => out.line("  edge:     not running"),
+    }
     match gateway {
-        Ok(child) => out.line(format!(
-            "  gateway:  moltgate (pid {}) on http://127.0.0.1:{}/ behind the edge (OpenAI-compatible /v1/...)",
+        Ok(child) => {
+            out.line(format!(
+            "  gateway:  moltgate (pid {}) on http://127.0.0.1:{}/ {} (OpenAI-compatible /v1/...)",
             child.id(),
             cfg.settings.edge.upstream_port,
-        )),
+            if nginx_pid.is_some() { "behind the edge" } else { "on loopback" },
+        ))
+        }
         Err(why) => out.line(format!("  gateway:  not started: {why}")),
     }
     for l in llm.lines(&prefix) {
@@ -287,9 +358,26 @@ fn announce(
             s.state.label(),
             s.generation
         )),
+        Err(_) if nginx_pid.is_none() => out.line(format!(
+            "  breaker:  {} (enforced by moltgate)",
+            crate::breaker::store::load(&cfg.layout.state_file(), chrono::Utc::now())
+                .record
+                .state
+                .label()
+        )),
         Err(e) => out.line(format!("  breaker:  edge probe failed: {e}")),
     }
+    match edge.first_key {
+        Some(k) => {
+            out.line(format!("  api key:  {k}"));
+            out.line(format!("            (admin; shown only now: keep it. Give agents narrower keys: `{prefix} keys create --label agent --scopes operator.write`)"));
+        }
+        None => out.line(format!(
+            "  api keys: `{prefix} keys list`; clients send `Authorization: Bearer <key>`"
+        )),
+    }
     match next.as_slice() {
+        [] => {}
         [one] => out.line(format!(
             "next: `{one}` to let traffic through for half an hour"
         )),
@@ -302,7 +390,11 @@ fn announce(
                 .join(", then ")
         )),
     }
-    if args.no_guardian {
+    if nginx_pid.is_none() {
+        out.line(
+            "guardian: not started (it watches nginx); run `up` again once nginx is installed",
+        );
+    } else if args.no_guardian {
         out.line("guardian: off (--no-guardian); nothing opens the breaker for you");
     } else {
         out.line(format!(
