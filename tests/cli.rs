@@ -7,7 +7,7 @@
 mod stack;
 
 use stack::*;
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -314,6 +314,28 @@ fn up_json_is_one_line_per_event_and_sigterm_stops_everything() {
     assert_eq!(first["llm"]["usable"], serde_json::json!([]), "{first}");
     let gate = first["gateway"]["pid"].as_i64().unwrap() as i32;
     let nginx = first["nginx_pid"].as_i64().unwrap() as i32;
+    // The first run makes one admin key, which moltgate accepts.
+    let key = first["api_key"].as_str().expect("a first key").to_string();
+    let models = |auth: Option<&str>| {
+        let mut c = TcpStream::connect(("127.0.0.1", upstream)).unwrap();
+        let auth = auth
+            .map(|k| format!("Authorization: Bearer {k}\r\n"))
+            .unwrap_or_default();
+        write!(
+            c,
+            "GET /v1/models HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{auth}\r\n"
+        )
+        .unwrap();
+        let mut r = String::new();
+        let _ = std::io::Read::read_to_string(&mut c, &mut r);
+        r
+    };
+    let t = Instant::now();
+    while !listening(upstream) && t.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(models(Some(&key)).starts_with("HTTP/1.1 200"));
+    assert!(models(None).starts_with("HTTP/1.1 401"));
     signal(&child, nix::sys::signal::Signal::SIGTERM);
     let last: serde_json::Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
     assert_eq!(last["event"], "stopped", "{last}");
