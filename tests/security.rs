@@ -440,6 +440,28 @@ async fn empty_scope_and_read_only_keys_are_refused_on_every_write_method() {
             assert_eq!(v["error"]["code"], "insufficient_scope", "{path}: {v}");
         }
     }
+    // Behind nginx's password (Authorization: Basic), the key rides in X-Api-Key.
+    let basic = local
+        .get(format!("{}/v1/models", g.base()))
+        .basic_auth("me", Some("edge password"));
+    let (s, v) = status_of(basic).await;
+    assert_eq!(s, 401);
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("X-Api-Key"),
+        "{v}"
+    );
+    let (s, _) = status_of(
+        local
+            .get(format!("{}/v1/models", g.base()))
+            .basic_auth("me", Some("edge password"))
+            .header("x-api-key", &read),
+    )
+    .await;
+    assert_eq!(s, 200);
+
     // Empty scopes cannot even read; read-only can.
     for path in [
         "/v1/models",

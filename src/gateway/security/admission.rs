@@ -374,17 +374,22 @@ fn authenticate(
     if !sec.cfg.auth_required {
         return Ok(Principal::Open);
     }
-    if let Some(auth) = parts.headers.get(axum::http::header::AUTHORIZATION) {
-        let value = auth.to_str().unwrap_or("");
-        let Some(key) = value
-            .strip_prefix("Bearer ")
-            .or_else(|| value.strip_prefix("bearer "))
+    // `Authorization: Bearer <key>`, or `X-Api-Key: <key>` for clients
+    // behind nginx's password, which takes `Authorization` for itself.
+    let header = |name| {
+        parts
+            .headers
+            .get(name)
+            .map(|v| v.to_str().unwrap_or("").trim())
+    };
+    let authorization = header(axum::http::header::AUTHORIZATION.as_str());
+    let bearer = authorization.and_then(|v| {
+        v.strip_prefix("Bearer ")
+            .or_else(|| v.strip_prefix("bearer "))
             .map(str::trim)
-        else {
-            return Err(unauthorized(
-                "the Authorization header must be `Bearer <key>`",
-            ));
-        };
+    });
+    let presented = bearer.or_else(|| header("x-api-key"));
+    if let Some(key) = presented {
         return match sec.authenticate_key(key) {
             Ok(k) => Ok(Principal::Key(k)),
             Err(why) => {
@@ -407,6 +412,13 @@ fn authenticate(
                 }))
             }
         };
+    }
+    let basic_only =
+        authorization.is_some_and(|v| v.get(..6).is_some_and(|p| p.eq_ignore_ascii_case("basic ")));
+    if authorization.is_some() && !basic_only {
+        return Err(unauthorized(
+            "the Authorization header must be `Bearer <key>`",
+        ));
     }
     let cookie = parts
         .headers
@@ -442,9 +454,11 @@ fn authenticate(
         }
         return Ok(Principal::Session);
     }
-    Err(unauthorized(
-        "missing credentials: send `Authorization: Bearer <key>` (create one with `moltguard keys create`) or log in with the gateway password",
-    ))
+    Err(unauthorized(if basic_only {
+        "nginx's password is not a moltgate key: also send the key as `X-Api-Key: <key>` (create one with `moltguard keys create`)"
+    } else {
+        "missing credentials: send `Authorization: Bearer <key>` (create one with `moltguard keys create`) or log in with the gateway password"
+    }))
 }
 
 /// A `route_layer` (it runs only for matched routes): a route missing from
