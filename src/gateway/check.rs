@@ -52,6 +52,76 @@ pub fn check_listen(cfg: &GatewayConfig) -> Result<(), String> {
     }
 }
 
+/// Who can get in: keys, the password, the modes (read-only: the
+/// database is opened, never changed beyond its creation).
+fn check_security(cfg: &GatewayConfig, secrets: &SecretSource, r: &mut Report) {
+    use super::security::store::{now_ms, Store};
+    let sec = &cfg.security;
+    if !sec.auth_required {
+        r.warnings.push("authentication is off (GATEWAY_AUTH_REQUIRED=false): anyone who reaches the port can use your providers".into());
+    }
+    match Store::open(&cfg.state_dir) {
+        Err(e) => r.errors.push(e.to_string()),
+        Ok(store) => {
+            let now = now_ms();
+            let active = store
+                .keys()
+                .map(|k| {
+                    k.iter()
+                        .filter(|k| k.revoked_at.is_none() && k.expires_at.is_none_or(|t| t > now))
+                        .count()
+                })
+                .unwrap_or(0);
+            r.info.push(format!(
+                "security database {}: {active} active API key(s)",
+                store.path().display()
+            ));
+            if active == 0 && sec.auth_required {
+                r.warnings.push("no active API key: no client can call the gateway yet; create one with `moltguard keys create --label NAME --scopes operator.write`".into());
+            }
+            for (mode, what) in [
+                (
+                    "lockdown",
+                    "lockdown is on: only admin keys from this machine are served",
+                ),
+                (
+                    "emergency",
+                    "the kill switch is on: no LLM call leaves the gateway",
+                ),
+            ] {
+                if store.setting(mode).ok().flatten().as_deref() == Some("on")
+                    || (mode == "lockdown" && sec.lockdown)
+                    || (mode == "emergency" && sec.emergency)
+                {
+                    r.warnings.push(what.into());
+                }
+            }
+        }
+    }
+    match secrets.resolve(&sec.password_ref) {
+        Ok(Some(s)) => {
+            if let Err(e) = super::security::session::Password::new(s.value.expose()) {
+                r.errors.push(e);
+            } else if s.origin == super::secrets::SecretOrigin::Environment {
+                r.warnings.push(format!("the gateway password comes from the environment ({}); store it with `moltguard secrets set {}` instead", sec.password_ref, sec.password_ref));
+            } else {
+                r.info
+                    .push(format!("gateway password: set ({})", s.origin.as_str()));
+            }
+        }
+        Ok(None) => r.info.push(format!(
+            "gateway password: not set (dashboard login off; `moltguard secrets set {}`)",
+            sec.password_ref
+        )),
+        Err(e) => r.errors.push(format!("gateway password: {e}")),
+    }
+    r.info.push(format!(
+        "firewall: {}; rate limits: {}/min per IP, {}/min per key, {} logins/hour per IP; bans after {} failures",
+        if sec.firewall { if sec.strict { "on (strict)" } else { "on" } } else { "OFF" },
+        sec.api_per_minute, sec.key_per_minute, sec.login_per_hour, sec.max_failed_auth
+    ));
+}
+
 /// Remote providers on private addresses, and metadata addresses, are
 /// refused at connect time; an IP literal can be refused right away.
 fn check_provider_address(p: &super::config::ProviderConfig) -> Result<(), String> {
@@ -142,6 +212,7 @@ pub fn check(cfg: &GatewayConfig, secrets: &SecretSource) -> Report {
             t.total.as_millis()
         ));
     }
+    check_security(cfg, secrets, &mut r);
     if cfg.providers.is_empty() {
         r.errors.push("no providers configured".into());
     } else if usable == 0 {
