@@ -2,15 +2,16 @@
 # Installs what moltguard's stack and tests need besides Rust: nginx, htpasswd
 # (for cross-checking hashes), python3-venv (the OpenAI SDK compatibility test
 # and the Selenium driver of the dashboard test), Chromium with its
-# chromedriver and a font (the dashboard test in a headless browser) and wrk
-# (benchmarks). Debian/Ubuntu via apt-get, macOS via Homebrew.
+# chromedriver and a font (the dashboard test in a headless browser), wrk
+# (benchmarks) and man (the generated man pages are rendered with `man -l`).
+# Debian/Ubuntu via apt-get, macOS via Homebrew.
 set -euo pipefail
 if command -v apt-get >/dev/null 2>&1; then
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
   export DEBIAN_FRONTEND=noninteractive
   $SUDO apt-get update -qq
   $SUDO apt-get install -y -qq --no-install-recommends \
-    nginx-light apache2-utils python3-venv python3-pip wrk ca-certificates curl \
+    nginx-light apache2-utils python3-venv python3-pip wrk man-db ca-certificates curl \
     chromium chromium-driver fonts-dejavu-core >/dev/null
 elif command -v brew >/dev/null 2>&1; then
   brew install nginx wrk python

@@ -379,14 +379,25 @@ fn absolutize(p: &Path) -> PathBuf {
     }
 }
 
-/// The documented starter config `moltguard init` writes.
+/// The documented starter config `moltguard init` writes. Without an nginx
+/// binary (none installed yet) the `binary` line is left commented out, so
+/// an nginx installed later is found in the usual places.
 pub fn starter_toml(
     edge_port: u16,
     upstream_port: u16,
     managed: bool,
-    nginx_binary: &Path,
+    nginx_binary: Option<&Path>,
     agent_homes: &[PathBuf],
 ) -> String {
+    let binary_line = match nginx_binary {
+        Some(b) => format!("binary = \"{}\"", b.display()),
+        None => format!(
+            "# No nginx was found when this file was written; until this is set, moltguard\n\
+             # looks in {} each time.\n# binary = \"{}\"",
+            crate::exec::NGINX_CANDIDATES.join(", "),
+            crate::exec::NGINX_CANDIDATES[0]
+        ),
+    };
     // TOML basic strings use JSON-compatible escapes.
     let agent_homes = agent_homes
         .iter()
@@ -421,7 +432,7 @@ upstream_port = {upstream_port}
 # Absolute path of the nginx binary. When moltguard runs as root it only runs
 # root-owned binaries by absolute path, never one found through PATH.
 # Flag: --nginx-bin, env: MOLTGUARD_NGINX.
-binary = "{binary}"
+{binary_line}
 # true: moltguard runs its own nginx on a private prefix (nginx_dir/runtime).
 # false: moltguard drives the system nginx (add the printed include line to nginx.conf).
 managed = {managed}
@@ -450,8 +461,7 @@ agent_homes = [{agent_homes}]
 web_roots = []
 # Log files to scan for leaked keys.
 log_files = []
-"#,
-        binary = nginx_binary.display(),
+"#
     )
 }
 
@@ -465,16 +475,28 @@ mod tests {
             9000,
             9001,
             true,
-            Path::new("/usr/sbin/nginx"),
+            Some(Path::new("/usr/sbin/nginx")),
             &[PathBuf::from("/home/jane")],
         );
         let s = parse(Path::new("/x/moltguard.toml"), &text).unwrap();
+        assert_eq!(
+            s.nginx.binary.as_deref(),
+            Some(Path::new("/usr/sbin/nginx"))
+        );
         assert_eq!(s.edge.port, 9000);
         assert_eq!(s.edge.upstream_port, 9001);
         assert_eq!(s.nginx.managed, Some(true));
         assert_eq!(s.nginx.verify_timeout, Duration::from_secs(5));
         assert_eq!(s.guardian.agent_homes, vec![PathBuf::from("/home/jane")]);
         assert_eq!(s.guardian.interval, Duration::from_secs(30));
+    }
+
+    #[test]
+    fn starter_config_without_nginx_leaves_the_binary_to_be_found() {
+        let text = starter_toml(9000, 9001, true, None, &[]);
+        let s = parse(Path::new("/x/moltguard.toml"), &text).unwrap();
+        assert_eq!(s.nginx.binary, None);
+        assert!(text.contains("# binary = \"/usr/sbin/nginx\""), "{text}");
     }
 
     #[test]

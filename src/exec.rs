@@ -32,7 +32,8 @@ impl ExecError {
     pub fn hint(&self) -> String {
         match self {
             ExecError::NotFound { name, .. } if name == "nginx" => {
-                "install nginx (macOS: `brew install nginx`; Debian/Ubuntu: `sudo apt-get install nginx`), \
+                "install nginx (macOS: `brew install nginx`; Debian/Ubuntu: `sudo apt-get install nginx-light`, \
+                 or `nginx` where nginx-light is not packaged), \
                  or set its absolute path with --nginx-bin / MOLTGUARD_NGINX / [nginx] binary"
                     .into()
             }
@@ -68,6 +69,13 @@ fn resolve_as(
 ) -> Result<PathBuf, ExecError> {
     if let Some(path) = configured {
         if path.is_absolute() {
+            if !path.exists() {
+                // Said as what it is, not as a failed trust check or a spawn error.
+                return Err(ExecError::NotFound {
+                    name: name.into(),
+                    looked: path.display().to_string(),
+                });
+            }
             if as_root {
                 check_root_trust(path)?;
             }
@@ -173,6 +181,16 @@ mod tests {
     fn root_accepts_a_system_binary() {
         // /bin/sh is root-owned in root-owned directories on every supported system.
         resolve_as("sh", Some(Path::new("/bin/sh")), &[], true).unwrap();
+    }
+
+    #[test]
+    fn a_configured_path_that_does_not_exist_is_not_found() {
+        for as_root in [false, true] {
+            let e = resolve_as("nginx", Some(Path::new("/nonexistent/nginx")), &[], as_root)
+                .unwrap_err();
+            assert!(matches!(e, ExecError::NotFound { .. }), "{e}");
+            assert!(e.to_string().contains("/nonexistent/nginx"), "{e}");
+        }
     }
 
     #[test]

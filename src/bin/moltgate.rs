@@ -3,7 +3,8 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
+use moltguard::cli::docgen;
 use moltguard::gateway::config::{self, GatewayConfig};
 use moltguard::gateway::secrets::SecretSource;
 use moltguard::gateway::{check, status, workers, Gateway};
@@ -34,6 +35,10 @@ enum Cmd {
     Serve,
     /// Validate the configuration and exit non-zero on any problem.
     CheckConfig,
+    /// Print a shell completion script.
+    Completions(docgen::CompletionsArgs),
+    /// Write man pages (moltgate.1 and one per subcommand), or print the main one.
+    Man(docgen::ManArgs),
 }
 
 fn main() -> ExitCode {
@@ -44,6 +49,12 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
+    // Generated from the definitions above; no config needed.
+    match &cli.cmd {
+        Some(Cmd::Completions(a)) => return docgen::run_completions(Cli::command(), a),
+        Some(Cmd::Man(a)) => return docgen::run_man(Cli::command(), a),
+        _ => {}
+    }
     let mut env = config::process_env();
     if let Some(l) = &cli.listen {
         env.insert("MOLTGATE_LISTEN".into(), l.clone());
@@ -66,6 +77,7 @@ fn main() -> ExitCode {
     match cli.cmd.unwrap_or(Cmd::Serve) {
         Cmd::CheckConfig => check_config(&cfg, &secrets),
         Cmd::Serve => serve(cfg, secrets),
+        Cmd::Completions(_) | Cmd::Man(_) => unreachable!("handled before loading the config"),
     }
 }
 
@@ -149,6 +161,7 @@ fn serve(cfg: GatewayConfig, secrets: SecretSource) -> ExitCode {
             .unwrap_or_default();
         tracing::info!("moltgate listening on http://{addr} ({threads} serving threads)");
         status::spawn_startup_check(gw.clone());
+        moltguard::gateway::history::spawn(&gw);
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let handles = workers::serve(gw, listeners, stop_rx);
         shutdown_signal().await;

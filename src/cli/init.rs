@@ -6,7 +6,7 @@ use crate::breaker;
 use crate::config::{self, Config};
 use crate::exec;
 use crate::fsutil;
-use crate::nginx::control::{self, Nginx};
+use crate::nginx::control;
 use crate::nginx::render;
 use clap::Args;
 use std::os::unix::fs::PermissionsExt;
@@ -132,8 +132,9 @@ pub fn init(ctx: &Ctx, args: &InitArgs) -> Result<InitOutcome, CliError> {
             cfg.settings.nginx.binary.as_deref(),
             exec::NGINX_CANDIDATES,
         ) {
-            Ok(p) => p,
-            Err(exec::ExecError::NotFound { .. }) => PathBuf::from(exec::NGINX_CANDIDATES[0]),
+            Ok(p) => Some(p),
+            // Not installed yet: the file leaves it to be found later.
+            Err(exec::ExecError::NotFound { .. }) => None,
             Err(e) => return Err(CliError::refused(e.to_string(), e.hint())),
         };
         let edge = args.edge_port.unwrap_or(cfg.settings.edge.port);
@@ -144,7 +145,7 @@ pub fn init(ctx: &Ctx, args: &InitArgs) -> Result<InitOutcome, CliError> {
             edge,
             upstream,
             managed,
-            &binary,
+            binary.as_deref(),
             &agent_home().into_iter().collect::<Vec<_>>(),
         );
         config::parse(&l.config_file, &text)
@@ -163,12 +164,10 @@ pub fn init(ctx: &Ctx, args: &InitArgs) -> Result<InitOutcome, CliError> {
     }
 
     let l = &cfg.layout;
-    // The nginx identity matters only when we are root; without nginx
-    // installed yet, init still writes everything.
-    let run_as = match Nginx::from_config(&cfg) {
-        Ok(n) => n.run_as(),
-        Err(_) => None,
-    };
+    // The nginx identity matters only when we are root. It does not depend
+    // on the binary: without nginx installed yet, init still writes
+    // everything, readable by the nginx installed later.
+    let run_as = control::nginx_identity(&cfg).ok().flatten();
     ensure_dir(&l.state_dir, 0o755)?;
     ensure_dir(&l.log_dir, 0o750)?;
     ensure_dir(&l.nginx_dir, 0o750)?;

@@ -6,9 +6,11 @@
 mod audit_cmd;
 mod auth_cmd;
 mod breaker_cmd;
+pub mod docgen;
 mod gateway_cmd;
 mod guardian_cmd;
 mod init;
+mod llm_setup;
 mod nginx_cmd;
 mod output;
 mod secrets_cmd;
@@ -113,6 +115,10 @@ enum Command {
         #[arg(long)]
         kind: Option<String>,
     },
+    /// Print a shell completion script (see README: where to put it).
+    Completions(docgen::CompletionsArgs),
+    /// Write man pages (moltguard.1 and one per subcommand), or print the main one.
+    Man(docgen::ManArgs),
 }
 
 /// Entry point of the `moltguard` binary.
@@ -158,6 +164,8 @@ fn run(cli: Cli) -> Result<Exit, CliError> {
         Command::KillSwitch { switch } => gateway_cmd::mode(&ctx, Mode::Emergency, switch),
         Command::Blocked(cmd) => gateway_cmd::blocked(&ctx, cmd),
         Command::Incidents { limit, kind } => gateway_cmd::incidents(&ctx, limit, kind),
+        Command::Completions(args) => docgen::completions_cmd(&args),
+        Command::Man(args) => docgen::man_cmd(&ctx, &args),
     }
 }
 

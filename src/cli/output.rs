@@ -58,7 +58,10 @@ impl CliError {
         }
     }
 
+    /// Never panics: with stdout or stderr closed there is no one to tell,
+    /// and the exit code still says it.
     pub fn print(&self, json: bool) {
+        use std::io::Write;
         if json {
             let v = serde_json::json!({
                 "ok": false,
@@ -66,11 +69,12 @@ impl CliError {
                 "hint": self.hint,
                 "exit_code": self.exit as u8,
             });
-            println!("{v}");
+            let _ = writeln!(std::io::stdout(), "{v}");
         } else {
-            eprintln!("error: {}", self.message);
+            let mut err = std::io::stderr().lock();
+            let _ = writeln!(err, "error: {}", self.message);
             if !self.hint.is_empty() {
-                eprintln!("  what to do: {}", self.hint);
+                let _ = writeln!(err, "  what to do: {}", self.hint);
             }
         }
     }
@@ -138,6 +142,55 @@ pub fn emit(json: bool, value: serde_json::Value, text: impl FnOnce()) {
     } else {
         text();
     }
+}
+
+/// Lines on stdout for a command that owns child processes (`up`).
+///
+/// `println!` panics when stdout is gone (`moltguard up | head`: once head
+/// exits, every write fails with EPIPE), and a panic would skip stopping
+/// nginx and moltgate. A failed write is remembered here instead, so the
+/// command can see it, stop what it started, and end.
+#[derive(Debug, Default)]
+pub struct Out {
+    closed: std::cell::Cell<bool>,
+}
+
+impl Out {
+    /// Prints one line; after a failed write, prints nothing more.
+    pub fn line(&self, text: impl std::fmt::Display) {
+        use std::io::Write;
+        if self.closed.get() {
+            return;
+        }
+        let mut out = std::io::stdout().lock();
+        if writeln!(out, "{text}").and_then(|_| out.flush()).is_err() {
+            self.closed.set(true);
+        }
+    }
+
+    /// One compact JSON value per line (a stream a script can read as it comes).
+    pub fn json(&self, value: &serde_json::Value) {
+        self.line(value);
+    }
+
+    /// Whether a write failed: nobody reads stdout any more.
+    pub fn closed(&self) -> bool {
+        self.closed.get()
+    }
+}
+
+/// Whether stdout's reader has gone away without a write to notice it:
+/// the write end of a pipe whose reader closed reports POLLERR (Linux) or
+/// POLLHUP (macOS), as does a hung-up terminal. A file or /dev/null never does.
+pub fn stdout_hung_up() -> bool {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    use std::os::fd::AsFd;
+    let stdout = std::io::stdout();
+    let mut fds = [PollFd::new(stdout.as_fd(), PollFlags::empty())];
+    matches!(poll(&mut fds, PollTimeout::ZERO), Ok(n) if n > 0)
+        && fds[0]
+            .revents()
+            .is_some_and(|r| r.intersects(PollFlags::POLLERR | PollFlags::POLLHUP))
 }
 
 /// "in 29m 59s" / "3m ago".

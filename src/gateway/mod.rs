@@ -12,6 +12,7 @@ pub mod config;
 pub mod dashboard;
 pub mod deadline;
 pub mod errors;
+pub mod history;
 pub mod json;
 pub mod provider;
 pub mod retry;

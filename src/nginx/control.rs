@@ -313,7 +313,7 @@ impl Nginx {
 }
 
 /// Who nginx runs as (managed) or reads files as (system), if we are root.
-fn nginx_identity(config: &Config) -> Result<Option<RunAs>, NginxError> {
+pub fn nginx_identity(config: &Config) -> Result<Option<RunAs>, NginxError> {
     if !exec::running_as_root() {
         return Ok(None);
     }

@@ -254,6 +254,9 @@ server {{
         # LLM answers stream (SSE): pass bytes through as they come.
         proxy_buffering off;
         proxy_read_timeout 300s;
+        # Long prompts and images are big; moltgate enforces its own limit
+        # (MAX_BODY_BYTES, 16 MiB) with a clear message.
+        client_max_body_size 16m;
     }}
 }}
 "#,

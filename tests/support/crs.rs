@@ -181,8 +181,23 @@ pub fn parse_raw(raw: &[u8]) -> RequestView {
     let chunked = view
         .header_str("transfer-encoding")
         .is_some_and(|t| t.to_ascii_lowercase().contains("chunked"));
+    // HTTP/1.x framing, as the server in front of the firewall applies it:
+    // a chunked body is de-chunked; otherwise Content-Length says how many
+    // bytes belong to this request (left as sent when it is not a number);
+    // without either header a request has no body (RFC 9112 §6.3), and any
+    // bytes after the head belong to the next request on the connection.
+    let content_length = view
+        .header_str("content-length")
+        .map(|v| v.trim().to_string());
     let body = if chunked {
         dechunk(body)
+    } else if let Some(cl) = content_length {
+        match cl.parse::<usize>() {
+            Ok(n) => body[..n.min(body.len())].to_vec(),
+            Err(_) => body.to_vec(),
+        }
+    } else if view.version.starts_with("HTTP/1") {
+        Vec::new()
     } else {
         body.to_vec()
     };

@@ -15,8 +15,8 @@ use Transform::Text as T;
 #[rustfmt::skip]
 pub const RULES: &[Rule] = &[
     re(933100, P, C, 1, loc::INPUT, T,
-        r"<\?(?:php[\s\x0b]|=|xml(?:\s+[^a-z]|:)|$)|\[[/\\]?php\]|\{/?php\}",
-        "PHP open/close tags (`<?php`, `<?=`, `?>`)."),
+        r"<\?(?:php[\s\x0b]|=|xml(?:\s+[^a-z]|:)|$)|<\?[\s\x0b]+(?:php\b|echo\b|print\b|\$|[a-z_][a-z0-9_]*\s*\()|\[[/\\]?php\]|\{/?php\}",
+        "PHP open tags (`<?php `, `<?=`), and a short tag `<? ` followed by PHP code (`php`, `echo`, `$x`, a call)."),
     re(933110, P, C, 1, loc::FILENAMES, T,
         r"\.\s*(?:php\d*|phtml|phpt|pht|phar|phps|inc|shtml)\s*(?:\.|$)|\.ph(?:p|tml)\W",
         "Upload of a PHP script file name (also with spaces around the dot or trailing)."),
@@ -39,8 +39,8 @@ pub const RULES: &[Rule] = &[
         r"\b[a-z_][a-z0-9_]*\s*(?:(?:/\*.*?\*/|//[^\n]*[\n\r]|#[^\n]*[\n\r]|[\r\n])\s*)+\(",
         "A call with a comment or line break between name and parenthesis (`exec//x\n(`): only code does that."),
     re(933160, P, C, 1, loc::INPUT, T,
-        r#"\b[a-z_][a-z0-9_]*(?:/\*.*?\*/|#[^\n]*\n|//[^\n]*\n)*\((?:\s*(?:["'][^"']*["']|\$[a-z_]\w*|[a-z_]\w*\s*\([^)]*\)|\d+)\s*,?)*\s*\)\s*[;.]|\b(?:echo|print|include|require|system|eval)\s+["'$]"#,
-        "A PHP-like function call statement (`foo('x');`, `echo $x`)."),
+        r#"\b[a-z_][a-z0-9_]*(?:/\*.*?\*/|#[^\n]*\n|//[^\n]*\n)*\((?:\s*(?:["'][^"']*["']|\$[a-z_]\w*|[a-z_]\w*\s*\([^)]*\)|\d+)\s*,?)*\s*\)\s*[;.]|\b(?:echo|print)\s+\$[a-z_]|\b(?:include|require)(?:_once)?\s+["'$]|\b(?:system|eval)\s+["'$]"#,
+        "A PHP-like function call statement (`foo('x');`, `echo $x`, `include '...'`). `echo \"text\"` alone is shell or prose, not PHP."),
     re(933170, P, C, 1, loc::INPUT | loc::HEADERS, T,
         r#"[oc]:\d+:"[^"]+":\d+:\{|\ba:\d+:\{(?:[isbdno]:|\})"#,
         "PHP serialized object or array (`O:8:\"stdClass\":1:{`): object injection."),

@@ -22,11 +22,11 @@ pub const RULES: &[Rule] = &[
         r"\.(?:bak|backup|bkp|old|orig|save|swp|swo|tmp|temp|copy|dist|sql|sql\.gz|dump|tar|tar\.gz|tgz|zip|rar|7z|gz)$|~$",
         "Backup, dump and archive files (`config.php.bak`, `db.sql.gz`, `site.zip`): the gateway serves none."),
     lit(945130, S, C, 1, loc::PATH, Transform::Path, &[
-        "/wp-admin", "/wp-login.php", "/wp-content/", "/wp-includes/", "/xmlrpc.php", "/phpmyadmin",
+        "/wp-admin", "/wp-login.php", "/xmlrpc.php", "/phpmyadmin",
         "/pma/", "/myadmin", "/adminer", "/cgi-bin/", "/actuator/", "/jolokia", "/console/login",
         "/manager/html", "/solr/admin", "/_ignition/", "/telescope/", "/vendor/phpunit",
         "/boaform/", "/hnap1", "/owa/auth", "/ecp/", "/autodiscover/autodiscover.xml",
         "/_profiler", "/debug/pprof", "/server-status", "/.well-known/openid-configuration/../",
     ],
-        "Well-known scanner targets (WordPress, phpMyAdmin, Spring actuator, PHPUnit RCE, router admin pages)."),
+        "Well-known scanner targets (WordPress login/admin/XML-RPC, phpMyAdmin, Spring actuator, PHPUnit RCE, router admin pages). Static asset folders (`wp-content/`, `wp-includes/`) are not probes."),
 ];

@@ -22,11 +22,11 @@ pub const RULES: &[Rule] = &[
     code(920170, P, W, 1, loc::ALL, "GET or HEAD request with a body (warning only: some clients send empty or ignored bodies)."),
     code(920171, P, C, 1, loc::ALL, "GET or HEAD request with Transfer-Encoding."),
     code(920180, P, W, 1, loc::ALL, "POST without Content-Length or Transfer-Encoding (HTTP/1.1)."),
-    code(920181, P, C, 1, loc::ALL, "Both Content-Length and Transfer-Encoding: classic request smuggling."),
+    code(920181, P, W, 1, loc::ALL, "Both Content-Length and Transfer-Encoding (warning, as in CRS: the server frames by Transfer-Encoding and drops Content-Length; blocks together with another smuggling sign)."),
     code(920182, P, C, 1, loc::ALL, "Several conflicting Content-Length headers, or a Transfer-Encoding other than chunked."),
     code(920190, P, C, 1, loc::ALL, "Range header whose last byte is before its first byte, or too many ranges."),
     code(920210, P, C, 1, loc::ALL, "Connection header asks for both keep-alive and close."),
-    code(920250, P, C, 1, loc::ALL, "Argument is not valid UTF-8 after URL decoding (overlong or truncated sequences)."),
+    code(920250, P, W, 1, loc::ALL, "Argument is not valid UTF-8 after URL decoding (overlong or truncated sequences). Warning, as in CRS (where it is opt-in): legacy 8-bit form encodings produce such bytes; blocks together with another finding."),
     code(920270, P, C, 1, loc::ALL, "NUL byte in the request target, arguments or headers."),
     code(920280, P, W, 1, loc::ALL, "Missing Host header on HTTP/1.1."),
     code(920290, P, C, 1, loc::ALL, "Empty Host header: no HTTP client sends one."),
@@ -41,11 +41,11 @@ pub const RULES: &[Rule] = &[
     code(920380, P, C, 1, loc::ALL, "More than 255 arguments."),
     code(920390, P, C, 1, loc::ALL, "Total argument size over 4 MB (non-LLM routes)."),
     code(920400, P, C, 1, loc::ALL, "Body larger than the configured maximum."),
-    code(920420, P, C, 1, loc::ALL, "Content-Type outside the allow-list (form, multipart, JSON, XML)."),
+    code(920420, P, C, 1, loc::ALL, "Content-Type of a request with a body outside the allow-list (form, multipart, JSON, XML, text/plain). A bodiless request has nothing to parse, so its Content-Type is not policed."),
     code(920430, P, C, 1, loc::ALL, "HTTP version outside HTTP/1.0, 1.1, 2, 3."),
     code(920450, P, C, 1, loc::ALL, "Restricted header (method overrides, Proxy, Lock-Token, Content-Range, If)."),
     code(920470, P, C, 1, loc::ALL, "Content-Type header is not a syntactically valid media type."),
-    code(920480, P, C, 1, loc::ALL, "Content-Type charset outside utf-8 / iso-8859-1 / iso-8859-15 / windows-1252 (utf-7 and friends bypass filters)."),
+    code(920480, P, C, 1, loc::ALL, "Content-Type charset of a request with a body outside utf-8 / iso-8859-1 / iso-8859-15 / windows-1252 (utf-7 and friends bypass filters)."),
     code(920490, P, C, 1, loc::ALL, "Too many headers, or one header too large."),
     code(920530, P, C, 1, loc::ALL, "Content-Type carries more than one charset."),
     code(920600, P, W, 1, loc::ALL, "Accept header with characters no media range contains."),
@@ -415,7 +415,9 @@ pub fn check(req: &RequestView, cfg: &FirewallConfig, hits: &mut Hits<'_>) {
         }
     }
 
-    // Content-Type.
+    // Content-Type. The allow-list and the charset policy protect body
+    // parsing: they apply when there is a body (or one is announced).
+    let has_body = !req.body.is_empty() || declared_len > 0 || !te.is_empty();
     let cts: Vec<String> = req
         .header_values("content-type")
         .map(|v| String::from_utf8_lossy(v).trim().to_string())
@@ -432,12 +434,12 @@ pub fn check(req: &RequestView, cfg: &FirewallConfig, hits: &mut Hits<'_>) {
             .to_ascii_lowercase();
         if !content_type_syntax_ok(ct) {
             hits.hit(920470, "REQUEST_HEADERS:Content-Type", ct);
-        } else if !ALLOWED_CONTENT_TYPES.contains(&media.as_str()) {
+        } else if has_body && !ALLOWED_CONTENT_TYPES.contains(&media.as_str()) {
             hits.hit(920420, "REQUEST_HEADERS:Content-Type", ct);
         }
         let lower = ct.to_ascii_lowercase();
         let cs = charsets(&lower);
-        if cs.iter().any(|c| !ALLOWED_CHARSETS.contains(&c.as_str())) {
+        if has_body && cs.iter().any(|c| !ALLOWED_CHARSETS.contains(&c.as_str())) {
             hits.hit(920480, "REQUEST_HEADERS:Content-Type", ct);
         }
         if cs.len() > 1 || lower.matches("charset").count() > 1 {

@@ -19,16 +19,43 @@ macro_rules! unix_tools {
     };
 }
 
+/// The PL1 subset after a separator, as CRS 932230/932235 at paranoia 1:
+/// commands of up to three letters that are also English words or very
+/// common (`cat`, `cut`, `dig`, `vi`, `id`, `rm`...) and the CRS-curated
+/// words (`time`, `more`, `less`, `last`, `watch`) are left to paranoia 2,
+/// where [`unix_tools!`] is used in full.
+macro_rules! unix_tools_pl1 {
+    () => {
+        r"(?:wget|curl|n(?:et)?cat|bash|z?sh|[kc]sh|tcsh|dash|python[0-9.]*|perl[0-9.]*|ruby[0-9.]*|node|nmap|whoami|uname|ifconfig|netstat|nslookup|chmod|chown|chgrp|useradd|usermod|passwd|crontab|base64|xxd|telnet|socat|busybox|sudo|mkfifo|mknod|nohup|g?awk|sed|hostname|systemctl|pkill|killall|lwp-(?:download|request|mirror|get)|fetch|tftp|ssh|scp|rsync|sftp|gcc|make|chattr|setfacl|host|traceroute|tracepath|ping6?|env|printenv|xargs|eval|exec|sleep|tac|strings|hexdump|openssl|gpg|unzip|gzip|gunzip|bzip2|7z|install|rmdir|touch|mkdir|echo|printf|ls|kill|df|free|uptime|head|tail|grep|egrep|fgrep|find|locate|which|whereis|file|stat|column|sort|uniq|wc|diff|cmp|nano|emacs|pico|jq|timeout|nice|chroot|mount|umount|iptables|nft|tcpdump|wireshark|tshark|route|ssh-keygen|batch|screen|tmux|script|expect|tclsh|wish|java|javac|jrunscript|jjs|gdb|strace|ltrace|docker|kubectl|podman|crictl|gcloud|svn|flock|cpulimit|perf|taskset|ionice|stdbuf|setsid|runuser|doas|pkexec|toybox|ansible(?:-[a-z]+)?|chef|puppet|salt|irb|gcc[0-9.]*|clang|bsdtar|aptitude|yum|dnf|dpkg|yarn|cscli)"
+    };
+}
+
+/// The PL1 subset at the start of a value, as CRS 932250/932260 at
+/// paranoia 1: a value that merely *starts* with a common command name
+/// (`bash -c ...`, `curl x`, `echo x`, `find . -name`) is left to paranoia 2.
+macro_rules! unix_tools_start_pl1 {
+    () => {
+        r"(?:wget|n(?:et)?cat|z?sh|[kc]sh|tcsh|perl[0-9.]*|whoami|uname|netstat|chgrp|useradd|usermod|base64|xxd|telnet|socat|busybox|sudo|mkfifo|mknod|nohup|sed|pkill|lwp-(?:download|request|mirror|get)|ssh|scp|rsync|sftp|gcc|traceroute|tracepath|env|printenv|xargs|gpg|gzip|gunzip|bzip2|7z|rmdir|printf|ls|df|uptime|egrep|fgrep|whereis|wc|diff|jq|timeout|umount|nft|javac|jjs|gdb|kubectl|podman|crictl|gcloud|svn|setsid|runuser|doas|pkexec|toybox|ansible(?:-[a-z]+)?|irb|gcc[0-9.]*|bsdtar|yum|dnf|cscli)"
+    };
+}
+
 /// RCE rules.
 #[rustfmt::skip]
 pub const RULES: &[Rule] = &[
     re(932100, U, C, 1, loc::INPUT | loc::HEADERS | loc::UA | loc::REFERER, Cmd,
+        concat!(r"(?:[;&|`\n]|\$\(|\$\{|\|\||&&)\s*(?:\{\s*)?(?:[a-z]*/)*(?:s?bin/)?", unix_tools_pl1!(),
+            r"(?:\s+(?:-{1,2}[a-z0-9]|/|~|\$|\.\.?/)|\s*(?:[|;&<>`)}]|$)|/)"),
+        "A command separator followed by a unix command and an option, path, redirect or end of input. Commands that are common words (`cat`, `cut`, `vi`, `time`) only at paranoia 2 (932102), as in CRS."),
+    re(932102, U, C, 2, loc::INPUT | loc::HEADERS | loc::UA | loc::REFERER, Cmd,
         concat!(r"(?:[;&|`\n]|\$\(|\$\{|\|\||&&)\s*(?:\{\s*)?(?:[a-z]*/)*(?:s?bin/)?", unix_tools!(),
             r"(?:\s+(?:-{1,2}[a-z0-9]|/|~|\$|\.\.?/)|\s*(?:[|;&<>`)}]|$)|/)"),
-        "A command separator followed by a unix command and an option, path, redirect or end of input."),
+        "932100 with every command, including common words (`;cat /path`, `` `cut x` ``, `;vi -c`): paranoia 2, as CRS 932236."),
     re(932101, U, C, 1, loc::INPUT, Cmd,
+        concat!(r"^\s*(?:(?:time|nohup|strace|ltrace|nice|sudo|doas|env|exec|command|builtin|xargs|stdbuf|setsid|flock\s+(?:-\S+\s+)*\S+|cpulimit(?:\s+-\S+(?:\s+\d+)?)*|timeout\s+\d+\w?|taskset\s+\S+|ionice)\s+)+(?:[a-z]*/)*", unix_tools_pl1!(), r"\b|^\s*(?:[a-z]*/)*(?:s?bin/)?", unix_tools_start_pl1!(), r"\s+(?:-{1,2}[a-z0-9]+\s+\S|/[a-z]|~/)"),
+        "A whole argument that is a unix command with an option and operand, or a path (`wget -O x http://`, `ls -la /`). A value that merely starts with a common command (`bash -c x`, `cat /x`, `curl x`) only at paranoia 2 (932103), as in CRS."),
+    re(932103, U, C, 2, loc::INPUT, Cmd,
         concat!(r"^\s*(?:(?:time|nohup|strace|ltrace|nice|sudo|doas|env|exec|command|builtin|xargs|stdbuf|setsid|flock\s+(?:-\S+\s+)*\S+|cpulimit(?:\s+-\S+(?:\s+\d+)?)*|timeout\s+\d+\w?|taskset\s+\S+|ionice)\s+)+(?:[a-z]*/)*", unix_tools!(), r"\b|^\s*(?:[a-z]*/)*(?:s?bin/)?", unix_tools!(), r"\s+(?:-{1,2}[a-z0-9]+\s+\S|/[a-z]|~/)"),
-        "A whole argument that is a unix command with an option and operand, or a path (`cat /etc/x`, `ls -la /`)."),
+        "932101 with every command (`cat /etc/x`, `bash -c x`): paranoia 2."),
     re(932106, U, C, 1, loc::INPUT, Cmd,
         r"[;&|`\n]\s*[a-z][a-z0-9_.+-]*\s*<<<|\$shell\s+-[a-z]*c\b|\$\{?shell\}?\s",
         "Here-strings (`cmd<<<input`) and `$SHELL -c`: shell-only syntax."),
@@ -57,11 +84,14 @@ pub const RULES: &[Rule] = &[
     ],
         "PowerShell cmdlets and .NET download idioms; never present in API arguments."),
     re(932125, W, C, 1, loc::INPUT, Cmd,
-        r"(?:^|[;&|`\n]|\$\()\s*(?:iwr|iex|irm|iwmi|icm|saps|sajb|gci|gc|gwmi|ls|dir|cat|type|copy|cp|del|rm|rmdir|ri|mv|move|echo|curl|wget|start|sleep|ps|kill|spps|cd|sl|pwd|gl|ni|mkdir|md|sc|set|sv|gv|clc|cls|h|history|r|invoke-[a-z]+)\s+(?:-[a-z]|https?://|[a-z]:|\\|\$|\.\\|/)",
-        "A separator followed by a PowerShell alias with an argument (`;iwr http://`)."),
+        r"(?:^|[;&|`\n]|\$\()\s*(?:iwr|iex|irm|iwmi|icm|saps|sajb|gci|gc|gwmi|ls|dir|cp|del|rm|rmdir|ri|mv|spps|cd|sl|gl|ni|md|sc|sv|gv|clc|cls|invoke-[a-z]+)\s+(?:-[a-z]|https?://|[a-z]:|\\|\$|\.\\|/)",
+        "A separator followed by a PowerShell alias with an argument (`;iwr http://`). Aliases that are also unix commands or words (`cat`, `echo`, `curl`, `type`, `set`) are left to the unix rules, as in CRS."),
     re(932130, U, C, 1, loc::INPUT | loc::HEADERS, Text,
-        concat!(r"\$\([^)]+\)|\$\{[^}]+\}|<\([^)]+\)|>\([^)]+\)|`\s*(?:[a-z]*/)*", unix_tools!(), r"\b[^`]*`"),
-        "Shell expansions: command substitution `$(...)`, backticks, `${...}`, process substitution `<(...)`."),
+        r"\$\([^)]+\)|\$\{[^}]+\}|<\([^)]+\)|>\([^)]+\)",
+        "Shell expansions: command substitution `$(...)`, `${...}`, process substitution `<(...)`. Backticks are a separator for 932100 (PL1 commands) and 932132 (paranoia 2), as in CRS."),
+    re(932132, U, C, 2, loc::INPUT | loc::HEADERS, Text,
+        concat!(r"`\s*(?:[a-z]*/)*", unix_tools!(), r"\b[^`]*`"),
+        "Backtick command substitution with any command (`` `cut x` ``): paranoia 2, as CRS 932200."),
     re(932140, W, C, 1, loc::INPUT, Text,
         r"\b(?:if(?:\s*/i)?(?:\s+not)?(?:\s+exist\b|\s+defined\b|\s+errorlevel\b|\s+cmdextversion\b|(?:\s|\().*(?:\bgeq\b|\bequ\b|\bneq\b|\bleq\b|\bgtr\b|\blss\b)|(?:\s|\().*==)|for(?:\s*/[dflr][^%]*)?\s+%+[^\s]+\s+in\s*\(.*\)\s*do\b)",
         "Windows batch `IF EXIST`/`IF %x% EQU`/`FOR %%G IN (...) DO` constructs."),
@@ -81,17 +111,20 @@ pub const RULES: &[Rule] = &[
         r"(?:/[a-z.]*[?*][a-z.?*]*){2,}|\b[a-z]+(?:''|\x22\x22|\\)[a-z]+(?:''|\x22\x22|\\)?[a-z]*\s+/|\$\{?ifs\b|\$@[a-z]|\b[a-z]+\$[0-9@*][a-z]+\b",
         "Bash evasion: glob paths (`/e??/p?ss??`), quote/backslash splitting (`c''at /`), `$IFS`, `$@` padding."),
     re(932220, U, C, 1, loc::INPUT, Cmd,
+        concat!(r"\|\s*(?:[a-z]*/)*", unix_tools_pl1!(), r"\b"),
+        "A pipe into a unix command (common-word commands only at paranoia 2, 932221)."),
+    re(932221, U, C, 2, loc::INPUT, Cmd,
         concat!(r"\|\s*(?:[a-z]*/)*", unix_tools!(), r"\b"),
-        "A pipe into a unix command."),
+        "A pipe into any unix command, including common words (`| cat`, `| tee`): paranoia 2."),
     re(932230, U, C, 1, loc::INPUT, Cmd,
         r"(?:^|[;&|`\n]|\$\()\s*(?:cat|more|less|head|tail|nl|tac|od|xxd|strings)\s+[^\s]*(?:/etc/|/proc/|\.ssh|\.bash|\.env|passwd|shadow)",
         "A separator and a file reader aimed at system files."),
     re(932235, U, C, 1, loc::INPUT, Cmd,
-        r"(?:[;&|`\n]|\$\()\s*(?:find\s+/[^\s]*\s+-(?:name|exec|perm|type)|cd\s+/[a-z]*\s*(?:[;&|]|$)|column\s+[a-z/]+|ls\s+-[a-z]+|ls\s*$|id\s*$|uname\s+-[a-z]+|ps\s+-?[a-z]*\s*$|ps\s*$|env\s*$|set\s*$|w\s*$|pwd\s*$|whoami\s*$)",
-        "Reconnaissance commands after a separator (`;id`, `;ls -la`, `;find / -name`)."),
+        r"(?:[;&|`\n]|\$\()\s*(?:find\s+/[^\s]*\s+-(?:name|exec|perm|type)|cd\s+/[a-z]*\s*(?:[;&|]|$)|column\s+[a-z/]+|ls\s+-[a-z]+|ls\s*$|id\s*$|uname\s+-[a-z]+|ps\s+-?[a-z]*\s*$|ps\s*$|env\s*$|set\s*$|w\s*$|pwd\s*$|whoami\s*$|(?:who|whois|last(?:log(?:in)?)?|dmesg|df|hostname|vmstat|iostat|htop|reboot|shutdown|su|mysql|psql|aptitude)\s*$)",
+        "Reconnaissance commands after a separator (`;id`, `;ls -la`, `;find / -name`), and commands that need no argument at the end of a value (`;who`, `;last`), as CRS 932340."),
     re(932250, U, C, 1, loc::INPUT, Cmd,
-        r"(?:^|[;&|`\n]|\$\()\s*(?:[a-z]*/)*(?:ba|da|z|k|c|tc|fi|a)?sh\s+-[a-z]*c\b|(?:^|[\s;&|])(?:c99|c89|gcc|cc)\s+-wrapper\s",
-        "`sh -c`, `bash -c` and compiler `-wrapper` tricks: running a command string."),
+        r"(?:[;&|`\n]|\$\()\s*(?:[a-z]*/)*(?:ba|da|z|k|c|tc|fi|a)?sh\s+-[a-z]*c\b|^\s*(?:[a-z]*/)*(?:z|k|c|tc)?sh\s+-[a-z]*c\b|(?:^|[\s;&|])(?:c99|c89|gcc|cc)\s+-wrapper\s",
+        "`sh -c`, `bash -c` and compiler `-wrapper` tricks: running a command string. A value that starts with `bash -c` (a quoted command line) counts only after a separator, as in CRS 932250/932260."),
     re(932260, U, C, 1, loc::INPUT, Cmd,
         r"^(?:python[0-9.]*|perl[0-9.]*|ruby[0-9.]*|php[0-9.]*|node|lua[0-9.]*)(?:\s+-[a-z]*[ec]\b|\s+[a-z0-9_./-]+$)|^printf\s+\S+\s+(?:\S+\s+)*\|\s*(?:rev|sh|bash)|\|\s*(?:ba)?sh\s*$",
         "Interpreter invoked with inline code (`python -c`, `perl -e`) or output piped into a shell."),
@@ -114,7 +147,7 @@ pub const RULES: &[Rule] = &[
         r"\(\s*(?:ba|da|z|k|c|tc)?sh\s*\)|/dev/(?:tcp|udp)/|\d?>&?\s*\$\w+/(?:tcp|udp)/|\b(?:ba|da|z|k|c)?sh\$[a-z_{]+",
         "Reverse-shell and padding idioms: `(sh)`, `/dev/tcp/host/port`, `sh$X`."),
     re(932131, U, C, 1, loc::INPUT, Text,
-        r"\$\[|/[a-z]*\[[a-z0-9/\\-]{1,10}\][a-z]*(?:/|$)",
+        r"\$\[|/[a-z0-9_]*\[[^\]]{1,10}\][a-z]*(?:/|$)",
         "Bash arithmetic `$[...]` and bracket globs inside paths (`/bi[n]/bash`, `/usr/[a-z]in/`)."),
     re(932261, U, C, 1, loc::INPUT, Cmd,
         r"^\s*(?:[a-z]*/)*(?:ansible(?:-[a-z]+)?|chef-[a-z]+|visudo|cscli|whoami|ifconfig|netstat|nslookup|msfconsole|msfvenom|useradd|usermod|systemctl|nmap|ncat|netcat|socat|perf\s+-)\b",

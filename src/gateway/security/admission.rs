@@ -10,6 +10,7 @@ use axum::http::{HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::serve::IncomingStream;
+use tracing::Instrument;
 
 use super::keys::KeyRejection;
 use super::limits::{ConnGuard, Connections, Limited};
@@ -152,7 +153,11 @@ pub async fn admit(
         request_id: sec.next_request_id(),
     };
     let rid = HeaderValue::from_str(&ctx.request_id).ok();
-    let mut resp = admit_inner(sec, ctx, &path, req, next).await;
+    // Every log line of this request carries its id (as do incidents).
+    let span = tracing::info_span!("request", id = %ctx.request_id);
+    let mut resp = admit_inner(sec, ctx, &path, req, next)
+        .instrument(span)
+        .await;
     if let Some(rid) = rid {
         resp.headers_mut().insert("x-request-id", rid);
     }
@@ -190,11 +195,31 @@ async fn admit_inner(
         return next.run(req).await;
     }
 
-    // 3. Lockdown: loopback only (then admin only, below).
-    let lockdown = sec.mode(super::Mode::Lockdown);
     // "This machine": the local-admin addresses (SECURITY_IGNORE_IPS,
     // loopback by default); through nginx the client is the forwarded one.
     let local_admin = sec.bans.ignored(ctx.client_ip);
+
+    // The moltguard breaker, enforced here too: not closed, not served.
+    if !local_admin {
+        if let Some(b) = sec
+            .breaker()
+            .filter(|b| !b.admits_remote(chrono::Utc::now()))
+        {
+            return refuse(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "service_unavailable",
+                "breaker_open",
+                format!(
+                    "the moltguard breaker is {} ({}); only this machine is served until it is closed (`moltguard breaker close`)",
+                    b.state.as_str().to_uppercase(),
+                    b.reason
+                ),
+            );
+        }
+    }
+
+    // 3. Lockdown: this machine only (then admin only, below).
+    let lockdown = sec.mode(super::Mode::Lockdown);
     if lockdown && !local_admin {
         return refuse(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -352,17 +377,22 @@ fn authenticate(
     if !sec.cfg.auth_required {
         return Ok(Principal::Open);
     }
-    if let Some(auth) = parts.headers.get(axum::http::header::AUTHORIZATION) {
-        let value = auth.to_str().unwrap_or("");
-        let Some(key) = value
-            .strip_prefix("Bearer ")
-            .or_else(|| value.strip_prefix("bearer "))
+    // `Authorization: Bearer <key>`, or `X-Api-Key: <key>` for clients
+    // behind nginx's password, which takes `Authorization` for itself.
+    let header = |name| {
+        parts
+            .headers
+            .get(name)
+            .map(|v| v.to_str().unwrap_or("").trim())
+    };
+    let authorization = header(axum::http::header::AUTHORIZATION.as_str());
+    let bearer = authorization.and_then(|v| {
+        v.strip_prefix("Bearer ")
+            .or_else(|| v.strip_prefix("bearer "))
             .map(str::trim)
-        else {
-            return Err(unauthorized(
-                "the Authorization header must be `Bearer <key>`",
-            ));
-        };
+    });
+    let presented = bearer.or_else(|| header("x-api-key"));
+    if let Some(key) = presented {
         return match sec.authenticate_key(key) {
             Ok(k) => Ok(Principal::Key(k)),
             Err(why) => {
@@ -385,6 +415,13 @@ fn authenticate(
                 }))
             }
         };
+    }
+    let basic_only =
+        authorization.is_some_and(|v| v.get(..6).is_some_and(|p| p.eq_ignore_ascii_case("basic ")));
+    if authorization.is_some() && !basic_only {
+        return Err(unauthorized(
+            "the Authorization header must be `Bearer <key>`",
+        ));
     }
     let cookie = parts
         .headers
@@ -420,9 +457,11 @@ fn authenticate(
         }
         return Ok(Principal::Session);
     }
-    Err(unauthorized(
-        "missing credentials: send `Authorization: Bearer <key>` (create one with `moltguard keys create`) or log in with the gateway password",
-    ))
+    Err(unauthorized(if basic_only {
+        "nginx's password is not a moltgate key: also send the key as `X-Api-Key: <key>` (create one with `moltguard keys create`)"
+    } else {
+        "missing credentials: send `Authorization: Bearer <key>` (create one with `moltguard keys create`) or log in with the gateway password"
+    }))
 }
 
 /// A `route_layer` (it runs only for matched routes): a route missing from

@@ -5,7 +5,9 @@
 //!
 //! 1. connection cap (over it, only `/health` is answered);
 //! 2. real client IP ([`client_ip`]), then the ban list ([`bans`]);
-//! 3. lockdown (only loopback, then only admin keys);
+//! 3. the moltguard breaker (`state/breaker.json`): while it is not
+//!    closed, only this machine is served (a damaged file counts as open);
+//!    then lockdown (only this machine, then only admin keys);
 //! 4. the request firewall (`crate::firewall`), whose blocks count toward bans;
 //! 5. the per-IP rate limit ([`limits`]);
 //! 6. authentication (API key or password session) and the scope the
@@ -170,6 +172,26 @@ pub struct Security {
     /// Bound to loopback: the default CORS origins are localhost ones.
     pub loopback: bool,
     dropped: AtomicU64,
+    breaker: RwLock<Option<EdgeBreaker>>,
+    breaker_file: std::path::PathBuf,
+}
+
+/// The moltguard breaker as the gateway enforces it itself (the embedded
+/// default when nginx is absent, and a second line behind nginx): while it
+/// is not closed, only the local-admin addresses are served.
+#[derive(Debug, Clone)]
+pub struct EdgeBreaker {
+    pub state: crate::breaker::state::BreakerState,
+    pub reason: String,
+    pub expires_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+impl EdgeBreaker {
+    /// Whether non-local clients are served at `now`.
+    pub fn admits_remote(&self, now: chrono::DateTime<chrono::Utc>) -> bool {
+        self.state == crate::breaker::state::BreakerState::Closed
+            && self.expires_at.is_none_or(|t| t > now)
+    }
 }
 
 /// Where the security state lives and how the gateway is bound.
@@ -225,8 +247,11 @@ impl Security {
             dropped: AtomicU64::new(0),
             keys: RwLock::default(),
             store: Mutex::new(store),
+            breaker: RwLock::default(),
+            breaker_file: init.state_dir.join("breaker.json"),
             cfg,
         });
+        sec.refresh_breaker();
         // Modes switched on by the environment at start are recorded (and
         // so persist until switched off on purpose).
         for (mode, on) in [
@@ -268,6 +293,33 @@ impl Security {
         }
         self.seen_version.store(version, Ordering::Release);
         Ok(())
+    }
+
+    /// Re-reads `breaker.json`. No file: a stand-alone gateway without a
+    /// moltguard breaker. A file that does not load: OPEN (fail closed).
+    pub fn refresh_breaker(&self) {
+        let now = chrono::Utc::now();
+        let loaded = crate::breaker::store::load(&self.breaker_file, now);
+        let value = match loaded.problem {
+            Some(crate::breaker::store::StateProblem::Missing) => None,
+            _ => Some(EdgeBreaker {
+                state: loaded.record.state,
+                reason: format!(
+                    "{}: {}",
+                    loaded.record.reason.as_str(),
+                    loaded.record.detail
+                ),
+                expires_at: loaded.record.expires_at,
+            }),
+        };
+        *self.breaker.write().unwrap_or_else(|e| e.into_inner()) = value;
+    }
+
+    pub fn breaker(&self) -> Option<EdgeBreaker> {
+        self.breaker
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     fn reload_if_changed(&self) {
@@ -558,6 +610,7 @@ fn spawn_maintenance(sec: Weak<Security>) {
                 std::thread::sleep(Duration::from_secs(1));
                 let Some(sec) = sec.upgrade() else { return };
                 sec.reload_if_changed();
+                sec.refresh_breaker();
                 if ticks.is_multiple_of(60) {
                     sec.housekeeping();
                 }
