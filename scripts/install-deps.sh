@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs what moltguard's stack and tests need besides Rust: nginx, htpasswd
-# (for cross-checking hashes), python3-venv (the OpenAI SDK compatibility test),
-# wrk (benchmarks) and man (the generated man pages are rendered with `man -l`).
+# (for cross-checking hashes), python3-venv (the OpenAI SDK compatibility test
+# and the Selenium driver of the dashboard test), Chromium with its
+# chromedriver and a font (the dashboard test in a headless browser), wrk
+# (benchmarks) and man (the generated man pages are rendered with `man -l`).
 # Debian/Ubuntu via apt-get, macOS via Homebrew.
 set -euo pipefail
 if command -v apt-get >/dev/null 2>&1; then
@@ -9,9 +11,12 @@ if command -v apt-get >/dev/null 2>&1; then
   export DEBIAN_FRONTEND=noninteractive
   $SUDO apt-get update -qq
   $SUDO apt-get install -y -qq --no-install-recommends \
-    nginx-light apache2-utils python3-venv python3-pip wrk man-db ca-certificates curl >/dev/null
+    nginx-light apache2-utils python3-venv python3-pip wrk man-db ca-certificates curl \
+    chromium chromium-driver fonts-dejavu-core >/dev/null
 elif command -v brew >/dev/null 2>&1; then
   brew install nginx wrk python
+  # The dashboard test looks for Debian's /usr/bin/chromium and
+  # /usr/bin/chromedriver; elsewhere it is skipped (outside CI).
 else
   echo "install nginx (1.18 or newer), python3 with venv, and wrk with your package manager" >&2
   exit 1

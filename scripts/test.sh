@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The test command from README: every test, against a real nginx.
 # Needs nginx installed (scripts/install-deps.sh); sets up the Python venv
-# for the OpenAI SDK compatibility test on first run.
+# for the OpenAI SDK compatibility test and the dashboard's browser test
+# (Selenium) on first run, and again when one of them is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 nginx_bin=""
@@ -13,7 +14,7 @@ if [ -z "$nginx_bin" ]; then
   exit 1
 fi
 if [ -d .venv ] || [ -f tests/compat/requirements.txt ]; then
-  if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c "import openai" 2>/dev/null; then
+  if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c "import openai, selenium" 2>/dev/null; then
     python3 -m venv .venv
     .venv/bin/pip install -q -r tests/compat/requirements.txt
   fi

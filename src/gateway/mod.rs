@@ -9,6 +9,7 @@
 pub mod check;
 pub mod circuit;
 pub mod config;
+pub mod dashboard;
 pub mod deadline;
 pub mod errors;
 pub mod history;

@@ -43,6 +43,7 @@ pub fn router(gw: Arc<Gateway>) -> Router {
         .route("/api/logout", post(rpc::logout))
         .route("/api/{*method}", get(rpc::rest).post(rpc::rest))
         .route("/ws", get(rpc::ws))
+        .merge(super::dashboard::routes())
         .fallback(|| async {
             ApiError::new(
                 StatusCode::NOT_FOUND,

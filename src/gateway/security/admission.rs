@@ -348,7 +348,10 @@ async fn admit_inner(
             }
         },
     };
-    if lockdown && principal.is_none() && path != "/api/login" {
+    // Public routes stay open to this machine in lockdown: the login, the
+    // dashboard page (it holds no data) and /ws (it authenticates in its
+    // first frame and then serves only admins in lockdown).
+    if lockdown && principal.is_none() && access != Access::Public {
         return refuse(
             StatusCode::SERVICE_UNAVAILABLE,
             "service_unavailable",

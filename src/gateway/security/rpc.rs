@@ -279,6 +279,7 @@ async fn dashboard(gw: &Arc<Gateway>) -> Result<Value, RpcError> {
     Ok(json!({
         "modes": modes(sec),
         "breaker": read_json("breaker.json"),
+        "breaker_history": crate::gateway::dashboard::audit_tail(&state_dir, 20),
         "guardian": read_json("guardian.json"),
         "providers": status::status_json(gw),
         "latency": latency,
