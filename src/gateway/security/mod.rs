@@ -331,8 +331,17 @@ impl Security {
             }
         };
         if changed {
-            if let Err(e) = self.reload() {
-                tracing::warn!("cannot reload security state (keeping the current one): {e:#}");
+            match self.reload() {
+                // Another process (the CLI) changed keys, bans or modes:
+                // live dashboards refresh now rather than at their next poll.
+                Ok(()) => self.publish(json!({
+                    "event": "modes",
+                    "source": "database",
+                    "modes": {"lockdown": self.mode(Mode::Lockdown), "emergency": self.mode(Mode::Emergency)},
+                })),
+                Err(e) => {
+                    tracing::warn!("cannot reload security state (keeping the current one): {e:#}")
+                }
             }
         }
     }
