@@ -19,6 +19,7 @@ pub mod secrets;
 pub mod server;
 pub mod status;
 pub mod stream;
+pub mod upstream;
 pub mod workers;
 
 mod metrics;
