@@ -1,14 +1,23 @@
 #!/usr/bin/env bash
 # moltgate benchmark: the fake provider alone (direct), moltgate in front of
 # it, and nginx proxy_pass in front of it, at 1 and 64 connections with wrk.
-# Prints p50/p99 latency, added latency vs direct, requests/s, and RSS.
+# Prints p50/p99 latency, added latency vs direct, requests/s, CPU time per
+# request, and RSS.
 #
 # Usage: bench/gateway.sh [DURATION]      (default 10s per run)
+#        ROUNDS=5 bench/gateway.sh 5s     (64-connection rounds, default 3)
+#
+# On a shared machine a single pair of runs can be off by 2x, so the
+# 64-connection runs alternate moltgate and nginx ROUNDS times and the table
+# shows medians; the ratio is the median of each round's own ratio. CPU time
+# per request (from /proc/PID/stat: moltgate, nginx's workers, the fake
+# provider for "direct") is steadier than req/s under foreign load.
 # Needs: wrk, nginx (non-root, private prefix), a release build (done here).
 # Everything listens on 127.0.0.1 only and stops when the script exits.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DUR=${1:-10s}
+ROUNDS=${ROUNDS:-3}
 FAKE_PORT=${FAKE_PORT:-18101}
 GW_PORT=${GW_PORT:-18102}
 NGX_PORT=${NGX_PORT:-18103}
@@ -38,7 +47,8 @@ wait_port() {
 }
 
 target/release/examples/fake_provider "127.0.0.1:$FAKE_PORT" >/dev/null &
-PIDS+=($!)
+FAKE_PID=$!
+PIDS+=($FAKE_PID)
 
 cat >"$TMP/moltgate.toml" <<TOML
 default_provider = "fake"
@@ -76,9 +86,11 @@ http {
 }
 NGX
 "$NGINX" -p "$TMP/nginx" -c "$TMP/nginx/nginx.conf" 2>"$TMP/nginx/logs/stderr.log" &
-PIDS+=($!)
+NGX_PID=$!
+PIDS+=($NGX_PID)
 
 wait_port "$FAKE_PORT"; wait_port "$GW_PORT"; wait_port "$NGX_PORT"
+NGX_WORKERS=$(pgrep -P "$NGX_PID" | tr '\n' ' ')
 
 cat >"$TMP/post.lua" <<'LUA'
 wrk.method = "POST"
@@ -99,15 +111,24 @@ done
 # Convert wrk's "45.12us" / "1.20ms" / "1.00s" to microseconds.
 to_us() { awk -v v="$1" 'BEGIN{ n=v+0; if (v ~ /us$/) print n; else if (v ~ /ms$/) print n*1000; else if (v ~ /s$/) print n*1000000; else print n }'; }
 
-declare -A P50 P99 RPS
-run() { # name port conns threads
-  local out
-  wrk -t"$4" -c"$3" -d"$DUR" --latency -s "$TMP/post.lua" "http://127.0.0.1:$2/v1/chat/completions" >"$TMP/wrk.out"
+# CPU time (user + system, clock ticks) used so far by the given processes.
+cpu_ticks() { local t=0 p; for p in "$@"; do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat"))); done; echo "$t"; }
+HZ=$(getconf CLK_TCK)
+median() { printf '%s\n' "$@" | sort -g | awk '{a[NR] = $1} END {print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2}'; }
+
+declare -A P50 P99 RPS CPU
+run() { # name port conns threads pid... (the processes whose CPU time to count)
+  local name=$1 port=$2 c=$3 t=$4 out t0 n
+  shift 4
+  t0=$(cpu_ticks "$@")
+  wrk -t"$t" -c"$c" -d"$DUR" --latency -s "$TMP/post.lua" "http://127.0.0.1:$port/v1/chat/completions" >"$TMP/wrk.out"
   out=$(cat "$TMP/wrk.out")
-  if grep -q "Non-2xx" <<<"$out"; then echo "$1 c=$3: non-2xx responses!"; grep -E "Non-2xx|Socket errors" <<<"$out"; fi
-  P50[$1/$3]=$(to_us "$(awk '$1=="50%"{print $2}' <<<"$out")")
-  P99[$1/$3]=$(to_us "$(awk '$1=="99%"{print $2}' <<<"$out")")
-  RPS[$1/$3]=$(awk '/^Requests\/sec/{print $2}' <<<"$out")
+  if grep -q "Non-2xx" <<<"$out"; then echo "$name c=$c: non-2xx responses!"; grep -E "Non-2xx|Socket errors" <<<"$out"; fi
+  n=$(awk '/requests in/ {print $1}' <<<"$out")
+  P50[$name/$c]=$(to_us "$(awk '$1=="50%"{print $2}' <<<"$out")")
+  P99[$name/$c]=$(to_us "$(awk '$1=="99%"{print $2}' <<<"$out")")
+  RPS[$name/$c]=$(awk '/^Requests\/sec/{print $2}' <<<"$out")
+  CPU[$name/$c]=$(awk -v d=$(($(cpu_ticks "$@") - t0)) -v n="$n" -v hz="$HZ" 'BEGIN {printf "%.1f", n ? d * 1e6 / hz / n : 0}')
 }
 
 echo "== warm-up"
@@ -115,27 +136,51 @@ for port in "$FAKE_PORT" "$GW_PORT" "$NGX_PORT"; do
   wrk -t1 -c4 -d2s -s "$TMP/post.lua" "http://127.0.0.1:$port/v1/chat/completions" >/dev/null
 done
 
-for c in 1 64; do
-  t=1; [ "$c" -gt 1 ] && t=2
-  echo "== $c connection(s), $DUR each"
-  run direct "$FAKE_PORT" "$c" "$t"
-  run moltgate "$GW_PORT" "$c" "$t"
-  run nginx "$NGX_PORT" "$c" "$t"
+echo "== 1 connection, $DUR each"
+run direct "$FAKE_PORT" 1 1 "$FAKE_PID"
+run moltgate "$GW_PORT" 1 1 "$GW_PID"
+run nginx "$NGX_PORT" 1 1 $NGX_WORKERS
+
+echo "== 64 connections, $DUR each: direct, then $ROUNDS rounds of moltgate and nginx"
+run direct "$FAKE_PORT" 64 2 "$FAKE_PID"
+declare -A R
+RATIOS=()
+for r in $(seq 1 "$ROUNDS"); do
+  # Alternate which goes first, so a load trend does not favour one side.
+  if ((r % 2)); then
+    run moltgate "$GW_PORT" 64 2 "$GW_PID"
+    run nginx "$NGX_PORT" 64 2 $NGX_WORKERS
+  else
+    run nginx "$NGX_PORT" 64 2 $NGX_WORKERS
+    run moltgate "$GW_PORT" 64 2 "$GW_PID"
+  fi
+  for n in moltgate nginx; do
+    R[P50/$n]+="${P50[$n/64]} "; R[P99/$n]+="${P99[$n/64]} "
+    R[RPS/$n]+="${RPS[$n/64]} "; R[CPU/$n]+="${CPU[$n/64]} "
+  done
+  RATIOS+=("$(awk -v a="${RPS[moltgate/64]}" -v b="${RPS[nginx/64]}" 'BEGIN{printf "%.2f", a/b}')")
+  printf '   round %d: moltgate %8s req/s %5s us CPU/req   nginx %8s req/s %5s us CPU/req   ratio %s   (load %s)\n' \
+    "$r" "${RPS[moltgate/64]}" "${CPU[moltgate/64]}" "${RPS[nginx/64]}" "${CPU[nginx/64]}" "${RATIOS[-1]}" "$(cut -d' ' -f1 /proc/loadavg)"
+done
+for n in moltgate nginx; do
+  # shellcheck disable=SC2086 # word splitting of the per-round lists is intended
+  { P50[$n/64]=$(median ${R[P50/$n]}); P99[$n/64]=$(median ${R[P99/$n]}); RPS[$n/64]=$(median ${R[RPS/$n]}); CPU[$n/64]=$(median ${R[CPU/$n]}); }
 done
 RSS_LOADED=$(rss_kb "$GW_PID")
 
 echo
-printf '%-9s %5s %10s %10s %12s %12s %10s\n' path conns p50_us p99_us added_p50_us added_p99_us req/s
+printf '%-9s %5s %10s %10s %12s %12s %10s %10s\n' path conns p50_us p99_us added_p50_us added_p99_us req/s cpu_us/req
 for c in 1 64; do
   for n in direct moltgate nginx; do
     k=$n/$c
     ap50=$(awk -v a="${P50[$k]}" -v b="${P50[direct/$c]}" 'BEGIN{printf "%.1f", a-b}')
     ap99=$(awk -v a="${P99[$k]}" -v b="${P99[direct/$c]}" 'BEGIN{printf "%.1f", a-b}')
-    printf '%-9s %5s %10s %10s %12s %12s %10s\n' "$n" "$c" "${P50[$k]}" "${P99[$k]}" "$ap50" "$ap99" "${RPS[$k]}"
+    printf '%-9s %5s %10s %10s %12s %12s %10s %10s\n' "$n" "$c" "${P50[$k]}" "${P99[$k]}" "$ap50" "$ap99" "${RPS[$k]}" "${CPU[$k]}"
   done
 done
+echo "(64 connections: moltgate and nginx rows are medians of $ROUNDS rounds; cpu_us/req of direct is the fake provider's)"
 echo
-ratio=$(awk -v a="${RPS[moltgate/64]}" -v b="${RPS[nginx/64]}" 'BEGIN{printf "%.2f", a/b}')
-echo "moltgate/nginx throughput at 64 connections: ${ratio}x   (target >= 0.70x)"
+ratio=$(median "${RATIOS[@]}")
+echo "moltgate/nginx throughput at 64 connections: ${ratio}x median of ${RATIOS[*]}   (target >= 0.70x)"
 echo "moltgate RSS: idle $((RSS_IDLE / 1024)) MiB ($RSS_IDLE kB), after load $((RSS_LOADED / 1024)) MiB ($RSS_LOADED kB)   (target idle <= 30 MB)"
 echo "targets at 1 connection: added p50 <= 300 us, added p99 <= 1000 us"

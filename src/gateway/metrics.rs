@@ -2,9 +2,52 @@
 //! Labels carry provider names, model names and error classes only — never
 //! keys, URLs or message text.
 
+use std::sync::{Mutex, OnceLock};
+
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
+
+/// Outcome of a chat completion request (`outcome` label of the request metrics).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Ok,
+    Error,
+    ClientError,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ok => "ok",
+            Self::Error => "error",
+            Self::ClientError => "client_error",
+        }
+    }
+}
+
+/// Resolved children of the per-request metrics. `with_label_values` hashes
+/// the labels and takes a lock on every call; the hot path resolves each
+/// child once and keeps it. Children are still created on first use, so
+/// `/metrics` shows exactly the series it showed before.
+struct Outcomes {
+    requests: [OnceLock<IntCounter>; 3],
+    duration: [OnceLock<Histogram>; 3],
+}
+
+/// A successful route's children: `upstream_requests{provider,model,"ok"}`
+/// and `upstream_latency{provider,model}`.
+struct RouteOk {
+    provider: String,
+    model: String,
+    requests: IntCounter,
+    latency: Histogram,
+}
+
+/// Most (provider, model) pairs remembered per serving thread; past that,
+/// children are looked up each time (still correct, only slower).
+const ROUTE_CACHE: usize = 64;
 
 pub struct Metrics {
     registry: Registry,
@@ -17,6 +60,9 @@ pub struct Metrics {
     pub fallbacks: IntCounterVec,
     pub breaker_state: IntGaugeVec,
     pub stream_aborts: IntCounterVec,
+    outcomes: Outcomes,
+    /// One list per serving thread (no contention), see [`super::workers`].
+    routes_ok: Box<[Mutex<Vec<RouteOk>>]>,
 }
 
 const BUCKETS: &[f64] = &[
@@ -110,6 +156,56 @@ impl Metrics {
             fallbacks,
             breaker_state,
             stream_aborts,
+            outcomes: Outcomes {
+                requests: Default::default(),
+                duration: Default::default(),
+            },
+            routes_ok: (0..super::workers::count())
+                .map(|_| Mutex::new(Vec::new()))
+                .collect(),
+        }
+    }
+
+    /// Count a finished chat request, and observe how long it took to start
+    /// answering (`None` for client errors, which are only counted).
+    pub fn request_done(&self, outcome: Outcome, elapsed_secs: Option<f64>) {
+        let i = outcome as usize;
+        self.outcomes.requests[i]
+            .get_or_init(|| self.requests.with_label_values(&[outcome.as_str()]))
+            .inc();
+        if let Some(secs) = elapsed_secs {
+            self.outcomes.duration[i]
+                .get_or_init(|| self.request_duration.with_label_values(&[outcome.as_str()]))
+                .observe(secs);
+        }
+    }
+
+    /// A successful upstream attempt: `upstream_requests{provider, model, "ok"}`
+    /// and its latency. `model` is already bounded by [`label`].
+    pub fn upstream_ok(&self, provider: &str, model: &str, secs: f64) {
+        let slot = &self.routes_ok[super::workers::index() % self.routes_ok.len()];
+        let mut routes = slot.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(r) = routes
+            .iter()
+            .find(|r| r.model == model && r.provider == provider)
+        {
+            r.requests.inc();
+            r.latency.observe(secs);
+            return;
+        }
+        let requests = self
+            .upstream_requests
+            .with_label_values(&[provider, model, "ok"]);
+        let latency = self.upstream_latency.with_label_values(&[provider, model]);
+        requests.inc();
+        latency.observe(secs);
+        if routes.len() < ROUTE_CACHE {
+            routes.push(RouteOk {
+                provider: provider.to_owned(),
+                model: model.to_owned(),
+                requests,
+                latency,
+            });
         }
     }
 

@@ -22,6 +22,7 @@ pub mod security;
 pub mod server;
 pub mod status;
 pub mod stream;
+pub mod upstream;
 pub mod workers;
 
 mod metrics;

@@ -9,6 +9,7 @@
 //! The attempt future owns the upstream request: dropping it (client gone)
 //! drops the connection at once.
 
+use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::pin::Pin;
 use std::sync::Mutex;
@@ -18,6 +19,7 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use eventsource_stream::{EventStreamError, Eventsource};
 use futures_util::{Stream, StreamExt};
+use reqwest::header::HeaderValue;
 use serde_json::Value;
 use tokio::time::{timeout_at, Instant};
 
@@ -28,6 +30,7 @@ use super::json;
 use super::retry::{classify_status, Failure, Phase};
 use super::secrets::{SecretOrigin, SecretString};
 use super::security::ssrf::{self, GuardedResolver};
+use super::upstream;
 
 /// Latency samples kept per provider for status and the dashboard.
 const HISTORY: usize = 512;
@@ -87,12 +90,23 @@ pub struct Provider {
     pub key_error: Option<String>,
     pub breaker: Breaker,
     pub stats: Mutex<Stats>,
+    /// The name as the `x-moltgate-provider` response header.
+    pub name_header: Option<HeaderValue>,
+    /// `Authorization: Bearer <key>`, built once (marked sensitive).
+    auth_header: Option<HeaderValue>,
+    /// For plain-http upstreams: hyper's client, one pool per serving thread.
+    direct: Option<DirectPath>,
+}
+
+struct DirectPath {
+    target: upstream::Target,
+    clients: Vec<upstream::Direct>,
 }
 
 /// Upstream SSE events, owned by whoever consumes them.
 pub type UpstreamEvents = Pin<
     Box<
-        dyn Stream<Item = Result<eventsource_stream::Event, EventStreamError<reqwest::Error>>>
+        dyn Stream<Item = Result<eventsource_stream::Event, EventStreamError<upstream::Error>>>
             + Send,
     >,
 >;
@@ -118,32 +132,53 @@ impl Provider {
         key_error: Option<String>,
         breaker: BreakerConfig,
     ) -> anyhow::Result<Self> {
+        let settings = upstream::Settings {
+            connect_timeout: cfg.timeouts.connect,
+            pool_idle_timeout: Duration::from_secs(60),
+        };
         let clients = (0..super::workers::count())
-            .map(|_| {
-                reqwest::Client::builder()
-                    .connect_timeout(cfg.timeouts.connect)
-                    .pool_idle_timeout(Duration::from_secs(60))
-                    .tcp_nodelay(true)
-                    // Never follow redirects with a key attached; retries are ours to decide.
-                    .redirect(reqwest::redirect::Policy::none())
-                    .retry(reqwest::retry::never())
-                    .user_agent(concat!("moltgate/", env!("CARGO_PKG_VERSION")))
-                    // Every resolution is checked against the SSRF rules.
-                    .dns_resolver(GuardedResolver::new(&cfg.name, cfg.local))
-                    .build()
-            })
+            .map(|_| upstream::reqwest_client(settings, GuardedResolver::new(&cfg.name, cfg.local)))
             .collect::<Result<Vec<_>, _>>()?;
         let chat_url = reqwest::Url::parse(&format!("{}/chat/completions", cfg.base_url))?;
-        // An IP literal is never resolved, so it is checked here.
-        if let Some(ip) = chat_url
+        // An IP literal is never resolved, so it is checked here; names are
+        // checked by the resolver on every connect (reqwest path only).
+        let literal = chat_url
             .host_str()
-            .and_then(|h| h.trim_matches(['[', ']']).parse::<std::net::IpAddr>().ok())
-        {
+            .and_then(|h| h.trim_matches(['[', ']']).parse::<std::net::IpAddr>().ok());
+        if let Some(ip) = literal {
             if let Some(why) = ssrf::refusal(&cfg.name, cfg.local, ip) {
                 anyhow::bail!(why);
             }
         }
+        let name_header = HeaderValue::from_str(&cfg.name).ok();
+        // A key that is not a valid header value is left to `bearer_auth`,
+        // which reports it on each attempt as before.
+        let auth_header = key.as_ref().and_then(|k| {
+            let mut v = HeaderValue::from_str(&format!("Bearer {}", k.expose())).ok()?;
+            v.set_sensitive(true);
+            Some(v)
+        });
+        // Plain-http upstreams at an IP literal (checked just above) skip
+        // reqwest (see `upstream`), unless a proxy is configured or the key
+        // cannot be a header (reqwest reports that). A host name goes
+        // through reqwest, whose resolver applies the SSRF rules.
+        let direct = if literal.is_some()
+            && upstream::direct_ok(&chat_url)
+            && (key.is_none() || auth_header.is_some())
+        {
+            upstream::Target::new(&chat_url).map(|target| DirectPath {
+                target,
+                clients: (0..super::workers::count())
+                    .map(|_| upstream::Direct::new(settings))
+                    .collect(),
+            })
+        } else {
+            None
+        };
         Ok(Self {
+            name_header,
+            auth_header,
+            direct,
             chat_url,
             cfg,
             clients,
@@ -192,17 +227,54 @@ impl Provider {
         &self.clients[super::workers::index() % self.clients.len()]
     }
 
+    /// Send the chat request; resolves when the answer's headers are in.
+    async fn send(&self, body: Bytes) -> Result<upstream::Response, upstream::Error> {
+        if let Some(d) = &self.direct {
+            let headers = [
+                Some((
+                    reqwest::header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/json"),
+                )),
+                self.auth_header
+                    .clone()
+                    .map(|v| (reqwest::header::AUTHORIZATION, v)),
+                (self.cfg.kind == super::config::ProviderKind::OpenRouter).then(|| {
+                    (
+                        reqwest::header::HeaderName::from_static("x-title"),
+                        HeaderValue::from_static("moltgate"),
+                    )
+                }),
+            ];
+            let req = d.target.post(headers.into_iter().flatten(), body);
+            let client = &d.clients[super::workers::index() % d.clients.len()];
+            return client.send(req).await;
+        }
+        self.request(body)
+            .send()
+            .await
+            .map(upstream::Response::Reqwest)
+            .map_err(upstream::Error::Reqwest)
+    }
+
     fn request(&self, body: Bytes) -> reqwest::RequestBuilder {
         let mut rb = self
             .client()
             .post(self.chat_url.clone())
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .header(
+                reqwest::header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            )
             .body(body);
-        if let Some(k) = &self.key {
+        if let Some(v) = &self.auth_header {
+            rb = rb.header(reqwest::header::AUTHORIZATION, v.clone());
+        } else if let Some(k) = &self.key {
             rb = rb.bearer_auth(k.expose());
         }
         if self.cfg.kind == super::config::ProviderKind::OpenRouter {
-            rb = rb.header("X-Title", "moltgate");
+            rb = rb.header(
+                reqwest::header::HeaderName::from_static("x-title"),
+                HeaderValue::from_static("moltgate"),
+            );
         }
         rb
     }
@@ -227,7 +299,7 @@ impl Provider {
             overall: overall_binds(limit),
         };
 
-        let resp = match timeout_at(headers_by.instant(), self.request(body).send()).await {
+        let resp = match timeout_at(headers_by.instant(), self.send(body)).await {
             Err(_) => return Err(timeout(Phase::Headers, headers_by.instant())),
             Ok(Err(e)) => return Err(send_error(e, t.connect, redactor)),
             Ok(Ok(r)) => r,
@@ -265,6 +337,8 @@ impl Provider {
         }
 
         // Buffered answer: every chunk must come within `idle`, all by `budget`.
+        // A one-chunk answer (the usual case) is used as it came, not copied.
+        let mut only: Option<Bytes> = None;
         let mut buf = Vec::new();
         let mut resp = resp;
         loop {
@@ -292,13 +366,20 @@ impl Provider {
                 }
                 Ok(Err(e)) => {
                     return Err(Failure::Cut {
-                        detail: redactor.redact(&root_cause(&e.without_url())),
+                        detail: redactor.redact(&e.cause()),
                     })
                 }
                 Ok(Ok(None)) => break,
                 Ok(Ok(Some(c))) => {
-                    buf.extend_from_slice(&c);
-                    if buf.len() > MAX_BODY {
+                    if buf.is_empty() && only.is_none() {
+                        only = Some(c);
+                    } else {
+                        if let Some(first) = only.take() {
+                            buf.extend_from_slice(&first);
+                        }
+                        buf.extend_from_slice(&c);
+                    }
+                    if only.as_ref().map_or(buf.len(), Bytes::len) > MAX_BODY {
                         return Err(Failure::Malformed {
                             detail: format!("answer larger than {} MiB", MAX_BODY >> 20),
                         });
@@ -306,7 +387,8 @@ impl Provider {
                 }
             }
         }
-        let (body, model) = label_full(&buf, self.name(), route_model, redactor)?;
+        let buf = only.as_deref().unwrap_or(&buf);
+        let (body, model) = label_full(buf, self.name(), route_model, redactor)?;
         Ok(Answer::Full { body, model })
     }
 
@@ -332,7 +414,7 @@ impl Provider {
 /// Read the stream until the first content chunk, so that anything failing
 /// before it can still fall back to the next route.
 async fn first_content(
-    resp: reqwest::Response,
+    resp: upstream::Response,
     idle: Duration,
     budget: Deadline,
     start: Instant,
@@ -469,7 +551,7 @@ pub fn truncate(s: &str, max: usize) -> String {
 }
 
 async fn read_body(
-    mut resp: reqwest::Response,
+    mut resp: upstream::Response,
     idle_by: Instant,
     by: Instant,
     max: usize,
@@ -495,10 +577,10 @@ pub fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
     cur.to_string()
 }
 
-fn stream_error(e: &EventStreamError<reqwest::Error>) -> String {
+fn stream_error(e: &EventStreamError<upstream::Error>) -> String {
     match e {
         EventStreamError::Transport(t) => {
-            let t = reqwest_without_url_ref(t);
+            let t = t.cause_ref();
             if t.is_empty() {
                 "connection closed mid-stream".into()
             } else {
@@ -509,25 +591,15 @@ fn stream_error(e: &EventStreamError<reqwest::Error>) -> String {
     }
 }
 
-fn reqwest_without_url_ref(e: &reqwest::Error) -> String {
-    // `root_cause` never prints the top-level message, which is where the URL lives.
-    let inner = root_cause(e);
-    if inner.contains("://") {
-        "connection error".into()
-    } else {
-        inner
-    }
-}
-
-fn send_error(e: reqwest::Error, connect: Duration, redactor: &Redactor) -> Failure {
-    if e.is_connect() && e.is_timeout() {
+fn send_error(e: upstream::Error, connect: Duration, redactor: &Redactor) -> Failure {
+    if e.is_connect_timeout() {
         return Failure::Timeout {
             phase: Phase::Connect,
             ms: connect.as_millis() as u64,
             overall: false,
         };
     }
-    let detail = redactor.redact(&root_cause(&e.without_url()));
+    let detail = redactor.redact(&e.cause());
     Failure::Connect { detail }
 }
 
@@ -575,17 +647,21 @@ fn label_full(
     }
     let upstream = fields
         .get("model")
-        .and_then(|m| serde_json::from_str::<String>(m.get()).ok())
+        .and_then(|m| json::str_value(m))
         .filter(|m| !m.is_empty())
-        .unwrap_or_else(|| route_model.to_string());
+        .unwrap_or(Cow::Borrowed(route_model));
+    let mut labelled = String::with_capacity(provider.len() + 1 + upstream.len());
+    labelled.push_str(provider);
+    labelled.push('/');
+    labelled.push_str(&upstream);
     let mut w = json::ObjectWriter::with_capacity(buf.len() + provider.len());
-    for (k, v) in &fields {
+    for (k, v) in fields.iter() {
         if k != "model" {
             w.raw(k, v.get());
         }
     }
-    w.string("model", &format!("{provider}/{upstream}"));
-    Ok((Bytes::from(w.finish()), upstream))
+    w.string("model", &labelled);
+    Ok((Bytes::from(w.finish()), upstream.into_owned()))
 }
 
 /// The request body sent upstream: the client's top-level fields, with the
@@ -593,8 +669,8 @@ fn label_full(
 pub fn upstream_body(client: &json::Fields<'_>, model: &str, stream: bool) -> Bytes {
     let mut w =
         json::ObjectWriter::with_capacity(client.values().map(|v| v.get().len() + 16).sum());
-    for (k, v) in client {
-        let drop = match k.as_str() {
+    for (k, v) in client.iter() {
+        let drop = match k {
             "model" | "stream" | "fallbacks" => true,
             "stream_options" => !stream,
             _ => false,
@@ -608,4 +684,156 @@ pub fn upstream_body(client: &json::Fields<'_>, model: &str, stream: bool) -> By
         w.raw("stream", "true");
     }
     Bytes::from(w.finish())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gateway::config::{ProviderKind, Timeouts};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A raw HTTP/1.1 upstream; the answer depends on a word in the body.
+    async fn upstream() -> std::net::SocketAddr {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        tokio::spawn(async move {
+            loop {
+                let (mut s, _) = l.accept().await.unwrap();
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    let mut tmp = [0u8; 4096];
+                    loop {
+                        let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+                            match s.read(&mut tmp).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => buf.extend_from_slice(&tmp[..n]),
+                            }
+                            continue;
+                        };
+                        let head = String::from_utf8_lossy(&buf[..end]).to_lowercase();
+                        let len: usize = head
+                            .lines()
+                            .find_map(|l| l.strip_prefix("content-length:"))
+                            .map_or(0, |v| v.trim().parse().unwrap());
+                        while buf.len() < end + 4 + len {
+                            match s.read(&mut tmp).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => buf.extend_from_slice(&tmp[..n]),
+                            }
+                        }
+                        let body =
+                            String::from_utf8_lossy(&buf[end + 4..end + 4 + len]).to_string();
+                        buf.drain(..end + 4 + len);
+                        let reply = |status: &str, ctype: &str, extra: &str, b: &str| {
+                            format!(
+                                "HTTP/1.1 {status}\r\ncontent-type: {ctype}\r\n{extra}content-length: {}\r\n\r\n{b}",
+                                b.len()
+                            )
+                        };
+                        let out = if body.contains("m-ok") {
+                            reply(
+                                "200 OK",
+                                "application/json",
+                                "",
+                                r#"{"id":"x","choices":[{"index":0,"message":{"role":"assistant","content":"hi"},"finish_reason":"stop"}],"model":"up-model","usage":{"total_tokens":2}}"#,
+                            )
+                        } else if body.contains("m-429") {
+                            reply(
+                                "429 Too Many Requests",
+                                "application/json",
+                                "retry-after: Wed, 21 Oct 2037 07:28:00 GMT\r\n",
+                                r#"{"error":{"message":"slow down","type":"rate_limit"}}"#,
+                            )
+                        } else if body.contains("m-bad") {
+                            reply("200 OK", "application/json", "", "[1,2]")
+                        } else if body.contains("m-sse") {
+                            let b = "data: {\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\"}}],\"model\":\"up\"}\n\ndata: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"a\"}}]}\n\ndata: {\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\n\ndata: [DONE]\n\n";
+                            reply("200 OK", "text/event-stream", "", b)
+                        } else {
+                            // Cut: promise 100 bytes, send 10, close.
+                            let _ = s
+                                .write_all(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{\"choices\"")
+                                .await;
+                            return;
+                        };
+                        if s.write_all(out.as_bytes()).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        addr
+    }
+
+    fn provider(base_url: String, direct: bool) -> Provider {
+        let cfg = ProviderConfig {
+            name: "p".into(),
+            kind: ProviderKind::Compatible,
+            base_url,
+            key_ref: None,
+            default_model: None,
+            timeouts: Timeouts::default(),
+            local: true,
+        };
+        let mut p = Provider::new(cfg, None, None, None, BreakerConfig::default()).unwrap();
+        assert!(p.direct.is_some(), "http upstreams go direct");
+        if !direct {
+            p.direct = None;
+        }
+        p
+    }
+
+    /// What an attempt produced, in comparable form.
+    async fn outcome(p: &Provider, model: &str, stream: bool) -> String {
+        let body = Bytes::from(format!(r#"{{"model":"{model}","messages":[]}}"#));
+        let overall = Deadline::after(Duration::from_secs(5));
+        match p
+            .attempt(body, model, stream, overall, &Redactor::default())
+            .await
+        {
+            Ok(Answer::Full { body, model }) => {
+                format!("full {model} {}", String::from_utf8_lossy(&body))
+            }
+            Ok(Answer::Stream {
+                first,
+                mut rest,
+                done,
+            }) => {
+                let mut s = format!("stream {done} {first:?}");
+                while let Some(ev) = rest.next().await {
+                    s.push_str(&format!(" | {:?}", ev.map(|e| e.data)));
+                }
+                s
+            }
+            Err(f) => format!("{} {}", f.class(), f.describe()),
+        }
+    }
+
+    /// The hyper path answers, fails and streams exactly as reqwest's did.
+    #[tokio::test]
+    async fn direct_and_reqwest_paths_agree() {
+        let addr = upstream().await;
+        let refused = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap()
+        };
+        for (base, model, stream) in [
+            (addr, "m-ok", false),
+            (addr, "m-ok", true),
+            (addr, "m-429", false),
+            (addr, "m-bad", false),
+            (addr, "m-sse", true),
+            (addr, "m-cut", false),
+            (refused, "m-ok", false),
+        ] {
+            let url = format!("http://{base}/v1");
+            let direct = outcome(&provider(url.clone(), true), model, stream).await;
+            let reqwest = outcome(&provider(url, false), model, stream).await;
+            assert_eq!(direct, reqwest, "{model} stream={stream}");
+            if model == "m-ok" && base == addr {
+                assert!(direct.contains(r#""model":"p/up-model""#), "{direct}");
+            }
+        }
+    }
 }

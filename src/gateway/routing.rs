@@ -104,15 +104,15 @@ pub fn resolve_chain(
     for f in request_fallbacks {
         resolve_one(cfg, f, &mut out, false)?;
     }
-    let mut seen = Vec::new();
-    out.retain(|r| {
-        if seen.contains(r) {
-            false
+    // Drop later duplicates in place (chains are a handful of routes).
+    let mut i = 1;
+    while i < out.len() {
+        if out[..i].contains(&out[i]) {
+            out.remove(i);
         } else {
-            seen.push(r.clone());
-            true
+            i += 1;
         }
-    });
+    }
     Ok(out)
 }
 

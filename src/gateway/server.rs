@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{HeaderValue, StatusCode};
+use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::response::sse::Sse;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -19,7 +19,7 @@ use tokio::time::Instant;
 use super::deadline::Deadline;
 use super::errors::{ApiError, AttemptReport};
 use super::json;
-use super::metrics::label;
+use super::metrics::{label, Outcome};
 use super::provider::{upstream_body, Answer, Provider};
 use super::retry::{Action, Failure};
 use super::routing::{resolve_chain, Route};
@@ -134,10 +134,10 @@ fn parse_request<'a>(
         .map_err(|e| ApiError::invalid_request(None, format!("request body {e}")))?;
     let model = match fields.get("model") {
         f if json::is_absent(f) => default_model.to_string(),
-        Some(v) => match serde_json::from_str::<String>(v.get()) {
-            Ok(s) if s.trim().is_empty() => default_model.to_string(),
-            Ok(s) => s.trim().to_string(),
-            Err(_) => {
+        Some(v) => match json::str_value(v) {
+            Some(s) if s.trim().is_empty() => default_model.to_string(),
+            Some(s) => s.trim().to_string(),
+            None => {
                 return Err(ApiError::invalid_request(
                     Some("model"),
                     "\"model\" must be a string",
@@ -160,18 +160,17 @@ fn parse_request<'a>(
             ))
         }
         Some(v) => {
-            let list: Vec<&serde_json::value::RawValue> =
-                serde_json::from_str(v.get()).map_err(|_| bad_messages())?;
-            if list.is_empty() {
+            let (len, all_objects) = json::array_of_objects(v).ok_or_else(bad_messages)?;
+            if len == 0 {
                 return Err(ApiError::invalid_request(
                     Some("messages"),
                     "\"messages\" must not be empty",
                 ));
             }
-            if !list.iter().all(|m| m.get().starts_with('{')) {
+            if !all_objects {
                 return Err(bad_messages());
             }
-            validate::messages(&list, max_chars).map_err(invalid)?;
+            validate::messages(v, max_chars).map_err(invalid)?;
         }
     }
     if let Some(u) = fields.get("user").filter(|u| u.get() != "null") {
@@ -179,9 +178,13 @@ fn parse_request<'a>(
     }
     let stream = match fields.get("stream") {
         f if json::is_absent(f) => false,
-        Some(v) => serde_json::from_str::<bool>(v.get()).map_err(|_| {
-            ApiError::invalid_request(Some("stream"), "\"stream\" must be true or false")
-        })?,
+        Some(v) => match v.get() {
+            "true" => true,
+            "false" => false,
+            other => serde_json::from_str::<bool>(other).map_err(|_| {
+                ApiError::invalid_request(Some("stream"), "\"stream\" must be true or false")
+            })?,
+        },
         None => false,
     };
     let bad_fallbacks = || {
@@ -219,9 +222,9 @@ fn invalid(e: validate::Invalid) -> ApiError {
 }
 
 /// The answer of the route that succeeded.
-struct Success {
+struct Success<'a> {
     provider: Arc<Provider>,
-    route: Route,
+    route: &'a Route,
     answer: Answer,
     attempts: usize,
     budget: Deadline,
@@ -295,40 +298,49 @@ async fn chat(
     let elapsed = started.elapsed().as_secs_f64();
     match outcome {
         Err(e) => {
-            gw.metrics.requests.with_label_values(&["error"]).inc();
-            gw.metrics
-                .request_duration
-                .with_label_values(&["error"])
-                .observe(elapsed);
+            gw.metrics.request_done(Outcome::Error, Some(elapsed));
             tracing::info!(model = %label(&req.model), status = e.status.as_u16(), "request failed: {}", e.message);
             e.into_response()
         }
         Ok(s) => {
-            gw.metrics.requests.with_label_values(&["ok"]).inc();
-            gw.metrics
-                .request_duration
-                .with_label_values(&["ok"])
-                .observe(elapsed);
+            gw.metrics.request_done(Outcome::Ok, Some(elapsed));
             respond(&gw, s, req.stream)
         }
     }
 }
 
 fn client_error(gw: &Gateway, e: ApiError) -> Response {
-    gw.metrics
-        .requests
-        .with_label_values(&["client_error"])
-        .inc();
+    gw.metrics.request_done(Outcome::ClientError, None);
     e.into_response()
 }
 
-fn respond(gw: &Arc<Gateway>, s: Success, client_stream: bool) -> Response {
-    let provider_name = s.provider.name().to_string();
-    let mut answered_model = s.route.model.clone();
-    let mut resp = match s.answer {
+const X_PROVIDER: HeaderName = HeaderName::from_static("x-moltgate-provider");
+const X_MODEL: HeaderName = HeaderName::from_static("x-moltgate-model");
+const X_ATTEMPTS: HeaderName = HeaderName::from_static("x-moltgate-attempts");
+
+fn attempts_header(n: usize) -> HeaderValue {
+    const SMALL: [HeaderValue; 10] = [
+        HeaderValue::from_static("0"),
+        HeaderValue::from_static("1"),
+        HeaderValue::from_static("2"),
+        HeaderValue::from_static("3"),
+        HeaderValue::from_static("4"),
+        HeaderValue::from_static("5"),
+        HeaderValue::from_static("6"),
+        HeaderValue::from_static("7"),
+        HeaderValue::from_static("8"),
+        HeaderValue::from_static("9"),
+    ];
+    match SMALL.get(n) {
+        Some(v) => v.clone(),
+        None => HeaderValue::from(n),
+    }
+}
+
+fn respond(gw: &Arc<Gateway>, s: Success<'_>, client_stream: bool) -> Response {
+    let (mut resp, answered_model) = match s.answer {
         Answer::Full { body, model } => {
-            answered_model = model;
-            if client_stream {
+            let resp = if client_stream {
                 let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
                 let events = synthesize(&v);
                 Sse::new(futures_util::stream::iter(
@@ -336,20 +348,20 @@ fn respond(gw: &Arc<Gateway>, s: Success, client_stream: bool) -> Response {
                 ))
                 .into_response()
             } else {
-                (
-                    [(axum::http::header::CONTENT_TYPE, "application/json")],
-                    body,
-                )
-                    .into_response()
-            }
+                let mut resp = Response::new(axum::body::Body::from(body));
+                resp.headers_mut().insert(
+                    axum::http::header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/json"),
+                );
+                resp
+            };
+            (resp, model)
         }
         Answer::Stream { first, rest, done } => {
-            if let Some(m) = first
+            let model = first
                 .iter()
                 .find_map(|c| c.get("model").and_then(Value::as_str))
-            {
-                answered_model = m.to_string();
-            }
+                .map_or_else(|| s.route.model.clone(), str::to_owned);
             let r = Relay {
                 gw: gw.clone(),
                 provider: s.provider.clone(),
@@ -361,27 +373,27 @@ fn respond(gw: &Arc<Gateway>, s: Success, client_stream: bool) -> Response {
                 budget: s.budget,
                 started: Instant::now(),
             };
-            Sse::new(relay(r)).into_response()
+            (Sse::new(relay(r)).into_response(), model)
         }
     };
     let h = resp.headers_mut();
-    if let Ok(v) = HeaderValue::from_str(&provider_name) {
-        h.insert("x-moltgate-provider", v);
+    if let Some(v) = &s.provider.name_header {
+        h.insert(X_PROVIDER, v.clone());
     }
-    if let Ok(v) = HeaderValue::from_str(&answered_model) {
-        h.insert("x-moltgate-model", v);
+    if let Ok(v) = HeaderValue::from_maybe_shared(Bytes::from(answered_model)) {
+        h.insert(X_MODEL, v);
     }
-    h.insert("x-moltgate-attempts", HeaderValue::from(s.attempts));
+    h.insert(X_ATTEMPTS, attempts_header(s.attempts));
     resp
 }
 
-async fn run_chain(
+async fn run_chain<'c>(
     gw: &Arc<Gateway>,
     req: &ChatRequest<'_>,
-    chain: &[Route],
+    chain: &'c [Route],
     upstream_stream: bool,
     overall: Deadline,
-) -> Result<Success, ApiError> {
+) -> Result<Success<'c>, ApiError> {
     let cfg = &gw.cfg;
     let mut reports: Vec<AttemptReport> = Vec::new();
     let mut last: Option<Failure> = None;
@@ -448,16 +460,10 @@ async fn run_chain(
                     p.breaker.record_success();
                     p.record(ms, Ok(()));
                     gw.metrics
-                        .upstream_requests
-                        .with_label_values(&[p.name(), model_l, "ok"])
-                        .inc();
-                    gw.metrics
-                        .upstream_latency
-                        .with_label_values(&[p.name(), model_l])
-                        .observe(t0.elapsed().as_secs_f64());
+                        .upstream_ok(p.name(), model_l, t0.elapsed().as_secs_f64());
                     return Ok(Success {
                         provider: p.clone(),
-                        route: route.clone(),
+                        route,
                         answer,
                         attempts: sent,
                         budget: overall.cap(p.cfg.timeouts.total.saturating_sub(t0.elapsed())),

@@ -76,15 +76,16 @@ fn is_null(v: Option<&RawValue>) -> bool {
     v.is_none_or(|v| v.get() == "null")
 }
 
-pub fn messages(list: &[&RawValue], max_chars: usize) -> Result<(), Invalid> {
-    for (i, raw) in list.iter().enumerate() {
+/// Checks the `messages` array (already known to be an array of objects).
+pub fn messages(array: &RawValue, max_chars: usize) -> Result<(), Invalid> {
+    let list: Vec<Message> = serde_json::from_str(array.get()).map_err(|_| {
+        invalid(
+            "messages",
+            "\"messages\" must be an array of {role, content} objects",
+        )
+    })?;
+    for (i, m) in list.into_iter().enumerate() {
         let at = |what: &str| format!("messages[{i}]{what}");
-        let m: Message = serde_json::from_str(raw.get()).map_err(|_| {
-            invalid(
-                at(""),
-                format!("{} must be an object with \"role\" and \"content\"", at("")),
-            )
-        })?;
         let role: Cow<str> = match m.role {
             None => return Err(invalid(at(".role"), format!("{} is missing", at(".role")))),
             Some(r) => serde_json::from_str(r.get())
@@ -174,8 +175,7 @@ mod tests {
     use super::*;
 
     fn msgs(json: &str, max: usize) -> Result<(), Invalid> {
-        let list: Vec<&RawValue> = serde_json::from_str(json).unwrap();
-        messages(&list, max)
+        messages(&RawValue::from_string(json.to_string()).unwrap(), max)
     }
 
     #[test]
