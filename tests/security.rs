@@ -307,6 +307,25 @@ async fn brute_force_over_rest_is_banned_after_the_limit() {
         .all(|r| r["request_id"].as_str().unwrap().starts_with("req_")));
     let (_, bans) = g.cli(&["incidents", "--kind", "auto_block"]);
     assert!(!bans["incidents"].as_array().unwrap().is_empty(), "{bans}");
+
+    // And /metrics counts them, without a key or a password in sight.
+    let text = local
+        .get(format!("{}/metrics", g.base()))
+        .bearer_auth(&good)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let value = |series: &str| -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(series).map(|v| v.trim().parse().unwrap()))
+            .unwrap_or_else(|| panic!("{series} missing:\n{text}"))
+    };
+    assert!(value("moltgate_security_incidents_total{kind=\"auth_failure\"}") >= 5.0);
+    assert_eq!(value("moltgate_security_state{what=\"active_bans\"}"), 1.0);
+    assert!(!text.contains(PASSWORD) && !text.contains(&good) && !text.contains("mgk_"));
 }
 
 #[tokio::test]

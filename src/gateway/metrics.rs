@@ -60,6 +60,10 @@ pub struct Metrics {
     pub fallbacks: IntCounterVec,
     pub breaker_state: IntGaugeVec,
     pub stream_aborts: IntCounterVec,
+    /// Security incidents by kind (auth_failure, firewall_block, auto_block, ...).
+    pub security_incidents: IntCounterVec,
+    /// Security state at scrape time (open connections, active bans, modes).
+    pub security_state: IntGaugeVec,
     outcomes: Outcomes,
     /// One list per serving thread (no contention), see [`super::workers`].
     routes_ok: Box<[Mutex<Vec<RouteOk>>]>,
@@ -145,8 +149,26 @@ impl Metrics {
             "Streams ended with an error event after content had started",
             &["provider", "reason"],
         );
+        let security_incidents = counter(
+            "moltgate_security_incidents_total",
+            "Security incidents by kind (auth_failure, login_failure, firewall_block, auto_block, mode_change, ...)",
+            &["kind"],
+        );
+        let security_state = IntGaugeVec::new(
+            Opts::new(
+                "moltgate_security_state",
+                "open_connections, active_bans, lockdown (0/1), kill_switch (0/1), dropped_incidents",
+            ),
+            &["what"],
+        )
+        .expect("metric");
+        registry
+            .register(Box::new(security_state.clone()))
+            .expect("register");
         Self {
             registry,
+            security_incidents,
+            security_state,
             requests,
             request_duration,
             upstream_requests,

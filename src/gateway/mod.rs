@@ -75,16 +75,18 @@ impl Gateway {
             Ok(None) => None,
             Err(e) => anyhow::bail!("cannot read the gateway password: {e}"),
         };
+        let metrics = Metrics::new();
         let security = security::Security::new(security::SecurityInit {
             cfg: cfg.security.clone(),
             state_dir: &cfg.state_dir,
             loopback: cfg.listen.ip().is_loopback(),
             password,
+            incident_counter: Some(metrics.security_incidents.clone()),
         })?;
         let gw = Arc::new(Self {
             cfg,
             providers,
-            metrics: Metrics::new(),
+            metrics,
             redactor,
             security,
         });

@@ -93,6 +93,17 @@ async fn metrics(State(gw): State<Arc<Gateway>>) -> Response {
     for p in &gw.providers {
         gw.refresh_breaker_gauge(p);
     }
+    let sec = &gw.security;
+    let now = super::security::store::now_ms();
+    for (what, v) in [
+        ("open_connections", sec.limits.connections.count() as i64),
+        ("active_bans", sec.bans.active(now).len() as i64),
+        ("lockdown", sec.mode(Mode::Lockdown) as i64),
+        ("kill_switch", sec.mode(Mode::Emergency) as i64),
+        ("dropped_incidents", sec.dropped_incidents() as i64),
+    ] {
+        gw.metrics.security_state.with_label_values(&[what]).set(v);
+    }
     (
         [(
             axum::http::header::CONTENT_TYPE,

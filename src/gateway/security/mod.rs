@@ -174,6 +174,8 @@ pub struct Security {
     dropped: AtomicU64,
     breaker: RwLock<Option<EdgeBreaker>>,
     breaker_file: std::path::PathBuf,
+    /// `moltgate_security_incidents_total{kind}`.
+    incident_counter: Option<prometheus::IntCounterVec>,
 }
 
 /// The moltguard breaker as the gateway enforces it itself (the embedded
@@ -201,6 +203,8 @@ pub struct SecurityInit<'a> {
     pub loopback: bool,
     /// The gateway password, resolved from the secret store (or env).
     pub password: Option<String>,
+    /// Counts incidents by kind for `/metrics`.
+    pub incident_counter: Option<prometheus::IntCounterVec>,
 }
 
 impl Security {
@@ -249,6 +253,7 @@ impl Security {
             store: Mutex::new(store),
             breaker: RwLock::default(),
             breaker_file: init.state_dir.join("breaker.json"),
+            incident_counter: init.incident_counter,
             cfg,
         });
         sec.refresh_breaker();
@@ -461,6 +466,9 @@ impl Security {
             "security incident: {}",
             row.detail.as_deref().unwrap_or("")
         );
+        if let Some(c) = &self.incident_counter {
+            c.with_label_values(&[i.kind]).inc();
+        }
         self.publish(json!({"event": "incident", "incident": &row}));
         if self.writes.try_send(Write::Incident(row)).is_err() {
             // The writer is behind (a flood): count, never block serving.
