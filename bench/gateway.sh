@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # moltgate benchmark: the fake provider alone (direct), moltgate in front of
-# it, and nginx proxy_pass in front of it, at 1 and 64 connections with wrk.
+# it (with its default security layers: API key, scopes, rate limits, bans,
+# request firewall), moltgate with those layers off ("bare", to show what
+# they cost), and nginx proxy_pass in front of it, at 1 and 64 connections
+# with wrk.
 # Prints p50/p99 latency, added latency vs direct, requests/s, CPU time per
 # request, and RSS.
 #
@@ -21,13 +24,14 @@ ROUNDS=${ROUNDS:-3}
 FAKE_PORT=${FAKE_PORT:-18101}
 GW_PORT=${GW_PORT:-18102}
 NGX_PORT=${NGX_PORT:-18103}
+BARE_PORT=${BARE_PORT:-18104}
 
 command -v wrk >/dev/null || { echo "wrk not found (apt-get install wrk)"; exit 1; }
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 [ -x "$NGINX" ] || { echo "nginx not found (apt-get install nginx-light)"; exit 1; }
 
 echo "== building (release)"
-cargo build --release -q --bin moltgate --example fake_provider
+cargo build --release -q --bin moltgate --bin moltguard --example fake_provider
 
 TMP=$(mktemp -d /tmp/moltgate-bench.XXXXXX)
 PIDS=()
@@ -55,10 +59,18 @@ default_provider = "fake"
 [providers.fake]
 base_url = "http://127.0.0.1:$FAKE_PORT/v1"
 TOML
+# A write key without a per-key limit (the client is this machine, which no
+# per-IP limit applies to), sent by every wrk run to every target alike.
+KEY=$(env -i PATH="$PATH" target/release/moltguard --home "$TMP" keys create --label bench \
+  --scopes operator.write --rate-limit 0 2>/dev/null)
 env -i PATH="$PATH" RUST_LOG=warn MOLTGATE_STATE_DIR="$TMP/state" \
   target/release/moltgate serve --config "$TMP/moltgate.toml" --listen "127.0.0.1:$GW_PORT" 2>"$TMP/moltgate.log" &
 GW_PID=$!
 PIDS+=($GW_PID)
+env -i PATH="$PATH" RUST_LOG=warn MOLTGATE_STATE_DIR="$TMP/bare-state" GATEWAY_AUTH_REQUIRED=false SECURITY_FIREWALL=false \
+  target/release/moltgate serve --config "$TMP/moltgate.toml" --listen "127.0.0.1:$BARE_PORT" 2>"$TMP/bare.log" &
+BARE_PID=$!
+PIDS+=($BARE_PID)
 
 mkdir -p "$TMP/nginx/logs"
 cat >"$TMP/nginx/nginx.conf" <<NGX
@@ -89,21 +101,22 @@ NGX
 NGX_PID=$!
 PIDS+=($NGX_PID)
 
-wait_port "$FAKE_PORT"; wait_port "$GW_PORT"; wait_port "$NGX_PORT"
+wait_port "$FAKE_PORT"; wait_port "$GW_PORT"; wait_port "$NGX_PORT"; wait_port "$BARE_PORT"
 NGX_WORKERS=$(pgrep -P "$NGX_PID" | tr '\n' ' ')
 
-cat >"$TMP/post.lua" <<'LUA'
+cat >"$TMP/post.lua" <<LUA
 wrk.method = "POST"
 wrk.body = '{"model":"fake-ok","messages":[{"role":"user","content":"hi"}]}'
 wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer $KEY"
 LUA
 
 rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
 RSS_IDLE=$(rss_kb "$GW_PID")
 
 # Sanity: every path answers the same request with 200.
-for port in "$FAKE_PORT" "$GW_PORT" "$NGX_PORT"; do
-  code=$(curl -s -o /dev/null -w '%{http_code}' -H 'content-type: application/json' \
+for port in "$FAKE_PORT" "$GW_PORT" "$NGX_PORT" "$BARE_PORT"; do
+  code=$(curl -s -o /dev/null -w '%{http_code}' -H 'content-type: application/json' -H "authorization: Bearer $KEY" \
     -d '{"model":"fake-ok","messages":[{"role":"user","content":"hi"}]}' "http://127.0.0.1:$port/v1/chat/completions")
   [ "$code" = 200 ] || { echo "port $port answered $code"; cat "$TMP/moltgate.log"; exit 1; }
 done
@@ -132,13 +145,14 @@ run() { # name port conns threads pid... (the processes whose CPU time to count)
 }
 
 echo "== warm-up"
-for port in "$FAKE_PORT" "$GW_PORT" "$NGX_PORT"; do
+for port in "$FAKE_PORT" "$GW_PORT" "$NGX_PORT" "$BARE_PORT"; do
   wrk -t1 -c4 -d2s -s "$TMP/post.lua" "http://127.0.0.1:$port/v1/chat/completions" >/dev/null
 done
 
 echo "== 1 connection, $DUR each"
 run direct "$FAKE_PORT" 1 1 "$FAKE_PID"
 run moltgate "$GW_PORT" 1 1 "$GW_PID"
+run bare "$BARE_PORT" 1 1 "$BARE_PID"
 run nginx "$NGX_PORT" 1 1 $NGX_WORKERS
 
 echo "== 64 connections, $DUR each: direct, then $ROUNDS rounds of moltgate and nginx"
@@ -150,11 +164,13 @@ for r in $(seq 1 "$ROUNDS"); do
   if ((r % 2)); then
     run moltgate "$GW_PORT" 64 2 "$GW_PID"
     run nginx "$NGX_PORT" 64 2 $NGX_WORKERS
+    run bare "$BARE_PORT" 64 2 "$BARE_PID"
   else
+    run bare "$BARE_PORT" 64 2 "$BARE_PID"
     run nginx "$NGX_PORT" 64 2 $NGX_WORKERS
     run moltgate "$GW_PORT" 64 2 "$GW_PID"
   fi
-  for n in moltgate nginx; do
+  for n in moltgate nginx bare; do
     R[P50/$n]+="${P50[$n/64]} "; R[P99/$n]+="${P99[$n/64]} "
     R[RPS/$n]+="${RPS[$n/64]} "; R[CPU/$n]+="${CPU[$n/64]} "
   done
@@ -162,7 +178,7 @@ for r in $(seq 1 "$ROUNDS"); do
   printf '   round %d: moltgate %8s req/s %5s us CPU/req   nginx %8s req/s %5s us CPU/req   ratio %s   (load %s)\n' \
     "$r" "${RPS[moltgate/64]}" "${CPU[moltgate/64]}" "${RPS[nginx/64]}" "${CPU[nginx/64]}" "${RATIOS[-1]}" "$(cut -d' ' -f1 /proc/loadavg)"
 done
-for n in moltgate nginx; do
+for n in moltgate nginx bare; do
   # shellcheck disable=SC2086 # word splitting of the per-round lists is intended
   { P50[$n/64]=$(median ${R[P50/$n]}); P99[$n/64]=$(median ${R[P99/$n]}); RPS[$n/64]=$(median ${R[RPS/$n]}); CPU[$n/64]=$(median ${R[CPU/$n]}); }
 done
@@ -171,16 +187,18 @@ RSS_LOADED=$(rss_kb "$GW_PID")
 echo
 printf '%-9s %5s %10s %10s %12s %12s %10s %10s\n' path conns p50_us p99_us added_p50_us added_p99_us req/s cpu_us/req
 for c in 1 64; do
-  for n in direct moltgate nginx; do
+  for n in direct moltgate bare nginx; do
     k=$n/$c
     ap50=$(awk -v a="${P50[$k]}" -v b="${P50[direct/$c]}" 'BEGIN{printf "%.1f", a-b}')
     ap99=$(awk -v a="${P99[$k]}" -v b="${P99[direct/$c]}" 'BEGIN{printf "%.1f", a-b}')
     printf '%-9s %5s %10s %10s %12s %12s %10s %10s\n' "$n" "$c" "${P50[$k]}" "${P99[$k]}" "$ap50" "$ap99" "${RPS[$k]}" "${CPU[$k]}"
   done
 done
-echo "(64 connections: moltgate and nginx rows are medians of $ROUNDS rounds; cpu_us/req of direct is the fake provider's)"
+echo "(64 connections: moltgate, bare and nginx rows are medians of $ROUNDS rounds; cpu_us/req of direct is the fake provider's)"
+echo "(moltgate = default security layers on; bare = GATEWAY_AUTH_REQUIRED=false SECURITY_FIREWALL=false)"
 echo
 ratio=$(median "${RATIOS[@]}")
 echo "moltgate/nginx throughput at 64 connections: ${ratio}x median of ${RATIOS[*]}   (target >= 0.70x)"
 echo "moltgate RSS: idle $((RSS_IDLE / 1024)) MiB ($RSS_IDLE kB), after load $((RSS_LOADED / 1024)) MiB ($RSS_LOADED kB)   (target idle <= 30 MB)"
 echo "targets at 1 connection: added p50 <= 300 us, added p99 <= 1000 us"
+echo "security layers: p50 $(awk -v a="${P50[moltgate/1]}" -v b="${P50[bare/1]}" 'BEGIN{printf "%+.1f", a-b}') us at 1 connection, CPU $(awk -v a="${CPU[moltgate/64]}" -v b="${CPU[bare/64]}" 'BEGIN{printf "%+.1f", a-b}') us/request at 64"

@@ -19,6 +19,10 @@ use super::{headers, session, Incident, Principal, RequestContext, Security};
 use crate::gateway::errors::ApiError;
 use crate::gateway::Gateway;
 
+/// Body bytes read from a request that carries no credential (enough for
+/// the firewall to see what a scanner sends).
+const ANONYMOUS_BODY_BYTES: usize = 64 << 10;
+
 /// Per-connection facts, attached to every request on the connection.
 #[derive(Clone)]
 pub struct ConnMeta {
@@ -229,10 +233,42 @@ async fn admit_inner(
         );
     }
 
-    // 4. The request firewall, on the whole request including the body.
+    // 4. Per-IP rate limit (the local admin is exempt), before any body
+    // is read.
+    if !local_admin {
+        if let Err(l) = sec.limits.check_api(ctx.client_ip) {
+            return limited(
+                &format!(
+                    "too many requests from {} (RATE_LIMIT_API_PER_MINUTE={})",
+                    ctx.client_ip, sec.cfg.api_per_minute
+                ),
+                l,
+            );
+        }
+    }
+
+    // 5. The request firewall, on the whole request including the body.
+    // A request that carries no credential at all for a route that needs
+    // one will be refused anyway: only a little of its body is read, so
+    // strangers cannot make the gateway buffer 16 MiB per connection.
     let (parts, body) = req.into_parts();
-    let body = match axum::body::to_bytes(body, sec.cfg.max_body_bytes).await {
+    let anonymous = access != Access::Public
+        && !parts
+            .headers
+            .contains_key(axum::http::header::AUTHORIZATION)
+        && !parts.headers.contains_key("x-api-key")
+        && !parts.headers.contains_key(axum::http::header::COOKIE)
+        && sec.cfg.auth_required;
+    let limit = if anonymous {
+        ANONYMOUS_BODY_BYTES.min(sec.cfg.max_body_bytes)
+    } else {
+        sec.cfg.max_body_bytes
+    };
+    let body = match axum::body::to_bytes(body, limit).await {
         Ok(b) => b,
+        Err(_) if anonymous => {
+            return unauthorized("missing credentials: send `Authorization: Bearer <key>` (create one with `moltguard keys create`)")
+        }
         Err(_) => {
             return refuse(
                 StatusCode::PAYLOAD_TOO_LARGE,
@@ -282,19 +318,6 @@ async fn admit_inner(
                     "request blocked by the firewall (rule {}, {}); request id {}",
                     b.rule_id, b.category, ctx.request_id
                 ),
-            );
-        }
-    }
-
-    // 5. Per-IP rate limit (the local admin is exempt).
-    if !sec.bans.ignored(ctx.client_ip) {
-        if let Err(l) = sec.limits.check_api(ctx.client_ip) {
-            return limited(
-                &format!(
-                    "too many requests from {} (RATE_LIMIT_API_PER_MINUTE={})",
-                    ctx.client_ip, sec.cfg.api_per_minute
-                ),
-                l,
             );
         }
     }

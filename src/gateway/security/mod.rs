@@ -8,8 +8,10 @@
 //! 3. the moltguard breaker (`state/breaker.json`): while it is not
 //!    closed, only this machine is served (a damaged file counts as open);
 //!    then lockdown (only this machine, then only admin keys);
-//! 4. the request firewall (`crate::firewall`), whose blocks count toward bans;
-//! 5. the per-IP rate limit ([`limits`]);
+//! 4. the per-IP rate limit ([`limits`]), before any body is read;
+//! 5. the request firewall (`crate::firewall`), whose blocks count toward
+//!    bans (a request without any credential has only 64 KiB of its body
+//!    read: it will be refused anyway);
 //! 6. authentication (API key or password session) and the scope the
 //!    route needs ([`scope`]); failed attempts count toward bans;
 //! 7. the per-key rate limit.
