@@ -32,7 +32,7 @@ use super::Gateway;
 const MAX_REQUEST_BYTES: usize = 16 << 20;
 
 pub fn router(gw: Arc<Gateway>) -> Router {
-    let mut router = Router::new()
+    Router::new()
         .route("/v1/chat/completions", post(chat))
         .route("/chat/completions", post(chat))
         .route("/v1/models", get(models))
@@ -70,11 +70,9 @@ pub fn router(gw: Arc<Gateway>) -> Router {
         .layer(headers::cors(
             gw.security.cfg.cors_origins.clone(),
             gw.security.loopback,
-        ));
-    for h in headers::layers() {
-        router = router.layer(h);
-    }
-    router.with_state(gw)
+        ))
+        .layer(axum::middleware::map_response(headers::add_security_headers))
+        .with_state(gw)
 }
 
 async fn ready(State(gw): State<Arc<Gateway>>) -> Response {

@@ -7,8 +7,8 @@
 //! page the gateway serves itself (the dashboard) is same-origin.
 
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method};
+use axum::response::Response;
 use tower_http::cors::{AllowOrigin, CorsLayer};
-use tower_http::set_header::SetResponseHeaderLayer;
 
 /// Headers on every response (a handler may set its own, e.g. the
 /// dashboard's CSP, and it is kept).
@@ -30,16 +30,20 @@ pub const ALWAYS: &[(&str, &str)] = &[
     ("cache-control", "no-store"),
 ];
 
-pub fn layers() -> Vec<SetResponseHeaderLayer<HeaderValue>> {
-    ALWAYS
-        .iter()
-        .map(|(n, v)| {
-            SetResponseHeaderLayer::if_not_present(
-                HeaderName::from_static(n),
-                HeaderValue::from_static(v),
-            )
-        })
-        .collect()
+/// Adds [`ALWAYS`] to a response, keeping any a handler set itself. One
+/// pass over one response (rather than a layer per header, each cloned
+/// with every route's service on every request).
+pub async fn add_security_headers(mut resp: Response) -> Response {
+    let h = resp.headers_mut();
+    for (name, value) in ALWAYS {
+        if !h.contains_key(*name) {
+            h.insert(
+                HeaderName::from_static(name),
+                HeaderValue::from_static(value),
+            );
+        }
+    }
+    resp
 }
 
 /// Is `origin` (as sent by a browser) allowed to call the API?
