@@ -500,7 +500,7 @@ fn implicitly_local(kind: ProviderKind, base_url: &str) -> bool {
     }
 }
 
-fn parse_bool(var: &str, v: &str) -> Result<bool, ConfigError> {
+pub(crate) fn parse_bool(var: &str, v: &str) -> Result<bool, ConfigError> {
     match v.trim().to_ascii_lowercase().as_str() {
         "1" | "true" | "yes" | "on" => Ok(true),
         "0" | "false" | "no" | "off" => Ok(false),

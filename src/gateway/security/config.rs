@@ -8,7 +8,7 @@ use std::time::Duration;
 use ipnet::IpNet;
 use serde::Deserialize;
 
-use super::super::config::{ConfigError, Env};
+use super::super::config::{parse_bool, ConfigError, Env};
 
 #[derive(Debug, Clone)]
 pub struct SecurityConfig {
@@ -298,16 +298,6 @@ pub fn parse_net(s: &str) -> Result<IpNet, String> {
     s.parse::<IpAddr>()
         .map(IpNet::from)
         .map_err(|_| format!("{s:?} is not an IP address or CIDR block (e.g. 10.0.0.0/8)"))
-}
-
-fn parse_bool(var: &str, v: &str) -> Result<bool, ConfigError> {
-    match v.trim().to_ascii_lowercase().as_str() {
-        "1" | "true" | "yes" | "on" => Ok(true),
-        "0" | "false" | "no" | "off" => Ok(false),
-        _ => Err(ConfigError::Invalid(format!(
-            "{var}={v:?} is not a boolean (true/false)"
-        ))),
-    }
 }
 
 #[cfg(test)]
