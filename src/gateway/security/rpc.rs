@@ -120,8 +120,8 @@ pub async fn call(
             }
         }
         // method_access never says Unlisted; if it did, admin it is.
-        Access::Needs(_) | Access::Unlisted => {
-            let scope = match method_access(method) {
+        access @ (Access::Needs(_) | Access::Unlisted) => {
+            let scope = match access {
                 Access::Needs(s) => s,
                 _ => Scope::Admin,
             };
