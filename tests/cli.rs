@@ -143,6 +143,30 @@ fn man_pages_of_both_binaries_render() {
 }
 
 #[test]
+fn listings_into_a_closed_pipe_end_quietly() {
+    use moltguard::gateway::security::{keys, scope::Scopes, store::Store};
+    let home = tempfile::tempdir().unwrap();
+    let store = Store::open(&home.path().join("state")).unwrap();
+    for i in 0..2000 {
+        let k = keys::generate(&format!("key-{i}"), Scopes::NONE, None, None, &[]);
+        store.insert_key(&k.row).unwrap();
+    }
+    let mut child = Command::new(bin())
+        .arg("--home")
+        .arg(home.path())
+        .args(["keys", "list"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+    assert_ne!(out.status.code(), Some(101), "{err}");
+}
+
+#[test]
 fn completions_into_a_closed_pipe_end_quietly() {
     for b in [bin(), moltgate()] {
         let mut child = Command::new(b)

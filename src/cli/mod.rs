@@ -124,6 +124,14 @@ enum Command {
 /// Entry point of the `moltguard` binary.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    // `up` outlives its reader to stop its children; completions and man
+    // pages already end cleanly on a closed pipe.
+    if !matches!(
+        cli.command,
+        Command::Up(_) | Command::Completions(_) | Command::Man(_)
+    ) {
+        quiet_broken_pipe();
+    }
     let json = cli.json;
     let code = match run(cli) {
         Ok(code) => code,
@@ -166,6 +174,17 @@ fn run(cli: Cli) -> Result<Exit, CliError> {
         Command::Incidents { limit, kind } => gateway_cmd::incidents(&ctx, limit, kind),
         Command::Completions(args) => docgen::completions_cmd(&args),
         Command::Man(args) => docgen::man_cmd(&ctx, &args),
+    }
+}
+
+/// `moltguard status | head`: end quietly when the reader goes, like any
+/// Unix tool, instead of panicking in `println!` (Rust ignores SIGPIPE).
+fn quiet_broken_pipe() {
+    #[cfg(unix)]
+    // SAFETY: called at the start of `main`, before any thread exists;
+    // restoring a signal's default disposition installs no Rust handler.
+    unsafe {
+        nix::libc::signal(nix::libc::SIGPIPE, nix::libc::SIG_DFL);
     }
 }
 
