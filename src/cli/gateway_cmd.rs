@@ -277,14 +277,14 @@ pub fn blocked(ctx: &Ctx, cmd: BlockedCmd) -> Result<Exit, CliError> {
                 .map_err(|e| {
                     CliError::usage(e, "give an IP address or a CIDR block like 203.0.113.0/24")
                 })?;
-            store.upsert_ban(&ban.row()).map_err(db_err)?;
+            store.upsert_ban(&ban).map_err(db_err)?;
             audit(
                 &mut store,
                 "manual_block",
                 "blocked",
                 format!("{} blocked by {}: {reason}", ban.target, who()),
             )?;
-            emit(ctx.json, json!({"blocked": ban.row()}), || {
+            emit(ctx.json, json!({"blocked": &ban}), || {
                 println!(
                     "blocked {}; a running moltgate refuses it within a second",
                     ban.target

@@ -21,42 +21,13 @@ use super::store::BanRow;
 /// not in this table, so a flood of addresses cannot evict a ban.
 const MAX_TRACKED: usize = 100_000;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Ban {
-    pub target: String,
-    pub reason: String,
-    pub created_at: i64,
-    /// `None`: until lifted by hand.
-    pub expires_at: Option<i64>,
-    pub offences: u32,
-    pub manual: bool,
-}
+/// A ban as stored: an IP or CIDR block, why, since and until when
+/// (`None`: until lifted by hand), and how many offences led to it.
+pub type Ban = BanRow;
 
-impl Ban {
+impl BanRow {
     pub fn active(&self, now: i64) -> bool {
         self.expires_at.is_none_or(|t| t > now)
-    }
-
-    pub fn row(&self) -> BanRow {
-        BanRow {
-            target: self.target.clone(),
-            reason: self.reason.clone(),
-            created_at: self.created_at,
-            expires_at: self.expires_at,
-            offences: self.offences,
-            manual: self.manual,
-        }
-    }
-
-    fn from_row(r: &BanRow) -> Ban {
-        Ban {
-            target: r.target.clone(),
-            reason: r.reason.clone(),
-            created_at: r.created_at,
-            expires_at: r.expires_at,
-            offences: r.offences,
-            manual: r.manual,
-        }
     }
 }
 
@@ -110,7 +81,7 @@ impl Bans {
                 tracing::warn!(target = %r.target, "ignoring unreadable ban entry");
                 continue;
             };
-            let ban = Ban::from_row(r);
+            let ban = r.clone();
             if net.prefix_len() == net.max_prefix_len() {
                 t.exact.insert(net.addr(), ban);
             } else {
@@ -341,7 +312,7 @@ mod tests {
             let ban = ban.unwrap();
             durations.push(ban.expires_at.unwrap() - now);
             // Persist and restore, as a restart would.
-            let rows: Vec<BanRow> = b.active(now).iter().map(Ban::row).collect();
+            let rows: Vec<BanRow> = b.active(now);
             let fresh = bans();
             fresh.load(&rows);
             assert!(fresh.banned(x, now + 1).is_some());

@@ -495,7 +495,7 @@ impl Security {
         let Some(ban) = self.bans.record_failure(ctx.client_ip, reason, now_ms()) else {
             return;
         };
-        if let Err(e) = store.upsert_ban(&ban.row()) {
+        if let Err(e) = store.upsert_ban(&ban) {
             tracing::error!("cannot persist the ban of {}: {e}", ban.target);
         }
         if let Ok(v) = store.data_version() {
@@ -506,7 +506,7 @@ impl Security {
             Some(ctx),
             Incident::new("auto_block", "banned", ban.reason.clone()),
         );
-        self.publish(json!({"event": "blocked", "ban": ban.row()}));
+        self.publish(json!({"event": "blocked", "ban": &ban}));
     }
 
     pub fn block(
@@ -519,7 +519,7 @@ impl Security {
     ) -> Result<bans::Ban, String> {
         let store = self.store();
         let ban = self.bans.block(target, reason, for_, now_ms())?;
-        store.upsert_ban(&ban.row()).map_err(|e| e.to_string())?;
+        store.upsert_ban(&ban).map_err(|e| e.to_string())?;
         if let Ok(v) = store.data_version() {
             self.seen_version.store(v as u64, Ordering::Release);
         }
@@ -532,7 +532,7 @@ impl Security {
                 format!("{} blocked by {by}: {reason}", ban.target),
             ),
         );
-        self.publish(json!({"event": "blocked", "ban": ban.row()}));
+        self.publish(json!({"event": "blocked", "ban": &ban}));
         Ok(ban)
     }
 

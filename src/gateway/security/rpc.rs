@@ -173,7 +173,7 @@ pub async fn call(
         }
         "security.blocked.list" => {
             let now = super::store::now_ms();
-            let bans: Vec<_> = sec.bans.active(now).iter().map(|b| b.row()).collect();
+            let bans: Vec<_> = sec.bans.active(now);
             Ok(json!({"blocked": bans}))
         }
         "security.blocked.add" => {
@@ -184,7 +184,7 @@ pub async fn call(
             let ban = sec
                 .block(target, reason, dur, &by, Some(ctx))
                 .map_err(bad_params)?;
-            Ok(json!({"blocked": ban.row()}))
+            Ok(json!({"blocked": &ban}))
         }
         "security.blocked.remove" => {
             let target = p_str(&params, "target")
@@ -283,7 +283,7 @@ async fn dashboard(gw: &Arc<Gateway>) -> Result<Value, RpcError> {
         "guardian": read_json("guardian.json"),
         "providers": status::status_json(gw),
         "latency": latency,
-        "blocked": sec.bans.active(now).iter().map(|b| b.row()).collect::<Vec<_>>(),
+        "blocked": sec.bans.active(now),
         "incidents": incidents,
         "connections": {"open": sec.limits.connections.count(), "max": sec.limits.connections.max()},
         "sessions": sec.sessions.count(),
