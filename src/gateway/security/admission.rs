@@ -371,17 +371,10 @@ async fn admit_inner(
             }
         },
     };
-    // Public routes stay open to this machine in lockdown: the login, the
-    // dashboard page (it holds no data) and /ws (it authenticates in its
-    // first frame and then serves only admins in lockdown).
-    if lockdown && principal.is_none() && access != Access::Public {
-        return refuse(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "service_unavailable",
-            "lockdown",
-            "the gateway is in lockdown: only administrator keys are served",
-        );
-    }
+    // In lockdown, public routes stay open to this machine (remote clients
+    // were refused above): the login, the dashboard page (it holds no
+    // data) and /ws, which authenticates in its first frame and then
+    // serves only admins.
 
     let mut req = Request::from_parts(parts, Body::from(body));
     req.extensions_mut().insert(Admitted { principal, ctx });
