@@ -188,11 +188,12 @@ pub fn detect_ollama(addr: SocketAddr, timeout: Duration) -> Option<Vec<String>>
     s.set_write_timeout(Some(left()?)).ok()?;
     // HTTP/1.0: the server closes the connection after the answer, which
     // then ends at EOF (no chunked encoding to undo).
-    write!(
-        s,
+    // One write: a request split over several segments can reach a server
+    // that answers and closes after the first, which then resets ours.
+    let request = format!(
         "GET /api/tags HTTP/1.0\r\nHost: {addr}\r\nAccept: application/json\r\nUser-Agent: moltguard\r\n\r\n"
-    )
-    .ok()?;
+    );
+    s.write_all(request.as_bytes()).ok()?;
     let mut raw = Vec::new();
     let mut buf = [0u8; 8192];
     loop {
@@ -234,8 +235,16 @@ mod tests {
         let addr = l.local_addr().unwrap();
         std::thread::spawn(move || {
             let (mut c, _) = l.accept().unwrap();
+            // Read the whole request: closing with unread bytes would
+            // reset the connection instead of ending it.
+            let mut req = Vec::new();
             let mut buf = [0u8; 1024];
-            let _ = c.read(&mut buf);
+            while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+                match c.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => req.extend_from_slice(&buf[..n]),
+                }
+            }
             match answer {
                 Some(a) => {
                     let _ = c.write_all(a.as_bytes());
