@@ -151,35 +151,36 @@ fn listings_into_a_closed_pipe_end_quietly() {
         let k = keys::generate(&format!("key-{i}"), Scopes::NONE, None, None, &[]);
         store.insert_key(&k.row).unwrap();
     }
-    let mut child = Command::new(bin())
-        .arg("--home")
-        .arg(home.path())
-        .args(["keys", "list"])
+    let mut cmd = Command::new(bin());
+    cmd.arg("--home").arg(home.path()).args(["keys", "list"]);
+    let (code, err) = into_closed_pipe(cmd);
+    assert!(!err.contains("panicked"), "{err}");
+    assert_ne!(code, Some(101), "{err}");
+}
+
+/// Runs `cmd` with its stdout closed before it writes; its exit code and stderr.
+fn into_closed_pipe(mut cmd: Command) -> (Option<i32>, String) {
+    let mut child = cmd
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     drop(child.stdout.take());
     let out = child.wait_with_output().unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!err.contains("panicked"), "{err}");
-    assert_ne!(out.status.code(), Some(101), "{err}");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 #[test]
 fn completions_into_a_closed_pipe_end_quietly() {
     for b in [bin(), moltgate()] {
-        let mut child = Command::new(b)
-            .args(["completions", "bash"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        drop(child.stdout.take());
-        let out = child.wait_with_output().unwrap();
-        let err = String::from_utf8_lossy(&out.stderr);
+        let mut cmd = Command::new(b);
+        cmd.args(["completions", "bash"]);
+        let (code, err) = into_closed_pipe(cmd);
         assert!(!err.contains("panicked"), "{b}: {err}");
-        assert_eq!(out.status.code(), Some(0), "{b}: {err}");
+        assert_eq!(code, Some(0), "{b}: {err}");
     }
 }
 

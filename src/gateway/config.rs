@@ -510,22 +510,24 @@ pub(crate) fn parse_bool(var: &str, v: &str) -> Result<bool, ConfigError> {
     }
 }
 
-fn parse_u64(var: &str, v: &str) -> Result<u64, ConfigError> {
+pub(crate) fn parse_u64(var: &str, v: &str) -> Result<u64, ConfigError> {
     v.trim()
         .parse()
         .map_err(|_| ConfigError::Invalid(format!("{var}={v:?} is not a non-negative integer")))
 }
 
+/// An environment snapshot from pairs (tests).
+#[cfg(test)]
+pub(crate) fn env(pairs: &[(&str, &str)]) -> Env {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn env(pairs: &[(&str, &str)]) -> Env {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
 
     #[test]
     fn defaults_follow_documented_values() {

@@ -8,7 +8,7 @@ use std::time::Duration;
 use ipnet::IpNet;
 use serde::Deserialize;
 
-use super::super::config::{parse_bool, ConfigError, Env};
+use super::super::config::{parse_bool, parse_u64, ConfigError, Env};
 
 #[derive(Debug, Clone)]
 pub struct SecurityConfig {
@@ -143,9 +143,7 @@ impl SecurityConfig {
         };
         let number = |k: &str, f: Option<u64>, dflt: u64| -> Result<u64, ConfigError> {
             match get(k) {
-                Some(v) => v.parse().map_err(|_| {
-                    ConfigError::Invalid(format!("{k}={v:?} is not a non-negative integer"))
-                }),
+                Some(v) => parse_u64(k, v),
                 None => Ok(f.unwrap_or(dflt)),
             }
         };
@@ -302,14 +300,8 @@ pub fn parse_net(s: &str) -> Result<IpNet, String> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::super::config::env;
     use super::*;
-
-    fn env(pairs: &[(&str, &str)]) -> Env {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
 
     #[test]
     fn defaults_are_the_designs() {
