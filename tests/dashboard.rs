@@ -9,103 +9,27 @@
 
 #[path = "support/fake_provider.rs"]
 mod fake_provider;
+#[path = "support/moltgate.rs"]
+mod moltgate;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use fake_provider::FakeProvider;
+use moltgate::{cli, Gate, PASSWORD};
 use moltguard::breaker::audit::{self, NewEntry};
 use moltguard::breaker::state::{ApplyOutcome, ApplyRecord};
 use moltguard::breaker::{Actor, BreakerRecord, BreakerState, ReasonCode};
 use moltguard::gateway::security::store::{LatencyRow, Store};
 use serde_json::{json, Value};
 
-const PASSWORD: &str = "a long gateway password";
 const BANNED: &str = "203.0.113.7";
 const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
 fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// `moltguard --home H --json ARGS`.
-fn cli(home: &Path, args: &[&str]) -> (i32, Value) {
-    let out = Command::new(env!("CARGO_BIN_EXE_moltguard"))
-        .arg("--home")
-        .arg(home)
-        .arg("--json")
-        .args(args)
-        .env_clear()
-        .output()
-        .unwrap();
-    let v = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
-    (out.status.code().unwrap_or(-1), v)
-}
-
-/// A moltguard home with a moltgate serving from it; killed on drop.
-struct Gate {
-    home: tempfile::TempDir,
-    port: u16,
-    child: Child,
-}
-
-impl Gate {
-    async fn start(home: tempfile::TempDir, provider: &FakeProvider) -> Gate {
-        let port = free_port();
-        let child = Command::new(env!("CARGO_BIN_EXE_moltgate"))
-            .arg("serve")
-            .env_clear()
-            .env("MOLTGUARD_HOME", home.path())
-            .env("MOLTGATE_LISTEN", format!("127.0.0.1:{port}"))
-            .env("GATEWAY_PASSWORD", PASSWORD)
-            .env("DEFAULT_LLM_PROVIDER", "ollama")
-            .env("OLLAMA_BASE_URL", format!("http://{}", provider.addr))
-            .env("OLLAMA_MODEL", "fake-ok")
-            .env("DEFAULT_MODEL", "fake-ok")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let g = Gate { home, port, child };
-        let t = Instant::now();
-        loop {
-            if let Ok(r) = reqwest::get(format!("{}/health", g.base())).await {
-                if r.status() == 200 {
-                    return g;
-                }
-            }
-            assert!(
-                t.elapsed() < Duration::from_secs(15),
-                "moltgate did not start"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    fn base(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-
-    fn cli(&self, args: &[&str]) -> (i32, Value) {
-        cli(self.home.path(), args)
-    }
-}
-
-impl Drop for Gate {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// What the page shows besides the gateway's own state: a breaker that
@@ -220,7 +144,7 @@ async fn started() -> (FakeProvider, Gate) {
     let p = FakeProvider::start().await;
     let home = tempfile::tempdir().unwrap();
     seed(home.path());
-    let g = Gate::start(home, &p).await;
+    let g = Gate::start_in(home, Some(&p), &[]).await;
     (p, g)
 }
 

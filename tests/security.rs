@@ -6,134 +6,21 @@
 
 #[path = "support/fake_provider.rs"]
 mod fake_provider;
+#[path = "support/moltgate.rs"]
+mod moltgate;
 
 use std::net::{IpAddr, SocketAddr};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use fake_provider::FakeProvider;
 use futures_util::{SinkExt, StreamExt};
+use moltgate::{bin, free_port, Gate, PASSWORD};
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
-
-const PASSWORD: &str = "a long gateway password";
-
-fn bin(name: &str) -> PathBuf {
-    match name {
-        "moltgate" => PathBuf::from(env!("CARGO_BIN_EXE_moltgate")),
-        _ => PathBuf::from(env!("CARGO_BIN_EXE_moltguard")),
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A moltguard home with a moltgate serving from it; killed on drop.
-struct Gate {
-    home: tempfile::TempDir,
-    port: u16,
-    env: Vec<(String, String)>,
-    child: Option<Child>,
-}
-
-impl Gate {
-    async fn start(provider: Option<&FakeProvider>, env: &[(&str, &str)]) -> Gate {
-        let mut all: Vec<(String, String)> = vec![
-            ("GATEWAY_PASSWORD".into(), PASSWORD.into()),
-            ("DEFAULT_MODEL".into(), "fake-ok".into()),
-        ];
-        if let Some(p) = provider {
-            all.push(("DEFAULT_LLM_PROVIDER".into(), "ollama".into()));
-            all.push(("OLLAMA_BASE_URL".into(), format!("http://{}", p.addr)));
-            all.push(("OLLAMA_MODEL".into(), "fake-ok".into()));
-        }
-        all.extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-        let mut g = Gate {
-            home: tempfile::tempdir().unwrap(),
-            port: free_port(),
-            env: all,
-            child: None,
-        };
-        g.spawn().await;
-        g
-    }
-
-    async fn spawn(&mut self) {
-        let mut cmd = Command::new(bin("moltgate"));
-        cmd.arg("serve")
-            .env_clear()
-            .env("MOLTGUARD_HOME", self.home.path())
-            .env("MOLTGATE_LISTEN", format!("127.0.0.1:{}", self.port))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        for (k, v) in &self.env {
-            cmd.env(k, v);
-        }
-        self.child = Some(cmd.spawn().unwrap());
-        let t = Instant::now();
-        loop {
-            if let Ok(r) = reqwest::get(format!("{}/health", self.base())).await {
-                if r.status() == 200 {
-                    return;
-                }
-            }
-            assert!(
-                t.elapsed() < Duration::from_secs(15),
-                "moltgate did not start"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    fn stop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-
-    fn base(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-
-    fn addr(&self) -> SocketAddr {
-        SocketAddr::from(([127, 0, 0, 1], self.port))
-    }
-
-    /// `moltguard --home H --json ARGS`.
-    fn cli(&self, args: &[&str]) -> (i32, Value) {
-        let out = Command::new(bin("moltguard"))
-            .arg("--home")
-            .arg(self.home.path())
-            .arg("--json")
-            .args(args)
-            .env_clear()
-            .output()
-            .unwrap();
-        let v = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
-        (out.status.code().unwrap_or(-1), v)
-    }
-
-    fn key(&self, scopes: &str) -> String {
-        let (code, v) = self.cli(&["keys", "create", "--label", "t", "--scopes", scopes]);
-        assert_eq!(code, 0, "{v}");
-        v["key"].as_str().unwrap().to_string()
-    }
-}
-
-impl Drop for Gate {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
 
 /// An HTTP client whose connections come from `from` (127.0.0.x).
 fn client_from(from: &str, key: Option<&str>) -> reqwest::Client {
