@@ -174,7 +174,7 @@ pub struct Security {
     /// Bound to loopback: the default CORS origins are localhost ones.
     pub loopback: bool,
     dropped: AtomicU64,
-    breaker: RwLock<Option<EdgeBreaker>>,
+    breaker: RwLock<Option<Arc<EdgeBreaker>>>,
     breaker_file: std::path::PathBuf,
     /// `moltgate_security_incidents_total{kind}`.
     incident_counter: Option<prometheus::IntCounterVec>,
@@ -309,7 +309,7 @@ impl Security {
         let loaded = crate::breaker::store::load(&self.breaker_file, now);
         let value = match loaded.problem {
             Some(crate::breaker::store::StateProblem::Missing) => None,
-            _ => Some(EdgeBreaker {
+            _ => Some(Arc::new(EdgeBreaker {
                 state: loaded.record.state,
                 reason: format!(
                     "{}: {}",
@@ -317,12 +317,13 @@ impl Security {
                     loaded.record.detail
                 ),
                 expires_at: loaded.record.expires_at,
-            }),
+            })),
         };
         *self.breaker.write().unwrap_or_else(|e| e.into_inner()) = value;
     }
 
-    pub fn breaker(&self) -> Option<EdgeBreaker> {
+    /// Checked on every remote request: a pointer copy, not a clone.
+    pub fn breaker(&self) -> Option<Arc<EdgeBreaker>> {
         self.breaker
             .read()
             .unwrap_or_else(|e| e.into_inner())
