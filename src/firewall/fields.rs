@@ -2,6 +2,8 @@
 //! (CRS's "collections"): path, argument names and values (query, form,
 //! JSON, XML, multipart), cookies, headers, uploaded file names.
 
+use std::borrow::Cow;
+
 use super::llm;
 use super::normalize::Normalized;
 use super::request::RequestView;
@@ -118,6 +120,20 @@ fn push(fields: &mut Vec<Field>, loc: u16, name: String, raw: &str, form: bool, 
     });
 }
 
+/// `prefix` + `key`: a field name (cheaper than `format!`, and every
+/// field of every request gets one).
+pub fn named(prefix: &str, key: &str) -> String {
+    let mut name = String::with_capacity(prefix.len() + key.len());
+    name.push_str(prefix);
+    name.push_str(key);
+    name
+}
+
+/// At most the first 64 characters of `s` (names in incidents stay short).
+pub fn short(s: &str) -> &str {
+    s.char_indices().nth(64).map_or(s, |(i, _)| &s[..i])
+}
+
 /// Splits `a=1&b=2` into decoded-later (name, value) pairs.
 fn form_pairs(s: &str) -> impl Iterator<Item = (&str, &str)> {
     s.split('&')
@@ -152,6 +168,33 @@ fn push_form(fields: &mut Vec<Field>, s: &str, origin: &str) {
             v,
             true,
             false,
+        );
+    }
+}
+
+/// Cookie names and values (values may be session tokens: masked).
+fn push_cookies(fields: &mut Vec<Field>, header: &str) {
+    for c in header.split(';') {
+        let (k, v) = match c.find('=') {
+            Some(i) => (&c[..i], &c[i + 1..]),
+            None => (c, ""),
+        };
+        let k = k.trim();
+        push(
+            fields,
+            loc::COOKIE_NAMES,
+            named("REQUEST_COOKIES_NAMES:", short(k)),
+            k,
+            false,
+            false,
+        );
+        push(
+            fields,
+            loc::COOKIES,
+            named("REQUEST_COOKIES:", short(k)),
+            v,
+            false,
+            true,
         );
     }
 }
@@ -191,88 +234,52 @@ pub fn extract(req: &RequestView, max_body: usize) -> (Vec<Field>, Option<llm::B
     );
 
     for (name, value) in &req.headers {
-        let lname = name.trim().to_ascii_lowercase();
+        let trimmed = name.trim();
+        let lname = if trimmed.bytes().any(|b| b.is_ascii_uppercase()) {
+            Cow::Owned(trimmed.to_ascii_lowercase())
+        } else {
+            Cow::Borrowed(trimmed)
+        };
         let value = String::from_utf8_lossy(value);
         // Standard header names are not worth inspecting; unusual ones are.
         if !common_header(&lname) {
             push(
                 &mut fields,
                 loc::HEADER_NAMES,
-                format!("REQUEST_HEADERS_NAMES:{name}"),
+                named("REQUEST_HEADERS_NAMES:", name),
                 name,
                 false,
                 false,
             );
         }
-        match lname.as_str() {
+        let (loc, sensitive) = match &*lname {
             "cookie" => {
-                for c in value.split(';') {
-                    let (k, v) = match c.find('=') {
-                        Some(i) => (&c[..i], &c[i + 1..]),
-                        None => (c, ""),
-                    };
-                    let k = k.trim();
-                    let short: String = k.chars().take(64).collect();
-                    push(
-                        &mut fields,
-                        loc::COOKIE_NAMES,
-                        format!("REQUEST_COOKIES_NAMES:{short}"),
-                        k,
-                        false,
-                        false,
-                    );
-                    push(
-                        &mut fields,
-                        loc::COOKIES,
-                        format!("REQUEST_COOKIES:{short}"),
-                        v,
-                        false,
-                        true,
-                    );
-                }
+                push_cookies(&mut fields, &value);
+                continue;
             }
-            "user-agent" => push(
-                &mut fields,
-                loc::UA,
-                format!("REQUEST_HEADERS:{name}"),
-                &value,
-                false,
-                false,
-            ),
-            "referer" => push(
-                &mut fields,
-                loc::REFERER,
-                format!("REQUEST_HEADERS:{name}"),
-                &value,
-                false,
-                false,
-            ),
-            n if n.contains("filename") || n.contains("file-name") || n.contains("file_name") => {
-                push(
-                    &mut fields,
-                    loc::FILENAMES | loc::HEADERS,
-                    format!("REQUEST_HEADERS:{name}"),
-                    &value,
-                    false,
-                    false,
-                )
+            "user-agent" => (loc::UA, false),
+            "referer" => (loc::REFERER, false),
+            n if n.contains("file")
+                && (n.contains("filename")
+                    || n.contains("file-name")
+                    || n.contains("file_name")) =>
+            {
+                (loc::FILENAMES | loc::HEADERS, false)
             }
-            "authorization" | "proxy-authorization" | "x-api-key" | "api-key" => push(
+            "authorization" | "proxy-authorization" | "x-api-key" | "api-key" => {
+                (loc::HEADERS, true)
+            }
+            _ => (loc::HEADERS, false),
+        };
+        if !value.is_empty() {
+            push(
                 &mut fields,
-                loc::HEADERS,
-                format!("REQUEST_HEADERS:{name}"),
+                loc,
+                named("REQUEST_HEADERS:", name),
                 &value,
                 false,
-                true,
-            ),
-            _ => push(
-                &mut fields,
-                loc::HEADERS,
-                format!("REQUEST_HEADERS:{name}"),
-                &value,
-                false,
-                false,
-            ),
+                sensitive,
+            );
         }
     }
 
@@ -281,10 +288,8 @@ pub fn extract(req: &RequestView, max_body: usize) -> (Vec<Field>, Option<llm::B
     if !body.is_empty() {
         let ct = req.content_type().unwrap_or_default();
         let text = String::from_utf8_lossy(body);
-        let path = super::normalize::resolve_path(&super::normalize::canonical_text(
-            req.raw_path(),
-            false,
-        ));
+        let path = super::normalize::canonical_text(req.raw_path(), false);
+        let path = super::normalize::resolve_path(&path);
         if llm::is_llm_route(&req.method, &path) && (ct.is_empty() || ct.contains("json")) {
             report = Some(llm::extract_fields(&text, &mut fields));
         } else if ct.contains("json") {
@@ -344,12 +349,11 @@ pub fn walk_json(v: &serde_json::Value, path: &str, fields: &mut Vec<Field>, dep
     match v {
         serde_json::Value::Object(m) => {
             for (k, child) in m {
-                let short: String = k.chars().take(64).collect();
-                let p = format!("{path}.{short}");
+                let p = format!("{path}.{}", short(k));
                 push(
                     fields,
                     loc::ARG_NAMES,
-                    format!("ARGS_NAMES:{p}"),
+                    named("ARGS_NAMES:", &p),
                     k,
                     false,
                     false,
@@ -363,12 +367,12 @@ pub fn walk_json(v: &serde_json::Value, path: &str, fields: &mut Vec<Field>, dep
             }
         }
         serde_json::Value::String(s) => {
-            push(fields, loc::ARGS, format!("ARGS:{path}"), s, false, false)
+            push(fields, loc::ARGS, named("ARGS:", path), s, false, false)
         }
         serde_json::Value::Number(n) => push(
             fields,
             loc::ARGS,
-            format!("ARGS:{path}"),
+            named("ARGS:", path),
             &n.to_string(),
             false,
             false,

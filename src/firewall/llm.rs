@@ -138,7 +138,7 @@ pub fn extract_fields(text: &str, out: &mut Vec<Field>) -> BodyReport {
         return report;
     }
     for (key, v) in map {
-        let field = format!("json.{}", key.chars().take(64).collect::<String>());
+        let field = fields::named("json.", fields::short(key));
         let bad_type = match key.as_str() {
             "model" => match v {
                 Value::String(s) => s.len() > MAX_MODEL_LEN,
@@ -214,9 +214,13 @@ fn check_messages(v: &Value, report: &mut BodyReport, out: &mut Vec<Field>) {
         }
         // Only the routing metadata of a message is inspected; content,
         // tool calls and their arguments are model input.
-        for key in ["role", "name", "tool_call_id"] {
+        for (key, path) in [
+            ("role", "json.messages.role"),
+            ("name", "json.messages.name"),
+            ("tool_call_id", "json.messages.tool_call_id"),
+        ] {
             if let Some(v) = m.get(key) {
-                fields::walk_json(v, &format!("json.messages.{key}"), out, 1);
+                fields::walk_json(v, path, out, 1);
             }
         }
     }

@@ -212,6 +212,9 @@ pub struct Firewall {
     uniform_literals: Option<CompiledLiterals>,
     /// Individually compiled regexes, built lazily only to locate an excerpt.
     singles: Vec<OnceLock<Option<Regex>>>,
+    /// `(rule id, index into rules)`, sorted by id: code-implemented rules
+    /// report by id on every request.
+    by_id: Vec<(u32, usize)>,
 }
 
 impl std::fmt::Debug for Firewall {
@@ -345,6 +348,9 @@ impl Firewall {
             None
         };
         let singles = rules.iter().map(|_| OnceLock::new()).collect();
+        let mut by_id: Vec<(u32, usize)> =
+            rules.iter().enumerate().map(|(i, r)| (r.id, i)).collect();
+        by_id.sort_unstable();
         Ok(Self {
             cfg,
             rules,
@@ -353,6 +359,7 @@ impl Firewall {
             uniform_set,
             uniform_literals,
             singles,
+            by_id,
         })
     }
 
@@ -367,7 +374,8 @@ impl Firewall {
     }
 
     fn rule(&self, id: u32) -> Option<&Rule> {
-        self.rules.iter().find(|r| r.id == id)
+        let i = self.by_id.binary_search_by_key(&id, |&(id, _)| id).ok()?;
+        self.rules.get(self.by_id[i].1)
     }
 
     /// Inspects one request.
@@ -524,8 +532,10 @@ impl Hits<'_> {
     /// active at the configured paranoia level.
     pub fn hit(&mut self, id: u32, field: &str, detail: &str) {
         if let Some(rule) = self.fw.rule(id).copied() {
-            let excerpt = redact(&truncate_chars(detail, EXCERPT_MAX));
-            self.add(&rule, field, excerpt);
+            if !self.seen(id) {
+                let excerpt = redact(&truncate_chars(detail, EXCERPT_MAX));
+                self.add(&rule, field, excerpt);
+            }
         }
     }
 

@@ -7,6 +7,8 @@
 //! with bounded look-ahead, so the whole pipeline is linear in the input
 //! size; repeated URL decoding is capped at [`MAX_DECODE_ROUNDS`].
 
+use std::borrow::Cow;
+
 /// Upper bound on URL-decoding passes (`%252527` needs three).
 pub const MAX_DECODE_ROUNDS: usize = 4;
 
@@ -23,8 +25,14 @@ pub struct Normalized {
     cmd: Option<String>,
 }
 
-fn differs(form: String, text: &str) -> Option<String> {
-    (form != text).then_some(form)
+/// A folded form worth storing: one the fold changed. The folds borrow
+/// their input when there is nothing to do (most values), so this costs
+/// neither an allocation nor a comparison in the common case.
+fn differs(form: Cow<'_, str>, text: &str) -> Option<String> {
+    match form {
+        Cow::Borrowed(_) => None,
+        Cow::Owned(f) => (f != text).then_some(f),
+    }
 }
 
 impl Normalized {
@@ -353,14 +361,35 @@ fn named_entity_ci(name: &str) -> Option<char> {
     named_entity(&name.to_ascii_lowercase())
 }
 
+/// Nothing for [`resolve_path`] to do: no `\\`, no `//`, no `.` or `..`
+/// segment (one pass).
+fn path_plain(s: &str) -> bool {
+    let b = s.as_bytes();
+    let mut seg_start = 0;
+    for i in 0..=b.len() {
+        match b.get(i) {
+            Some(b'\\') => return false,
+            Some(b'/') | None => {
+                if matches!(&b[seg_start..i], b"." | b"..") {
+                    return false;
+                }
+                if b.get(i) == Some(&b'/') && i > 0 && b[i - 1] == b'/' {
+                    return false;
+                }
+                seg_start = i + 1;
+            }
+            Some(_) => {}
+        }
+    }
+    true
+}
+
 /// Resolves `.` and `..` segments, turns `\` into `/` and collapses `//`.
 /// A `..` that would climb above the root is kept (as `/../`), so traversal
 /// attempts stay visible to the rules.
-pub fn resolve_path(s: &str) -> String {
-    let changes =
-        s.contains('\\') || s.contains("//") || s.split('/').any(|seg| seg == "." || seg == "..");
-    if !changes {
-        return s.to_string();
+pub fn resolve_path(s: &str) -> Cow<'_, str> {
+    if path_plain(s) {
+        return Cow::Borrowed(s);
     }
     let unified = s.replace('\\', "/");
     let absolute = unified.starts_with('/');
@@ -387,22 +416,29 @@ pub fn resolve_path(s: &str) -> String {
     if trailing && !out.ends_with('/') {
         out.push('/');
     }
-    out
+    Cow::Owned(out)
+}
+
+/// Nothing for [`sql_fold`] to do: ASCII, no comment delimiters, no
+/// whitespace but single spaces (one pass, as most values qualify).
+fn sql_plain(s: &str) -> bool {
+    let mut prev = 0u8;
+    for &b in s.as_bytes() {
+        let pair = matches!((prev, b), (b'/', b'*') | (b'*', b'/') | (b' ', b' '));
+        if pair || b >= 0x80 || matches!(b, b'\t' | b'\n' | b'\r' | 0x0b | 0x0c) {
+            return false;
+        }
+        prev = b;
+    }
+    true
 }
 
 /// SQL folding: `/* ... */` comments become a space (MySQL `/*!50000 ... */`
 /// keeps its content, since MySQL executes it), `--` and `#` line comments
 /// are kept as a marker token, whitespace runs collapse to one space.
-pub fn sql_fold(s: &str) -> String {
-    if !s.contains("/*")
-        && !s.contains("*/")
-        && !s.contains("  ")
-        && !s
-            .bytes()
-            .any(|b| matches!(b, b'\t' | b'\n' | b'\r' | 0x0b | 0x0c))
-        && s.is_ascii()
-    {
-        return s.to_string();
+pub fn sql_fold(s: &str) -> Cow<'_, str> {
+    if sql_plain(s) {
+        return Cow::Borrowed(s);
     }
     let b = s.as_bytes();
     let mut out = String::with_capacity(s.len());
@@ -448,30 +484,35 @@ pub fn sql_fold(s: &str) -> String {
         push(&mut out, c, &mut last_space);
         i += c.len_utf8();
     }
-    out
+    Cow::Owned(out)
 }
 
 /// Shell folding in the spirit of ModSecurity's `t:cmdLine`: deletes the
 /// characters shells ignore or glue away (`\ " ' ^`), expands the empty
 /// variables used as separators (`$@`, `${IFS}`, `$IFS`), turns `,`
 /// into a space and collapses whitespace (`;` stays: it separates commands).
-pub fn cmd_fold(s: &str) -> String {
-    if !s.bytes().any(|b| {
-        matches!(
+pub fn cmd_fold(s: &str) -> Cow<'_, str> {
+    let mut prev = 0u8;
+    let plain = s.bytes().all(|b| {
+        let folds = matches!(
             b,
             b'$' | b'\\' | b'"' | b'\'' | b'^' | b'\t' | b'\n' | b'\r' | b',' | 0x0b | 0x0c
-        )
-    }) && !s.contains("  ")
-    {
-        return s.to_string();
+        ) || (prev == b' ' && b == b' ');
+        prev = b;
+        !folds
+    });
+    if plain {
+        return Cow::Borrowed(s);
     }
     let s = if s.contains('$') {
-        s.replace("${ifs}", " ")
-            .replace("$ifs", " ")
-            .replace("$@", "")
-            .replace("$*", "")
+        Cow::Owned(
+            s.replace("${ifs}", " ")
+                .replace("$ifs", " ")
+                .replace("$@", "")
+                .replace("$*", ""),
+        )
     } else {
-        s.to_string()
+        Cow::Borrowed(s)
     };
     let mut out = String::with_capacity(s.len());
     let mut last_space = false;
@@ -498,5 +539,5 @@ pub fn cmd_fold(s: &str) -> String {
             }
         }
     }
-    out
+    Cow::Owned(out)
 }

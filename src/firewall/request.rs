@@ -6,6 +6,7 @@
 //! request target) because decoding is the normaliser's job, and because
 //! malformed requests are exactly what protocol rules look at.
 
+use std::borrow::Cow;
 use std::net::IpAddr;
 
 use bytes::Bytes;
@@ -102,10 +103,11 @@ impl RequestView {
     }
 
     /// First value of a header as (lossy) text.
-    pub fn header_str(&self, name: &str) -> Option<String> {
-        self.header_values(name)
-            .next()
-            .map(|v| String::from_utf8_lossy(v).into_owned())
+    pub fn header_str(&self, name: &str) -> Option<Cow<'_, str>> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.trim().eq_ignore_ascii_case(name))
+            .map(|(_, v)| String::from_utf8_lossy(v))
     }
 
     /// Path part of the target (before `?`), raw.

@@ -136,6 +136,20 @@ fn contains_ci(hay: &[u8], needle: &[u8]) -> bool {
         .any(|w| w.eq_ignore_ascii_case(needle))
 }
 
+/// Which of the escapes `%00` (NUL) and `%0d`/`%0a` (CR, LF) a header
+/// value carries, in one pass (every header of every request is checked).
+fn escaped_nul_or_crlf(value: &[u8]) -> (bool, bool) {
+    let (mut nul, mut crlf) = (false, false);
+    for w in value.windows(3).filter(|w| w[0] == b'%' && w[1] == b'0') {
+        match w[2].to_ascii_lowercase() {
+            b'0' => nul = true,
+            b'd' | b'a' => crlf = true,
+            _ => {}
+        }
+    }
+    (nul, crlf)
+}
+
 fn is_tchar(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
@@ -240,7 +254,7 @@ pub fn check(req: &RequestView, cfg: &FirewallConfig, hits: &mut Hits<'_>) {
     if req.target.contains('#') {
         hits.hit(920610, "REQUEST_URI", &req.target);
     }
-    if req.target.contains('\0') || req.target.to_ascii_lowercase().contains("%00") {
+    if req.target.contains('\0') || contains_ci(req.target.as_bytes(), b"%00") {
         hits.hit(920270, "REQUEST_URI", &req.target);
     }
 
@@ -269,21 +283,25 @@ pub fn check(req: &RequestView, cfg: &FirewallConfig, hits: &mut Hits<'_>) {
                 &String::from_utf8_lossy(value),
             );
         }
-        if value.contains(&0) || contains_ci(value, b"%00") {
+        let (escaped_nul, escaped_crlf) = escaped_nul_or_crlf(value);
+        if value.contains(&0) || escaped_nul {
             hits.hit(920270, &format!("REQUEST_HEADERS:{name}"), "NUL byte");
         }
-        if contains_ci(value, b"%0d") || contains_ci(value, b"%0a") {
+        if escaped_crlf {
             hits.hit(
                 921140,
                 &format!("REQUEST_HEADERS:{name}"),
                 &String::from_utf8_lossy(value),
             );
         }
-        let lname = name.trim().to_ascii_lowercase();
-        if RESTRICTED_HEADERS.contains(&lname.as_str()) {
+        let lname = name.trim();
+        if RESTRICTED_HEADERS
+            .iter()
+            .any(|h| lname.eq_ignore_ascii_case(h))
+        {
             hits.hit(920450, &format!("REQUEST_HEADERS:{name}"), name);
         }
-        if lname == "request-range" {
+        if lname.eq_ignore_ascii_case("request-range") {
             hits.hit(
                 920660,
                 &format!("REQUEST_HEADERS:{name}"),
@@ -292,7 +310,8 @@ pub fn check(req: &RequestView, cfg: &FirewallConfig, hits: &mut Hits<'_>) {
         }
     }
 
-    let method = req.method.to_ascii_uppercase();
+    let method = req.method.as_str();
+    let get_or_head = method.eq_ignore_ascii_case("GET") || method.eq_ignore_ascii_case("HEAD");
     let cl: Vec<String> = req
         .header_values("content-length")
         .map(|v| String::from_utf8_lossy(v).trim().to_string())
@@ -320,13 +339,14 @@ pub fn check(req: &RequestView, cfg: &FirewallConfig, hits: &mut Hits<'_>) {
         );
     }
     let declared_len: u64 = cl.first().and_then(|v| v.parse().ok()).unwrap_or(0);
-    if (method == "GET" || method == "HEAD") && (declared_len > 0 || !req.body.is_empty()) {
-        hits.hit(920170, "REQUEST_BODY", &format!("{method} with body"));
+    if get_or_head && (declared_len > 0 || !req.body.is_empty()) {
+        let detail = format!("{} with body", method.to_ascii_uppercase());
+        hits.hit(920170, "REQUEST_BODY", &detail);
     }
-    if (method == "GET" || method == "HEAD") && !te.is_empty() {
+    if get_or_head && !te.is_empty() {
         hits.hit(920171, "REQUEST_HEADERS:Transfer-Encoding", &te.join(","));
     }
-    if method == "POST"
+    if method.eq_ignore_ascii_case("POST")
         && cl.is_empty()
         && te.is_empty()
         && req.version != "HTTP/2"
@@ -339,11 +359,8 @@ pub fn check(req: &RequestView, cfg: &FirewallConfig, hits: &mut Hits<'_>) {
     }
 
     // Host.
-    let hosts: Vec<String> = req
-        .header_values("host")
-        .map(|v| String::from_utf8_lossy(v).trim().to_string())
-        .collect();
-    match hosts.first() {
+    let host = req.header_str("host");
+    match host.as_deref().map(str::trim) {
         None if req.version == "HTTP/1.1" => hits.hit(920280, "REQUEST_HEADERS:Host", "missing"),
         Some(h) if h.is_empty() => hits.hit(920290, "REQUEST_HEADERS:Host", "empty"),
         Some(h) => {
@@ -458,8 +475,7 @@ pub fn check(req: &RequestView, cfg: &FirewallConfig, hits: &mut Hits<'_>) {
     }
 
     // Full-width `%uFFxx` encoding only exists to dodge filters.
-    let lower_target = req.target.to_ascii_lowercase();
-    if lower_target.contains("%uff") {
+    if contains_ci(req.target.as_bytes(), b"%uff") {
         hits.hit(920260, "REQUEST_URI", &req.target);
     }
     check_args_shape(req, hits);
