@@ -40,10 +40,14 @@ impl Normalized {
     /// (query strings and form bodies) or literal `+` (paths, headers).
     pub fn of(raw: &str, form: bool) -> Self {
         let text = canonical_text(raw, form);
+        let may = FoldsThatMayApply::of(&text);
         Self {
-            path: differs(resolve_path(&text), &text),
-            sql: differs(sql_fold(&text), &text),
-            cmd: differs(cmd_fold(&text), &text),
+            path: may
+                .path
+                .then(|| differs(resolve_path(&text), &text))
+                .flatten(),
+            sql: may.sql.then(|| differs(sql_fold(&text), &text)).flatten(),
+            cmd: may.cmd.then(|| differs(cmd_fold(&text), &text)).flatten(),
             text,
         }
     }
@@ -66,6 +70,38 @@ impl Normalized {
     /// All four forms are the same string (lets the matcher scan once).
     pub fn uniform(&self) -> bool {
         self.path.is_none() && self.sql.is_none() && self.cmd.is_none()
+    }
+}
+
+/// Which folds could change a value, from one pass over it: most values
+/// (header values, JSON leaves) need none, and each fold's own check is a
+/// pass of its own. A `true` only means "run the fold", which decides.
+struct FoldsThatMayApply {
+    path: bool,
+    sql: bool,
+    cmd: bool,
+}
+
+impl FoldsThatMayApply {
+    fn of(s: &str) -> Self {
+        let (mut path, mut sql, mut cmd) = (false, false, false);
+        let mut prev = 0u8;
+        for &b in s.as_bytes() {
+            match b {
+                b'\\' => (path, cmd) = (true, true),
+                b'.' => path = true,
+                b'/' if prev == b'/' => path = true,
+                // Both comment delimiters, `/*` and `*/`, have a star.
+                b'*' => sql = true,
+                b'$' | b'"' | b'\'' | b'^' | b',' => cmd = true,
+                b'\t' | b'\n' | b'\r' | 0x0b | 0x0c => (sql, cmd) = (true, true),
+                b' ' if prev == b' ' => (sql, cmd) = (true, true),
+                0x80.. => sql = true,
+                _ => {}
+            }
+            prev = b;
+        }
+        Self { path, sql, cmd }
     }
 }
 

@@ -128,13 +128,15 @@ impl RequestView {
     }
 
     /// Media type of the body, lowercased, without parameters.
-    pub fn content_type(&self) -> Option<String> {
-        self.header_str("content-type").map(|ct| {
-            ct.split(';')
-                .next()
-                .unwrap_or("")
-                .trim()
-                .to_ascii_lowercase()
+    pub fn content_type(&self) -> Option<Cow<'_, str>> {
+        fn media(ct: &str) -> &str {
+            ct.split(';').next().unwrap_or("").trim()
+        }
+        Some(match self.header_str("content-type")? {
+            Cow::Borrowed(ct) if !media(ct).bytes().any(|b| b.is_ascii_uppercase()) => {
+                Cow::Borrowed(media(ct))
+            }
+            ct => Cow::Owned(media(&ct).to_ascii_lowercase()),
         })
     }
 }

@@ -4,6 +4,8 @@
 //! sizes, restricted headers and content types. HTTP clients built on real
 //! libraries never produce these shapes.
 
+use std::borrow::Cow;
+
 use super::{code, re, Category, Rule, Transform};
 use crate::firewall::fields::loc;
 use crate::firewall::score::Severity;
@@ -136,18 +138,45 @@ fn contains_ci(hay: &[u8], needle: &[u8]) -> bool {
         .any(|w| w.eq_ignore_ascii_case(needle))
 }
 
-/// Which of the escapes `%00` (NUL) and `%0d`/`%0a` (CR, LF) a header
-/// value carries, in one pass (every header of every request is checked).
-fn escaped_nul_or_crlf(value: &[u8]) -> (bool, bool) {
-    let (mut nul, mut crlf) = (false, false);
-    for w in value.windows(3).filter(|w| w[0] == b'%' && w[1] == b'0') {
-        match w[2].to_ascii_lowercase() {
-            b'0' => nul = true,
-            b'd' | b'a' => crlf = true,
-            _ => {}
+/// What one header value carries, from a single pass (every header of
+/// every request is checked): raw CR/LF, a raw NUL, and the escapes
+/// `%00` (NUL) and `%0d`/`%0a` (CR, LF).
+#[derive(Default)]
+struct ValueFlags {
+    crlf: bool,
+    nul: bool,
+    escaped_nul: bool,
+    escaped_crlf: bool,
+}
+
+impl ValueFlags {
+    fn of(value: &[u8]) -> Self {
+        let mut f = Self::default();
+        for (i, &b) in value.iter().enumerate() {
+            match b {
+                b'\r' | b'\n' => f.crlf = true,
+                0 => f.nul = true,
+                b'%' if value.get(i + 1) == Some(&b'0') => {
+                    match value.get(i + 2).map(u8::to_ascii_lowercase) {
+                        Some(b'0') => f.escaped_nul = true,
+                        Some(b'd' | b'a') => f.escaped_crlf = true,
+                        _ => {}
+                    }
+                }
+                _ => {}
+            }
         }
+        f
     }
-    (nul, crlf)
+}
+
+/// `s` lowercased, borrowed when it already is (the usual case).
+fn ascii_lowercase(s: &str) -> Cow<'_, str> {
+    if s.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(s.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(s)
+    }
 }
 
 fn is_tchar(b: u8) -> bool {
@@ -202,14 +231,14 @@ fn content_type_syntax_ok(ct: &str) -> bool {
             }
             match p.split_once('=') {
                 Some((k, v)) => {
-                    let k = k.trim().to_ascii_lowercase();
+                    let k = ascii_lowercase(k.trim());
                     // One optional space around `=` is tolerated (as CRS does), more is not.
                     if v.starts_with("  ") || v.starts_with(" \t") || v.starts_with('\t') {
                         return false;
                     }
                     let v = v.trim();
                     matches!(
-                        k.as_str(),
+                        &*k,
                         "action"
                             | "boundary"
                             | "charset"
@@ -274,20 +303,18 @@ pub fn check(req: &RequestView, cfg: &FirewallConfig, hits: &mut Hits<'_>) {
                 "header too large",
             );
         }
-        if name.bytes().any(|b| b == b'\r' || b == b'\n')
-            || value.iter().any(|&b| b == b'\r' || b == b'\n')
-        {
+        let flags = ValueFlags::of(value);
+        if name.bytes().any(|b| b == b'\r' || b == b'\n') || flags.crlf {
             hits.hit(
                 921140,
                 &format!("REQUEST_HEADERS:{name}"),
                 &String::from_utf8_lossy(value),
             );
         }
-        let (escaped_nul, escaped_crlf) = escaped_nul_or_crlf(value);
-        if value.contains(&0) || escaped_nul {
+        if flags.nul || flags.escaped_nul {
             hits.hit(920270, &format!("REQUEST_HEADERS:{name}"), "NUL byte");
         }
-        if escaped_crlf {
+        if flags.escaped_crlf {
             hits.hit(
                 921140,
                 &format!("REQUEST_HEADERS:{name}"),
@@ -435,26 +462,24 @@ pub fn check(req: &RequestView, cfg: &FirewallConfig, hits: &mut Hits<'_>) {
     // Content-Type. The allow-list and the charset policy protect body
     // parsing: they apply when there is a body (or one is announced).
     let has_body = !req.body.is_empty() || declared_len > 0 || !te.is_empty();
-    let cts: Vec<String> = req
-        .header_values("content-type")
-        .map(|v| String::from_utf8_lossy(v).trim().to_string())
-        .collect();
-    if cts.len() > 1 {
-        hits.hit(920620, "REQUEST_HEADERS:Content-Type", &cts.join(" | "));
+    let mut cts = req.header_values("content-type");
+    let first_ct = cts.next().map(String::from_utf8_lossy);
+    if cts.next().is_some() {
+        let all: Vec<_> = req
+            .header_values("content-type")
+            .map(|v| String::from_utf8_lossy(v).trim().to_string())
+            .collect();
+        hits.hit(920620, "REQUEST_HEADERS:Content-Type", &all.join(" | "));
     }
-    if let Some(ct) = cts.first() {
-        let media = ct
-            .split(';')
-            .next()
-            .unwrap_or("")
-            .trim()
-            .to_ascii_lowercase();
+    let first_ct = first_ct.as_deref().map(str::trim);
+    if let Some(ct) = first_ct {
+        let media = req.content_type().unwrap_or_default();
         if !content_type_syntax_ok(ct) {
             hits.hit(920470, "REQUEST_HEADERS:Content-Type", ct);
-        } else if has_body && !ALLOWED_CONTENT_TYPES.contains(&media.as_str()) {
+        } else if has_body && !ALLOWED_CONTENT_TYPES.contains(&&*media) {
             hits.hit(920420, "REQUEST_HEADERS:Content-Type", ct);
         }
-        let lower = ct.to_ascii_lowercase();
+        let lower = ascii_lowercase(ct);
         let cs = charsets(&lower);
         if has_body && cs.iter().any(|c| !ALLOWED_CHARSETS.contains(&c.as_str())) {
             hits.hit(920480, "REQUEST_HEADERS:Content-Type", ct);
@@ -479,7 +504,7 @@ pub fn check(req: &RequestView, cfg: &FirewallConfig, hits: &mut Hits<'_>) {
         hits.hit(920260, "REQUEST_URI", &req.target);
     }
     check_args_shape(req, hits);
-    check_multipart(req, &cts, hits);
+    check_multipart(req, first_ct, hits);
 }
 
 /// Argument count, name length and encoding validity.
@@ -582,9 +607,12 @@ fn strip_entities(s: &str) -> String {
     out
 }
 
-fn check_multipart(req: &RequestView, cts: &[String], hits: &mut Hits<'_>) {
-    let Some(ct) = cts.first() else { return };
-    if !ct.to_ascii_lowercase().starts_with("multipart/") || req.body.is_empty() {
+fn check_multipart(req: &RequestView, ct: Option<&str>, hits: &mut Hits<'_>) {
+    let Some(ct) = ct else { return };
+    let multipart = ct
+        .get(..10)
+        .is_some_and(|p| p.eq_ignore_ascii_case("multipart/"));
+    if !multipart || req.body.is_empty() {
         return;
     }
     let body = String::from_utf8_lossy(&req.body[..req.body.len().min(1 << 20)]);
