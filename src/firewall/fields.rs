@@ -214,7 +214,8 @@ fn path_of(raw_path: &str) -> &str {
 /// Extracts every inspected field of a request. `llm_route` selects the LLM
 /// body policy (model input is not a field).
 pub fn extract(req: &RequestView, max_body: usize) -> (Vec<Field>, Option<llm::BodyReport>) {
-    let mut fields = Vec::new();
+    // Enough for a typical API request without growing.
+    let mut fields = Vec::with_capacity(16);
     push(
         &mut fields,
         loc::PATH,

@@ -30,6 +30,20 @@ pub struct RequestView {
     pub request_id: Option<String>,
 }
 
+/// The protocol token (`HTTP/1.1`), as `http`'s `Debug` spells it, without
+/// going through the formatter for the known versions.
+fn version_token(v: axum::http::Version) -> String {
+    use axum::http::Version;
+    match v {
+        Version::HTTP_09 => "HTTP/0.9".to_string(),
+        Version::HTTP_10 => "HTTP/1.0".to_string(),
+        Version::HTTP_11 => "HTTP/1.1".to_string(),
+        Version::HTTP_2 => "HTTP/2.0".to_string(),
+        Version::HTTP_3 => "HTTP/3.0".to_string(),
+        other => format!("{other:?}"),
+    }
+}
+
 impl RequestView {
     /// A minimal request: method, target, `HTTP/1.1`, no headers, no body.
     pub fn new(method: impl Into<String>, target: impl Into<String>) -> Self {
@@ -86,7 +100,7 @@ impl RequestView {
         Self {
             method: parts.method.as_str().to_string(),
             target,
-            version: format!("{:?}", parts.version),
+            version: version_token(parts.version),
             headers,
             body,
             client_ip: None,
