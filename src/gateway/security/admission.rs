@@ -1,15 +1,14 @@
-//! The admission middleware: the steps of the module docs, in order, each
-//! answering with a status and a message a person can act on.
+//! Admission: the steps of the module docs, in order, each answering with
+//! a status and a message a person can act on; then the router.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::body::Body;
-use axum::extract::{ConnectInfo, Request, State};
-use axum::http::{HeaderValue, Method, StatusCode};
-use axum::middleware::Next;
+use axum::body::{Body, Bytes};
+use axum::extract::Request;
+use axum::http::request::Parts;
+use axum::http::{HeaderName, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::serve::IncomingStream;
 use tracing::Instrument;
 
 use super::keys::KeyRejection;
@@ -17,7 +16,7 @@ use super::limits::{ConnGuard, Connections, Limited};
 use super::scope::{route_access, Access};
 use super::{headers, session, Incident, Principal, RequestContext, Security};
 use crate::gateway::errors::ApiError;
-use crate::gateway::Gateway;
+use crate::gateway::routes::Routes;
 
 /// Body bytes read from a request that carries no credential (enough for
 /// the firewall to see what a scanner sends).
@@ -80,18 +79,17 @@ impl axum::serve::Listener for CountingListener {
     }
 }
 
-impl axum::extract::connect_info::Connected<IncomingStream<'_, CountingListener>> for ConnMeta {
-    fn connect_info(stream: IncomingStream<'_, CountingListener>) -> Self {
-        stream.remote_addr().clone()
-    }
-}
-
-/// Set by admission for handlers: who is calling, from where.
+/// Set by admission for handlers: who is calling, from where, and the
+/// body it read (a handler takes it from here rather than collecting the
+/// request body a second time).
 #[derive(Clone)]
 pub struct Admitted {
     pub principal: Option<Principal>,
     pub ctx: RequestContext,
+    pub body: Bytes,
 }
+
+const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 fn refuse(status: StatusCode, kind: &'static str, code: &str, msg: impl Into<String>) -> Response {
     ApiError::new(status, kind, code, msg).into_response()
@@ -123,17 +121,12 @@ fn unauthorized(msg: impl Into<String>) -> Response {
     r
 }
 
-pub async fn admit(
-    State(gw): State<Arc<Gateway>>,
-    ConnectInfo(conn): ConnectInfo<ConnMeta>,
-    req: Request,
-    next: Next,
-) -> Response {
-    let sec = &gw.security;
-    let path = req.uri().path().to_owned();
+/// Admits `req` and runs it through `routes`, or refuses it.
+pub async fn admit(sec: &Security, routes: &Routes, conn: &ConnMeta, req: Request) -> Response {
+    let (mut parts, body) = req.into_parts();
 
     // 1. Connection cap: a full gateway still says it is alive.
-    if conn.over_limit() && path != "/health" {
+    if conn.over_limit() && parts.uri.path() != "/health" {
         let mut r = refuse(
             StatusCode::SERVICE_UNAVAILABLE,
             "overloaded_error",
@@ -147,11 +140,11 @@ pub async fn admit(
             axum::http::header::CONNECTION,
             HeaderValue::from_static("close"),
         );
-        return r;
+        return routes.refused(&parts, r);
     }
 
     // 2. Who is it, and are they banned?
-    let client_ip = super::client_ip::resolve(conn.peer, req.headers(), &sec.cfg.trusted_proxies);
+    let client_ip = super::client_ip::resolve(conn.peer, &parts.headers, &sec.cfg.trusted_proxies);
     let ctx = RequestContext {
         client_ip,
         request_id: sec.next_request_id(),
@@ -159,22 +152,31 @@ pub async fn admit(
     let rid = HeaderValue::from_str(&ctx.request_id).ok();
     // Every log line of this request carries its id (as do incidents).
     let span = tracing::info_span!("request", id = %ctx.request_id);
-    let mut resp = admit_inner(sec, ctx, &path, req, next)
-        .instrument(span)
-        .await;
+    let mut resp = async {
+        match admit_inner(sec, routes, ctx, &mut parts, body).await {
+            Ok(body) => routes.call(Request::from_parts(parts, body)).await,
+            Err(refusal) => routes.refused(&parts, refusal),
+        }
+    }
+    .instrument(span)
+    .await;
     if let Some(rid) = rid {
-        resp.headers_mut().insert("x-request-id", rid);
+        resp.headers_mut().insert(X_REQUEST_ID, rid);
     }
     resp
 }
 
+/// Steps 2 to 8: the body to hand to the router (with [`Admitted`] in
+/// the extensions, except for liveness and readiness), or the refusal.
+// The refusal is the response itself, built once per refused request.
+#[allow(clippy::result_large_err)]
 async fn admit_inner(
     sec: &Security,
+    routes: &Routes,
     ctx: RequestContext,
-    path: &str,
-    req: Request,
-    next: Next,
-) -> Response {
+    parts: &mut Parts,
+    body: Body,
+) -> Result<Body, Response> {
     let now = super::store::now_ms();
     if let Some(ban) = sec.bans.banned(ctx.client_ip, now) {
         let until = match ban.expires_at {
@@ -183,7 +185,7 @@ async fn admit_inner(
                 .unwrap_or_default(),
             None => "until an operator lifts it".into(),
         };
-        return refuse(
+        return Err(refuse(
             StatusCode::FORBIDDEN,
             "access_denied",
             "ip_blocked",
@@ -191,12 +193,13 @@ async fn admit_inner(
                 "your address {} is blocked {until} ({})",
                 ctx.client_ip, ban.reason
             ),
-        );
+        ));
     }
-    let method = req.method().clone();
+    let method = &parts.method;
+    let path = parts.uri.path();
     let access = route_access(method.as_str(), path);
     if access == Access::Public && matches!(path, "/health" | "/ready") {
-        return next.run(req).await;
+        return Ok(body);
     }
 
     // "This machine": the local-admin addresses (SECURITY_IGNORE_IPS,
@@ -209,7 +212,7 @@ async fn admit_inner(
             .breaker()
             .filter(|b| !b.admits_remote(chrono::Utc::now()))
         {
-            return refuse(
+            return Err(refuse(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "service_unavailable",
                 "breaker_open",
@@ -218,32 +221,32 @@ async fn admit_inner(
                     b.state.as_str().to_uppercase(),
                     b.reason
                 ),
-            );
+            ));
         }
     }
 
     // 3. Lockdown: this machine only (then admin only, below).
     let lockdown = sec.mode(super::Mode::Lockdown);
     if lockdown && !local_admin {
-        return refuse(
+        return Err(refuse(
             StatusCode::SERVICE_UNAVAILABLE,
             "service_unavailable",
             "lockdown",
             "the gateway is in lockdown: only an administrator on this machine is served (`moltguard lockdown off` ends it)",
-        );
+        ));
     }
 
     // 4. Per-IP rate limit (the local admin is exempt), before any body
     // is read.
     if !local_admin {
         if let Err(l) = sec.limits.check_api(ctx.client_ip) {
-            return limited(
+            return Err(limited(
                 &format!(
                     "too many requests from {} (RATE_LIMIT_API_PER_MINUTE={})",
                     ctx.client_ip, sec.cfg.api_per_minute
                 ),
                 l,
-            );
+            ));
         }
     }
 
@@ -251,7 +254,6 @@ async fn admit_inner(
     // A request that carries no credential at all for a route that needs
     // one will be refused anyway: only a little of its body is read, so
     // strangers cannot make the gateway buffer 16 MiB per connection.
-    let (parts, body) = req.into_parts();
     let anonymous = access != Access::Public
         && !parts
             .headers
@@ -267,10 +269,10 @@ async fn admit_inner(
     let body = match axum::body::to_bytes(body, limit).await {
         Ok(b) => b,
         Err(_) if anonymous => {
-            return unauthorized("missing credentials: send `Authorization: Bearer <key>` (create one with `moltguard keys create`)")
+            return Err(unauthorized("missing credentials: send `Authorization: Bearer <key>` (create one with `moltguard keys create`)"))
         }
         Err(_) => {
-            return refuse(
+            return Err(refuse(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "invalid_request_error",
                 "body_too_large",
@@ -278,11 +280,11 @@ async fn admit_inner(
                     "the request body is too large or could not be read; the limit is {} (MAX_BODY_BYTES)",
                     human_bytes(sec.cfg.max_body_bytes)
                 ),
-            )
+            ))
         }
     };
     if let Some(fw) = sec.firewall() {
-        let view = crate::firewall::RequestView::from_http_parts(&parts, body.clone())
+        let view = crate::firewall::RequestView::from_http_parts(parts, body.clone())
             .client_ip(ctx.client_ip)
             .request_id(ctx.request_id.clone());
         let blocked = match fw.inspect(&view) {
@@ -310,7 +312,7 @@ async fn admit_inner(
                 Incident::new("firewall_block", "blocked", detail).rule(b.rule_id.to_string()),
             );
             sec.failure(&ctx, "request firewall");
-            return refuse(
+            return Err(refuse(
                 StatusCode::FORBIDDEN,
                 "access_denied",
                 "request_blocked",
@@ -318,15 +320,15 @@ async fn admit_inner(
                     "request blocked by the firewall (rule {}, {}); request id {}",
                     b.rule_id, b.category, ctx.request_id
                 ),
-            );
+            ));
         }
     }
 
     // 6. Authentication and scope.
     let principal = match access {
         Access::Public => None,
-        needed => match authenticate(sec, &parts, &method, &ctx) {
-            Err(resp) => return resp,
+        needed => match authenticate(sec, parts, method, &ctx) {
+            Err(resp) => return Err(resp),
             Ok(p) => {
                 let allowed = match needed {
                     Access::Needs(scope) => p.scopes().allows(scope),
@@ -339,7 +341,7 @@ async fn admit_inner(
                         Access::Needs(scope) => scope.as_str(),
                         _ => "any",
                     };
-                    return refuse(
+                    return Err(refuse(
                         StatusCode::FORBIDDEN,
                         "permission_error",
                         "insufficient_scope",
@@ -353,19 +355,19 @@ async fn admit_inner(
                                 p.scopes().to_string()
                             }
                         ),
-                    );
+                    ));
                 }
                 if lockdown && !p.scopes().allows(super::scope::Scope::Admin) {
-                    return refuse(
+                    return Err(refuse(
                         StatusCode::SERVICE_UNAVAILABLE,
                         "service_unavailable",
                         "lockdown",
                         "the gateway is in lockdown: only administrator keys are served",
-                    );
+                    ));
                 }
                 // 7. Per-key / per-session rate limit.
                 if let Err(l) = sec.check_principal_rate(&p) {
-                    return limited(&format!("too many requests for {}", p.label()), l);
+                    return Err(limited(&format!("too many requests for {}", p.label()), l));
                 }
                 Some(p)
             }
@@ -376,9 +378,28 @@ async fn admit_inner(
     // data) and /ws, which authenticates in its first frame and then
     // serves only admins.
 
-    let mut req = Request::from_parts(parts, Body::from(body));
-    req.extensions_mut().insert(Admitted { principal, ctx });
-    next.run(req).await
+    // 8. A matched route missing from the scope table needs admin, so
+    // forgetting to list one fails closed (an unknown path gets its 404).
+    if access == Access::Unlisted
+        && routes.serves(path)
+        && !principal
+            .as_ref()
+            .is_some_and(|p| p.scopes().allows(super::scope::Scope::Admin))
+    {
+        return Err(refuse(
+            StatusCode::FORBIDDEN,
+            "permission_error",
+            "insufficient_scope",
+            format!("{method} {path} needs the operator.admin scope"),
+        ));
+    }
+
+    parts.extensions.insert(Admitted {
+        principal,
+        ctx,
+        body: body.clone(),
+    });
+    Ok(Body::from(body))
 }
 
 /// Bearer key first, then the session cookie.
@@ -478,31 +499,6 @@ fn authenticate(
     } else {
         "missing credentials: send `Authorization: Bearer <key>` (create one with `moltguard keys create`) or log in with the gateway password"
     }))
-}
-
-/// A `route_layer` (it runs only for matched routes): a route missing from
-/// the scope table needs admin, so forgetting to list one fails closed.
-pub async fn unlisted_routes_need_admin(req: Request, next: Next) -> Response {
-    if route_access(req.method().as_str(), req.uri().path()) == Access::Unlisted {
-        let admin = req
-            .extensions()
-            .get::<Admitted>()
-            .and_then(|a| a.principal.as_ref())
-            .is_some_and(|p| p.scopes().allows(super::scope::Scope::Admin));
-        if !admin {
-            return refuse(
-                StatusCode::FORBIDDEN,
-                "permission_error",
-                "insufficient_scope",
-                format!(
-                    "{} {} needs the operator.admin scope",
-                    req.method(),
-                    req.uri().path()
-                ),
-            );
-        }
-    }
-    next.run(req).await
 }
 
 fn human_bytes(n: usize) -> String {

@@ -1,7 +1,9 @@
 //! moltgate's security layers: who may call, how often, from where, and
 //! what happens to those who misbehave.
 //!
-//! Every request passes [`admission::admit`] before any handler:
+//! Every request passes [`admission::admit`] before any handler (CORS
+//! preflights excepted: [`layer`] answers them first, and puts the CORS
+//! and security headers ([`headers`]) on every answer):
 //!
 //! 1. connection cap (over it, only `/health` is answered);
 //! 2. real client IP ([`client_ip`]), then the ban list ([`bans`]);
@@ -14,7 +16,9 @@
 //!    read: it will be refused anyway);
 //! 6. authentication (API key or password session) and the scope the
 //!    route needs ([`scope`]); failed attempts count toward bans;
-//! 7. the per-key rate limit.
+//! 7. the per-key rate limit;
+//! 8. a route the router serves but the scope table does not list needs
+//!    admin (forgetting to list one fails closed).
 //!
 //! Keys, bans, incidents, mode toggles and provider latency history live in
 //! SQLite ([`store`]); the in-memory copies used on the hot path are
@@ -26,6 +30,7 @@ pub mod client_ip;
 pub mod config;
 pub mod headers;
 pub mod keys;
+pub mod layer;
 pub mod limits;
 pub mod rpc;
 pub mod scope;
