@@ -90,6 +90,7 @@ pub struct Admitted {
 }
 
 const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+const X_API_KEY: HeaderName = HeaderName::from_static("x-api-key");
 
 fn refuse(status: StatusCode, kind: &'static str, code: &str, msg: impl Into<String>) -> Response {
     ApiError::new(status, kind, code, msg).into_response()
@@ -258,7 +259,7 @@ async fn admit_inner(
         && !parts
             .headers
             .contains_key(axum::http::header::AUTHORIZATION)
-        && !parts.headers.contains_key("x-api-key")
+        && !parts.headers.contains_key(X_API_KEY)
         && !parts.headers.contains_key(axum::http::header::COOKIE)
         && sec.cfg.auth_required;
     let limit = if anonymous {
@@ -416,19 +417,19 @@ fn authenticate(
     }
     // `Authorization: Bearer <key>`, or `X-Api-Key: <key>` for clients
     // behind nginx's password, which takes `Authorization` for itself.
-    let header = |name| {
+    let header = |name: HeaderName| {
         parts
             .headers
             .get(name)
             .map(|v| v.to_str().unwrap_or("").trim())
     };
-    let authorization = header(axum::http::header::AUTHORIZATION.as_str());
+    let authorization = header(axum::http::header::AUTHORIZATION);
     let bearer = authorization.and_then(|v| {
         v.strip_prefix("Bearer ")
             .or_else(|| v.strip_prefix("bearer "))
             .map(str::trim)
     });
-    let presented = bearer.or_else(|| header("x-api-key"));
+    let presented = bearer.or_else(|| header(X_API_KEY));
     if let Some(key) = presented {
         return match sec.authenticate_key(key) {
             Ok(k) => Ok(Principal::Key(k)),

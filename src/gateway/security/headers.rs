@@ -51,8 +51,8 @@ pub const ALWAYS: [(HeaderName, HeaderValue); 8] = [
 pub fn add_security_headers(resp: &mut Response) {
     let h = resp.headers_mut();
     for (name, value) in ALWAYS {
-        if !h.contains_key(&name) {
-            h.insert(name, value);
+        if let header::Entry::Vacant(e) = h.entry(name) {
+            e.insert(value);
         }
     }
 }

@@ -448,9 +448,16 @@ impl Security {
     }
 
     /// A new request id: unique per process, unguessable across restarts.
+    /// `req_`, then the prefix and the sequence number in hex, zero-padded
+    /// to 8 and 10 digits (written out: `format!` cost more than the rest
+    /// of admission's bookkeeping).
     pub fn next_request_id(&self) -> String {
         let n = self.request_seq.fetch_add(1, Ordering::Relaxed);
-        format!("req_{:08x}{:010x}", self.request_prefix, n)
+        let mut id = String::with_capacity(22);
+        id.push_str("req_");
+        push_hex(&mut id, self.request_prefix.into(), 8);
+        push_hex(&mut id, n, 10);
+        id
     }
 
     /// Records an incident (asynchronously) and pushes it to subscribers.
@@ -643,4 +650,32 @@ fn spawn_maintenance(sec: Weak<Security>) {
             }
         })
         .expect("spawn security maintenance");
+}
+
+/// `v` in lowercase hex, zero-padded to `width` digits (`{:0width$x}`).
+fn push_hex(out: &mut String, v: u64, width: usize) {
+    let digits = (64 - v.leading_zeros() as usize).div_ceil(4).max(width);
+    for i in (0..digits).rev() {
+        let nibble = v.checked_shr(4 * i as u32).unwrap_or(0) & 0xf;
+        out.push(char::from_digit(nibble as u32, 16).expect("a nibble"));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn push_hex_pads_as_format_does() {
+        for (v, width) in [
+            (0, 8),
+            (0xab, 10),
+            (u32::MAX as u64, 8),
+            (0x1_0000_0000, 8),
+            (u64::MAX, 10),
+            (0x123_4567_89ab, 10),
+        ] {
+            let mut s = String::new();
+            super::push_hex(&mut s, v, width);
+            assert_eq!(s, format!("{v:0width$x}"));
+        }
+    }
 }
