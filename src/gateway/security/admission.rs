@@ -9,6 +9,8 @@ use axum::extract::Request;
 use axum::http::request::Parts;
 use axum::http::{HeaderName, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
+use bytes::BytesMut;
+use http_body_util::BodyExt;
 use tracing::Instrument;
 
 use super::keys::KeyRejection;
@@ -267,12 +269,12 @@ async fn admit_inner(
     } else {
         sec.cfg.max_body_bytes
     };
-    let body = match axum::body::to_bytes(body, limit).await {
-        Ok(b) => b,
-        Err(_) if anonymous => {
+    let body = match read_body(body, limit).await {
+        Some(b) => b,
+        None if anonymous => {
             return Err(unauthorized("missing credentials: send `Authorization: Bearer <key>` (create one with `moltguard keys create`)"))
         }
-        Err(_) => {
+        None => {
             return Err(refuse(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "invalid_request_error",
@@ -502,6 +504,37 @@ fn authenticate(
     }))
 }
 
+/// The whole body, or `None` past `limit` bytes or on a read error (as
+/// `axum::body::to_bytes`, without its list of pieces: a body usually
+/// comes in one, kept as it is).
+async fn read_body(mut body: Body, limit: usize) -> Option<Bytes> {
+    let mut first = Bytes::new();
+    let mut joined: Option<BytesMut> = None;
+    while let Some(frame) = body.frame().await {
+        // Trailers are not part of the body.
+        let Ok(data) = frame.ok()?.into_data() else {
+            continue;
+        };
+        let read = joined.as_ref().map_or(first.len(), BytesMut::len);
+        if data.len() > limit - read {
+            return None;
+        }
+        match &mut joined {
+            None if first.is_empty() => first = data,
+            None => {
+                // In pieces: one buffer that grows with what arrives (not
+                // sized from the announced length, which costs a client
+                // nothing to inflate).
+                let mut buf = BytesMut::from(std::mem::take(&mut first));
+                buf.extend_from_slice(&data);
+                joined = Some(buf);
+            }
+            Some(buf) => buf.extend_from_slice(&data),
+        }
+    }
+    Some(joined.map_or(first, BytesMut::freeze))
+}
+
 fn human_bytes(n: usize) -> String {
     if n >= 1 << 20 && n.is_multiple_of(1 << 20) {
         format!("{} MiB", n >> 20)
@@ -509,5 +542,44 @@ fn human_bytes(n: usize) -> String {
         format!("{} KiB", n >> 10)
     } else {
         format!("{n} bytes")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderMap;
+    use http_body_util::StreamBody;
+    use hyper::body::Frame;
+
+    fn body(frames: Vec<Result<Frame<Bytes>, std::io::Error>>) -> Body {
+        Body::new(StreamBody::new(futures_util::stream::iter(frames)))
+    }
+
+    fn data(s: &'static str) -> Result<Frame<Bytes>, std::io::Error> {
+        Ok(Frame::data(Bytes::from_static(s.as_bytes())))
+    }
+
+    #[tokio::test]
+    async fn read_body_joins_pieces_within_the_limit() {
+        let one = Bytes::from_static(b"{\"a\":1}");
+        let read = read_body(Body::from(one.clone()), 7).await.unwrap();
+        assert_eq!(read.as_ptr(), one.as_ptr(), "one piece is kept, not copied");
+        assert_eq!(read_body(Body::from(one), 6).await, None);
+
+        let pieces = || vec![data("ab"), data(""), data("cd"), data("e")];
+        assert_eq!(read_body(body(pieces()), 5).await.unwrap(), "abcde");
+        assert_eq!(read_body(body(pieces()), 4).await, None);
+        assert_eq!(read_body(body(vec![]), 0).await.unwrap(), "");
+
+        let trailers = Ok(Frame::trailers(HeaderMap::new()));
+        assert_eq!(
+            read_body(body(vec![data("ab"), trailers]), 2)
+                .await
+                .unwrap(),
+            "ab"
+        );
+        let broken = Err(std::io::Error::other("reset"));
+        assert_eq!(read_body(body(vec![data("ab"), broken]), 9).await, None);
     }
 }
