@@ -6,7 +6,7 @@
 //! from there and are kept here, from the router's own list of paths: a
 //! matched route missing from the scope table needs admin
 //! ([`Routes::serves`]), and such answers carry the path's `Allow` when
-//! the path does not take the request's method ([`Routes::refused`]).
+//! the path does not take the request's method ([`Routes::with_allow`]).
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -64,7 +64,7 @@ impl Routes {
     /// An answer given instead of the router's, with its `Allow` if the
     /// path has routes but none for this method (axum's method router
     /// added it when the security layers ran inside each route).
-    pub fn refused(&self, req: &Parts, mut resp: Response) -> Response {
+    pub fn with_allow(&self, req: &Parts, mut resp: Response) -> Response {
         if let Ok(m) = self.allow.at(req.uri.path()) {
             let allow = m.value;
             let method = req.method.as_str();
@@ -125,7 +125,7 @@ mod tests {
         Routes::new(router, &["/chat", "/api/{*method}", "/assets/{name}"], 1024)
     }
 
-    fn refused(r: &Routes, method: Method, path: &str) -> Option<String> {
+    fn allow_on(r: &Routes, method: Method, path: &str) -> Option<String> {
         let req = Request::builder()
             .method(method)
             .uri(path)
@@ -133,7 +133,7 @@ mod tests {
             .unwrap()
             .into_parts()
             .0;
-        let resp = r.refused(&req, Response::new(Body::empty()));
+        let resp = r.with_allow(&req, Response::new(Body::empty()));
         resp.headers()
             .get(ALLOW)
             .map(|v| v.to_str().unwrap().to_string())
@@ -150,17 +150,17 @@ mod tests {
         assert!(!r.serves("/nope"));
 
         // Only a method the path does not take gets the path's `Allow`.
-        assert_eq!(refused(&r, Method::POST, "/chat"), None);
-        assert_eq!(refused(&r, Method::GET, "/chat").as_deref(), Some("POST"));
+        assert_eq!(allow_on(&r, Method::POST, "/chat"), None);
+        assert_eq!(allow_on(&r, Method::GET, "/chat").as_deref(), Some("POST"));
         assert_eq!(
-            refused(&r, Method::OPTIONS, "/api/x").as_deref(),
+            allow_on(&r, Method::OPTIONS, "/api/x").as_deref(),
             Some("GET,HEAD,POST")
         );
-        assert_eq!(refused(&r, Method::HEAD, "/assets/x"), None);
+        assert_eq!(allow_on(&r, Method::HEAD, "/assets/x"), None);
         assert_eq!(
-            refused(&r, Method::PUT, "/assets/x").as_deref(),
+            allow_on(&r, Method::PUT, "/assets/x").as_deref(),
             Some("GET,HEAD")
         );
-        assert_eq!(refused(&r, Method::GET, "/nope"), None);
+        assert_eq!(allow_on(&r, Method::GET, "/nope"), None);
     }
 }

@@ -143,7 +143,7 @@ pub async fn admit(sec: &Security, routes: &Routes, conn: &ConnMeta, req: Reques
             axum::http::header::CONNECTION,
             HeaderValue::from_static("close"),
         );
-        return routes.refused(&parts, r);
+        return routes.with_allow(&parts, r);
     }
 
     // 2. Who is it, and are they banned?
@@ -158,7 +158,7 @@ pub async fn admit(sec: &Security, routes: &Routes, conn: &ConnMeta, req: Reques
     let mut resp = async {
         match admit_inner(sec, routes, ctx, &mut parts, body).await {
             Ok(body) => routes.call(Request::from_parts(parts, body)).await,
-            Err(refusal) => routes.refused(&parts, refusal),
+            Err(refusal) => routes.with_allow(&parts, refusal),
         }
     }
     .instrument(span)

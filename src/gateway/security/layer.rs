@@ -82,8 +82,9 @@ impl SecurityService {
         let sec = &gw.security;
         let origin = headers::cors_origin(req.headers(), &sec.cfg.cors_origins, sec.loopback);
         let mut resp = if req.method() == Method::OPTIONS {
+            // A preflight: a browser sends it without credentials.
             let (parts, _) = req.into_parts();
-            routes.refused(&parts, headers::preflight(origin))
+            routes.with_allow(&parts, headers::preflight(origin))
         } else {
             let mut resp = admission::admit(sec, routes, &self.conn, req).await;
             // Room for the headers added below at once, rather than a
