@@ -783,6 +783,17 @@ async fn origins_headers_validation_and_events() {
             allowed,
             "{origin}"
         );
+        // Answered before admission (no credentials, no request id), with
+        // the security headers all the same.
+        assert_eq!(r.status(), 200, "{origin}");
+        let h = r.headers();
+        assert_eq!(h["access-control-allow-methods"], "GET,POST,OPTIONS");
+        assert_eq!(
+            h["vary"],
+            "origin, access-control-request-method, access-control-request-headers"
+        );
+        assert_eq!(h["x-frame-options"], "DENY");
+        assert!(h.get("x-request-id").is_none());
     }
     // Cross-site WebSocket hijacking: refused before the upgrade.
     let e = ws_from(&g, "127.0.0.1", Some("https://evil.example"))
@@ -904,4 +915,56 @@ async fn the_gateway_enforces_the_breaker_state_file_itself() {
     assert!(remote_gets(200, 5).await);
     std::fs::write(&file, b"{ not json").unwrap();
     assert!(remote_gets(503, 5).await);
+}
+
+/// Admission may read more than handlers take (MAX_BODY_BYTES above the
+/// handlers' 16 MiB): past 16 MiB every handler that reads a body refuses
+/// it, each as it always has.
+#[tokio::test]
+async fn handlers_keep_their_16_mib_body_limit() {
+    let p = FakeProvider::start().await;
+    let g = Gate::start(
+        Some(&p),
+        &[
+            ("MAX_BODY_BYTES", "33554432"),
+            ("SECURITY_FIREWALL", "false"),
+        ],
+    )
+    .await;
+    let admin = g.key("operator.admin");
+    let local = client_from("127.0.0.1", Some(&admin));
+    let big = "x".repeat(17 << 20);
+    let r = local
+        .post(format!("{}/v1/chat/completions", g.base()))
+        .header("content-type", "application/json")
+        .body(big.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 413);
+    assert!(r.text().await.unwrap().contains("the limit is 16 MiB"));
+    for path in ["/api/login", "/api/security/admin/check"] {
+        let r = local
+            .post(format!("{}{path}", g.base()))
+            .header("content-type", "application/json")
+            .body(big.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 413, "{path}");
+        assert_eq!(
+            r.text().await.unwrap(),
+            "Failed to buffer the request body: length limit exceeded",
+            "{path}"
+        );
+    }
+    // Over axum's default limit (2 MB), the body still reaches the handler.
+    let r = local
+        .post(format!("{}/api/security/admin/check", g.base()))
+        .header("content-type", "application/json")
+        .body(format!("{{\"pad\": \"{}\"}}", "x".repeat(3 << 20)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
 }

@@ -14,8 +14,7 @@ use std::sync::{Arc, LazyLock};
 use axum::extract::Path as UrlPath;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::Router;
+use axum::routing::{get, MethodRouter};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
@@ -62,11 +61,12 @@ static ETAGS: LazyLock<Vec<HeaderValue>> = LazyLock::new(|| {
         .collect()
 });
 
-pub fn routes() -> Router<Arc<Gateway>> {
-    Router::new()
-        .route("/dashboard", get(index))
-        .route("/dashboard/", get(index))
-        .route("/dashboard/assets/{name}", get(asset))
+pub fn routes() -> Vec<(&'static str, MethodRouter<Arc<Gateway>>)> {
+    vec![
+        ("/dashboard", get(index)),
+        ("/dashboard/", get(index)),
+        ("/dashboard/assets/{name}", get(asset)),
+    ]
 }
 
 async fn index(headers: HeaderMap) -> Response {

@@ -16,6 +16,7 @@ pub mod history;
 pub mod json;
 pub mod provider;
 pub mod retry;
+pub mod routes;
 pub mod routing;
 pub mod secrets;
 pub mod security;
@@ -130,12 +131,10 @@ pub async fn serve_with_shutdown(
     listener: tokio::net::TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    use security::admission::{ConnMeta, CountingListener};
+    use security::admission::CountingListener;
     let listener = CountingListener::new(listener, gw.security.limits.connections.clone());
-    axum::serve(
-        listener,
-        server::router(gw).into_make_service_with_connect_info::<ConnMeta>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await
+    let routes = server::routes(gw.clone());
+    axum::serve(listener, security::layer::MakeService::new(gw, routes))
+        .with_graceful_shutdown(shutdown)
+        .await
 }

@@ -7,11 +7,11 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::{FromRequest, Request, State};
 use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::response::sse::Sse;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, MethodRouter};
 use axum::{Json, Router};
 use serde_json::{json, Value};
 use tokio::time::Instant;
@@ -22,28 +22,36 @@ use super::json;
 use super::metrics::{label, Outcome};
 use super::provider::{upstream_body, Answer, Provider};
 use super::retry::{Action, Failure};
+use super::routes::Routes;
 use super::routing::{resolve_chain, Route};
-use super::security::admission::{self, Admitted};
-use super::security::{headers, rpc, validate, Mode};
+use super::security::admission::Admitted;
+use super::security::{rpc, validate, Mode};
 use super::stream::{relay, synthesize, Relay};
 use super::Gateway;
 
 /// Largest request body accepted (long prompts are big, but not unbounded).
 const MAX_REQUEST_BYTES: usize = 16 << 20;
 
-pub fn router(gw: Arc<Gateway>) -> Router {
-    Router::new()
-        .route("/v1/chat/completions", post(chat))
-        .route("/chat/completions", post(chat))
-        .route("/v1/models", get(models))
-        .route("/health", get(|| async { Json(json!({"status": "ok"})) }))
-        .route("/ready", get(ready))
-        .route("/metrics", get(metrics))
-        .route("/api/login", post(rpc::login))
-        .route("/api/logout", post(rpc::logout))
-        .route("/api/{*method}", get(rpc::rest).post(rpc::rest))
-        .route("/ws", get(rpc::ws))
-        .merge(super::dashboard::routes())
+/// Every route. The security layer ([`super::security::layer`]) wraps
+/// them once, so they carry no layers of their own.
+pub fn routes(gw: Arc<Gateway>) -> Routes {
+    let mut list: Vec<(&'static str, MethodRouter<Arc<Gateway>>)> = vec![
+        ("/v1/chat/completions", post(chat)),
+        ("/chat/completions", post(chat)),
+        ("/v1/models", get(models)),
+        ("/health", get(|| async { Json(json!({"status": "ok"})) })),
+        ("/ready", get(ready)),
+        ("/metrics", get(metrics)),
+        ("/api/login", post(rpc::login)),
+        ("/api/logout", post(rpc::logout)),
+        ("/api/{*method}", get(rpc::rest).post(rpc::rest)),
+        ("/ws", get(rpc::ws)),
+    ];
+    list.extend(super::dashboard::routes());
+    let paths: Vec<&str> = list.iter().map(|(path, _)| *path).collect();
+    let router = list
+        .into_iter()
+        .fold(Router::new(), |r, (path, handlers)| r.route(path, handlers))
         .fallback(|| async {
             ApiError::new(
                 StatusCode::NOT_FOUND,
@@ -60,19 +68,8 @@ pub fn router(gw: Arc<Gateway>) -> Router {
                 "method not allowed on this endpoint (chat completions take POST)",
             )
         })
-        .route_layer(axum::middleware::from_fn(
-            admission::unlisted_routes_need_admin,
-        ))
-        .layer(DefaultBodyLimit::max(MAX_REQUEST_BYTES))
-        // Outermost last: security headers on every answer, CORS preflights
-        // answered before admission, then admission before any handler.
-        .layer(axum::middleware::from_fn_with_state(gw.clone(), admission::admit))
-        .layer(headers::cors(
-            gw.security.cfg.cors_origins.clone(),
-            gw.security.loopback,
-        ))
-        .layer(axum::middleware::map_response(headers::add_security_headers))
-        .with_state(gw)
+        .with_state(gw);
+    Routes::new(router, &paths, MAX_REQUEST_BYTES)
 }
 
 async fn ready(State(gw): State<Arc<Gateway>>) -> Response {
@@ -239,12 +236,16 @@ struct Success<'a> {
     budget: Deadline,
 }
 
-async fn chat(
-    State(gw): State<Arc<Gateway>>,
-    adm: Option<axum::Extension<Admitted>>,
-    raw: Result<Bytes, axum::extract::rejection::BytesRejection>,
-) -> Response {
+async fn chat(State(gw): State<Arc<Gateway>>, mut req: Request) -> Response {
     let started = Instant::now();
+    let adm = req.extensions_mut().remove::<Admitted>();
+    // Admission read the body: it is not collected again, unless it is
+    // over the handlers' limit (admission's MAX_BODY_BYTES may be larger)
+    // and collecting it is the way to the same refusal as other handlers.
+    let raw = match &adm {
+        Some(a) if a.body.len() <= MAX_REQUEST_BYTES => Ok(a.body.clone()),
+        _ => Bytes::from_request(req, &()).await,
+    };
     let raw = match raw {
         Ok(b) => b,
         Err(e) => {
@@ -276,9 +277,9 @@ async fn chat(
         )
         .into_response();
     }
-    if let Some(axum::Extension(Admitted {
+    if let Some(Admitted {
         principal: Some(p), ..
-    })) = &adm
+    }) = &adm
     {
         if let Some(m) = std::iter::once(&req.model)
             .chain(&req.fallbacks)

@@ -1,15 +1,16 @@
-//! The admission middleware: the steps of the module docs, in order, each
-//! answering with a status and a message a person can act on.
+//! Admission: the steps of the module docs, in order, each answering with
+//! a status and a message a person can act on; then the router.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::body::Body;
-use axum::extract::{ConnectInfo, Request, State};
-use axum::http::{HeaderValue, Method, StatusCode};
-use axum::middleware::Next;
+use axum::body::{Body, Bytes};
+use axum::extract::Request;
+use axum::http::request::Parts;
+use axum::http::{HeaderName, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::serve::IncomingStream;
+use bytes::BytesMut;
+use http_body_util::BodyExt;
 use tracing::Instrument;
 
 use super::keys::KeyRejection;
@@ -17,7 +18,7 @@ use super::limits::{ConnGuard, Connections, Limited};
 use super::scope::{route_access, Access};
 use super::{headers, session, Incident, Principal, RequestContext, Security};
 use crate::gateway::errors::ApiError;
-use crate::gateway::Gateway;
+use crate::gateway::routes::Routes;
 
 /// Body bytes read from a request that carries no credential (enough for
 /// the firewall to see what a scanner sends).
@@ -80,18 +81,18 @@ impl axum::serve::Listener for CountingListener {
     }
 }
 
-impl axum::extract::connect_info::Connected<IncomingStream<'_, CountingListener>> for ConnMeta {
-    fn connect_info(stream: IncomingStream<'_, CountingListener>) -> Self {
-        stream.remote_addr().clone()
-    }
-}
-
-/// Set by admission for handlers: who is calling, from where.
+/// Set by admission for handlers: who is calling, from where, and the
+/// body it read (a handler takes it from here rather than collecting the
+/// request body a second time).
 #[derive(Clone)]
 pub struct Admitted {
     pub principal: Option<Principal>,
     pub ctx: RequestContext,
+    pub body: Bytes,
 }
+
+const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+const X_API_KEY: HeaderName = HeaderName::from_static("x-api-key");
 
 fn refuse(status: StatusCode, kind: &'static str, code: &str, msg: impl Into<String>) -> Response {
     ApiError::new(status, kind, code, msg).into_response()
@@ -123,17 +124,12 @@ fn unauthorized(msg: impl Into<String>) -> Response {
     r
 }
 
-pub async fn admit(
-    State(gw): State<Arc<Gateway>>,
-    ConnectInfo(conn): ConnectInfo<ConnMeta>,
-    req: Request,
-    next: Next,
-) -> Response {
-    let sec = &gw.security;
-    let path = req.uri().path().to_owned();
+/// Admits `req` and runs it through `routes`, or refuses it.
+pub async fn admit(sec: &Security, routes: &Routes, conn: &ConnMeta, req: Request) -> Response {
+    let (mut parts, body) = req.into_parts();
 
     // 1. Connection cap: a full gateway still says it is alive.
-    if conn.over_limit() && path != "/health" {
+    if conn.over_limit() && parts.uri.path() != "/health" {
         let mut r = refuse(
             StatusCode::SERVICE_UNAVAILABLE,
             "overloaded_error",
@@ -147,11 +143,11 @@ pub async fn admit(
             axum::http::header::CONNECTION,
             HeaderValue::from_static("close"),
         );
-        return r;
+        return routes.with_allow(&parts, r);
     }
 
     // 2. Who is it, and are they banned?
-    let client_ip = super::client_ip::resolve(conn.peer, req.headers(), &sec.cfg.trusted_proxies);
+    let client_ip = super::client_ip::resolve(conn.peer, &parts.headers, &sec.cfg.trusted_proxies);
     let ctx = RequestContext {
         client_ip,
         request_id: sec.next_request_id(),
@@ -159,22 +155,31 @@ pub async fn admit(
     let rid = HeaderValue::from_str(&ctx.request_id).ok();
     // Every log line of this request carries its id (as do incidents).
     let span = tracing::info_span!("request", id = %ctx.request_id);
-    let mut resp = admit_inner(sec, ctx, &path, req, next)
-        .instrument(span)
-        .await;
+    let mut resp = async {
+        match admit_inner(sec, routes, ctx, &mut parts, body).await {
+            Ok(body) => routes.call(Request::from_parts(parts, body)).await,
+            Err(refusal) => routes.with_allow(&parts, refusal),
+        }
+    }
+    .instrument(span)
+    .await;
     if let Some(rid) = rid {
-        resp.headers_mut().insert("x-request-id", rid);
+        resp.headers_mut().insert(X_REQUEST_ID, rid);
     }
     resp
 }
 
+/// Steps 2 to 8: the body to hand to the router (with [`Admitted`] in
+/// the extensions, except for liveness and readiness), or the refusal.
+// The refusal is the response itself, built once per refused request.
+#[allow(clippy::result_large_err)]
 async fn admit_inner(
     sec: &Security,
+    routes: &Routes,
     ctx: RequestContext,
-    path: &str,
-    req: Request,
-    next: Next,
-) -> Response {
+    parts: &mut Parts,
+    body: Body,
+) -> Result<Body, Response> {
     let now = super::store::now_ms();
     if let Some(ban) = sec.bans.banned(ctx.client_ip, now) {
         let until = match ban.expires_at {
@@ -183,7 +188,7 @@ async fn admit_inner(
                 .unwrap_or_default(),
             None => "until an operator lifts it".into(),
         };
-        return refuse(
+        return Err(refuse(
             StatusCode::FORBIDDEN,
             "access_denied",
             "ip_blocked",
@@ -191,12 +196,13 @@ async fn admit_inner(
                 "your address {} is blocked {until} ({})",
                 ctx.client_ip, ban.reason
             ),
-        );
+        ));
     }
-    let method = req.method().clone();
+    let method = &parts.method;
+    let path = parts.uri.path();
     let access = route_access(method.as_str(), path);
     if access == Access::Public && matches!(path, "/health" | "/ready") {
-        return next.run(req).await;
+        return Ok(body);
     }
 
     // "This machine": the local-admin addresses (SECURITY_IGNORE_IPS,
@@ -209,7 +215,7 @@ async fn admit_inner(
             .breaker()
             .filter(|b| !b.admits_remote(chrono::Utc::now()))
         {
-            return refuse(
+            return Err(refuse(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "service_unavailable",
                 "breaker_open",
@@ -218,32 +224,32 @@ async fn admit_inner(
                     b.state.as_str().to_uppercase(),
                     b.reason
                 ),
-            );
+            ));
         }
     }
 
     // 3. Lockdown: this machine only (then admin only, below).
     let lockdown = sec.mode(super::Mode::Lockdown);
     if lockdown && !local_admin {
-        return refuse(
+        return Err(refuse(
             StatusCode::SERVICE_UNAVAILABLE,
             "service_unavailable",
             "lockdown",
             "the gateway is in lockdown: only an administrator on this machine is served (`moltguard lockdown off` ends it)",
-        );
+        ));
     }
 
     // 4. Per-IP rate limit (the local admin is exempt), before any body
     // is read.
     if !local_admin {
         if let Err(l) = sec.limits.check_api(ctx.client_ip) {
-            return limited(
+            return Err(limited(
                 &format!(
                     "too many requests from {} (RATE_LIMIT_API_PER_MINUTE={})",
                     ctx.client_ip, sec.cfg.api_per_minute
                 ),
                 l,
-            );
+            ));
         }
     }
 
@@ -251,12 +257,11 @@ async fn admit_inner(
     // A request that carries no credential at all for a route that needs
     // one will be refused anyway: only a little of its body is read, so
     // strangers cannot make the gateway buffer 16 MiB per connection.
-    let (parts, body) = req.into_parts();
     let anonymous = access != Access::Public
         && !parts
             .headers
             .contains_key(axum::http::header::AUTHORIZATION)
-        && !parts.headers.contains_key("x-api-key")
+        && !parts.headers.contains_key(X_API_KEY)
         && !parts.headers.contains_key(axum::http::header::COOKIE)
         && sec.cfg.auth_required;
     let limit = if anonymous {
@@ -264,13 +269,13 @@ async fn admit_inner(
     } else {
         sec.cfg.max_body_bytes
     };
-    let body = match axum::body::to_bytes(body, limit).await {
-        Ok(b) => b,
-        Err(_) if anonymous => {
-            return unauthorized("missing credentials: send `Authorization: Bearer <key>` (create one with `moltguard keys create`)")
+    let body = match read_body(body, limit).await {
+        Some(b) => b,
+        None if anonymous => {
+            return Err(unauthorized("missing credentials: send `Authorization: Bearer <key>` (create one with `moltguard keys create`)"))
         }
-        Err(_) => {
-            return refuse(
+        None => {
+            return Err(refuse(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "invalid_request_error",
                 "body_too_large",
@@ -278,11 +283,11 @@ async fn admit_inner(
                     "the request body is too large or could not be read; the limit is {} (MAX_BODY_BYTES)",
                     human_bytes(sec.cfg.max_body_bytes)
                 ),
-            )
+            ))
         }
     };
     if let Some(fw) = sec.firewall() {
-        let view = crate::firewall::RequestView::from_http_parts(&parts, body.clone())
+        let view = crate::firewall::RequestView::from_http_parts(parts, body.clone())
             .client_ip(ctx.client_ip)
             .request_id(ctx.request_id.clone());
         let blocked = match fw.inspect(&view) {
@@ -310,7 +315,7 @@ async fn admit_inner(
                 Incident::new("firewall_block", "blocked", detail).rule(b.rule_id.to_string()),
             );
             sec.failure(&ctx, "request firewall");
-            return refuse(
+            return Err(refuse(
                 StatusCode::FORBIDDEN,
                 "access_denied",
                 "request_blocked",
@@ -318,15 +323,15 @@ async fn admit_inner(
                     "request blocked by the firewall (rule {}, {}); request id {}",
                     b.rule_id, b.category, ctx.request_id
                 ),
-            );
+            ));
         }
     }
 
     // 6. Authentication and scope.
     let principal = match access {
         Access::Public => None,
-        needed => match authenticate(sec, &parts, &method, &ctx) {
-            Err(resp) => return resp,
+        needed => match authenticate(sec, parts, method, &ctx) {
+            Err(resp) => return Err(resp),
             Ok(p) => {
                 let allowed = match needed {
                     Access::Needs(scope) => p.scopes().allows(scope),
@@ -339,7 +344,7 @@ async fn admit_inner(
                         Access::Needs(scope) => scope.as_str(),
                         _ => "any",
                     };
-                    return refuse(
+                    return Err(refuse(
                         StatusCode::FORBIDDEN,
                         "permission_error",
                         "insufficient_scope",
@@ -353,19 +358,19 @@ async fn admit_inner(
                                 p.scopes().to_string()
                             }
                         ),
-                    );
+                    ));
                 }
                 if lockdown && !p.scopes().allows(super::scope::Scope::Admin) {
-                    return refuse(
+                    return Err(refuse(
                         StatusCode::SERVICE_UNAVAILABLE,
                         "service_unavailable",
                         "lockdown",
                         "the gateway is in lockdown: only administrator keys are served",
-                    );
+                    ));
                 }
                 // 7. Per-key / per-session rate limit.
                 if let Err(l) = sec.check_principal_rate(&p) {
-                    return limited(&format!("too many requests for {}", p.label()), l);
+                    return Err(limited(&format!("too many requests for {}", p.label()), l));
                 }
                 Some(p)
             }
@@ -376,9 +381,28 @@ async fn admit_inner(
     // data) and /ws, which authenticates in its first frame and then
     // serves only admins.
 
-    let mut req = Request::from_parts(parts, Body::from(body));
-    req.extensions_mut().insert(Admitted { principal, ctx });
-    next.run(req).await
+    // 8. A matched route missing from the scope table needs admin, so
+    // forgetting to list one fails closed (an unknown path gets its 404).
+    if access == Access::Unlisted
+        && routes.serves(path)
+        && !principal
+            .as_ref()
+            .is_some_and(|p| p.scopes().allows(super::scope::Scope::Admin))
+    {
+        return Err(refuse(
+            StatusCode::FORBIDDEN,
+            "permission_error",
+            "insufficient_scope",
+            format!("{method} {path} needs the operator.admin scope"),
+        ));
+    }
+
+    parts.extensions.insert(Admitted {
+        principal,
+        ctx,
+        body: body.clone(),
+    });
+    Ok(Body::from(body))
 }
 
 /// Bearer key first, then the session cookie.
@@ -395,19 +419,19 @@ fn authenticate(
     }
     // `Authorization: Bearer <key>`, or `X-Api-Key: <key>` for clients
     // behind nginx's password, which takes `Authorization` for itself.
-    let header = |name| {
+    let header = |name: HeaderName| {
         parts
             .headers
             .get(name)
             .map(|v| v.to_str().unwrap_or("").trim())
     };
-    let authorization = header(axum::http::header::AUTHORIZATION.as_str());
+    let authorization = header(axum::http::header::AUTHORIZATION);
     let bearer = authorization.and_then(|v| {
         v.strip_prefix("Bearer ")
             .or_else(|| v.strip_prefix("bearer "))
             .map(str::trim)
     });
-    let presented = bearer.or_else(|| header("x-api-key"));
+    let presented = bearer.or_else(|| header(X_API_KEY));
     if let Some(key) = presented {
         return match sec.authenticate_key(key) {
             Ok(k) => Ok(Principal::Key(k)),
@@ -480,29 +504,35 @@ fn authenticate(
     }))
 }
 
-/// A `route_layer` (it runs only for matched routes): a route missing from
-/// the scope table needs admin, so forgetting to list one fails closed.
-pub async fn unlisted_routes_need_admin(req: Request, next: Next) -> Response {
-    if route_access(req.method().as_str(), req.uri().path()) == Access::Unlisted {
-        let admin = req
-            .extensions()
-            .get::<Admitted>()
-            .and_then(|a| a.principal.as_ref())
-            .is_some_and(|p| p.scopes().allows(super::scope::Scope::Admin));
-        if !admin {
-            return refuse(
-                StatusCode::FORBIDDEN,
-                "permission_error",
-                "insufficient_scope",
-                format!(
-                    "{} {} needs the operator.admin scope",
-                    req.method(),
-                    req.uri().path()
-                ),
-            );
+/// The whole body, or `None` past `limit` bytes or on a read error (as
+/// `axum::body::to_bytes`, without its list of pieces: a body usually
+/// comes in one, kept as it is).
+async fn read_body(mut body: Body, limit: usize) -> Option<Bytes> {
+    let mut first = Bytes::new();
+    let mut joined: Option<BytesMut> = None;
+    while let Some(frame) = body.frame().await {
+        // Trailers are not part of the body.
+        let Ok(data) = frame.ok()?.into_data() else {
+            continue;
+        };
+        let read = joined.as_ref().map_or(first.len(), BytesMut::len);
+        if data.len() > limit - read {
+            return None;
+        }
+        match &mut joined {
+            None if first.is_empty() => first = data,
+            None => {
+                // In pieces: one buffer that grows with what arrives (not
+                // sized from the announced length, which costs a client
+                // nothing to inflate).
+                let mut buf = BytesMut::from(std::mem::take(&mut first));
+                buf.extend_from_slice(&data);
+                joined = Some(buf);
+            }
+            Some(buf) => buf.extend_from_slice(&data),
         }
     }
-    next.run(req).await
+    Some(joined.map_or(first, BytesMut::freeze))
 }
 
 fn human_bytes(n: usize) -> String {
@@ -512,5 +542,44 @@ fn human_bytes(n: usize) -> String {
         format!("{} KiB", n >> 10)
     } else {
         format!("{n} bytes")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderMap;
+    use http_body_util::StreamBody;
+    use hyper::body::Frame;
+
+    fn body(frames: Vec<Result<Frame<Bytes>, std::io::Error>>) -> Body {
+        Body::new(StreamBody::new(futures_util::stream::iter(frames)))
+    }
+
+    fn data(s: &'static str) -> Result<Frame<Bytes>, std::io::Error> {
+        Ok(Frame::data(Bytes::from_static(s.as_bytes())))
+    }
+
+    #[tokio::test]
+    async fn read_body_joins_pieces_within_the_limit() {
+        let one = Bytes::from_static(b"{\"a\":1}");
+        let read = read_body(Body::from(one.clone()), 7).await.unwrap();
+        assert_eq!(read.as_ptr(), one.as_ptr(), "one piece is kept, not copied");
+        assert_eq!(read_body(Body::from(one), 6).await, None);
+
+        let pieces = || vec![data("ab"), data(""), data("cd"), data("e")];
+        assert_eq!(read_body(body(pieces()), 5).await.unwrap(), "abcde");
+        assert_eq!(read_body(body(pieces()), 4).await, None);
+        assert_eq!(read_body(body(vec![]), 0).await.unwrap(), "");
+
+        let trailers = Ok(Frame::trailers(HeaderMap::new()));
+        assert_eq!(
+            read_body(body(vec![data("ab"), trailers]), 2)
+                .await
+                .unwrap(),
+            "ab"
+        );
+        let broken = Err(std::io::Error::other("reset"));
+        assert_eq!(read_body(body(vec![data("ab"), broken]), 9).await, None);
     }
 }

@@ -6,13 +6,15 @@
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, HeaderName};
 use ipnet::IpNet;
 
 /// Stands for a client whose forwarded address could not be read: it gets
 /// one shared bucket (rate limits and bans apply) instead of the proxy's
 /// trusted address.
 pub const UNIDENTIFIED: IpAddr = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
+
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 
 pub fn contains(nets: &[IpNet], ip: IpAddr) -> bool {
     let ip = canonical(ip);
@@ -37,7 +39,7 @@ pub fn resolve(peer: SocketAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAd
     }
     // Hops, left to right, over every X-Forwarded-For header in order.
     let mut hops: Vec<&str> = Vec::new();
-    for v in headers.get_all("x-forwarded-for") {
+    for v in headers.get_all(X_FORWARDED_FOR) {
         match v.to_str() {
             Ok(s) => hops.extend(s.split(',').map(str::trim)),
             Err(_) => return UNIDENTIFIED,

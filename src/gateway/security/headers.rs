@@ -5,45 +5,107 @@
 //! empty and the gateway is bound to loopback, `http://localhost`,
 //! `http://127.0.0.1` and `http://[::1]` on any port; otherwise none. A
 //! page the gateway serves itself (the dashboard) is same-origin.
+//!
+//! CORS is written out here rather than taken from tower_http's
+//! `CorsLayer`, which rebuilt its `Vary` value and cloned its whole
+//! configuration on every request; the tests below hold this to that
+//! layer's answers, configured as the gateway configured it.
 
-use axum::http::{HeaderMap, HeaderName, HeaderValue, Method};
+use axum::body::Body;
+use axum::http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use axum::response::Response;
-use tower_http::cors::{AllowOrigin, CorsLayer};
 
 /// Headers on every response (a handler may set its own, e.g. the
 /// dashboard's CSP, and it is kept).
-pub const ALWAYS: &[(&str, &str)] = &[
-    ("x-content-type-options", "nosniff"),
-    ("x-frame-options", "DENY"),
-    ("referrer-policy", "no-referrer"),
-    ("cross-origin-resource-policy", "same-origin"),
-    ("cross-origin-opener-policy", "same-origin"),
+pub const ALWAYS: [(HeaderName, HeaderValue); 8] = [
     (
-        "permissions-policy",
-        "camera=(), microphone=(), geolocation=(), interest-cohort=()",
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    ),
+    (header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")),
+    (
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    ),
+    (
+        HeaderName::from_static("cross-origin-resource-policy"),
+        HeaderValue::from_static("same-origin"),
+    ),
+    (
+        HeaderName::from_static("cross-origin-opener-policy"),
+        HeaderValue::from_static("same-origin"),
+    ),
+    (
+        HeaderName::from_static("permissions-policy"),
+        HeaderValue::from_static("camera=(), microphone=(), geolocation=(), interest-cohort=()"),
     ),
     // API answers are data, never a document: nothing may run or embed them.
     (
-        "content-security-policy",
-        "default-src 'none'; frame-ancestors 'none'",
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'"),
     ),
-    ("cache-control", "no-store"),
+    (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
 ];
 
-/// Adds [`ALWAYS`] to a response, keeping any a handler set itself. One
-/// pass over one response (rather than a layer per header, each cloned
-/// with every route's service on every request).
-pub async fn add_security_headers(mut resp: Response) -> Response {
+/// Adds [`ALWAYS`] to a response, keeping any a handler set itself.
+pub fn add_security_headers(resp: &mut Response) {
     let h = resp.headers_mut();
     for (name, value) in ALWAYS {
-        if !h.contains_key(*name) {
-            h.insert(
-                HeaderName::from_static(name),
-                HeaderValue::from_static(value),
-            );
+        if let header::Entry::Vacant(e) = h.entry(name) {
+            e.insert(value);
         }
     }
+}
+
+/// `Vary` on every answer: it depends on the CORS request headers.
+const VARY: HeaderValue = HeaderValue::from_static(
+    "origin, access-control-request-method, access-control-request-headers",
+);
+
+/// The request's `Origin`, to echo in `Access-Control-Allow-Origin` if it
+/// is allowed.
+pub fn cors_origin(
+    request: &HeaderMap,
+    explicit: &[String],
+    loopback: bool,
+) -> Option<HeaderValue> {
+    let origin = request.get(header::ORIGIN)?;
+    origin
+        .to_str()
+        .is_ok_and(|o| origin_allowed(o, explicit, loopback))
+        .then(|| origin.clone())
+}
+
+/// The answer to a CORS preflight: every `OPTIONS` request, answered
+/// before admission (a browser sends it without credentials).
+pub fn preflight(origin: Option<HeaderValue>) -> Response {
+    let mut resp = Response::new(Body::empty());
+    let h = resp.headers_mut();
+    h.insert(header::VARY, VARY);
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_METHODS,
+        HeaderValue::from_static("GET,POST,OPTIONS"),
+    );
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_HEADERS,
+        HeaderValue::from_static("authorization,content-type"),
+    );
+    h.insert(
+        header::ACCESS_CONTROL_MAX_AGE,
+        HeaderValue::from_static("600"),
+    );
+    if let Some(origin) = origin {
+        h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
+    }
     resp
+}
+
+/// CORS headers on any other answer (`Vary` joins any the handler set).
+pub fn add_cors(h: &mut HeaderMap, origin: Option<HeaderValue>) {
+    h.append(header::VARY, VARY);
+    if let Some(origin) = origin {
+        h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
+    }
 }
 
 /// Is `origin` (as sent by a browser) allowed to call the API?
@@ -93,23 +155,134 @@ pub fn browser_origin_ok(headers: &HeaderMap, explicit: &[String], loopback: boo
     }
 }
 
-pub fn cors(explicit: Vec<String>, loopback: bool) -> CorsLayer {
-    CorsLayer::new()
-        .allow_origin(AllowOrigin::predicate(move |o: &HeaderValue, _| {
-            o.to_str()
-                .is_ok_and(|o| origin_allowed(o, &explicit, loopback))
-        }))
-        .allow_methods([Method::GET, Method::POST, Method::OPTIONS])
-        .allow_headers([
-            axum::http::header::AUTHORIZATION,
-            axum::http::header::CONTENT_TYPE,
-        ])
-        .max_age(std::time::Duration::from_secs(600))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use axum::http::{Method, Request};
+    use tower::{Layer, ServiceExt};
+
+    /// tower_http's CORS layer as the gateway configured it before
+    /// [`preflight`] and [`add_cors`] took its place.
+    fn tower_cors(explicit: Vec<String>, loopback: bool) -> tower_http::cors::CorsLayer {
+        use tower_http::cors::{AllowOrigin, CorsLayer};
+        CorsLayer::new()
+            .allow_origin(AllowOrigin::predicate(move |o: &HeaderValue, _| {
+                o.to_str()
+                    .is_ok_and(|o| origin_allowed(o, &explicit, loopback))
+            }))
+            .allow_methods([Method::GET, Method::POST, Method::OPTIONS])
+            .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
+            .max_age(std::time::Duration::from_secs(600))
+    }
+
+    /// A handler's answer, with headers CORS must keep or override.
+    fn handler_answer(vary: bool) -> Response {
+        let mut r = Response::new(Body::from("{}"));
+        let h = r.headers_mut();
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        if vary {
+            h.insert(header::VARY, HeaderValue::from_static("accept-encoding"));
+            h.insert(
+                header::ACCESS_CONTROL_ALLOW_ORIGIN,
+                HeaderValue::from_static("https://set-by-handler.example"),
+            );
+        }
+        r
+    }
+
+    fn listed(h: &HeaderMap) -> Vec<(String, String)> {
+        h.iter()
+            .map(|(k, v)| (k.to_string(), v.to_str().unwrap().to_string()))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn cors_answers_are_tower_https() {
+        let panel = vec!["https://panel.example.com".to_string()];
+        for (explicit, loopback) in [(vec![], true), (vec![], false), (panel, true)] {
+            let oracle = tower_cors(explicit.clone(), loopback);
+            for method in [
+                Method::GET,
+                Method::POST,
+                Method::HEAD,
+                Method::PUT,
+                Method::OPTIONS,
+            ] {
+                for origin in [
+                    None,
+                    Some("http://localhost:3000"),
+                    Some("https://panel.example.com"),
+                    Some("https://evil.example"),
+                    Some("null"),
+                ] {
+                    for preflight_headers in [false, true] {
+                        for vary in [false, true] {
+                            let request = || {
+                                let mut r =
+                                    Request::builder().method(method.clone()).uri("/v1/models");
+                                if let Some(o) = origin {
+                                    r = r.header(header::ORIGIN, o);
+                                }
+                                if preflight_headers {
+                                    r = r
+                                        .header(header::ACCESS_CONTROL_REQUEST_METHOD, "POST")
+                                        .header(
+                                            header::ACCESS_CONTROL_REQUEST_HEADERS,
+                                            "authorization",
+                                        );
+                                }
+                                r.body(Body::empty()).unwrap()
+                            };
+                            let handler = tower::service_fn(move |_: Request<Body>| async move {
+                                Ok::<_, std::convert::Infallible>(handler_answer(vary))
+                            });
+                            let want = oracle.layer(handler).oneshot(request()).await.unwrap();
+
+                            let req = request();
+                            let allowed = cors_origin(req.headers(), &explicit, loopback);
+                            let got = if req.method() == Method::OPTIONS {
+                                preflight(allowed)
+                            } else {
+                                let mut r = handler_answer(vary);
+                                add_cors(r.headers_mut(), allowed);
+                                r
+                            };
+                            let case = format!("{method} {origin:?} {preflight_headers} {vary} {explicit:?} {loopback}");
+                            assert_eq!(got.status(), want.status(), "{case}");
+                            assert_eq!(listed(got.headers()), listed(want.headers()), "{case}");
+                            let body = |r: Response| axum::body::to_bytes(r.into_body(), 1024);
+                            assert_eq!(
+                                body(got).await.unwrap(),
+                                body(want).await.unwrap(),
+                                "{case}"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn security_headers_keep_a_handlers_own() {
+        let mut r = Response::new(Body::empty());
+        r.headers_mut().insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static("default-src 'self'"),
+        );
+        add_security_headers(&mut r);
+        let h = r.headers();
+        assert_eq!(h[header::CONTENT_SECURITY_POLICY], "default-src 'self'");
+        assert_eq!(h[header::X_FRAME_OPTIONS], "DENY");
+        assert_eq!(
+            h["permissions-policy"],
+            "camera=(), microphone=(), geolocation=(), interest-cohort=()"
+        );
+        assert_eq!(h.len(), ALWAYS.len());
+    }
 
     #[test]
     fn loopback_default_allows_only_local_http_origins() {

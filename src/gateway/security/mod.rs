@@ -1,7 +1,9 @@
 //! moltgate's security layers: who may call, how often, from where, and
 //! what happens to those who misbehave.
 //!
-//! Every request passes [`admission::admit`] before any handler:
+//! Every request passes [`admission::admit`] before any handler (CORS
+//! preflights excepted: [`layer`] answers them first, and puts the CORS
+//! and security headers ([`headers`]) on every answer):
 //!
 //! 1. connection cap (over it, only `/health` is answered);
 //! 2. real client IP ([`client_ip`]), then the ban list ([`bans`]);
@@ -14,7 +16,9 @@
 //!    read: it will be refused anyway);
 //! 6. authentication (API key or password session) and the scope the
 //!    route needs ([`scope`]); failed attempts count toward bans;
-//! 7. the per-key rate limit.
+//! 7. the per-key rate limit;
+//! 8. a route the router serves but the scope table does not list needs
+//!    admin (forgetting to list one fails closed).
 //!
 //! Keys, bans, incidents, mode toggles and provider latency history live in
 //! SQLite ([`store`]); the in-memory copies used on the hot path are
@@ -26,6 +30,7 @@ pub mod client_ip;
 pub mod config;
 pub mod headers;
 pub mod keys;
+pub mod layer;
 pub mod limits;
 pub mod rpc;
 pub mod scope;
@@ -443,9 +448,16 @@ impl Security {
     }
 
     /// A new request id: unique per process, unguessable across restarts.
+    /// `req_`, then the prefix and the sequence number in hex, zero-padded
+    /// to 8 and 10 digits (written out: `format!` cost more than the rest
+    /// of admission's bookkeeping).
     pub fn next_request_id(&self) -> String {
         let n = self.request_seq.fetch_add(1, Ordering::Relaxed);
-        format!("req_{:08x}{:010x}", self.request_prefix, n)
+        let mut id = String::with_capacity(22);
+        id.push_str("req_");
+        push_hex(&mut id, self.request_prefix.into(), 8);
+        push_hex(&mut id, n, 10);
+        id
     }
 
     /// Records an incident (asynchronously) and pushes it to subscribers.
@@ -638,4 +650,32 @@ fn spawn_maintenance(sec: Weak<Security>) {
             }
         })
         .expect("spawn security maintenance");
+}
+
+/// `v` in lowercase hex, zero-padded to `width` digits (`{:0width$x}`).
+fn push_hex(out: &mut String, v: u64, width: usize) {
+    let digits = (64 - v.leading_zeros() as usize).div_ceil(4).max(width);
+    for i in (0..digits).rev() {
+        let nibble = v.checked_shr(4 * i as u32).unwrap_or(0) & 0xf;
+        out.push(char::from_digit(nibble as u32, 16).expect("a nibble"));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn push_hex_pads_as_format_does() {
+        for (v, width) in [
+            (0, 8),
+            (0xab, 10),
+            (u32::MAX as u64, 8),
+            (0x1_0000_0000, 8),
+            (u64::MAX, 10),
+            (0x123_4567_89ab, 10),
+        ] {
+            let mut s = String::new();
+            super::push_hex(&mut s, v, width);
+            assert_eq!(s, format!("{v:0width$x}"));
+        }
+    }
 }

@@ -109,7 +109,7 @@ pub enum Access {
     Needs(Scope),
     /// Not in the table: an unknown path (a typo gets its 404 once the
     /// caller is authenticated) or a route someone forgot to list, which
-    /// [`super::admission::unlisted_routes_need_admin`] holds to admin.
+    /// admission holds to admin ([`super::admission::admit`], step 8).
     Unlisted,
 }
 

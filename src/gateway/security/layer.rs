@@ -1,0 +1,99 @@
+//! The HTTP stack around the router, as one service wrapping it once (a
+//! layer per route was cloned with every route's service, per request):
+//! CORS preflights are answered first, then [`admission::admit`] runs the
+//! request through the router or refuses it; every answer gets the CORS
+//! and security headers.
+
+use std::convert::Infallible;
+use std::future::{ready, Future, Ready};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use axum::extract::Request;
+use axum::http::Method;
+use axum::response::Response;
+use axum::serve::IncomingStream;
+use tower::Service;
+
+use super::admission::{self, ConnMeta, CountingListener};
+use super::headers;
+use crate::gateway::routes::Routes;
+use crate::gateway::Gateway;
+
+struct App {
+    gw: Arc<Gateway>,
+    routes: Routes,
+}
+
+/// Makes the service of each accepted connection (for `axum::serve`).
+#[derive(Clone)]
+pub struct MakeService(Arc<App>);
+
+impl MakeService {
+    pub fn new(gw: Arc<Gateway>, routes: Routes) -> Self {
+        MakeService(Arc::new(App { gw, routes }))
+    }
+}
+
+impl Service<IncomingStream<'_, CountingListener>> for MakeService {
+    type Response = SecurityService;
+    type Error = Infallible;
+    type Future = Ready<Result<SecurityService, Infallible>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, stream: IncomingStream<'_, CountingListener>) -> Self::Future {
+        ready(Ok(SecurityService {
+            app: self.0.clone(),
+            conn: stream.remote_addr().clone(),
+        }))
+    }
+}
+
+/// One connection's service. The server clones it for every request, so
+/// it holds only shared pointers (and the peer's address).
+#[derive(Clone)]
+pub struct SecurityService {
+    app: Arc<App>,
+    conn: ConnMeta,
+}
+
+impl Service<Request> for SecurityService {
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request) -> Self::Future {
+        let this = self.clone();
+        Box::pin(async move { Ok(this.serve(req).await) })
+    }
+}
+
+impl SecurityService {
+    async fn serve(self, req: Request) -> Response {
+        let App { gw, routes } = &*self.app;
+        let sec = &gw.security;
+        let origin = headers::cors_origin(req.headers(), &sec.cfg.cors_origins, sec.loopback);
+        let mut resp = if req.method() == Method::OPTIONS {
+            // A preflight: a browser sends it without credentials.
+            let (parts, _) = req.into_parts();
+            routes.with_allow(&parts, headers::preflight(origin))
+        } else {
+            let mut resp = admission::admit(sec, routes, &self.conn, req).await;
+            // Room for the headers added below at once, rather than a
+            // reallocation every few.
+            resp.headers_mut().reserve(headers::ALWAYS.len() + 2);
+            headers::add_cors(resp.headers_mut(), origin);
+            resp
+        };
+        headers::add_security_headers(&mut resp);
+        resp
+    }
+}
