@@ -13,6 +13,7 @@
 
 pub mod fields;
 pub mod llm;
+mod memo;
 pub mod normalize;
 pub mod request;
 pub mod rules;
@@ -215,6 +216,8 @@ pub struct Firewall {
     /// `(rule id, index into rules)`, sorted by id: code-implemented rules
     /// report by id on every request.
     by_id: Vec<(u32, usize)>,
+    /// This firewall's key in the memory of clean values ([`memo`]).
+    id: u64,
 }
 
 impl std::fmt::Debug for Firewall {
@@ -360,6 +363,7 @@ impl Firewall {
             uniform_literals,
             singles,
             by_id,
+            id: memo::new_firewall_id(),
         })
     }
 
@@ -383,11 +387,7 @@ impl Firewall {
         if !self.cfg.enabled {
             return Verdict::Allow;
         }
-        let mut hits = Hits {
-            fw: self,
-            score: Score::default(),
-            matches: Vec::new(),
-        };
+        let mut hits = Hits::new(self);
         rules::method::check(req, &self.cfg, &mut hits);
         rules::protocol::check(req, &self.cfg, &mut hits);
         let (fields, llm_report) = fields::extract(req, self.cfg.max_body_bytes);
@@ -397,7 +397,19 @@ impl Firewall {
             }
         }
         for f in &fields {
-            self.match_field(f, &mut hits);
+            if memo::is_clean(self.id, f.loc, &f.norm.text) {
+                continue;
+            }
+            // Matched on its own, so that "nothing matched" is a fact about
+            // this value and not about what matched earlier in the request;
+            // merging then skips the rules already counted, as matching
+            // into `hits` directly would.
+            let mut own = Hits::new(self);
+            self.match_field(f, &mut own);
+            if own.matches.is_empty() {
+                memo::remember_clean(self.id, f.loc, &f.norm.text);
+            }
+            hits.merge(own);
         }
         rules::session::check(req, &fields, &mut hits);
         if hits.score.blocks(self.cfg.threshold) {
@@ -510,7 +522,25 @@ pub struct Hits<'a> {
     matches: Vec<Match>,
 }
 
-impl Hits<'_> {
+impl<'a> Hits<'a> {
+    fn new(fw: &'a Firewall) -> Self {
+        Hits {
+            fw,
+            score: Score::default(),
+            matches: Vec::new(),
+        }
+    }
+
+    /// Adds another collection's matches, in order, except rules already
+    /// counted here.
+    fn merge(&mut self, other: Hits<'_>) {
+        for m in other.matches {
+            if !self.seen(m.rule_id) && self.score.add(m.rule_id, m.severity) {
+                self.matches.push(m);
+            }
+        }
+    }
+
     /// Whether rule `id` already matched on this request.
     pub fn seen(&self, id: u32) -> bool {
         self.matches.iter().any(|m| m.rule_id == id)
