@@ -389,7 +389,7 @@ pub fn check(req: &RequestView, cfg: &FirewallConfig, hits: &mut Hits<'_>) {
     let host = req.header_str("host");
     match host.as_deref().map(str::trim) {
         None if req.version == "HTTP/1.1" => hits.hit(920280, "REQUEST_HEADERS:Host", "missing"),
-        Some(h) if h.is_empty() => hits.hit(920290, "REQUEST_HEADERS:Host", "empty"),
+        Some("") => hits.hit(920290, "REQUEST_HEADERS:Host", "empty"),
         Some(h) => {
             let host = h.rsplit_once(':').map(|(a, _)| a).unwrap_or(h);
             let host = host.trim_matches(['[', ']']);
