@@ -2,8 +2,6 @@
 //! (CRS's "collections"): path, argument names and values (query, form,
 //! JSON, XML, multipart), cookies, headers, uploaded file names.
 
-use std::borrow::Cow;
-
 use super::llm;
 use super::normalize::Normalized;
 use super::request::RequestView;
@@ -235,12 +233,7 @@ pub fn extract(req: &RequestView, max_body: usize) -> (Vec<Field>, Option<llm::B
     );
 
     for (name, value) in &req.headers {
-        let trimmed = name.trim();
-        let lname = if trimmed.bytes().any(|b| b.is_ascii_uppercase()) {
-            Cow::Owned(trimmed.to_ascii_lowercase())
-        } else {
-            Cow::Borrowed(trimmed)
-        };
+        let lname = super::normalize::ascii_lowercase(name.trim());
         let value = String::from_utf8_lossy(value);
         // Standard header names are not worth inspecting; unusual ones are.
         if !common_header(&lname) {

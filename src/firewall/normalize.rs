@@ -105,6 +105,16 @@ impl FoldsThatMayApply {
     }
 }
 
+/// `s` lowercased, borrowed when it already is (the usual case for header
+/// names and media types).
+pub fn ascii_lowercase(s: &str) -> Cow<'_, str> {
+    if s.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(s.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(s)
+    }
+}
+
 /// URL-decode (repeatedly), HTML-entity-decode, drop NULs, lowercase.
 pub fn canonical_text(raw: &str, form: bool) -> String {
     // Fast path: nothing to decode (the common case for header values).

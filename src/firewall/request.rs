@@ -147,10 +147,8 @@ impl RequestView {
             ct.split(';').next().unwrap_or("").trim()
         }
         Some(match self.header_str("content-type")? {
-            Cow::Borrowed(ct) if !media(ct).bytes().any(|b| b.is_ascii_uppercase()) => {
-                Cow::Borrowed(media(ct))
-            }
-            ct => Cow::Owned(media(&ct).to_ascii_lowercase()),
+            Cow::Borrowed(ct) => super::normalize::ascii_lowercase(media(ct)),
+            Cow::Owned(ct) => Cow::Owned(media(&ct).to_ascii_lowercase()),
         })
     }
 }

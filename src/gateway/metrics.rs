@@ -89,6 +89,11 @@ impl Metrics {
             registry.register(Box::new(c.clone())).expect("register");
             c
         };
+        let gauge = |name: &str, help: &str, labels: &[&str]| {
+            let g = IntGaugeVec::new(Opts::new(name, help), labels).expect("metric");
+            registry.register(Box::new(g.clone())).expect("register");
+            g
+        };
         let histo = |name: &str, help: &str, labels: &[&str]| {
             let h = HistogramVec::new(
                 HistogramOpts::new(name, help).buckets(BUCKETS.to_vec()),
@@ -133,17 +138,11 @@ impl Metrics {
             "Moves from a failed route to the next one",
             &["from_provider"],
         );
-        let breaker_state = IntGaugeVec::new(
-            Opts::new(
-                "moltgate_breaker_state",
-                "Circuit breaker state per provider: 0 closed, 1 half-open, 2 open",
-            ),
+        let breaker_state = gauge(
+            "moltgate_breaker_state",
+            "Circuit breaker state per provider: 0 closed, 1 half-open, 2 open",
             &["provider"],
-        )
-        .expect("metric");
-        registry
-            .register(Box::new(breaker_state.clone()))
-            .expect("register");
+        );
         let stream_aborts = counter(
             "moltgate_stream_aborts_total",
             "Streams ended with an error event after content had started",
@@ -154,17 +153,11 @@ impl Metrics {
             "Security incidents by kind (auth_failure, login_failure, firewall_block, auto_block, mode_change, ...)",
             &["kind"],
         );
-        let security_state = IntGaugeVec::new(
-            Opts::new(
-                "moltgate_security_state",
-                "open_connections, active_bans, lockdown (0/1), kill_switch (0/1), dropped_incidents",
-            ),
+        let security_state = gauge(
+            "moltgate_security_state",
+            "open_connections, active_bans, lockdown (0/1), kill_switch (0/1), dropped_incidents",
             &["what"],
-        )
-        .expect("metric");
-        registry
-            .register(Box::new(security_state.clone()))
-            .expect("register");
+        );
         Self {
             registry,
             security_incidents,

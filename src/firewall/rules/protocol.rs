@@ -4,10 +4,9 @@
 //! sizes, restricted headers and content types. HTTP clients built on real
 //! libraries never produce these shapes.
 
-use std::borrow::Cow;
-
 use super::{code, re, Category, Rule, Transform};
 use crate::firewall::fields::loc;
+use crate::firewall::normalize::ascii_lowercase;
 use crate::firewall::score::Severity;
 use crate::firewall::{FirewallConfig, Hits, RequestView};
 
@@ -167,15 +166,6 @@ impl ValueFlags {
             }
         }
         f
-    }
-}
-
-/// `s` lowercased, borrowed when it already is (the usual case).
-fn ascii_lowercase(s: &str) -> Cow<'_, str> {
-    if s.bytes().any(|b| b.is_ascii_uppercase()) {
-        Cow::Owned(s.to_ascii_lowercase())
-    } else {
-        Cow::Borrowed(s)
     }
 }
 
