@@ -463,7 +463,7 @@ pub fn check(req: &RequestView, cfg: &FirewallConfig, hits: &mut Hits<'_>) {
     }
     let first_ct = first_ct.as_deref().map(str::trim);
     if let Some(ct) = first_ct {
-        let media = req.content_type().unwrap_or_default();
+        let media = ascii_lowercase(ct.split(';').next().unwrap_or("").trim());
         if !content_type_syntax_ok(ct) {
             hits.hit(920470, "REQUEST_HEADERS:Content-Type", ct);
         } else if has_body && !ALLOWED_CONTENT_TYPES.contains(&&*media) {
