@@ -145,18 +145,22 @@ pub struct Layout {
 }
 
 impl Layout {
+    /// The state file, the audit log and the allow token.
+    pub fn state_files(&self) -> crate::breaker::store::StateFiles {
+        crate::breaker::store::StateFiles::in_dir(&self.state_dir)
+    }
     pub fn state_file(&self) -> PathBuf {
-        self.state_dir.join("breaker.json")
+        self.state_files().state
     }
     pub fn audit_log(&self) -> PathBuf {
-        self.state_dir.join("audit.jsonl")
+        self.state_files().audit_log
     }
     pub fn lock_file(&self) -> PathBuf {
         self.state_dir.join("breaker.lock")
     }
     /// The per-request fail-safe: nginx denies every request while it is absent.
     pub fn allow_token(&self) -> PathBuf {
-        self.state_dir.join("edge").join("breaker.allow")
+        self.state_files().allow_token
     }
     pub fn include_file(&self) -> PathBuf {
         self.nginx_dir.join("breaker.conf")

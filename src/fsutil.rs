@@ -68,6 +68,56 @@ pub fn ensure_dir(path: &Path, mode: u32) -> io::Result<()> {
     Ok(())
 }
 
+/// Whether a file can be created in `dir`, found out by creating (and
+/// removing) one: permissions, read-only mounts and immutable flags all
+/// answer the same way, for root too.
+pub fn check_dir_writable(dir: &Path) -> io::Result<()> {
+    tempfile::Builder::new()
+        .prefix(".moltguard-probe-")
+        .tempfile_in(dir)
+        .map(drop)
+        .map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("cannot create files in {}: {e}", dir.display()),
+            )
+        })
+}
+
+/// Reads a file that must be a regular file: a symbolic link is refused
+/// (`O_NOFOLLOW`), and the metadata is that of the file actually read.
+pub fn read_regular(path: &Path) -> io::Result<(Vec<u8>, fs::Metadata)> {
+    use std::io::Read;
+    let mut f = OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK)
+        .open(path)?;
+    let md = f.metadata()?;
+    if !md.is_file() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "not a regular file",
+        ));
+    }
+    let mut bytes = Vec::with_capacity(md.len() as usize);
+    f.read_to_end(&mut bytes)?;
+    Ok((bytes, md))
+}
+
+/// Removes what killed writers left behind in `dir`: temp files of atomic
+/// writes (`.moltguard-*`). Call under the lock that every writer holds,
+/// so none of them is still in use.
+pub fn remove_stale_temp_files(dir: &Path) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        if e.file_name().to_string_lossy().starts_with(".moltguard-") {
+            let _ = fs::remove_file(e.path());
+        }
+    }
+}
+
 fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }

@@ -252,7 +252,7 @@ fn listening(port: u16) -> bool {
 }
 
 fn alive(pid: i32) -> bool {
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok()
+    stack::process_alive(pid)
 }
 
 /// Waits for `up` to end by itself; returns its exit code and stderr.

@@ -50,6 +50,7 @@ fn seed(home: &Path) {
             reason: ReasonCode::Init,
             detail: "new setup".into(),
             generation: 1,
+            expires_at: None,
             outcome: "applied".into(),
             message: "nginx is not running".into(),
         },
@@ -65,6 +66,7 @@ fn seed(home: &Path) {
             reason: ReasonCode::Manual,
             detail: "dashboard test".into(),
             generation: 2,
+            expires_at: None,
             outcome: "applied".into(),
             message: "live at nginx".into(),
         },
@@ -87,6 +89,9 @@ fn seed(home: &Path) {
     });
     rec.audit_head = Some(head);
     moltguard::breaker::store::save(&state.join("breaker.json"), &rec).unwrap();
+    std::fs::create_dir_all(state.join("edge")).unwrap();
+    let token = moltguard::nginx::render::render_allow_token(&rec).unwrap();
+    std::fs::write(state.join("edge/breaker.allow"), token).unwrap();
 
     let guardian = json!({
         "pid": std::process::id(),

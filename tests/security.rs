@@ -865,11 +865,10 @@ async fn origins_headers_validation_and_events() {
 
 #[tokio::test]
 async fn the_gateway_enforces_the_breaker_state_file_itself() {
-    use moltguard::breaker::state::{BreakerRecord, BreakerState};
-    use moltguard::breaker::store;
     let g = Gate::start(None, &[]).await;
     let key = g.key("operator.read");
-    let file = g.home.path().join("state/breaker.json");
+    let home = g.home.path();
+    let file = home.join("state/breaker.json");
     let remote = client_from("127.0.0.2", Some(&key));
     let local = client_from("127.0.0.1", Some(&key));
     let models = |c: &reqwest::Client| c.get(format!("{}/v1/models", g.base()));
@@ -879,11 +878,38 @@ async fn the_gateway_enforces_the_breaker_state_file_itself() {
         })
         .await
     };
+    // Every state below is made by the real CLI (nginx is not running:
+    // moltgate is the only edge).
+    let mg = |args: &[&str], stdin: &str| {
+        use std::io::Write;
+        let mut c = std::process::Command::new(bin("moltguard"))
+            .arg("--home")
+            .arg(home)
+            .args(args)
+            .env_clear()
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        c.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+        c.wait().unwrap()
+    };
     // No breaker file: a stand-alone gateway.
     assert_eq!(status_of(models(&remote)).await.0, 200);
 
-    let now = chrono::Utc::now();
-    store::save(&file, &BreakerRecord::initial(now)).unwrap();
+    let edge = free_port().to_string();
+    assert!(mg(
+        &[
+            "init",
+            "--edge-port",
+            &edge,
+            "--upstream-port",
+            &g.port.to_string()
+        ],
+        ""
+    )
+    .success());
     assert!(remote_gets(503, 5).await);
     let (_, v) = status_of(models(&remote)).await;
     assert_eq!(v["error"]["code"], "breaker_open", "{v}");
@@ -900,21 +926,64 @@ async fn the_gateway_enforces_the_breaker_state_file_itself() {
         "this machine is still served"
     );
 
-    let mut closed = BreakerRecord::initial(now);
-    closed.state = BreakerState::Closed;
-    closed.generation = 2;
-    closed.expires_at = Some(now + chrono::Duration::seconds(3));
-    store::save(&file, &closed).unwrap();
+    assert!(mg(
+        &["auth", "add-user", "alice", "--password-stdin"],
+        "correct-horse-battery\n"
+    )
+    .success());
+    assert!(mg(&["breaker", "close", "--for", "3s"], "").success());
     assert!(remote_gets(200, 5).await);
     // The lifetime runs out on its own, file unchanged.
     assert!(remote_gets(503, 6).await);
 
-    // A damaged state file is OPEN, not "no breaker".
-    closed.expires_at = None;
-    store::save(&file, &closed).unwrap();
+    // A hand edit of OPEN into CLOSED is not trusted (it is not the audit log's).
+    assert!(mg(&["breaker", "open"], "").success());
+    let open = std::fs::read_to_string(&file).unwrap();
+    std::fs::write(
+        &file,
+        open.replace("\"state\": \"open\"", "\"state\": \"closed\""),
+    )
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(
+        status_of(models(&remote)).await.0,
+        503,
+        "a hand edit opens nothing"
+    );
+
+    // Closed for real; then each way the file or token can go wrong is OPEN.
+    assert!(mg(&["breaker", "close"], "").success());
     assert!(remote_gets(200, 5).await);
+    let token = home.join("state/edge/breaker.allow");
+    let kept = std::fs::read(&token).unwrap();
+    std::fs::remove_file(&token).unwrap();
+    assert!(remote_gets(503, 5).await, "no allow token, no traffic");
+    std::fs::write(&token, kept).unwrap();
+    assert!(remote_gets(200, 5).await);
+    let closed = std::fs::read(&file).unwrap();
     std::fs::write(&file, b"{ not json").unwrap();
-    assert!(remote_gets(503, 5).await);
+    assert!(
+        remote_gets(503, 5).await,
+        "a damaged state file is OPEN, not \"no breaker\""
+    );
+    std::fs::remove_file(&file).unwrap();
+    assert!(
+        remote_gets(503, 5).await,
+        "a setup with a history has a breaker"
+    );
+    std::fs::write(&file, &closed).unwrap();
+    assert!(remote_gets(200, 5).await);
+    // A change cut off mid-way is OPEN until a command finishes it.
+    let out = std::process::Command::new(bin("moltguard"))
+        .arg("--home")
+        .arg(home)
+        .args(["breaker", "half-open"])
+        .env_clear()
+        .env(moltguard::breaker::crashpoint::ENV, "audited")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(remote_gets(503, 5).await, "a pending change is OPEN");
 }
 
 /// Admission may read more than handlers take (MAX_BODY_BYTES above the

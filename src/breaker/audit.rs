@@ -3,14 +3,16 @@
 //! One JSON object per line. Each line carries the SHA-256 of the previous
 //! line's hash plus its own canonical content, so editing, inserting or
 //! deleting a line breaks the chain from that point on. The state file keeps
-//! the newest line's hash, which also exposes a log whose tail was cut off.
+//! the newest line's hash, which also exposes a log whose tail was cut off,
+//! and a state file is trusted only while it equals the entry it names
+//! ([`Tail`], `store::load`).
 
 use super::state::{Actor, AuditHead, BreakerState, ReasonCode};
 use crate::fsutil;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use std::fs::{self, File};
+use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom};
 use std::path::Path;
 
@@ -31,6 +33,11 @@ pub struct AuditEntry {
     pub generation: u64,
     pub outcome: String,
     pub message: String,
+    /// The lifetime of the state this entry committed. Absent in entries
+    /// written before it was recorded, and for states without a lifetime,
+    /// so older lines keep their hashes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<DateTime<Utc>>,
     pub prev: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hash: Option<String>,
@@ -48,6 +55,19 @@ impl AuditEntry {
         h.update(canonical.as_bytes());
         hex::encode(h.finalize())
     }
+
+    /// Whether the stored hash is the one its content gives.
+    pub fn hash_is_valid(&self) -> bool {
+        self.hash.as_deref() == Some(self.compute_hash().as_str())
+    }
+
+    /// The head a state file records after this entry.
+    pub fn head(&self) -> AuditHead {
+        AuditHead {
+            seq: self.seq,
+            hash: self.hash.clone().unwrap_or_default(),
+        }
+    }
 }
 
 /// What a caller supplies; sequence and chaining are filled in here.
@@ -59,6 +79,7 @@ pub struct NewEntry {
     pub reason: ReasonCode,
     pub detail: String,
     pub generation: u64,
+    pub expires_at: Option<DateTime<Utc>>,
     pub outcome: String,
     pub message: String,
 }
@@ -66,7 +87,7 @@ pub struct NewEntry {
 /// Appends one entry chained to the current last line. Call under the
 /// breaker lock so two writers never chain from the same line.
 pub fn append(path: &Path, entry: NewEntry, now: DateTime<Utc>) -> io::Result<AuditHead> {
-    let (seq, prev) = match last_entry(path)? {
+    let (seq, prev) = match Tail::read(path)?.last {
         Some(last) => (last.seq + 1, last.hash.unwrap_or_default()),
         None => (1, GENESIS.to_string()),
     };
@@ -81,6 +102,7 @@ pub fn append(path: &Path, entry: NewEntry, now: DateTime<Utc>) -> io::Result<Au
         generation: entry.generation,
         outcome: entry.outcome,
         message: entry.message,
+        expires_at: entry.expires_at,
         prev,
         hash: None,
     };
@@ -91,35 +113,76 @@ pub fn append(path: &Path, entry: NewEntry, now: DateTime<Utc>) -> io::Result<Au
     Ok(AuditHead { seq, hash })
 }
 
-/// Reads the last line without reading the whole log.
-fn last_entry(path: &Path) -> io::Result<Option<AuditEntry>> {
-    let mut f = match File::open(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e),
-    };
-    let len = f.metadata()?.len();
-    if len == 0 {
-        return Ok(None);
+/// The newest entries of the log, read without reading the whole log.
+#[derive(Debug, Clone, Default)]
+pub struct Tail {
+    /// The newest entry.
+    pub last: Option<AuditEntry>,
+    /// The one before it.
+    pub previous: Option<AuditEntry>,
+}
+
+/// How much of the log's end [`Tail::read`] looks at: far more than two
+/// entries (a reason is at most 500 characters).
+const TAIL_WINDOW: u64 = 64 * 1024;
+
+impl Tail {
+    /// Reads the last two entries. A last line that is not a whole entry
+    /// (torn by a crash mid-append, or edited) is an error: nothing may be
+    /// chained to it, and no state can be bound to it.
+    pub fn read(path: &Path) -> io::Result<Tail> {
+        let mut f = match File::open(path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Tail::default()),
+            Err(e) => return Err(e),
+        };
+        let len = f.metadata()?.len();
+        let window = len.min(TAIL_WINDOW);
+        f.seek(SeekFrom::Start(len - window))?;
+        let mut buf = Vec::with_capacity(window as usize);
+        f.read_to_end(&mut buf)?;
+        let text = String::from_utf8_lossy(&buf);
+        let mut lines = text.lines().rev().filter(|l| !l.trim().is_empty());
+        // In a window that starts mid-file the first line is a fragment.
+        let whole = |l: &&str| window == len || !text.starts_with(*l);
+        let parse = |line: &str| {
+            serde_json::from_str::<AuditEntry>(line).map_err(|e| {
+                io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!(
+                        "the last line of the audit log {} is not a valid entry ({e}); \
+                         run `moltguard audit-log verify` to see where it breaks",
+                        path.display()
+                    ),
+                )
+            })
+        };
+        let last = match lines.next() {
+            Some(l) => Some(parse(l)?),
+            None => None,
+        };
+        let previous = lines
+            .next()
+            .filter(whole)
+            .and_then(|l| serde_json::from_str(l).ok());
+        Ok(Tail { last, previous })
     }
-    let window = len.min(64 * 1024);
-    f.seek(SeekFrom::Start(len - window))?;
-    let mut buf = Vec::with_capacity(window as usize);
-    f.read_to_end(&mut buf)?;
-    let text = String::from_utf8_lossy(&buf);
-    let last = text.lines().rev().find(|l| !l.trim().is_empty());
-    match last {
-        None => Ok(None),
-        Some(line) => serde_json::from_str(line).map(Some).map_err(|e| {
-            io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!(
-                    "the last line of the audit log {} is not a valid entry ({e}); \
-                     run `moltguard audit-log verify` to see where it breaks",
-                    path.display()
-                ),
-            )
-        }),
+}
+
+/// Whether a new entry could be appended: the last line is whole and the
+/// file can be opened for writing. A change toward traffic checks this
+/// before it touches the edge, so it never serves what it cannot record.
+pub fn check_appendable(path: &Path) -> io::Result<()> {
+    Tail::read(path)?;
+    match OpenOptions::new().append(true).open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            fsutil::check_dir_writable(path.parent().unwrap_or(Path::new(".")))
+        }
+        Err(e) => Err(io::Error::new(
+            e.kind(),
+            format!("the audit log {} cannot be written: {e}", path.display()),
+        )),
     }
 }
 
@@ -259,6 +322,7 @@ mod tests {
             reason: ReasonCode::Manual,
             detail: "test".into(),
             generation: gen,
+            expires_at: None,
             outcome: "applied".into(),
             message: String::new(),
         }

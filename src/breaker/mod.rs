@@ -1,6 +1,8 @@
 //! The circuit breaker: its state file, its audit log, and transitions.
 
 pub mod audit;
+pub mod crashpoint;
+pub mod edge;
 pub mod state;
 pub mod store;
 pub mod transition;

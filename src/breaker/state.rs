@@ -50,6 +50,11 @@ impl BreakerState {
         self != BreakerState::Open
     }
 
+    /// Whether a remote (non-loopback) client gets through.
+    pub fn admits_remote(self) -> bool {
+        self == BreakerState::Closed
+    }
+
     pub fn parse(s: &str) -> Option<Self> {
         match s {
             "open" => Some(BreakerState::Open),
@@ -97,6 +102,9 @@ pub enum ReasonCode {
     PermissionsUnsafe,
     /// A guardian check could not complete; ambiguity means deny.
     CheckFailed,
+    /// A transition was cut off (a crash, `kill -9`, power loss) before it
+    /// committed; nobody can tell what the edge served, so it is OPEN.
+    TransitionInterrupted,
 }
 
 impl ReasonCode {
@@ -115,6 +123,7 @@ impl ReasonCode {
             ReasonCode::SecretLeak => "SECRET_LEAK",
             ReasonCode::PermissionsUnsafe => "PERMISSIONS_UNSAFE",
             ReasonCode::CheckFailed => "CHECK_FAILED",
+            ReasonCode::TransitionInterrupted => "TRANSITION_INTERRUPTED",
         }
     }
 }
@@ -152,8 +161,11 @@ pub enum ApplyOutcome {
     Applied,
     /// Rendered and tested, but nginx is not running: nothing is served.
     NginxNotRunning,
-    /// The change failed and the previous edge config was put back.
+    /// A change toward traffic failed; the breaker fell back to OPEN.
     RolledBack,
+    /// Going to OPEN: nginx could not load the new include, but its running
+    /// config was seen to deny every request, so it was left running.
+    NotReloaded,
     /// Going to OPEN could not be verified, so nginx was stopped.
     NginxStopped,
     /// Going to OPEN could not be verified and nginx could not be stopped either.
@@ -166,6 +178,7 @@ impl ApplyOutcome {
             ApplyOutcome::Applied => "applied",
             ApplyOutcome::NginxNotRunning => "nginx-not-running",
             ApplyOutcome::RolledBack => "rolled-back",
+            ApplyOutcome::NotReloaded => "not-reloaded",
             ApplyOutcome::NginxStopped => "nginx-stopped",
             ApplyOutcome::Failed => "failed",
         }
@@ -211,6 +224,25 @@ pub struct BreakerRecord {
     pub last_apply: Option<ApplyRecord>,
     #[serde(default)]
     pub audit_head: Option<AuditHead>,
+    /// A transition under way (write-ahead): recorded before the edge is
+    /// touched, cleared when the new state commits. While it is here every
+    /// reader treats the breaker as OPEN, because the edge may already
+    /// serve the target, or half of it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending: Option<Pending>,
+}
+
+/// The transition a state file says is under way.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Pending {
+    pub target: BreakerState,
+    pub generation: u64,
+    pub reason: ReasonCode,
+    #[serde(default)]
+    pub detail: String,
+    pub actor: Actor,
+    pub started_at: DateTime<Utc>,
 }
 
 impl BreakerRecord {
@@ -227,6 +259,7 @@ impl BreakerRecord {
             expires_at: None,
             last_apply: None,
             audit_head: None,
+            pending: None,
         }
     }
 

@@ -28,7 +28,7 @@ pub fn run(ctx: &Ctx, args: AuditArgs) -> Result<Exit, CliError> {
         |e: std::io::Error| CliError::error(format!("cannot read {}: {e}", path.display()), "");
     match args.action {
         Some(AuditAction::Verify) => {
-            let loaded = store::load(&cfg.layout.state_file(), Utc::now());
+            let loaded = store::load(&cfg.layout.state_files(), Utc::now());
             let head = if loaded.problem.is_none() {
                 loaded.record.audit_head.clone()
             } else {

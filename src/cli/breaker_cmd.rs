@@ -82,7 +82,7 @@ fn print_report(ctx: &Ctx, r: &Report) -> Exit {
     );
     let now = Utc::now();
     let value = serde_json::json!({
-        "ok": applied,
+        "ok": applied && r.warnings.is_empty(),
         "outcome": r.outcome,
         "message": r.message,
         "from": r.before.state,
@@ -92,6 +92,7 @@ fn print_report(ctx: &Ctx, r: &Report) -> Exit {
         "expires_at": r.after.expires_at,
         "served": r.served,
         "preliminary": r.preliminary,
+        "warnings": r.warnings,
     });
     emit(ctx.json, value, || {
         for p in &r.preliminary {
@@ -107,6 +108,9 @@ fn print_report(ctx: &Ctx, r: &Report) -> Exit {
                 println!("returns to OPEN {} ({})", relative(t, now), t.to_rfc3339());
             }
             println!("{}", r.message);
+            for w in &r.warnings {
+                eprintln!("error: {w}");
+            }
         } else {
             eprintln!(
                 "error: the change to {} was not applied ({}): {}",
@@ -122,10 +126,10 @@ fn print_report(ctx: &Ctx, r: &Report) -> Exit {
             eprintln!("  what to do: fix the nginx problem above (`moltguard nginx test`, nginx's error log), then retry");
         }
     });
-    if applied {
-        Exit::Ok
-    } else {
-        Exit::NotApplied
+    match (applied, r.warnings.is_empty()) {
+        (true, true) => Exit::Ok,
+        (true, false) => Exit::Error,
+        (false, _) => Exit::NotApplied,
     }
 }
 

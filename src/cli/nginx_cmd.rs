@@ -2,6 +2,7 @@
 
 use super::output::{emit, CliError, Exit};
 use super::Ctx;
+use crate::breaker::{self, edge, store, Actor, ReasonCode, Request};
 use crate::nginx::control::Nginx;
 use crate::nginx::probe;
 use clap::Subcommand;
@@ -24,20 +25,32 @@ pub fn run(ctx: &Ctx, cmd: NginxCmd) -> Result<Exit, CliError> {
     let nginx = Nginx::from_config(&cfg).map_err(nginx_err)?;
     let addr = probe::probe_address(cfg.settings.edge.listen_address, cfg.settings.edge.port);
     match cmd {
-        NginxCmd::Start => {
-            // Record what is true before serving anything.
-            crate::breaker::settle(&cfg)?;
+        NginxCmd::Start | NginxCmd::Reload => {
+            // Record what is true before serving anything: an include that
+            // is not the committed state's rendering is never (re)loaded.
+            let settled = breaker::settle(&cfg)?;
             nginx.test().map_err(nginx_err)?;
-            let pid = nginx.start().map_err(nginx_err)?;
-            let served = probe::probe(addr, Duration::from_secs(2)).ok();
+            let (verb, pid) = match cmd {
+                NginxCmd::Start => ("runs", nginx.start().map_err(nginx_err)?),
+                _ => {
+                    nginx.reload().map_err(nginx_err)?;
+                    ("reloaded", nginx.running_pid().unwrap_or_default())
+                }
+            };
+            let served = verify_served(&cfg, addr)?;
             emit(
                 ctx.json,
-                serde_json::json!({"ok": true, "pid": pid, "listen": addr, "served": served}),
+                serde_json::json!({"ok": true, "pid": pid, "listen": addr, "served": served, "settled": settled}),
                 || {
-                    println!("nginx runs (pid {pid}) on http://{addr}/");
-                    if let Some(s) = served {
-                        println!("breaker: {} (generation {})", s.state.label(), s.generation);
+                    for s in &settled {
+                        println!("note: {}", s.message);
                     }
+                    println!("nginx {verb} (pid {pid}) on http://{addr}/");
+                    println!(
+                        "breaker: {} (generation {}, verified)",
+                        served.state.label(),
+                        served.generation
+                    );
                 },
             );
         }
@@ -45,15 +58,6 @@ pub fn run(ctx: &Ctx, cmd: NginxCmd) -> Result<Exit, CliError> {
             nginx.stop(Duration::from_secs(5)).map_err(nginx_err)?;
             emit(ctx.json, serde_json::json!({"ok": true}), || {
                 println!("nginx stopped")
-            });
-        }
-        NginxCmd::Reload => {
-            nginx
-                .test()
-                .and_then(|_| nginx.reload())
-                .map_err(nginx_err)?;
-            emit(ctx.json, serde_json::json!({"ok": true}), || {
-                println!("nginx reloaded; `moltguard status` shows what it serves")
             });
         }
         NginxCmd::Test => {
@@ -64,6 +68,45 @@ pub fn run(ctx: &Ctx, cmd: NginxCmd) -> Result<Exit, CliError> {
         }
     }
     Ok(Exit::Ok)
+}
+
+/// After a start or reload: nginx must serve the committed generation and
+/// answer as that state should. If not, the breaker is opened through a
+/// full transition (which stops nginx if even OPEN cannot be verified).
+fn verify_served(
+    cfg: &crate::config::Config,
+    addr: std::net::SocketAddr,
+) -> Result<probe::Served, CliError> {
+    let record = store::load(&cfg.layout.state_files(), chrono::Utc::now()).record;
+    let failure = match probe::wait_for_generation(
+        addr,
+        record.generation,
+        cfg.settings.nginx.verify_timeout,
+    ) {
+        Ok(s) => match edge::answers_as_it_should(record.state, &s) {
+            None => return Ok(s),
+            Some(why) => format!("nginx serves generation {}, but {why}", s.generation),
+        },
+        Err(e) => e.to_string(),
+    };
+    let opened = breaker::transition(
+        cfg,
+        Request::open(ReasonCode::NginxDrift, failure.clone(), Actor::User),
+    );
+    let after = match opened {
+        Ok(r) => format!(
+            "the breaker was opened (generation {}, {}): {}",
+            r.after.generation,
+            r.outcome.as_str(),
+            r.message
+        ),
+        Err(e) => format!("opening the breaker failed too: {e}"),
+    };
+    Err(CliError {
+        message: format!("nginx does not serve the breaker's state: {failure}; {after}"),
+        hint: "`moltguard status` shows what is served; nginx's error log says why".into(),
+        exit: Exit::NotApplied,
+    })
 }
 
 pub fn nginx_err(e: crate::nginx::control::NginxError) -> CliError {

@@ -96,6 +96,11 @@ impl From<crate::breaker::BreakerError> for CliError {
                 n.to_string(),
                 "see nginx's error log; `moltguard nginx test` shows the config problem",
             ),
+            B::Unrecorded { .. } => CliError::error(
+                e.to_string(),
+                "fix what is named (permissions, a damaged audit log: `moltguard audit-log verify`), \
+                 then run `moltguard status`, which finishes the change as OPEN",
+            ),
         }
     }
 }

@@ -2,58 +2,91 @@
 
 use super::output::{emit, relative, CliError, Exit};
 use super::Ctx;
-use crate::breaker::{self, store, BreakerState, SettlementKind};
+use crate::breaker::edge::{self, Live};
+use crate::breaker::{self, store, Actor, ReasonCode, Request, Settlement, SettlementKind};
 use crate::guardian::daemon;
 use crate::nginx::control::Nginx;
 use crate::nginx::probe;
 use chrono::Utc;
 use serde_json::json;
-use std::time::Duration;
 
 pub fn run(ctx: &Ctx) -> Result<Exit, CliError> {
     let cfg = ctx.config()?;
-    // Record what is already true (repair an invalid file, an expired lifetime).
+    // Record what is already true (repair an untrusted file, finish an
+    // interrupted change, an expired lifetime, drift in the edge files).
     // A user who may not write the state dir still gets a read-only status.
-    let (settled, settle_error) = match breaker::settle(&cfg) {
+    let (mut settled, mut settle_error) = match breaker::settle(&cfg) {
         Ok(done) => (done, None),
         Err(e) => (Vec::new(), Some(e.to_string())),
     };
+    let nginx = Nginx::from_config(&cfg);
+    let mut loaded = store::load(&cfg.layout.state_files(), Utc::now());
+    let mut seen = edge::observe(&cfg, &nginx, &loaded.record);
+    // More served than the state allows: repair toward OPEN, never toward traffic.
+    if let (Live::Violation(why), None) = (&seen.live, &settle_error) {
+        let why = why.clone();
+        let repaired = breaker::transition_if(
+            &cfg,
+            Request::open(ReasonCode::NginxDrift, why.clone(), Actor::System),
+            // Seen without the lock: a transition may have been mid-way.
+            |current| {
+                matches!(
+                    edge::observe(&cfg, &nginx, current).live,
+                    Live::Violation(_)
+                )
+            },
+        );
+        match repaired {
+            Ok(Some(r)) => settled.push(Settlement {
+                kind: SettlementKind::RepairedDrift,
+                message: format!(
+                    "{why}: the breaker was forced OPEN (generation {}, {}): {}",
+                    r.after.generation,
+                    r.outcome.as_str(),
+                    r.message
+                ),
+            }),
+            Ok(None) => {}
+            Err(e) => settle_error = Some(e.to_string()),
+        }
+        loaded = store::load(&cfg.layout.state_files(), Utc::now());
+        seen = edge::observe(&cfg, &nginx, &loaded.record);
+    }
     let now = Utc::now();
-    let loaded = store::load(&cfg.layout.state_file(), now);
     let r = &loaded.record;
     let effective = r.effective_state(now);
-
-    let nginx = Nginx::from_config(&cfg);
-    let pid = nginx.as_ref().ok().and_then(Nginx::running_pid);
     let addr = probe::probe_address(cfg.settings.edge.listen_address, cfg.settings.edge.port);
-    let served = pid.map(|_| probe::probe(addr, Duration::from_secs(2)));
-
-    // Healthy: the edge serves exactly this generation, or nothing is served
-    // while the breaker is open anyway.
-    let (healthy, edge_summary) = match (&nginx, pid, &served) {
-        (Err(e), _, _) => (effective == BreakerState::Open, format!("nginx unavailable: {e}")),
-        (Ok(_), None, _) => (
-            effective == BreakerState::Open,
-            "nginx is not running: nothing is served".to_string(),
-        ),
-        (Ok(_), Some(p), Some(Ok(s))) if s.generation == r.generation => (
-            true,
-            format!("nginx (pid {p}) serves generation {} on {addr}: HTTP {} to an anonymous request", s.generation, s.http_status),
-        ),
-        (Ok(_), Some(p), Some(Ok(s))) => (
-            false,
-            format!(
-                "DRIFT: nginx (pid {p}) serves generation {} ({}), the state file says {}; run `moltguard breaker reapply`",
-                s.generation, s.state, r.generation
-            ),
-        ),
-        (Ok(_), Some(p), Some(Err(e))) => (false, format!("nginx (pid {p}) runs but the probe failed: {e}")),
-        (Ok(_), Some(_), None) => unreachable!("a probe runs whenever a pid is known"),
+    let (pid, served) = (seen.pid, seen.served);
+    let on = |s: &probe::Served| {
+        format!(
+            "generation {} ({}) on {addr}: HTTP {} to an anonymous request",
+            s.generation, s.state, s.http_status
+        )
     };
-    let repaired = settled
-        .iter()
-        .any(|s| s.kind == SettlementKind::RepairedState);
-    let healthy = healthy && !repaired && loaded.problem.is_none() && settle_error.is_none();
+    let edge_summary = match (&seen.live, pid, &served) {
+        (Live::Matches, Some(p), Some(s)) => format!("nginx (pid {p}) serves {}", on(s)),
+        (Live::NothingServed, _, _) => match &nginx {
+            Err(e) => format!("nginx unavailable: {e}"),
+            Ok(_) if pid.is_none() => "nginx is not running: nothing is served".into(),
+            Ok(_) => format!("nothing answers on {addr}: nothing is served"),
+        },
+        (Live::DeniesFromOtherConfig { served: g }, _, _) => format!(
+            "nginx denies every request (HTTP 503), but from {} instead of generation {}: \
+             it could not load the current one; `moltguard nginx reload` shows why",
+            g.map_or("a config without the breaker header".into(), |g| format!(
+                "generation {g}"
+            )),
+            r.generation
+        ),
+        (Live::NotServing(why), _, _) => format!("{why}: nothing is served"),
+        (Live::Violation(why), _, _) => format!("NOT SAFE: {why}; could not be repaired"),
+        (Live::Matches, _, _) => "nginx serves the state".into(),
+    };
+    // Healthy: the edge serves exactly this generation (or nothing, while
+    // the breaker is open anyway), and nothing had to be repaired.
+    let repaired = settled.iter().any(|s| s.kind.is_repair());
+    let healthy =
+        seen.live.is_exact() && !repaired && loaded.problem.is_none() && settle_error.is_none();
 
     let guardian = daemon::read_status(&cfg);
     let guardian_running = guardian.as_ref().is_some_and(|g| {
@@ -90,7 +123,8 @@ pub fn run(ctx: &Ctx) -> Result<Exit, CliError> {
         "nginx": {
             "managed": cfg.nginx_managed(),
             "pid": pid,
-            "served": served.as_ref().and_then(|s| s.as_ref().ok()),
+            "orphaned_workers_group": seen.orphans,
+            "served": served,
             "summary": edge_summary,
         },
         "guardian": guardian_json,
@@ -156,9 +190,10 @@ pub fn run(ctx: &Ctx) -> Result<Exit, CliError> {
             None => println!("guardian:   never ran here (`moltguard guardian run`, or `sudo moltguard install`)"),
         }
         for s in &settled {
-            let label = match s.kind {
-                SettlementKind::RepairedState => "repaired:  ",
-                SettlementKind::RecordedExpiry => "recorded:  ",
+            let label = if s.kind.is_repair() {
+                "repaired:  "
+            } else {
+                "recorded:  "
             };
             println!("{label} {}", s.message);
         }

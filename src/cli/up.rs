@@ -360,7 +360,7 @@ fn announce(
         )),
         Err(_) if nginx_pid.is_none() => out.line(format!(
             "  breaker:  {} (enforced by moltgate)",
-            crate::breaker::store::load(&cfg.layout.state_file(), chrono::Utc::now())
+            crate::breaker::store::load(&cfg.layout.state_files(), chrono::Utc::now())
                 .record
                 .state
                 .label()

@@ -168,7 +168,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
 fn next_wake(config: &Config, interval: Duration) -> DateTime<Utc> {
     let now = Utc::now();
     let poll = now + chrono::Duration::from_std(interval).unwrap_or(chrono::Duration::seconds(30));
-    let expiry = store::load(&config.layout.state_file(), now)
+    let expiry = store::load(&config.layout.state_files(), now)
         .record
         .expires_at
         .map(|t| t + chrono::Duration::milliseconds(50));
@@ -247,18 +247,17 @@ fn act(config: &Config, report: &ScanReport) {
             ) || id == "NGINX_LISTEN_PUBLIC",
         },
         |current| {
-            if current.state == BreakerState::Open && current.reason == reason {
-                return false;
-            }
             // Findings about what nginx serves were made without the lock: a
-            // person's transition may have been mid-flight. Look again.
+            // person's transition may have been mid-flight. Look again. They
+            // are acted on even when the breaker is OPEN for this reason
+            // already: an OPEN state that nginx does not serve is no OPEN.
             if runtime::LIVE_FINDINGS.contains(&id) {
                 let nginx = Nginx::from_config(config);
                 return runtime::check(config, &nginx, current, false)
                     .iter()
-                    .any(|g| g.id == id);
+                    .any(|g| g.id == id && g.severity == Severity::Critical);
             }
-            true
+            !(current.state == BreakerState::Open && current.reason == reason)
         },
     );
     match result {

@@ -1,12 +1,14 @@
 //! The running nginx: does its config test pass, does it run when traffic
-//! should flow, and does it serve the generation the state file names?
+//! should flow, does it serve the generation the state file names and
+//! answer as that state should, and are the files it reads what moltguard
+//! rendered?
 
 use super::finding::Finding;
+use crate::breaker::edge::{self, Live};
 use crate::breaker::{BreakerRecord, ReasonCode};
 use crate::config::Config;
 use crate::nginx::control::{Nginx, NginxError};
 use crate::nginx::probe;
-use std::time::Duration;
 
 /// Findings about what the running nginx serves right now. They can be
 /// caught mid-way through a person's transition, so the daemon checks them
@@ -15,6 +17,7 @@ pub const LIVE_FINDINGS: &[&str] = &[
     "NGINX_DRIFT",
     "NGINX_EDGE_UNVERIFIABLE",
     "NGINX_NOT_RUNNING",
+    "NGINX_ORPHANED_WORKERS",
 ];
 
 /// Runs `nginx -t` (when asked) and compares what nginx serves with `record`.
@@ -26,7 +29,7 @@ pub fn check(
 ) -> Vec<Finding> {
     let mut out = Vec::new();
     let admits = record.state.admits_traffic();
-    let nginx = match nginx {
+    let n = match nginx {
         Ok(n) => n,
         Err(e) => {
             if admits {
@@ -41,7 +44,7 @@ pub fn check(
         }
     };
     if run_config_test {
-        if let Err(e) = nginx.test() {
+        if let Err(e) = n.test() {
             out.push(Finding::critical(
                 "NGINX_CONFIG_INVALID",
                 ReasonCode::NginxConfigInvalid,
@@ -50,44 +53,91 @@ pub fn check(
             ));
         }
     }
-    let Some(pid) = nginx.running_pid() else {
-        if admits {
-            out.push(Finding::critical(
-                "NGINX_NOT_RUNNING",
-                ReasonCode::NginxDrift,
-                format!("the breaker is {} but nginx is not running", record.state.as_str().to_uppercase()),
-                "start nginx (`moltguard nginx start`, or the system's service), then close the breaker again",
-            ));
-        }
-        return out;
-    };
-    let addr = probe::probe_address(
+    let seen = edge::observe(config, nginx, record);
+    let at = probe::probe_address(
         config.settings.edge.listen_address,
         config.settings.edge.port,
-    );
-    match probe::probe(addr, Duration::from_secs(2)) {
-        Ok(s) if s.generation == record.generation => {}
-        Ok(s) => out.push(
-            Finding::critical(
-                "NGINX_DRIFT",
+    )
+    .to_string();
+    match seen.live {
+        Live::Matches | Live::NothingServed => {}
+        Live::DeniesFromOtherConfig { served } => out.push(
+            Finding::warning(
+                "NGINX_NOT_RELOADED",
                 ReasonCode::NginxDrift,
                 format!(
-                    "nginx (pid {pid}) serves breaker generation {} ({}), but the state file says generation {} ({})",
-                    s.generation, s.state, record.generation, record.state
+                    "nginx denies every request, but from {} instead of the committed generation {}: \
+                     it could not load the current config",
+                    served.map_or("a config without the breaker header".into(), |g| format!("generation {g}")),
+                    record.generation
                 ),
-                "run `moltguard breaker reapply`; do not edit the breaker include by hand",
+                "`moltguard nginx reload` says why (a port in use, a config error); nothing flows meanwhile",
             )
-            .at(addr.to_string()),
+            .at(at),
         ),
-        Err(e) => out.push(
+        Live::NotServing(why) if seen.pid.is_none() => out.push(Finding::critical(
+            "NGINX_NOT_RUNNING",
+            ReasonCode::NginxDrift,
+            format!("the breaker is {} but {why}", record.state.as_str().to_uppercase()),
+            "start nginx (`moltguard nginx start`, or the system's service), then close the breaker again",
+        )),
+        Live::NotServing(why) => out.push(
             Finding::critical(
                 "NGINX_EDGE_UNVERIFIABLE",
                 ReasonCode::CheckFailed,
-                format!("nginx (pid {pid}) runs, but the edge cannot be verified: {e}"),
+                format!("nginx runs, but the edge cannot be verified: {why}"),
                 "make sure the moltguard site (with the breaker include) serves the edge port",
             )
-            .at(addr.to_string()),
+            .at(at),
+        ),
+        Live::Violation(why) if seen.orphans.is_some() => out.push(Finding::critical(
+            "NGINX_ORPHANED_WORKERS",
+            ReasonCode::NginxDrift,
+            why,
+            "nothing to do by hand: the guardian stops them and opens the breaker; then `moltguard nginx start`",
+        )),
+        Live::Violation(why) => out.push(
+            Finding::critical(
+                "NGINX_DRIFT",
+                ReasonCode::NginxDrift,
+                why,
+                "nothing to do by hand: the breaker is opened and rendered again; do not edit the include or reload nginx by hand",
+            )
+            .at(at),
         ),
     }
     out
+}
+
+/// The include and the allow token against a fresh rendering of `record`
+/// (`moltguard audit` reports it; the daemon and every command repair it).
+pub fn check_edge_files(config: &Config, record: &BreakerRecord) -> Vec<Finding> {
+    let drift = match edge::check(record, &config.layout) {
+        Ok(d) => d,
+        Err(e) => {
+            return vec![Finding::critical(
+                "EDGE_FILES_UNCHECKABLE",
+                ReasonCode::CheckFailed,
+                e.to_string(),
+                "move moltguard's files to a plain path",
+            )]
+        }
+    };
+    drift
+        .iter()
+        .map(|d| {
+            let f = if d.is_harmless_token() {
+                Finding::warning
+            } else {
+                Finding::critical
+            };
+            f(
+                "EDGE_FILES_DRIFT",
+                ReasonCode::NginxDrift,
+                d.to_string(),
+                "nothing to do by hand: any moltguard command (or the guardian) opens the breaker and renders both again",
+            )
+            .at(config.layout.include_file().display().to_string())
+        })
+        .collect()
 }

@@ -122,14 +122,21 @@ impl Scanner {
         let protected = self.protected_ports(&static_report.agent_ports);
 
         // The state file first: everything else is judged against it.
-        let loaded = store::load(&self.config.layout.state_file(), started_at);
-        if let Some(p) = &loaded.problem {
-            findings.push(Finding::critical(
+        let loaded = store::load(&self.config.layout.state_files(), started_at);
+        match &loaded.problem {
+            None => findings.extend(runtime::check_edge_files(&self.config, &loaded.record)),
+            Some(p @ store::StateProblem::Interrupted { .. }) => findings.push(Finding::critical(
+                "TRANSITION_INTERRUPTED",
+                ReasonCode::TransitionInterrupted,
+                p.to_string(),
+                "nothing to do by hand: any moltguard command (or the guardian) finishes it as OPEN",
+            )),
+            Some(p) => findings.push(Finding::critical(
                 "STATE_INVALID",
                 ReasonCode::StateInvalid,
                 p.to_string(),
                 "nothing to do by hand: moltguard replaces it with OPEN and keeps the bad copy",
-            ));
+            )),
         }
 
         // Exposure: the kernel's view, then the active probe.

@@ -181,17 +181,63 @@ impl Nginx {
 
     /// The master's pid, if nginx runs.
     pub fn running_pid(&self) -> Option<i32> {
+        self.recorded_pids().into_iter().find(|pid| alive(*pid))
+    }
+
+    /// The pids the pid file(s) name, alive or not.
+    fn recorded_pids(&self) -> Vec<i32> {
         let candidates: Vec<&Path> = match &self.mode {
             Mode::Managed { pid, .. } => vec![pid.as_path()],
             Mode::System { pid_candidates, .. } => {
                 pid_candidates.iter().map(PathBuf::as_path).collect()
             }
         };
-        candidates.into_iter().find_map(|p| {
-            let pid: i32 = std::fs::read_to_string(p).ok()?.trim().parse().ok()?;
-            let alive = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok();
-            (pid > 0 && alive).then_some(pid)
+        candidates
+            .into_iter()
+            .filter_map(|p| std::fs::read_to_string(p).ok()?.trim().parse().ok())
+            .filter(|pid: &i32| *pid > 1)
+            .collect()
+    }
+
+    /// Workers whose master died (`kill -9` of the master): they keep the
+    /// listening socket and serve the config they had, with nothing left to
+    /// reload them. The master starts its own process group (it daemonizes
+    /// with `setsid`), and the kernel hands out no pid that is still some
+    /// group's id, so a live group under a dead master's pid is its orphans.
+    /// Returns that group id.
+    pub fn orphaned_group(&self) -> Option<i32> {
+        use nix::sys::signal::killpg;
+        use nix::unistd::Pid;
+        if self.running_pid().is_some() {
+            return None;
+        }
+        self.recorded_pids().into_iter().find(|pid| {
+            killpg(Pid::from_raw(*pid), None).is_ok() && !group_members(*pid).is_empty()
         })
+    }
+
+    /// Ends an orphaned group for good (see [`Nginx::orphaned_group`]).
+    fn kill_orphans(&self, group: i32) -> Result<(), NginxError> {
+        use nix::sys::signal::{kill, Signal};
+        let end = Instant::now() + Duration::from_secs(2);
+        loop {
+            let members = group_members(group);
+            if members.is_empty() {
+                return Ok(());
+            }
+            if Instant::now() > end {
+                return Err(NginxError::Command {
+                    action: "be stopped",
+                    detail: format!(
+                        "the orphaned workers {members:?} (process group {group}) survived SIGKILL"
+                    ),
+                });
+            }
+            for pid in members {
+                let _ = kill(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL);
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 
     /// Asks the master to reload. Exit 0 only means the signal was sent:
@@ -219,9 +265,14 @@ impl Nginx {
     }
 
     /// Starts a managed nginx (it daemonizes; the pid file says when it is up).
+    /// Orphaned workers of a killed master are ended first: they hold the
+    /// port and serve a config nobody can reload.
     pub fn start(&self) -> Result<i32, NginxError> {
         if let Some(pid) = self.running_pid() {
             return Ok(pid);
+        }
+        if let (Some(group), true) = (self.orphaned_group(), self.is_managed()) {
+            self.kill_orphans(group)?;
         }
         let Mode::Managed { prefix, pid, .. } = &self.mode else {
             return Err(NginxError::Command {
@@ -264,18 +315,22 @@ impl Nginx {
     pub fn stop(&self, grace: Duration) -> Result<(), NginxError> {
         use nix::sys::signal::{kill, Signal};
         let Some(pid) = self.running_pid() else {
-            return Ok(());
+            return match self.orphaned_group() {
+                Some(group) => self.kill_orphans(group),
+                None => Ok(()),
+            };
         };
+        let raw = pid;
         let pid = nix::unistd::Pid::from_raw(pid);
         let gone = |d: Duration| {
             let end = Instant::now() + d;
             while Instant::now() < end {
-                if kill(pid, None).is_err() {
+                if !alive(raw) {
                     return true;
                 }
                 std::thread::sleep(Duration::from_millis(20));
             }
-            kill(pid, None).is_err()
+            !alive(raw)
         };
         for (sig, wait) in [
             (Signal::SIGQUIT, grace),
@@ -310,6 +365,41 @@ impl Nginx {
         }
         Ok(())
     }
+}
+
+/// Whether `pid` runs: it exists and is not a zombie. Where init does not
+/// reap (many containers), a killed master lingers as a zombie for a while;
+/// it serves nothing and can reload nothing.
+fn alive(pid: i32) -> bool {
+    use sysinfo::{Pid, ProcessRefreshKind, ProcessStatus, ProcessesToUpdate, System};
+    if nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_err() {
+        return false;
+    }
+    let p = Pid::from_u32(pid as u32);
+    let mut sys = System::new();
+    sys.refresh_processes_specifics(
+        ProcessesToUpdate::Some(&[p]),
+        true,
+        ProcessRefreshKind::nothing(),
+    );
+    sys.process(p)
+        .is_none_or(|p| p.status() != ProcessStatus::Zombie)
+}
+
+/// The live (not zombie) processes of process group `group`.
+fn group_members(group: i32) -> Vec<i32> {
+    use sysinfo::{ProcessRefreshKind, ProcessStatus, ProcessesToUpdate, System};
+    let mut sys = System::new();
+    sys.refresh_processes_specifics(ProcessesToUpdate::All, true, ProcessRefreshKind::nothing());
+    sys.processes()
+        .iter()
+        .filter(|(_, p)| p.status() != ProcessStatus::Zombie)
+        .map(|(pid, _)| pid.as_u32() as i32)
+        .filter(|pid| {
+            nix::unistd::getpgid(Some(nix::unistd::Pid::from_raw(*pid)))
+                .is_ok_and(|g| g.as_raw() == group)
+        })
+        .collect()
 }
 
 /// Who nginx runs as (managed) or reads files as (system), if we are root.

@@ -156,6 +156,19 @@ pub fn render_include(record: &BreakerRecord, layout: &Layout) -> Result<String,
     Ok(o)
 }
 
+/// The allow token for `record`: present only while the state admits
+/// traffic. nginx only checks that it exists; its one line names the state
+/// and generation that made it, so a token left by another generation (or
+/// touched by hand) is recognised as not moltguard's current one.
+pub fn render_allow_token(record: &BreakerRecord) -> Option<String> {
+    record.state.admits_traffic().then(|| {
+        format!(
+            "moltguard allow token: state={} generation={}\n",
+            record.state, record.generation
+        )
+    })
+}
+
 /// What a rendered include says about itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct IncludeHeader {

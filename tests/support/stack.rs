@@ -15,6 +15,33 @@ pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_moltguard")
 }
 
+/// The nginx the tests run (what `moltguard` finds the same way).
+pub fn nginx_binary() -> &'static str {
+    [
+        "/usr/sbin/nginx",
+        "/usr/local/sbin/nginx",
+        "/opt/homebrew/bin/nginx",
+        "/usr/local/bin/nginx",
+    ]
+    .into_iter()
+    .find(|p| Path::new(p).exists())
+    .expect("nginx is installed (scripts/install-deps.sh)")
+}
+
+/// Whether a process runs: it exists and is not a zombie (where init does
+/// not reap promptly, as in many containers, an exited process lingers).
+pub fn process_alive(pid: i32) -> bool {
+    let exists = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok();
+    let zombie = std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|st| {
+        st.rsplit(')')
+            .next()
+            .unwrap_or("")
+            .trim_start()
+            .starts_with('Z')
+    });
+    exists && !zombie
+}
+
 /// A free loopback port (bound, then released).
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -168,15 +195,57 @@ impl Stack {
         http_get(self.edge(), None, auth.then_some((USER, PASSWORD)), &[])
     }
 
+    /// What a person does by hand, behind moltguard's back: signals the
+    /// managed nginx to reload whatever is on disk now.
+    pub fn hand_reload(&self) {
+        let out = Command::new(nginx_binary())
+            .arg("-p")
+            .arg(self.path("nginx/runtime"))
+            .arg("-c")
+            .arg(self.path("nginx/nginx.conf"))
+            .args(["-s", "reload"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "nginx -s reload: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // New workers start, and the old ones keep accepting for 100 ms.
+        std::thread::sleep(Duration::from_millis(400));
+    }
+
+    /// Edits the breaker include by hand.
+    pub fn edit_include(&self, edit: impl FnOnce(&str) -> String) {
+        let inc = self.path("nginx/breaker.conf");
+        std::fs::write(&inc, edit(&read(&inc))).unwrap();
+    }
+
     pub fn nginx_pid(&self) -> Option<i32> {
         let pid: i32 = std::fs::read_to_string(self.path("nginx/runtime/nginx.pid"))
             .ok()?
             .trim()
             .parse()
             .ok()?;
-        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None)
+        let alive = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok();
+        // A killed master can linger as a zombie where init does not reap.
+        let zombie = std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|st| {
+            st.rsplit(')')
+                .next()
+                .unwrap_or("")
+                .trim_start()
+                .starts_with('Z')
+        });
+        (alive && !zombie).then_some(pid)
+    }
+
+    /// The pid the managed nginx's pid file names, alive or not.
+    fn recorded_nginx_pid(&self) -> Option<i32> {
+        std::fs::read_to_string(self.path("nginx/runtime/nginx.pid"))
+            .ok()?
+            .trim()
+            .parse()
             .ok()
-            .map(|_| pid)
     }
 }
 
@@ -191,6 +260,13 @@ impl Drop for Stack {
             while self.nginx_pid().is_some() && Instant::now() < end {
                 std::thread::sleep(Duration::from_millis(20));
             }
+        }
+        // Workers a test orphaned (their master killed) go with their group.
+        if let Some(pid) = self.recorded_nginx_pid().filter(|p| *p > 1) {
+            let _ = nix::sys::signal::killpg(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
         }
     }
 }

@@ -180,7 +180,7 @@ pub struct Security {
     pub loopback: bool,
     dropped: AtomicU64,
     breaker: RwLock<Option<Arc<EdgeBreaker>>>,
-    breaker_file: std::path::PathBuf,
+    breaker_files: crate::breaker::store::StateFiles,
     /// `moltgate_security_incidents_total{kind}`.
     incident_counter: Option<prometheus::IntCounterVec>,
 }
@@ -259,7 +259,7 @@ impl Security {
             keys: RwLock::default(),
             store: Mutex::new(store),
             breaker: RwLock::default(),
-            breaker_file: init.state_dir.join("breaker.json"),
+            breaker_files: crate::breaker::store::StateFiles::in_dir(init.state_dir),
             incident_counter: init.incident_counter,
             cfg,
         });
@@ -307,22 +307,33 @@ impl Security {
         Ok(())
     }
 
-    /// Re-reads `breaker.json`. No file: a stand-alone gateway without a
-    /// moltguard breaker. A file that does not load: OPEN (fail closed).
+    /// Re-reads `breaker.json` with every rule moltguard reads it by (an
+    /// untrusted, unbound or mid-change file is OPEN), and applies nginx's
+    /// own fail-safe: a state that admits traffic without the allow token
+    /// is OPEN. No state file and no audit log: a stand-alone gateway
+    /// without a moltguard breaker. A state file gone from a setup that
+    /// has a history is OPEN.
     pub fn refresh_breaker(&self) {
-        let now = chrono::Utc::now();
-        let loaded = crate::breaker::store::load(&self.breaker_file, now);
-        let value = match loaded.problem {
-            Some(crate::breaker::store::StateProblem::Missing) => None,
-            _ => Some(Arc::new(EdgeBreaker {
-                state: loaded.record.state,
-                reason: format!(
-                    "{}: {}",
-                    loaded.record.reason.as_str(),
-                    loaded.record.detail
-                ),
-                expires_at: loaded.record.expires_at,
-            })),
+        use crate::breaker::store::{self, StateProblem};
+        let files = &self.breaker_files;
+        let loaded = store::load(files, chrono::Utc::now());
+        let standalone = loaded.problem == Some(StateProblem::Missing) && !files.audit_log.exists();
+        let r = &loaded.record;
+        let value = if standalone {
+            None
+        } else if r.state.admits_traffic() && !files.allow_token.exists() {
+            Some(Arc::new(EdgeBreaker {
+                state: crate::breaker::BreakerState::Open,
+                reason: "ALLOW_TOKEN_MISSING: the allow token is gone, so the edge denies too"
+                    .into(),
+                expires_at: None,
+            }))
+        } else {
+            Some(Arc::new(EdgeBreaker {
+                state: r.state,
+                reason: format!("{}: {}", r.reason.as_str(), r.detail),
+                expires_at: r.expires_at,
+            }))
         };
         *self.breaker.write().unwrap_or_else(|e| e.into_inner()) = value;
     }
