@@ -195,7 +195,7 @@ fn audit_exit_codes_follow_severity() {
         .unwrap()
         .iter()
         .any(|f| f["id"] == "EXPOSURE_PUBLIC_BIND"));
-    // audit changes nothing.
+    // audit acts on no finding.
     assert_eq!(s.state()["reason"], "INIT");
 }
 

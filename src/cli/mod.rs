@@ -76,7 +76,7 @@ enum Command {
     /// Start, stop, reload or test the nginx moltguard drives.
     #[command(subcommand)]
     Nginx(nginx_cmd::NginxCmd),
-    /// Run the guardian's checks once and report (changes nothing).
+    /// Run the guardian's checks once and report (acts on no finding; repairs toward OPEN like every command).
     Audit,
     /// The guardian daemon.
     #[command(subcommand)]

@@ -278,7 +278,7 @@ async fn dashboard(gw: &Arc<Gateway>) -> Result<Value, RpcError> {
     let now = super::store::now_ms();
     Ok(json!({
         "modes": modes(sec),
-        "breaker": read_json("breaker.json"),
+        "breaker": breaker_view(&state_dir),
         "breaker_history": crate::gateway::dashboard::audit_tail(&state_dir, 20),
         "guardian": read_json("guardian.json"),
         "providers": status::status_json(gw),
@@ -289,6 +289,21 @@ async fn dashboard(gw: &Arc<Gateway>) -> Result<Value, RpcError> {
         "sessions": sec.sessions.count(),
         "dropped_incidents": sec.dropped_incidents(),
     }))
+}
+
+/// The breaker as moltguard trusts it: a hand-edited, unbound or mid-change
+/// state file shows as the OPEN it is taken for, with why; `null` for a
+/// stand-alone gateway (no state file, no history).
+fn breaker_view(state_dir: &std::path::Path) -> Value {
+    use crate::breaker::store::{self, StateFiles, StateProblem};
+    let files = StateFiles::in_dir(state_dir);
+    let loaded = store::load(&files, chrono::Utc::now());
+    if loaded.problem == Some(StateProblem::Missing) && !files.audit_log.exists() {
+        return Value::Null;
+    }
+    let mut v = serde_json::to_value(&loaded.record).unwrap_or(Value::Null);
+    v["problem"] = json!(loaded.problem.map(|p| p.to_string()));
+    v
 }
 
 /// `GET|POST /api/<method path>`: the REST mirror. GET takes the query
