@@ -371,10 +371,22 @@ impl Nginx {
 /// reap (many containers), a killed master lingers as a zombie for a while;
 /// it serves nothing and can reload nothing.
 fn alive(pid: i32) -> bool {
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok() && !is_zombie(pid)
+}
+
+/// Linux: the state letter in `/proc/PID/stat`, after the parenthesised
+/// command name (which may itself hold spaces and parentheses).
+#[cfg(target_os = "linux")]
+fn is_zombie(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|st| {
+        st.rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'))
+    })
+}
+
+#[cfg(not(target_os = "linux"))]
+fn is_zombie(pid: i32) -> bool {
     use sysinfo::{Pid, ProcessRefreshKind, ProcessStatus, ProcessesToUpdate, System};
-    if nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_err() {
-        return false;
-    }
     let p = Pid::from_u32(pid as u32);
     let mut sys = System::new();
     sys.refresh_processes_specifics(
@@ -383,7 +395,7 @@ fn alive(pid: i32) -> bool {
         ProcessRefreshKind::nothing(),
     );
     sys.process(p)
-        .is_none_or(|p| p.status() != ProcessStatus::Zombie)
+        .is_some_and(|p| p.status() == ProcessStatus::Zombie)
 }
 
 /// The live (not zombie) processes of process group `group`.
