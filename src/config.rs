@@ -67,8 +67,14 @@ pub struct PathSettings {
 #[serde(deny_unknown_fields, default)]
 pub struct EdgeSettings {
     pub listen_address: IpAddr,
+    /// What people open: moltgate, or the agent's panel when `panel` is set.
     pub port: u16,
+    /// moltgate's loopback port.
     pub upstream_port: u16,
+    /// The agent panel the edge port serves (`guardian.agent_port`), if any.
+    pub panel: Panel,
+    /// Where the edge serves moltgate when the edge port serves the panel.
+    pub gateway_port: u16,
 }
 
 impl Default for EdgeSettings {
@@ -77,8 +83,41 @@ impl Default for EdgeSettings {
             listen_address: IpAddr::from([127, 0, 0, 1]),
             port: 8443,
             upstream_port: 8787,
+            panel: Panel::None,
+            gateway_port: 8444,
         }
     }
+}
+
+/// An agent's control panel the edge can serve behind the breaker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Panel {
+    /// No panel: the edge port serves moltgate.
+    None,
+    /// OpenClaw's gateway and Control UI (HTTP and WebSocket, one port).
+    Openclaw,
+}
+
+impl EdgeSettings {
+    /// The edge's servers: the port each listens on, the loopback port it
+    /// proxies to, and what that is.
+    pub fn servers(&self, agent_port: u16) -> Vec<(u16, u16, Upstream)> {
+        match self.panel {
+            Panel::None => vec![(self.port, self.upstream_port, Upstream::Gateway)],
+            Panel::Openclaw => vec![
+                (self.port, agent_port, Upstream::Panel),
+                (self.gateway_port, self.upstream_port, Upstream::Gateway),
+            ],
+        }
+    }
+}
+
+/// What an edge server fronts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Upstream {
+    Gateway,
+    Panel,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -286,16 +325,25 @@ pub fn parse(path: &Path, text: &str) -> Result<Settings, ConfigError> {
         path: path.to_path_buf(),
         message,
     };
-    if s.edge.port == 0 || s.edge.upstream_port == 0 {
-        return Err(invalid(
-            "edge.port and edge.upstream_port must be 1–65535".into(),
-        ));
+    let mut ports = vec![
+        ("edge.port", s.edge.port),
+        ("edge.upstream_port", s.edge.upstream_port),
+    ];
+    if s.edge.panel != Panel::None {
+        ports.push(("edge.gateway_port", s.edge.gateway_port));
     }
-    if s.edge.port == s.edge.upstream_port {
-        return Err(invalid(format!(
-            "edge.port and edge.upstream_port are both {}; nginx would proxy to itself",
-            s.edge.port
-        )));
+    // moltgate must never try to take the agent's own port.
+    ports.push(("guardian.agent_port", s.guardian.agent_port));
+    for (i, (a, pa)) in ports.iter().enumerate() {
+        if *pa == 0 {
+            return Err(invalid(format!("{a} must be 1–65535")));
+        }
+        if let Some((b, _)) = ports[..i].iter().find(|(_, pb)| pb == pa) {
+            return Err(invalid(format!(
+                "{b} and {a} are both {pa}; each needs a port of its own (nginx would proxy to itself, \
+                 or moltgate would try to bind the agent's port)"
+            )));
+        }
     }
     for (name, p) in [
         ("paths.state_dir", &s.paths.state_dir),

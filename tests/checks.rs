@@ -37,6 +37,7 @@ impl Install {
             nginx_dir: root.join("nginx"),
         };
         fs::create_dir_all(&layout.nginx_dir).unwrap();
+        fs::create_dir_all(&layout.state_dir).unwrap();
         let config = Config {
             settings: Settings::default(),
             layout,
@@ -52,7 +53,7 @@ impl Install {
         let l = &config.layout;
         fs::write(
             l.include_file(),
-            render::render_include(&record, l).unwrap(),
+            moltguard::breaker::edge::render_include(&record, l).unwrap(),
         )
         .unwrap();
         fs::write(l.site_file(), render::render_site(&config).unwrap()).unwrap();
@@ -165,7 +166,7 @@ fn each_bad_pattern_yields_exactly_its_finding_at_its_line() {
         Case { name: "return in location if", from: "proxy_buffering off;", to: "proxy_buffering off;\n        if ($arg_x) { return 302 /x; }", id: "NGINX_AUTH_BYPASS", at: "$arg_x" },
         Case { name: "syntax error", from: "proxy_read_timeout 300s;", to: "proxy_read_timeout \"300s;", id: "NGINX_CONFIG_UNPARSEABLE", at: "proxy_read_timeout" },
         Case { name: "missing include file", from: "server_tokens off;", to: "server_tokens off;\n    include /nonexistent/x.conf;", id: "NGINX_CONFIG_UNPARSEABLE", at: "/nonexistent" },
-        Case { name: "secret in config", from: "proxy_buffering off;", to: "proxy_buffering off;\n        proxy_set_header Authorization \"Bearer gsk_Qw3Er4Ty5Ui6Qw3Er4Ty5Ui6Qw3Er4Ty5Ui6Qw3Er4Ty5Ui6\";", id: "SECRET_IN_NGINX_CONFIG", at: "Authorization" },
+        Case { name: "secret in config", from: "proxy_buffering off;", to: "proxy_buffering off;\n        proxy_set_header Authorization \"Bearer gsk_Qw3Er4Ty5Ui6Qw3Er4Ty5Ui6Qw3Er4Ty5Ui6Qw3Er4Ty5Ui6\";", id: "SECRET_IN_NGINX_CONFIG", at: "Bearer gsk_" },
     ];
     for c in &cases {
         let i = Install::new(BreakerState::Closed);

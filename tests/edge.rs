@@ -66,7 +66,74 @@ fn forwarded_for_is_overwritten_not_appended() {
         &[("X-Forwarded-For", "203.0.113.9")],
     );
     assert_eq!(r.status, 200);
-    assert_eq!(r.body.trim(), "upstream ok; xff=127.0.0.1");
+    assert!(
+        r.body.starts_with("upstream ok; xff=127.0.0.1;"),
+        "{}",
+        r.body
+    );
+}
+
+#[test]
+fn a_right_password_once_gives_a_session_cookie_for_this_generation() {
+    let s = Stack::started();
+    s.ok(&["breaker", "close"]);
+    let cookie_of = |r: &Response| {
+        r.header("Set-Cookie")
+            .map(|c| c.split(';').next().unwrap().to_string())
+    };
+    // Anonymous and wrong passwords get no cookie.
+    assert_eq!(cookie_of(&s.get(false)), None);
+    let wrong = http_get(s.edge(), None, Some((USER, "not-the-password")), &[]);
+    assert_eq!((wrong.status, cookie_of(&wrong)), (401, None));
+    let ok = s.get(true);
+    assert_eq!(ok.status, 200);
+    let cookie = cookie_of(&ok).expect("a session cookie");
+    assert!(cookie.starts_with("moltguard_edge="), "{cookie}");
+    let set = ok.header("Set-Cookie").unwrap();
+    assert!(
+        set.contains("HttpOnly") && set.contains("SameSite=Strict"),
+        "{set}"
+    );
+    // Neither the password nor the cookie travels upstream.
+    assert!(ok.body.contains("authorization=-; cookie=-"), "{}", ok.body);
+    // The cookie alone gets through, and an agent's own bearer token with it.
+    let with_cookie = http_get(
+        s.edge(),
+        Some("127.0.0.2"),
+        None,
+        &[
+            ("Cookie", &format!("theme=dark; {cookie}")),
+            ("Authorization", "Bearer agent-token"),
+        ],
+    );
+    assert_eq!(with_cookie.status, 200, "{}", with_cookie.body);
+    assert!(
+        with_cookie
+            .body
+            .contains("authorization=Bearer agent-token; cookie=theme=dark"),
+        "{}",
+        with_cookie.body
+    );
+    assert!(
+        !with_cookie.body.contains("moltguard_edge"),
+        "{}",
+        with_cookie.body
+    );
+    let forged = http_get(s.edge(), None, None, &[("Cookie", "moltguard_edge=00ff")]);
+    assert_eq!(forged.status, 401);
+    // Half-open: the cookie does not get a remote client past the loopback rule.
+    s.ok(&["breaker", "half-open"]);
+    let fresh = cookie_of(&s.get(true)).unwrap();
+    assert_ne!(fresh, cookie, "every generation has its own session");
+    let remote = http_get(s.edge(), Some("127.0.0.2"), None, &[("Cookie", &fresh)]);
+    assert_eq!(remote.status, 403);
+    // Every transition ends every session.
+    s.ok(&["breaker", "close"]);
+    let old = http_get(s.edge(), None, None, &[("Cookie", &fresh)]);
+    assert_eq!(old.status, 401);
+    s.ok(&["breaker", "open"]);
+    let r = http_get(s.edge(), None, Some((USER, PASSWORD)), &[]);
+    assert_eq!((r.status, cookie_of(&r)), (503, None));
 }
 
 #[test]

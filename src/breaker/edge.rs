@@ -72,11 +72,84 @@ impl std::fmt::Display for Drift {
     }
 }
 
+/// Why the edge files could not be rendered to compare with.
+#[derive(Debug, thiserror::Error)]
+pub enum RenderError {
+    #[error(transparent)]
+    Unsafe(#[from] UnsafePath),
+    #[error("the edge session key {path}: {source}")]
+    SessionKey { path: String, source: io::Error },
+}
+
+/// The include for `record`, exactly as a transition writes it.
+pub fn render_include(record: &BreakerRecord, layout: &Layout) -> Result<String, RenderError> {
+    let files = layout.state_files();
+    let session = session_cookie(&files.session_key, record.generation).map_err(|source| {
+        RenderError::SessionKey {
+            path: files.session_key.display().to_string(),
+            source,
+        }
+    })?;
+    Ok(render::render_include(record, layout, &session)?)
+}
+
+/// This generation's session cookie: HMAC-SHA256 of the generation under
+/// moltguard's session key, in hex. Every transition has a new generation,
+/// so every transition ends every session; only the include (readable by
+/// nginx's group, like the htpasswd file) holds the value.
+pub fn session_cookie(key_file: &Path, generation: u64) -> io::Result<String> {
+    use hmac::{Hmac, Mac};
+    let key = session_key(key_file)?;
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(&key).map_err(io::Error::other)?;
+    mac.update(format!("moltguard edge session, generation {generation}").as_bytes());
+    Ok(hex::encode(mac.finalize().into_bytes()))
+}
+
+/// Reads the 32-byte session key, creating it (0600, random) on first use.
+/// Two first users race harmlessly: the file is created at most once.
+fn session_key(path: &Path) -> io::Result<[u8; 32]> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    match fsutil::read_regular(path) {
+        Ok((bytes, md)) => {
+            let me = nix::unistd::geteuid().as_raw();
+            if md.permissions().mode() & 0o077 != 0 || (md.uid() != me && md.uid() != 0) {
+                return Err(io::Error::new(
+                    io::ErrorKind::PermissionDenied,
+                    "others may read it or it is not ours: whoever can read it can forge a session; \
+                     delete it (a new one is made, and every session ends)",
+                ));
+            }
+            bytes.try_into().map_err(|_| {
+                io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "not 32 bytes: delete it, a new one is made",
+                )
+            })
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            let key: [u8; 32] = rand::random();
+            let dir = path.parent().unwrap_or(Path::new("."));
+            let mut tmp = tempfile::Builder::new()
+                .prefix(".moltguard-")
+                .permissions(std::fs::Permissions::from_mode(0o600))
+                .tempfile_in(dir)?;
+            std::io::Write::write_all(&mut tmp, &key)?;
+            tmp.as_file().sync_all()?;
+            match tmp.persist_noclobber(path) {
+                Ok(_) => Ok(key),
+                Err(e) if e.error.kind() == io::ErrorKind::AlreadyExists => session_key(path),
+                Err(e) => Err(e.error),
+            }
+        }
+        Err(e) => Err(e),
+    }
+}
+
 /// Compares the include and the allow token with a fresh rendering of
 /// `record`. Empty when they are exactly what moltguard would write.
-pub fn check(record: &BreakerRecord, layout: &Layout) -> Result<Vec<Drift>, UnsafePath> {
+pub fn check(record: &BreakerRecord, layout: &Layout) -> Result<Vec<Drift>, RenderError> {
     let mut out = Vec::new();
-    let include = render::render_include(record, layout)?;
+    let include = render_include(record, layout)?;
     match read_if_regular(&layout.include_file()) {
         Present::No => out.push(Drift::IncludeMissing),
         Present::NotRegular => out.push(Drift::IncludeNotRegular),
@@ -307,7 +380,7 @@ mod tests {
         std::fs::create_dir_all(&l.nginx_dir).unwrap();
         let mut r = BreakerRecord::initial(Utc::now());
         r.state = state;
-        std::fs::write(l.include_file(), render::render_include(&r, &l).unwrap()).unwrap();
+        std::fs::write(l.include_file(), render_include(&r, &l).unwrap()).unwrap();
         if let Some(t) = render::render_allow_token(&r) {
             std::fs::write(l.allow_token(), t).unwrap();
         }
@@ -337,7 +410,7 @@ mod tests {
             .collect();
         std::fs::write(l.include_file(), kept).unwrap();
         let d = check(&r, &l).unwrap();
-        assert!(matches!(d[..], [Drift::IncludeEdited { line: 6 }]), "{d:?}");
+        assert!(matches!(d[..], [Drift::IncludeEdited { line: 7 }]), "{d:?}");
     }
 
     #[test]
@@ -348,7 +421,7 @@ mod tests {
         std::fs::remove_file(l.allow_token()).unwrap();
         assert_eq!(check(&r, &l).unwrap(), vec![Drift::TokenMissing]);
         r.state = BreakerState::Open;
-        std::fs::write(l.include_file(), render::render_include(&r, &l).unwrap()).unwrap();
+        std::fs::write(l.include_file(), render_include(&r, &l).unwrap()).unwrap();
         std::fs::write(l.allow_token(), "x").unwrap();
         let d = check(&r, &l).unwrap();
         assert_eq!(d, vec![Drift::TokenPresent]);

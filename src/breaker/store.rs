@@ -31,6 +31,9 @@ pub struct StateFiles {
     pub audit_log: PathBuf,
     /// `edge/breaker.allow`: without it nginx denies every request.
     pub allow_token: PathBuf,
+    /// `edge-session.key`: the key the edge's session cookie is derived
+    /// from (0600; nginx never reads it, only the cookie value in the include).
+    pub session_key: PathBuf,
 }
 
 impl StateFiles {
@@ -39,6 +42,7 @@ impl StateFiles {
             state: state_dir.join("breaker.json"),
             audit_log: state_dir.join("audit.jsonl"),
             allow_token: state_dir.join("edge").join("breaker.allow"),
+            session_key: state_dir.join("edge-session.key"),
         }
     }
 }

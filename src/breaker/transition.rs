@@ -128,6 +128,8 @@ pub enum BreakerError {
     #[error(transparent)]
     Unsafe(#[from] render::UnsafePath),
     #[error(transparent)]
+    Render(#[from] edge::RenderError),
+    #[error(transparent)]
     Nginx(#[from] NginxError),
     /// The edge was brought to OPEN (or nginx stopped), but the change
     /// could not be written down: readers take the pending change as OPEN.
@@ -664,7 +666,7 @@ impl<'a> Session<'a> {
         let l = &self.config.layout;
         let to_open = next.state == BreakerState::Open;
         let edge_failure = |why: String| Failure::Edge(why);
-        let text = render::render_include(next, l).map_err(|e| edge_failure(e.to_string()))?;
+        let text = edge::render_include(next, l).map_err(|e| edge_failure(e.to_string()))?;
         let nginx = match Nginx::from_config(self.config) {
             Ok(n) => n,
             // Preconditions made sure a change toward traffic has an nginx.
@@ -913,7 +915,7 @@ pub fn initialize(
     .map_err(|e| BreakerError::io(&l.audit_log(), e))?;
     record.audit_head = Some(head);
     fsutil::remove_durable(&l.allow_token()).map_err(|e| BreakerError::io(&l.allow_token(), e))?;
-    let text = render::render_include(&record, l)?;
+    let text = edge::render_include(&record, l)?;
     write_shared(&l.include_file(), text.as_bytes(), nginx_run_as)?;
     store::save(&l.state_file(), &record).map_err(|e| BreakerError::io(&l.state_file(), e))?;
     Ok(true)

@@ -92,6 +92,10 @@ impl From<crate::breaker::BreakerError> for CliError {
             B::Unsafe(_) => {
                 CliError::error(e.to_string(), "move moltguard's files to a plain path")
             }
+            B::Render(_) => CliError::error(
+                e.to_string(),
+                "move moltguard's files to a plain path, or fix the session key as said",
+            ),
             B::Nginx(n) => CliError::error(
                 n.to_string(),
                 "see nginx's error log; `moltguard nginx test` shows the config problem",

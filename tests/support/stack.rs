@@ -272,13 +272,16 @@ impl Drop for Stack {
 }
 
 /// The upstream the edge protects: answers 200 and echoes the
-/// X-Forwarded-For it received, so tests can see what nginx passed on.
+/// X-Forwarded-For, Authorization and Cookie it received, so tests can see
+/// what nginx passed on.
 fn serve_upstream(l: TcpListener) {
     for conn in l.incoming() {
         let Ok(mut conn) = conn else { continue };
         std::thread::spawn(move || {
             let mut reader = BufReader::new(conn.try_clone().unwrap());
             let mut xff = String::from("-");
+            let mut authorization = String::from("-");
+            let mut cookie = String::from("-");
             loop {
                 let mut line = String::new();
                 if reader.read_line(&mut line).unwrap_or(0) == 0 {
@@ -291,10 +294,15 @@ fn serve_upstream(l: TcpListener) {
                 if let Some((k, v)) = t.split_once(':') {
                     if k.eq_ignore_ascii_case("x-forwarded-for") {
                         xff = v.trim().to_string();
+                    } else if k.eq_ignore_ascii_case("authorization") {
+                        authorization = v.trim().to_string();
+                    } else if k.eq_ignore_ascii_case("cookie") {
+                        cookie = v.trim().to_string();
                     }
                 }
             }
-            let body = format!("upstream ok; xff={xff}\n");
+            let body =
+                format!("upstream ok; xff={xff}; authorization={authorization}; cookie={cookie}\n");
             let _ = write!(
                 conn,
                 "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
