@@ -19,6 +19,8 @@ if [ -d .venv ] || [ -f tests/compat/requirements.txt ]; then
     .venv/bin/pip install -q -r tests/compat/requirements.txt
   fi
 fi
+# The real agent tests/agent.rs runs against (pinned; a no-op once installed).
+scripts/install-openclaw.sh
 # Unit tests and every integration test binary (examples are built by clippy
 # in CI; they hold no tests). The last line sums all binaries' results.
 log=$(mktemp)

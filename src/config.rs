@@ -431,18 +431,22 @@ fn absolutize(p: &Path) -> PathBuf {
     }
 }
 
-/// The documented starter config `moltguard init` writes. Without an nginx
+/// The documented config `moltguard init` writes, with every value of
+/// `settings` (the defaults for a new setup; the file's own values for
+/// `init --force`, so a rewrite keeps what a person set). Without an nginx
 /// binary (none installed yet) the `binary` line is left commented out, so
 /// an nginx installed later is found in the usual places.
-pub fn starter_toml(
-    edge_port: u16,
-    upstream_port: u16,
-    managed: bool,
-    nginx_binary: Option<&Path>,
-    agent_homes: &[PathBuf],
-) -> String {
+pub fn starter_toml(settings: &Settings, managed: bool, nginx_binary: Option<&Path>) -> String {
+    // TOML basic strings use JSON-compatible escapes.
+    let q = |p: &Path| serde_json::to_string(&p.display().to_string()).unwrap_or_default();
+    let list = |ps: &[PathBuf]| ps.iter().map(|p| q(p)).collect::<Vec<_>>().join(", ");
+    let optional = |key: &str, p: &Option<PathBuf>, example: &str| match p {
+        Some(p) => format!("{key} = {}", q(p)),
+        None => format!("# {key} = \"{example}\""),
+    };
+    let dur = |d: Duration| humantime::format_duration(d).to_string();
     let binary_line = match nginx_binary {
-        Some(b) => format!("binary = \"{}\"", b.display()),
+        Some(b) => format!("binary = {}", q(b)),
         None => format!(
             "# No nginx was found when this file was written; until this is set, moltguard\n\
              # looks in {} each time.\n# binary = \"{}\"",
@@ -450,12 +454,17 @@ pub fn starter_toml(
             crate::exec::NGINX_CANDIDATES[0]
         ),
     };
-    // TOML basic strings use JSON-compatible escapes.
-    let agent_homes = agent_homes
-        .iter()
-        .map(|h| serde_json::to_string(&h.display().to_string()).unwrap_or_default())
-        .collect::<Vec<_>>()
-        .join(", ");
+    let (p, e, n, g) = (
+        &settings.paths,
+        &settings.edge,
+        &settings.nginx,
+        &settings.guardian,
+    );
+    let panel = match e.panel {
+        Panel::None => "none",
+        Panel::Openclaw => "openclaw",
+    };
+    let ports = |v: &[u16]| v.iter().map(u16::to_string).collect::<Vec<_>>().join(", ");
     format!(
         r#"# moltguard configuration. Every setting is optional; shown values are the defaults
 # unless `moltguard init` chose them for you. Precedence: flag > environment > this file.
@@ -464,21 +473,27 @@ pub fn starter_toml(
 # Breaker state (breaker.json), the audit log, and the nginx allow token.
 # Default: /var/lib/moltguard (Linux), $(brew --prefix)/var/lib/moltguard (macOS),
 # or DIR/state with --home DIR. Flag: --state-dir, env: MOLTGUARD_STATE_DIR.
-# state_dir = "/var/lib/moltguard"
+{state_dir}
 # Logs of the guardian and of a managed nginx.
-# log_dir = "/var/log/moltguard"
+{log_dir}
 # Users allowed through the edge (APR1-MD5 hashes; see `moltguard auth`).
-# htpasswd = "/etc/moltguard/htpasswd"
+{htpasswd}
 # Generated nginx files: the site, the breaker include, a managed nginx's prefix.
-# nginx_dir = "/etc/moltguard/nginx"
+{nginx_dir}
 
 [edge]
 # The address nginx listens on. Keep it on loopback: anything else exposes the panel.
-listen_address = "127.0.0.1"
-# The port nginx listens on (flag: --edge-port).
-port = {edge_port}
-# The loopback port of the upstream nginx protects, normally moltgate (flag: --upstream-port).
-upstream_port = {upstream_port}
+listen_address = "{listen}"
+# The port nginx listens on, what you open (flag: --edge-port).
+port = {port}
+# moltgate's loopback port (flag: --upstream-port).
+upstream_port = {upstream}
+# The agent panel the edge port serves: "none" (it serves moltgate), or "openclaw":
+# OpenClaw's gateway and Control UI (guardian.agent_port) on the edge port, and
+# moltgate on gateway_port (flag: init --agent openclaw).
+panel = "{panel}"
+# Where the edge serves moltgate when the edge port serves the panel.
+gateway_port = {gateway_port}
 
 [nginx]
 # Absolute path of the nginx binary. When moltguard runs as root it only runs
@@ -489,31 +504,51 @@ upstream_port = {upstream_port}
 # false: moltguard drives the system nginx (add the printed include line to nginx.conf).
 managed = {managed}
 # The main nginx.conf to test and reload when not managed (default: nginx's own default).
-# conf = "/etc/nginx/nginx.conf"
+{conf}
 # The user nginx's workers read files as, when moltguard runs as root. A managed
 # nginx runs entirely as this user; generated files are made readable by its group.
-user = "nobody"
+user = {user}
 # How long to wait for nginx to serve a new breaker generation after a reload.
-verify_timeout = "5s"
+verify_timeout = "{verify}"
 # How long a reload lets old workers finish long-lived streams before cutting them.
-worker_shutdown_timeout = "5s"
+worker_shutdown_timeout = "{wst}"
 
 [guardian]
 # Scan this often (5s–60s); changes to watched files trigger a scan at once.
-interval = "30s"
-# The agent's own control port (Moltbot/OpenClaw default). It must listen on loopback only.
-agent_port = 18789
+interval = "{interval}"
+# The agent's own control port (Moltbot/OpenClaw default 18789). It must listen on
+# loopback only; with edge.panel set, the edge serves it.
+agent_port = {agent_port}
 # More ports that must never listen beyond loopback.
-protected_ports = []
+protected_ports = [{protected}]
 # Also connect to each protected port on every non-loopback address of this machine.
-self_probe = true
+self_probe = {self_probe}
 # Home directories whose ~/.moltbot/moltbot.json and ~/.openclaw/openclaw.json are checked.
 agent_homes = [{agent_homes}]
 # Directories nginx serves files from: a secret there is one request away from leaking.
-web_roots = []
+web_roots = [{web_roots}]
 # Log files to scan for leaked keys.
-log_files = []
-"#
+log_files = [{log_files}]
+"#,
+        state_dir = optional("state_dir", &p.state_dir, "/var/lib/moltguard"),
+        log_dir = optional("log_dir", &p.log_dir, "/var/log/moltguard"),
+        htpasswd = optional("htpasswd", &p.htpasswd, "/etc/moltguard/htpasswd"),
+        nginx_dir = optional("nginx_dir", &p.nginx_dir, "/etc/moltguard/nginx"),
+        listen = e.listen_address,
+        port = e.port,
+        upstream = e.upstream_port,
+        gateway_port = e.gateway_port,
+        conf = optional("conf", &n.conf, "/etc/nginx/nginx.conf"),
+        user = serde_json::to_string(&n.user).unwrap_or_default(),
+        verify = dur(n.verify_timeout),
+        wst = dur(n.worker_shutdown_timeout),
+        interval = dur(g.interval),
+        agent_port = g.agent_port,
+        protected = ports(&g.protected_ports),
+        self_probe = g.self_probe,
+        agent_homes = list(&g.agent_homes),
+        web_roots = list(&g.web_roots),
+        log_files = list(&g.log_files),
     )
 }
 
@@ -523,13 +558,11 @@ mod tests {
 
     #[test]
     fn starter_config_parses_back() {
-        let text = starter_toml(
-            9000,
-            9001,
-            true,
-            Some(Path::new("/usr/sbin/nginx")),
-            &[PathBuf::from("/home/jane")],
-        );
+        let mut want = Settings::default();
+        want.edge.port = 9000;
+        want.edge.upstream_port = 9001;
+        want.guardian.agent_homes = vec![PathBuf::from("/home/jane")];
+        let text = starter_toml(&want, true, Some(Path::new("/usr/sbin/nginx")));
         let s = parse(Path::new("/x/moltguard.toml"), &text).unwrap();
         assert_eq!(
             s.nginx.binary.as_deref(),
@@ -543,9 +576,37 @@ mod tests {
         assert_eq!(s.guardian.interval, Duration::from_secs(30));
     }
 
+    /// `init --force` rewrites the file from its own values: nothing a
+    /// person set is lost.
+    #[test]
+    fn every_setting_survives_a_rewrite() {
+        let mut want = Settings::default();
+        want.paths.state_dir = Some("/srv/m/state".into());
+        want.edge.panel = Panel::Openclaw;
+        want.edge.gateway_port = 9444;
+        want.nginx.conf = Some("/etc/nginx/other.conf".into());
+        want.nginx.managed = Some(false);
+        want.nginx.user = "www-data".into();
+        want.nginx.verify_timeout = Duration::from_secs(9);
+        want.guardian.interval = Duration::from_secs(12);
+        want.guardian.agent_port = 19001;
+        want.guardian.protected_ports = vec![3000, 5173];
+        want.guardian.self_probe = false;
+        want.guardian.agent_homes = vec!["/home/a b".into()];
+        want.guardian.web_roots = vec!["/var/www".into()];
+        want.guardian.log_files = vec!["/tmp/openclaw/x.log".into()];
+        let text = starter_toml(&want, false, None);
+        let got = parse(Path::new("/x/moltguard.toml"), &text).unwrap();
+        assert_eq!(
+            serde_json::to_value(&got).unwrap(),
+            serde_json::to_value(&want).unwrap(),
+            "{text}"
+        );
+    }
+
     #[test]
     fn starter_config_without_nginx_leaves_the_binary_to_be_found() {
-        let text = starter_toml(9000, 9001, true, None, &[]);
+        let text = starter_toml(&Settings::default(), true, None);
         let s = parse(Path::new("/x/moltguard.toml"), &text).unwrap();
         assert_eq!(s.nginx.binary, None);
         assert!(text.contains("# binary = \"/usr/sbin/nginx\""), "{text}");

@@ -3,7 +3,7 @@
 use super::output::{emit, CliError, Exit};
 use super::Ctx;
 use crate::breaker;
-use crate::config::{self, Config};
+use crate::config::{self, Config, Panel};
 use crate::exec;
 use crate::fsutil;
 use crate::nginx::control;
@@ -23,10 +23,15 @@ pub struct InitArgs {
     /// Drive the system's nginx instead of a private one moltguard runs.
     #[arg(long)]
     pub system_nginx: bool,
-    /// Rewrite moltguard.toml and the nginx site even if they exist
-    /// (breaker state, audit log and users are never touched).
+    /// Rewrite moltguard.toml and the nginx site even if they exist, keeping
+    /// every setting the file has (breaker state, audit log and users are
+    /// never touched).
     #[arg(long)]
     pub force: bool,
+    /// Put this agent's panel behind the edge: the edge port serves it, and
+    /// moltgate moves to the edge's gateway port (8444).
+    #[arg(long, value_enum, value_name = "AGENT")]
+    pub agent: Option<Panel>,
 }
 
 /// What init did, for `up` to reuse.
@@ -137,29 +142,50 @@ pub fn init(ctx: &Ctx, args: &InitArgs) -> Result<InitOutcome, CliError> {
             Err(exec::ExecError::NotFound { .. }) => None,
             Err(e) => return Err(CliError::refused(e.to_string(), e.hint())),
         };
-        let edge = args.edge_port.unwrap_or(cfg.settings.edge.port);
-        let upstream = args
-            .upstream_port
-            .unwrap_or(cfg.settings.edge.upstream_port);
-        let text = config::starter_toml(
-            edge,
-            upstream,
-            managed,
-            binary.as_deref(),
-            &agent_home().into_iter().collect::<Vec<_>>(),
-        );
+        // A rewrite keeps every value the file has; a new file starts from
+        // the defaults and the home of the person setting up.
+        let mut settings = if cfg.config_file_found {
+            cfg.settings.clone()
+        } else {
+            let mut s = config::Settings::default();
+            s.guardian.agent_homes = agent_home().into_iter().collect();
+            s
+        };
+        settings.nginx.managed = None;
+        settings.nginx.binary = None;
+        if let Some(p) = args.edge_port {
+            settings.edge.port = p;
+        }
+        if let Some(p) = args.upstream_port {
+            settings.edge.upstream_port = p;
+        }
+        if let Some(agent) = args.agent {
+            settings.edge.panel = agent;
+            // The panel's port is the agent's own, as its config says.
+            if let Some(port) = settings
+                .guardian
+                .agent_homes
+                .iter()
+                .flat_map(|h| crate::guardian::checks::check_agent(h).configs)
+                .map(|c| c.port)
+                .next()
+            {
+                settings.guardian.agent_port = port;
+            }
+        }
+        let text = config::starter_toml(&settings, managed, binary.as_deref());
         config::parse(&l.config_file, &text)
             .map_err(|e| CliError::usage(e.to_string(), "choose other ports"))?;
         fsutil::write_atomic(&l.config_file, text.as_bytes(), 0o644)
             .map_err(|e| io_err(&l.config_file, e))?;
         cfg = ctx.config()?;
-    } else if args.edge_port.is_some() || args.upstream_port.is_some() {
+    } else if args.edge_port.is_some() || args.upstream_port.is_some() || args.agent.is_some() {
         return Err(CliError::refused(
             format!(
-                "{} exists; ports given on the command line would be ignored",
+                "{} exists; the ports or agent given on the command line would be ignored",
                 l.config_file.display()
             ),
-            "edit the [edge] section of the file, or pass --force to rewrite it",
+            "pass --force to rewrite it with them (every other setting is kept), or edit the [edge] section",
         ));
     }
 

@@ -23,6 +23,9 @@ pub struct UpArgs {
     /// Do not run the guardian (e.g. when it runs as a system service already).
     #[arg(long)]
     no_guardian: bool,
+    /// For a new setup: put this agent's panel behind the edge (see `init --agent`).
+    #[arg(long, value_enum, value_name = "AGENT")]
+    agent: Option<crate::config::Panel>,
 }
 
 pub fn run(ctx: &Ctx, args: UpArgs) -> Result<Exit, CliError> {
@@ -42,6 +45,11 @@ pub fn run(ctx: &Ctx, args: UpArgs) -> Result<Exit, CliError> {
             },
             system_nginx: false,
             force: false,
+            agent: if existing.config_file_found {
+                None
+            } else {
+                args.agent
+            },
         },
     )?;
     let cfg = out.config;
