@@ -38,6 +38,10 @@ pub struct GuardianSettings {
     pub web_roots: Vec<PathBuf>,
     /// Log files scanned for leaked secrets.
     pub log_files: Vec<PathBuf>,
+    /// Block a protected port that listens beyond loopback with the host
+    /// firewall (nftables / pf), in rules of moltguard's own, until the bind
+    /// is fixed and the breaker closed again. Needs the guardian to run as root.
+    pub contain: bool,
 }
 
 impl Default for GuardianSettings {
@@ -50,6 +54,7 @@ impl Default for GuardianSettings {
             agent_homes: Vec::new(),
             web_roots: Vec::new(),
             log_files: Vec::new(),
+            contain: true,
         }
     }
 }
@@ -529,6 +534,10 @@ agent_homes = [{agent_homes}]
 web_roots = [{web_roots}]
 # Log files to scan for leaked keys.
 log_files = [{log_files}]
+# When a protected port listens beyond loopback, also block it from other machines with
+# the host firewall (nftables table inet moltguard / pf anchor com.apple/moltguard), until
+# the bind is fixed and the breaker closed again. Needs the guardian to run as root.
+contain = {contain}
 "#,
         state_dir = optional("state_dir", &p.state_dir, "/var/lib/moltguard"),
         log_dir = optional("log_dir", &p.log_dir, "/var/log/moltguard"),
@@ -549,6 +558,7 @@ log_files = [{log_files}]
         agent_homes = list(&g.agent_homes),
         web_roots = list(&g.web_roots),
         log_files = list(&g.log_files),
+        contain = g.contain,
     )
 }
 
@@ -595,6 +605,7 @@ mod tests {
         want.guardian.agent_homes = vec!["/home/a b".into()];
         want.guardian.web_roots = vec!["/var/www".into()];
         want.guardian.log_files = vec!["/tmp/openclaw/x.log".into()];
+        want.guardian.contain = false;
         let text = starter_toml(&want, false, None);
         let got = parse(Path::new("/x/moltguard.toml"), &text).unwrap();
         assert_eq!(

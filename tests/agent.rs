@@ -12,6 +12,8 @@
 
 #[path = "support/fake_provider.rs"]
 mod fake_provider;
+#[path = "support/netns.rs"]
+mod netns;
 #[path = "support/stack.rs"]
 #[allow(dead_code)] // shared by several test binaries; each uses a part
 mod stack;
@@ -38,9 +40,7 @@ fn openclaw_dir() -> PathBuf {
 
 /// What the test needs, or what is missing.
 fn prerequisites() -> Result<PathBuf, String> {
-    if !nix::unistd::geteuid().is_root() {
-        return Err("root, to create a network namespace".into());
-    }
+    netns::available()?;
     let oc = openclaw_dir();
     if !oc.join("node_modules/.bin/openclaw").exists() {
         return Err("OpenClaw in target/openclaw (scripts/install-openclaw.sh)".into());
@@ -55,24 +55,6 @@ fn prerequisites() -> Result<PathBuf, String> {
         }
     }
     Ok(py)
-}
-
-/// Moves this thread (and every process it starts) into a new network
-/// namespace with only loopback, up.
-fn into_private_network() {
-    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET)
-        .expect("unshare(CLONE_NEWNET) needs root");
-    let up = Command::new("/usr/sbin/ip")
-        .args(["link", "set", "lo", "up"])
-        .status()
-        .unwrap();
-    assert!(up.success());
-    let links = Command::new("/usr/sbin/ip")
-        .args(["-o", "link"])
-        .output()
-        .unwrap();
-    let links = String::from_utf8_lossy(&links.stdout);
-    assert_eq!(links.lines().count(), 1, "only loopback: {links}");
 }
 
 /// A child killed (with its group) on drop.
@@ -290,7 +272,9 @@ fn openclaw_behind_the_edge() {
             return;
         }
     };
-    into_private_network();
+    netns::enter_private();
+    // "Another machine", for the containment at the end.
+    let outside = netns::Outside::create();
     let dir = tempfile::Builder::new()
         .prefix("moltguard-agent-")
         .tempdir()
@@ -539,7 +523,7 @@ fn openclaw_behind_the_edge() {
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(dir.path().join("guardian.log")).unwrap()),
     );
-    let _oc = start_openclaw(&agent_home, &key, agent_port, &log);
+    let oc_lan = start_openclaw(&agent_home, &key, agent_port, &log);
     let opened = eventually(Duration::from_secs(20), || {
         let (_, v) = mg.json(&["status"]);
         v["state"] == "open" && v["reason"] == "EXPOSURE_PUBLIC_BIND"
@@ -551,7 +535,50 @@ fn openclaw_behind_the_edge() {
         read(&dir.path().join("guardian.log"))
     );
     assert_eq!(get(edge, "/", true, &[]).status, 503);
+    // ... and blocks the agent's port from other machines.
+    assert!(
+        eventually(Duration::from_secs(10), || !outside.can_connect(agent_port)),
+        "OpenClaw's port is reachable from outside\n{}\n{}",
+        netns::nft_tables(),
+        read(&dir.path().join("guardian.log"))
+    );
+    assert!(
+        TcpStream::connect(("127.0.0.1", agent_port)).is_ok(),
+        "this machine still reaches it"
+    );
     let (code, v) = mg.json(&["audit"]);
     assert_eq!(code, 8, "{v}");
+    let ids: Vec<&str> = v["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|f| f["id"].as_str())
+        .collect();
+    assert!(
+        ids.contains(&"AGENT_BIND_PUBLIC") && ids.contains(&"EXPOSURE_CONTAINED"),
+        "{ids:?}"
+    );
+
+    // ---- fixed: loopback again, and a person closes the breaker.
+    drop(oc_lan);
+    std::fs::write(
+        &config_file,
+        openclaw_config(agent_port, gate_port, "loopback"),
+    )
+    .unwrap();
+    let _oc = start_openclaw(&agent_home, &key, agent_port, &log);
+    mg.ok(&["breaker", "close"]);
+    assert!(
+        eventually(Duration::from_secs(10), || !netns::nft_tables()
+            .contains("inet moltguard")),
+        "the containment was not lifted\n{}",
+        read(&dir.path().join("guardian.log"))
+    );
+    let page = get(edge, "/", true, &[]);
+    assert_eq!(
+        page.status, 200,
+        "the panel through the edge again: {}",
+        page.body
+    );
     drop(guardian);
 }

@@ -6,6 +6,8 @@
 //! machine's non-loopback addresses, and tests keep all traffic on loopback
 //! (the probe itself is tested against 127.0.0.2 in the unit tests).
 
+#[path = "support/netns.rs"]
+mod netns;
 #[path = "support/stack.rs"]
 #[allow(dead_code)] // shared by several test binaries; each uses a part
 mod stack;
@@ -361,4 +363,89 @@ fn a_secret_in_the_web_root_opens_the_breaker() {
         !read(&s.path("guardian.log")).contains(&key),
         "nor the guardian's log"
     );
+}
+
+/// Containment, across a real network: this test's private namespace is
+/// "this machine", a second namespace joined by a veth pair is "another
+/// machine". The agent binds every address; the guardian opens the breaker
+/// and blocks the port from outside with a nftables table of its own, then
+/// removes exactly that table once the bind is fixed and the breaker closed.
+#[test]
+fn a_public_bind_is_contained_until_fixed_and_closed_again() {
+    if let Err(missing) = netns::available() {
+        if std::env::var_os("CI").is_some() {
+            panic!("the containment test needs {missing}");
+        }
+        eprintln!("\n!!!! SKIPPING the containment test: needs {missing} !!!!\n");
+        return;
+    }
+    netns::enter_private();
+    let outside = netns::Outside::create();
+    // Somebody else's rules, which moltguard must never touch.
+    netns::nft("table inet someone_else {\n chain input { type filter hook input priority 0; policy accept; tcp dport 9 counter; }\n}\n");
+    let theirs = || {
+        let out = std::process::Command::new("/usr/sbin/nft")
+            .args(["list", "table", "inet", "someone_else"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let theirs_before = theirs();
+    let (s, _g, agent_port) = guarded();
+    // A port nobody protects stays reachable from outside throughout.
+    let other = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
+    let other_port = other.local_addr().unwrap().port();
+    assert!(outside.can_connect(other_port));
+
+    let agent = std::net::TcpListener::bind(("0.0.0.0", agent_port)).unwrap();
+    wait_open(&s, "EXPOSURE_PUBLIC_BIND", Duration::from_secs(5 + 3));
+    assert!(
+        eventually(Duration::from_secs(8), || !outside.can_connect(agent_port)),
+        "the exposed port is still reachable from outside\n{}\n{}",
+        netns::nft_tables(),
+        read(&s.path("guardian.log"))
+    );
+    assert!(netns::nft_tables().contains("table inet moltguard"));
+    // This machine still reaches it, and other ports are not touched.
+    assert!(std::net::TcpStream::connect(("127.0.0.1", agent_port)).is_ok());
+    assert!(outside.can_connect(other_port));
+    let (_, v) = s.json(&["status"]);
+    assert_eq!(
+        v["containment"]["ports"],
+        serde_json::json!([agent_port]),
+        "{v}"
+    );
+    let (_, v) = s.json(&["audit"]);
+    assert!(
+        v["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["id"] == "EXPOSURE_CONTAINED"),
+        "{v}"
+    );
+
+    // The bind is fixed: the block stays until a person closes the breaker.
+    drop(agent);
+    let _agent = std::net::TcpListener::bind(("127.0.0.1", agent_port)).unwrap();
+    std::thread::sleep(Duration::from_secs(6));
+    assert!(
+        netns::nft_tables().contains("table inet moltguard"),
+        "lifted before the breaker was closed"
+    );
+    s.ok(&["breaker", "close"]);
+    assert!(
+        eventually(Duration::from_secs(8), || !netns::nft_tables()
+            .contains("table inet moltguard")),
+        "{}\n{}",
+        netns::nft_tables(),
+        read(&s.path("guardian.log"))
+    );
+    assert_eq!(theirs(), theirs_before, "somebody else's table was changed");
+    assert!(outside.can_connect(other_port));
+    assert_eq!(
+        s.json(&["status"]).1["containment"]["ports"],
+        serde_json::json!([])
+    );
+    assert!(read(&s.path("guardian.log")).contains("containment lifted"));
 }

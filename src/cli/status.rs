@@ -89,6 +89,7 @@ pub fn run(ctx: &Ctx) -> Result<Exit, CliError> {
         seen.live.is_exact() && !repaired && loaded.problem.is_none() && settle_error.is_none();
 
     let guardian = daemon::read_status(&cfg);
+    let contained = crate::guardian::contain::read(&cfg);
     let guardian_running = guardian.as_ref().is_some_and(|g| {
         nix::sys::signal::kill(nix::unistd::Pid::from_raw(g.pid as i32), None).is_ok()
     });
@@ -128,6 +129,7 @@ pub fn run(ctx: &Ctx) -> Result<Exit, CliError> {
             "summary": edge_summary,
         },
         "guardian": guardian_json,
+        "containment": contained,
         "paths": {
             "config": cfg.layout.config_file,
             "state": cfg.layout.state_file(),
@@ -173,6 +175,12 @@ pub fn run(ctx: &Ctx) -> Result<Exit, CliError> {
             );
         }
         println!("edge:       {edge_summary}");
+        if contained.is_active() {
+            println!(
+                "contained:  port(s) {:?} blocked from other machines by the {} until the bind is fixed and the breaker closed again",
+                contained.ports, contained.firewall
+            );
+        }
         match &guardian {
             Some(g) => {
                 println!(

@@ -146,6 +146,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     let mut scanner = Scanner::new(config.clone());
     let mut files_changed = true;
     let mut seen = std::collections::BTreeSet::new();
+    let mut containment_unavailable: Option<String> = None;
     loop {
         match breaker::settle(&config) {
             Ok(done) => {
@@ -158,6 +159,9 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         let report = scanner.scan(files_changed);
         log_report(&report, &mut seen);
         act(&config, &report);
+        if config.settings.guardian.contain {
+            contain_exposed(&config, &report, &mut containment_unavailable);
+        }
         let next = next_wake(&config, interval);
         write_status(&config, started_at, &report, next);
         files_changed = wait_for_change(&rx, next, &watch);
@@ -271,6 +275,42 @@ fn act(config: &Config, report: &ScanReport) {
         ),
         Ok(None) => {}
         Err(e) => tracing::error!(finding = id, error = %e, "could not open the breaker"),
+    }
+}
+
+/// Blocks exposed protected ports with the host firewall, and lifts the
+/// block once they are fixed and a person closed the breaker again. Says
+/// once when containment is wanted but cannot be done here.
+fn contain_exposed(config: &Config, report: &ScanReport, unavailable: &mut Option<String>) {
+    let record = store::load(&config.layout.state_files(), Utc::now()).record;
+    match super::contain::reconcile(
+        config,
+        &report.exposed_ports,
+        record.generation,
+        record.state.admits_traffic(),
+    ) {
+        super::contain::Change::Unchanged => {}
+        super::contain::Change::Contained(ports) => {
+            *unavailable = None;
+            tracing::warn!(
+                ports = ?ports,
+                "CONTAINED: inbound connections from other machines to port(s) {ports:?} are blocked \
+                 by the host firewall until the bind is fixed and the breaker is closed again"
+            )
+        }
+        super::contain::Change::Released(ports) => tracing::info!(
+            ports = ?ports,
+            "containment lifted: port(s) {ports:?} listen on loopback again and the breaker was closed"
+        ),
+        super::contain::Change::Unavailable(why) => {
+            if unavailable.as_deref() != Some(why.as_str()) {
+                tracing::warn!(
+                    "cannot contain exposed port(s) {:?}: {why}",
+                    report.exposed_ports
+                );
+                *unavailable = Some(why);
+            }
+        }
     }
 }
 

@@ -47,6 +47,15 @@ impl Finding {
         Self::new(id, Severity::Warning, reason, what.into(), fix.into())
     }
 
+    pub fn info(
+        id: &'static str,
+        reason: ReasonCode,
+        what: impl Into<String>,
+        fix: impl Into<String>,
+    ) -> Self {
+        Self::new(id, Severity::Info, reason, what.into(), fix.into())
+    }
+
     fn new(
         id: &'static str,
         severity: Severity,

@@ -2,6 +2,7 @@
 //! daemon that opens the breaker when one is critical.
 
 pub mod checks;
+pub mod contain;
 pub mod daemon;
 pub mod exposure;
 pub mod finding;

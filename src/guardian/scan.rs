@@ -20,6 +20,8 @@ pub struct ScanReport {
     /// CPU time this process spent on the scan (user + system), where known.
     pub cpu_us: Option<u64>,
     pub protected_ports: Vec<ProtectedPort>,
+    /// Protected ports seen listening, or answering, beyond loopback.
+    pub exposed_ports: std::collections::BTreeSet<u16>,
     pub sockets_seen: usize,
     pub findings: Vec<Finding>,
 }
@@ -141,9 +143,19 @@ impl Scanner {
 
         // Exposure: the kernel's view, then the active probe.
         let mut sockets_seen = 0;
+        let mut exposed_ports = std::collections::BTreeSet::new();
         match exposure::listening_sockets() {
             Ok(scan) => {
                 sockets_seen = scan.sockets.len();
+                exposed_ports.extend(
+                    scan.sockets
+                        .iter()
+                        .filter(|s| {
+                            protected.iter().any(|p| p.port == s.port)
+                                && !exposure::is_loopback(s.addr)
+                        })
+                        .map(|s| s.port),
+                );
                 let pids: Vec<sysinfo::Pid> = scan
                     .sockets
                     .iter()
@@ -186,13 +198,29 @@ impl Scanner {
         }
         if self.config.settings.guardian.self_probe {
             let addrs = exposure::interface_addresses();
-            findings.extend(exposure::self_probe(
-                &addrs,
-                &protected,
-                Duration::from_millis(300),
-            ));
+            let reachable = exposure::self_probe(&addrs, &protected, Duration::from_millis(300));
+            exposed_ports.extend(
+                reachable
+                    .iter()
+                    .filter_map(|f| f.location.as_deref()?.parse::<std::net::SocketAddr>().ok())
+                    .map(|a| a.port()),
+            );
+            findings.extend(reachable);
         }
 
+        let contained = super::contain::read(&self.config);
+        if contained.is_active() {
+            findings.push(Finding::info(
+                "EXPOSURE_CONTAINED",
+                ReasonCode::ExposurePublicBind,
+                format!(
+                    "inbound connections from other machines to port(s) {:?} are blocked by the {} \
+                     (since breaker generation {})",
+                    contained.ports, contained.firewall, contained.since_generation
+                ),
+                "bind the port to 127.0.0.1 and close the breaker again: the guardian then removes its rules",
+            ));
+        }
         findings.extend(runtime::check(
             &self.config,
             &self.nginx,
@@ -210,6 +238,7 @@ impl Scanner {
             wall_us: wall.elapsed().as_micros() as u64,
             cpu_us,
             protected_ports: protected,
+            exposed_ports,
             sockets_seen,
             findings,
         }
