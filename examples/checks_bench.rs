@@ -194,7 +194,7 @@ fn main() {
         "{ // agent\n  gateway: { port: 18789, bind: 'loopback', auth: { mode: 'token', token: 'q8Zr2LmX9vB4nT7kW1pY5sD3' } },\n}\n",
     )
     .expect("write");
-    let (t_a, _) = time(1000, || checks::check_agent(&home));
+    let (t_a, _) = time(1000, || checks::check_agent(&home, false));
     println!(
         "agent: check_agent           {:>8.1} µs/run",
         t_a.as_secs_f64() * 1e6

@@ -22,11 +22,12 @@ fi
 # The real agent tests/agent.rs runs against (pinned; a no-op once installed).
 scripts/install-openclaw.sh
 # Unit tests and every integration test binary (examples are built by clippy
-# in CI; they hold no tests). The last line sums all binaries' results.
+# in CI; they hold no tests), all of them even when one fails. The last line
+# sums all binaries' results.
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 set +e
-cargo test --lib --tests "$@" 2>&1 | tee "$log"
+cargo test --no-fail-fast --lib --tests "$@" 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 set -e
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }

@@ -238,6 +238,11 @@ fn run_static_covers_every_configured_input() {
     let www = home.path().join("www");
     fs::create_dir_all(&www).unwrap();
     fs::create_dir_all(home.path().join(".openclaw")).unwrap();
+    fs::set_permissions(
+        home.path().join(".openclaw"),
+        fs::Permissions::from_mode(0o700),
+    )
+    .unwrap();
     fs::write(
         home.path().join(".openclaw/openclaw.json"),
         r#"{"gateway": {"port": 18800, "auth": {"token": "x"}}}"#,
@@ -299,13 +304,15 @@ fn htpasswd_agent_and_secret_checks_on_real_files() {
     let p = home.path().join(".moltbot/moltbot.json");
     fs::create_dir_all(p.parent().unwrap()).unwrap();
     fs::write(&p, r#"{"gateway": {"bind": "lan", "port": 18790}}"#).unwrap();
-    let r = checks::check_agent(home.path());
+    let r = checks::check_agent(home.path(), false);
     let ids: Vec<_> = r.findings.iter().map(|f| (f.id, f.severity)).collect();
     assert_eq!(
         ids,
         [
             ("AGENT_BIND_PUBLIC", Severity::Critical),
-            ("AGENT_AUTH_MISSING", Severity::Critical)
+            ("AGENT_AUTH_MISSING", Severity::Critical),
+            ("OPENCLAW_ALLOWED_ORIGINS", Severity::Critical),
+            ("OPENCLAW_STATE_DIR_PERMS", Severity::Warning),
         ]
     );
     assert_eq!(r.control_ports(), [18790]);
@@ -385,8 +392,8 @@ proptest! {
 
     #[test]
     fn agent_config_reader_never_panics(s in any::<String>(), n in nginxish()) {
-        let _ = checks::agent::check_agent_text(&s, Path::new("/a.json"));
-        let _ = checks::agent::check_agent_text(&n, Path::new("/a.json"));
+        let _ = checks::agent::check_agent_text(&s, Path::new("/a.json"), false);
+        let _ = checks::agent::check_agent_text(&n, Path::new("/a.json"), true);
         let _ = checks::agent::json5_to_json(&s);
     }
 }

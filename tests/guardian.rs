@@ -449,3 +449,41 @@ fn a_public_bind_is_contained_until_fixed_and_closed_again() {
     );
     assert!(read(&s.path("guardian.log")).contains("containment lifted"));
 }
+
+/// After `[edge]` changes the site still proxies to the old port: audit
+/// says so, and `init --force` renders it again keeping every setting.
+#[test]
+fn a_stale_site_is_reported_and_init_force_keeps_settings() {
+    let s = Stack::started();
+    s.set_config("self_probe", "self_probe = false");
+    s.set_config("agent_homes", "agent_homes = [\"/srv/agent\"]");
+    s.set_config("protected_ports", "protected_ports = [3000]");
+    let new_port = free_port();
+    s.set_config("upstream_port", &format!("upstream_port = {new_port}"));
+    let (_, v) = s.json(&["audit"]);
+    let stale: Vec<_> = v["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["id"] == "NGINX_SITE_STALE")
+        .collect();
+    assert_eq!(stale.len(), 1, "{v}");
+    assert_eq!(stale[0]["severity"], "warning");
+    s.ok(&["init", "--force"]);
+    let site = read(&s.path("nginx/moltguard-site.conf"));
+    assert!(
+        site.contains(&format!("proxy_pass http://127.0.0.1:{new_port};")),
+        "{site}"
+    );
+    let toml = read(&s.path("moltguard.toml"));
+    assert!(
+        toml.contains("agent_homes = [\"/srv/agent\"]")
+            && toml.contains("protected_ports = [3000]"),
+        "{toml}"
+    );
+    let (_, v) = s.json(&["audit"]);
+    assert!(
+        !v["findings"].to_string().contains("NGINX_SITE_STALE"),
+        "{v}"
+    );
+}

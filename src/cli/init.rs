@@ -166,7 +166,7 @@ pub fn init(ctx: &Ctx, args: &InitArgs) -> Result<InitOutcome, CliError> {
                 .guardian
                 .agent_homes
                 .iter()
-                .flat_map(|h| crate::guardian::checks::check_agent(h).configs)
+                .flat_map(|h| crate::guardian::checks::check_agent(h, true).configs)
                 .map(|c| c.port)
                 .next()
             {

@@ -109,6 +109,39 @@ pub fn check(
     out
 }
 
+/// The site (and a managed nginx's main config) against what moltguard.toml
+/// renders now: after `[edge]` ports change, the site still proxies to the
+/// old ones until it is rendered again.
+pub fn check_site(config: &Config) -> Vec<Finding> {
+    use crate::nginx::render;
+    let l = &config.layout;
+    let mut files = vec![(l.site_file(), render::render_site(config))];
+    if config.nginx_managed() {
+        files.push((l.managed_main_conf(), render::render_managed_main(config)));
+    }
+    files
+        .into_iter()
+        .filter_map(|(path, want)| {
+            let want = want.ok()?;
+            let have = std::fs::read_to_string(&path).ok()?;
+            (have != want).then(|| {
+                Finding::warning(
+                    "NGINX_SITE_STALE",
+                    ReasonCode::NginxDrift,
+                    format!(
+                        "{} is not what {} renders now (the [edge] settings changed since, or it was edited): \
+                         nginx may proxy to the wrong port or miss a server",
+                        path.display(),
+                        l.config_file.display()
+                    ),
+                    "`moltguard init --force` renders it again (every setting is kept), then `moltguard nginx reload`",
+                )
+                .at(path.display().to_string())
+            })
+        })
+        .collect()
+}
+
 /// The include and the allow token against a fresh rendering of `record`
 /// (`moltguard audit` reports it; the daemon and every command repair it).
 pub fn check_edge_files(config: &Config, record: &BreakerRecord) -> Vec<Finding> {

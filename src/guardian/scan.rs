@@ -126,7 +126,10 @@ impl Scanner {
         // The state file first: everything else is judged against it.
         let loaded = store::load(&self.config.layout.state_files(), started_at);
         match &loaded.problem {
-            None => findings.extend(runtime::check_edge_files(&self.config, &loaded.record)),
+            None => {
+                findings.extend(runtime::check_edge_files(&self.config, &loaded.record));
+                findings.extend(runtime::check_site(&self.config));
+            }
             Some(p @ store::StateProblem::Interrupted { .. }) => findings.push(Finding::critical(
                 "TRANSITION_INTERRUPTED",
                 ReasonCode::TransitionInterrupted,

@@ -28,8 +28,8 @@ pub const AGENT_BIND_PUBLIC: &str = "AGENT_BIND_PUBLIC";
 pub const AGENT_BIND_UNCERTAIN: &str = "AGENT_BIND_UNCERTAIN";
 
 /// The gateway asks for no token or password (`gateway.auth.mode: "none"`,
-/// or no token/password set). Critical when the bind is not loopback,
-/// warning otherwise (every local user and process can drive the agent).
+/// or no token/password set). Critical: even on loopback every local user
+/// and process (and a web page, by DNS rebinding) can drive the agent.
 /// Fix: set `gateway.auth.mode: "token"` and a long random token.
 pub const AGENT_AUTH_MISSING: &str = "AGENT_AUTH_MISSING";
 
@@ -83,8 +83,9 @@ impl AgentReport {
     }
 }
 
-/// Checks every agent config found under `home`.
-pub fn check_agent(home: &Path) -> AgentReport {
+/// Checks every agent config found under `home`; `behind_edge`: moltguard's
+/// edge serves this agent's panel.
+pub fn check_agent(home: &Path, behind_edge: bool) -> AgentReport {
     let mut r = AgentReport::default();
     for rel in AGENT_CONFIG_PATHS {
         let path = home.join(rel);
@@ -113,8 +114,11 @@ pub fn check_agent(home: &Path) -> AgentReport {
             &hits,
             mode,
         ));
-        let (cfg, findings) = check_agent_text(&text, &path);
+        let (cfg, findings) = check_agent_text(&text, &path, behind_edge);
         r.findings.extend(findings);
+        if let Some(dir) = path.parent() {
+            r.findings.extend(super::openclaw::check_state_dir(dir));
+        }
         // The gateway's own token is a secret even when too short to look like one.
         if let (true, Some(mode), Some(c)) = (hits.is_empty(), mode, &cfg) {
             if c.has_credential {
@@ -126,8 +130,47 @@ pub fn check_agent(home: &Path) -> AgentReport {
             }
         }
         r.configs.extend(cfg);
+        r.findings.extend(check_backups(&path));
     }
     r
+}
+
+/// Copies the agent keeps of its config (`openclaw.json.bak`,
+/// `openclaw.json.bak.1`, `openclaw.json.last-good`, …) hold the same keys.
+fn check_backups(config: &Path) -> Vec<Finding> {
+    let (Some(dir), Some(name)) = (config.parent(), config.file_name()) else {
+        return Vec::new();
+    };
+    let name = name.to_string_lossy();
+    let Ok(entries) = fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    let mut copies: Vec<PathBuf> = entries
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .map(|n| n.to_string_lossy())
+                .and_then(|n| n.strip_prefix(&*name).map(str::to_string))
+                .is_some_and(|rest| rest.starts_with(".bak") || rest == ".last-good")
+        })
+        .collect();
+    copies.sort();
+    for copy in copies.into_iter().take(32) {
+        let Ok((bytes, md)) = crate::fsutil::read_regular(&copy) else {
+            continue;
+        };
+        let text = String::from_utf8_lossy(&bytes);
+        let hits = scan_text(&text, &copy.display().to_string());
+        out.extend(findings_for_file(
+            SecretPlace::AgentConfig,
+            &copy,
+            &hits,
+            Some(md.mode()),
+        ));
+    }
+    out
 }
 
 /// How a bind value reads.
@@ -156,7 +199,11 @@ fn classify_bind(v: &str) -> Bind {
 
 /// Judges one config's text (`path` only names it). Returns the config, if
 /// it parsed, and the findings.
-pub fn check_agent_text(text: &str, path: &Path) -> (Option<AgentConfig>, Vec<Finding>) {
+pub fn check_agent_text(
+    text: &str,
+    path: &Path,
+    behind_edge: bool,
+) -> (Option<AgentConfig>, Vec<Finding>) {
     let loc = path.display().to_string();
     let mut out = Vec::new();
     let v: Value =
@@ -247,15 +294,22 @@ pub fn check_agent_text(text: &str, path: &Path) -> (Option<AgentConfig>, Vec<Fi
         let fix = format!(
             "set \"gateway\": {{ \"auth\": {{ \"mode\": \"token\", \"token\": \"<long random>\" }} }} in {loc} (or the agent's token environment variable)"
         );
+        // Critical on loopback too: every local process and every web page
+        // the user opens (DNS rebinding) can reach a loopback port, and
+        // moltguard's edge may forward to it.
         out.push(
-            if bind == Bind::Loopback {
-                Finding::warning(AGENT_AUTH_MISSING, ReasonCode::AuthMissing, what, fix)
-            } else {
-                Finding::critical(AGENT_AUTH_MISSING, ReasonCode::AuthMissing, what, fix)
-            }
-            .at(loc.clone()),
+            Finding::critical(AGENT_AUTH_MISSING, ReasonCode::AuthMissing, what, fix)
+                .at(loc.clone()),
         );
     }
+    out.extend(super::openclaw::check_config(
+        &v,
+        &loc,
+        super::openclaw::Context {
+            behind_edge,
+            public_bind: bind == Bind::Public,
+        },
+    ));
     (
         Some(AgentConfig {
             path: path.to_path_buf(),
@@ -376,7 +430,7 @@ mod tests {
     use std::os::unix::fs::PermissionsExt;
 
     fn run(text: &str) -> (Option<AgentConfig>, Vec<(&'static str, Severity)>) {
-        let (c, f) = check_agent_text(text, Path::new("/h/.openclaw/openclaw.json"));
+        let (c, f) = check_agent_text(text, Path::new("/h/.openclaw/openclaw.json"), false);
         (c, f.iter().map(|f| (f.id, f.severity)).collect())
     }
 
@@ -389,41 +443,50 @@ mod tests {
             assert!(f.is_empty(), "{b}: {f:?}");
             assert_eq!(c.unwrap().port, DEFAULT_AGENT_PORT);
         }
+        // Beyond loopback, the Control UI also needs its allowed origins.
+        let public = [
+            (AGENT_BIND_PUBLIC, Severity::Critical),
+            ("OPENCLAW_ALLOWED_ORIGINS", Severity::Critical),
+        ];
         for b in ["lan", "0.0.0.0", "::", "192.168.1.4", "203.0.113.9"] {
             let (_, f) = run(&format!(r#"{{"gateway": {{"bind": "{b}", {TOKEN}}}}}"#));
-            assert_eq!(f, [(AGENT_BIND_PUBLIC, Severity::Critical)], "{b}");
+            assert_eq!(f, public, "{b}");
         }
         let (_, f) = run(&format!(r#"{{"gateway": {{"bind": "tailnet", {TOKEN}}}}}"#));
         assert_eq!(f, [(AGENT_BIND_UNCERTAIN, Severity::Warning)]);
         let (_, f) = run(&format!(
             r#"{{"gateway": {{"bind": "custom", "customBindHost": "0.0.0.0", {TOKEN}}}}}"#
         ));
-        assert_eq!(f, [(AGENT_BIND_PUBLIC, Severity::Critical)]);
+        assert_eq!(f, public);
     }
 
     #[test]
     fn auth_and_port() {
         let (c, f) = run(r#"{"gateway": {"port": 19001, "auth": {"mode": "none"}}}"#);
         assert_eq!(c.unwrap().port, 19001);
-        assert_eq!(f, [(AGENT_AUTH_MISSING, Severity::Warning)]);
+        // Critical on loopback too: every local process reaches it.
+        assert_eq!(f, [(AGENT_AUTH_MISSING, Severity::Critical)]);
         let (_, f) = run(r#"{"gateway": {"bind": "lan"}}"#);
         assert_eq!(
             f,
             [
                 (AGENT_BIND_PUBLIC, Severity::Critical),
-                (AGENT_AUTH_MISSING, Severity::Critical)
+                (AGENT_AUTH_MISSING, Severity::Critical),
+                ("OPENCLAW_ALLOWED_ORIGINS", Severity::Critical),
             ]
         );
         let (_, f) = run(r#"{"gateway": {"auth": {"mode": "password", "password": ""}}}"#);
-        assert_eq!(f, [(AGENT_AUTH_MISSING, Severity::Warning)]);
+        assert_eq!(f, [(AGENT_AUTH_MISSING, Severity::Critical)]);
         let (_, f) = run(r#"{"gateway": {"auth": {"password": "p"}}}"#);
         assert!(f.is_empty());
         let home = tempfile::tempdir().unwrap();
+        fs::set_permissions(home.path(), fs::Permissions::from_mode(0o755)).unwrap();
         let p = home.path().join(".clawdbot/clawdbot.json");
         fs::create_dir_all(p.parent().unwrap()).unwrap();
+        fs::set_permissions(p.parent().unwrap(), fs::Permissions::from_mode(0o750)).unwrap();
         fs::write(&p, r#"{"gateway": {"auth": {"token": "short"}}}"#).unwrap();
         fs::set_permissions(&p, fs::Permissions::from_mode(0o640)).unwrap();
-        let r = check_agent(home.path());
+        let r = check_agent(home.path(), false);
         assert_eq!(r.findings.len(), 1);
         assert_eq!(
             (r.findings[0].id, r.findings[0].severity),
@@ -444,28 +507,53 @@ mod tests {
     #[test]
     fn files_under_home() {
         let home = tempfile::tempdir().unwrap();
-        let r = check_agent(home.path());
+        fs::set_permissions(home.path(), fs::Permissions::from_mode(0o755)).unwrap();
+        let r = check_agent(home.path(), false);
         assert!(r.findings.is_empty());
         assert_eq!(r.control_ports(), [DEFAULT_AGENT_PORT]);
         let dir = home.path().join(".openclaw");
         fs::create_dir_all(&dir).unwrap();
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).unwrap();
         let p = dir.join("openclaw.json");
         let key = format!("gsk_{}", "Qw3Er4Ty5Ui6".repeat(4));
         fs::write(&p, format!("{{\"gateway\": {{\"port\": 18790, \"bind\": \"loopback\", {TOKEN}}},\n \"groq\": \"{key}\"}}")).unwrap();
         fs::set_permissions(&p, fs::Permissions::from_mode(0o644)).unwrap();
-        let r = check_agent(home.path());
+        let r = check_agent(home.path(), false);
         let ids: Vec<_> = r
             .findings
             .iter()
             .map(|f| (f.id, f.location.clone().unwrap_or_default()))
             .collect();
-        assert_eq!(ids.len(), 2, "{ids:?}");
+        assert_eq!(ids.len(), 3, "{ids:?}");
         assert_eq!(
             ids[0],
             ("SECRET_IN_AGENT_CONFIG", format!("{}:2", p.display()))
         );
         assert_eq!(ids[1].0, "SECRET_FILE_READABLE_BY_OTHERS");
+        assert_eq!(ids[2].0, "OPENCLAW_STATE_DIR_PERMS");
         assert_eq!(r.control_ports(), [18790]);
+        // Its backups hold the same keys.
+        fs::write(dir.join("openclaw.json.bak.2"), fs::read(&p).unwrap()).unwrap();
+        fs::set_permissions(
+            dir.join("openclaw.json.bak.2"),
+            fs::Permissions::from_mode(0o600),
+        )
+        .unwrap();
+        let r = check_agent(home.path(), false);
+        assert!(
+            r.findings.iter().any(|f| f.id == "SECRET_IN_AGENT_CONFIG"
+                && f.location
+                    .as_deref()
+                    .is_some_and(|l| l.contains("openclaw.json.bak.2"))),
+            "{:?}",
+            r.findings
+        );
+        fs::remove_file(dir.join("openclaw.json.bak.2")).unwrap();
+        // A 644 file inside a 700 directory is read by nobody else.
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o700)).unwrap();
+        let r = check_agent(home.path(), false);
+        let ids: Vec<_> = r.findings.iter().map(|f| f.id).collect();
+        assert_eq!(ids, ["SECRET_IN_AGENT_CONFIG"]);
         assert!(!format!("{:?}", r.findings).contains(&key));
     }
 }

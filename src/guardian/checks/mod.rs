@@ -15,6 +15,7 @@ pub mod agent;
 pub mod htpasswd;
 pub mod net;
 pub mod nginx;
+pub mod openclaw;
 pub mod secrets;
 
 pub use agent::{check_agent, AgentConfig, AgentReport};
@@ -67,7 +68,10 @@ pub fn run_static(
     let mut findings = Vec::new();
     let mut agent_ports = Vec::new();
     for home in &g.agent_homes {
-        let r = check_agent(home);
+        let r = check_agent(
+            home,
+            config.settings.edge.panel != crate::config::Panel::None,
+        );
         agent_ports.extend(r.control_ports());
         findings.extend(r.findings);
     }

@@ -548,8 +548,11 @@ pub fn findings_for_file(
 /// `SECRET_FILE_READABLE_BY_OTHERS` for a file holding `what`, if its mode
 /// lets the group (warning) or everyone (critical) read it.
 pub fn readable_by_others(path: &Path, what: &str, mode: u32) -> Option<Finding> {
-    let everyone = mode & 0o004 != 0;
-    if !everyone && mode & 0o040 == 0 {
+    // Readable only counts if the directories on the way let them in: a
+    // 644 file inside a 700 directory is read by nobody else.
+    let everyone = mode & 0o004 != 0 && ancestors_allow(path, 0o001);
+    let group = mode & 0o040 != 0 && ancestors_allow(path, 0o011);
+    if !everyone && !group {
         return None;
     }
     let text = format!(
@@ -579,6 +582,16 @@ pub fn readable_by_others(path: &Path, what: &str, mode: u32) -> Option<Finding>
         )
     };
     Some(f.at(path.display().to_string()))
+}
+
+/// Whether every directory above `path` has one of the search (`x`) bits
+/// in `bits` (0o001: others; 0o011: others or the group).
+fn ancestors_allow(path: &Path, bits: u32) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    path.ancestors()
+        .skip(1)
+        .filter(|d| !d.as_os_str().is_empty())
+        .all(|d| std::fs::metadata(d).map_or(true, |m| m.permissions().mode() & bits != 0))
 }
 
 fn incomplete(what: String) -> Finding {
