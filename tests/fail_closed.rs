@@ -703,37 +703,3 @@ fn a_failed_change_from_half_open_ends_open() {
         "a failed command leaves nothing served"
     );
 }
-
-// ------------------------------------------------------------ the guardian
-
-/// A running `moltguard guardian run`, killed on drop.
-struct Guardian {
-    child: Child,
-}
-
-impl Guardian {
-    fn start(s: &Stack) -> Guardian {
-        let status = s.path("state/guardian.json");
-        let _ = std::fs::remove_file(&status);
-        let child = s
-            .command(&["guardian", "run", "--log-format", "json"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(s.path("guardian.log")).unwrap())
-            .spawn()
-            .unwrap();
-        let g = Guardian { child };
-        assert!(
-            eventually(Duration::from_secs(10), || status.exists()),
-            "the guardian never finished a first scan"
-        );
-        g
-    }
-}
-
-impl Drop for Guardian {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}

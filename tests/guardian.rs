@@ -13,20 +13,7 @@ mod netns;
 mod stack;
 
 use stack::*;
-use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
-
-/// A running `moltguard guardian run`, killed on drop.
-struct Guardian {
-    child: Child,
-}
-
-impl Drop for Guardian {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// A stack with nginx running, a user, the breaker CLOSED, an agent port of
 /// its own, and a guardian polling every 5 s.
@@ -39,26 +26,8 @@ fn guarded() -> (Stack, Guardian, u16) {
     s.set_config("agent_port", &format!("agent_port = {agent_port}"));
     s.ok(&["breaker", "close"]);
     assert_eq!(s.get(true).status, 200);
-    let g = start_guardian(&s);
+    let g = Guardian::start(&s);
     (s, g, agent_port)
-}
-
-fn start_guardian(s: &Stack) -> Guardian {
-    let status = s.path("state/guardian.json");
-    let _ = std::fs::remove_file(&status);
-    let child = s
-        .command(&["guardian", "run", "--log-format", "json"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(s.path("guardian.log")).unwrap())
-        .spawn()
-        .unwrap();
-    let g = Guardian { child };
-    assert!(
-        eventually(Duration::from_secs(10), || status.exists()),
-        "the guardian never finished a first scan"
-    );
-    g
 }
 
 /// Waits for the breaker to be OPEN for `reason`, both in the state file and at nginx.
@@ -339,7 +308,7 @@ fn a_secret_in_the_web_root_opens_the_breaker() {
         &format!("web_roots = [{:?}]", www.display().to_string()),
     );
     s.ok(&["breaker", "close"]);
-    let _g = start_guardian(&s);
+    let _g = Guardian::start(&s);
     let key = format!(
         "gsk_{}",
         "Zq3xY9aB7cD5eF1gH2iJ4kL6mN8oP0qR2sT4uV6wX8yZ0aBcDeFg"

@@ -399,6 +399,26 @@ mod tests {
         (dir, files, r)
     }
 
+    /// Logs a change to `to` at `generation` by a person.
+    fn log_change(files: &StateFiles, to: BreakerState, generation: u64) {
+        audit::append(
+            &files.audit_log,
+            NewEntry {
+                actor: Actor::User,
+                from: BreakerState::Open,
+                to,
+                reason: ReasonCode::Manual,
+                detail: String::new(),
+                generation,
+                expires_at: None,
+                outcome: "applied".into(),
+                message: String::new(),
+            },
+            Utc::now(),
+        )
+        .unwrap();
+    }
+
     fn write(files: &StateFiles, s: &str) {
         fs::write(&files.state, s).unwrap();
         fs::set_permissions(&files.state, fs::Permissions::from_mode(0o644)).unwrap();
@@ -498,22 +518,7 @@ mod tests {
     #[test]
     fn an_older_copy_is_unbound() {
         let (_d, files, r) = bound(BreakerState::Closed, None);
-        audit::append(
-            &files.audit_log,
-            NewEntry {
-                actor: Actor::User,
-                from: BreakerState::Closed,
-                to: BreakerState::Open,
-                reason: ReasonCode::Manual,
-                detail: String::new(),
-                generation: r.generation + 1,
-                expires_at: None,
-                outcome: "applied".into(),
-                message: String::new(),
-            },
-            Utc::now(),
-        )
-        .unwrap();
+        log_change(&files, BreakerState::Open, r.generation + 1);
         match problem(&files) {
             StateProblem::Unbound(why) => assert!(why.contains("older copy"), "{why}"),
             p => panic!("{p:?}"),
@@ -548,22 +553,7 @@ mod tests {
         assert_eq!(l.record.reason, ReasonCode::TransitionInterrupted);
         assert_eq!(l.record.generation, r.generation + 1);
         // The cut came after its own audit line: still interrupted, not unbound.
-        audit::append(
-            &files.audit_log,
-            NewEntry {
-                actor: Actor::User,
-                from: BreakerState::Open,
-                to: BreakerState::Closed,
-                reason: ReasonCode::Manual,
-                detail: String::new(),
-                generation: r.generation + 1,
-                expires_at: None,
-                outcome: "applied".into(),
-                message: String::new(),
-            },
-            Utc::now(),
-        )
-        .unwrap();
+        log_change(&files, BreakerState::Closed, r.generation + 1);
         let l = load(&files, Utc::now());
         assert!(
             matches!(l.problem, Some(StateProblem::Interrupted { .. })),

@@ -60,6 +60,9 @@ pub fn run(ctx: &Ctx, args: InitArgs) -> Result<Exit, CliError> {
         next.push("sudo nginx -t && sudo nginx -s reload".into());
     }
     next.push(format!("{} breaker close --for 30m", command_prefix(cfg)));
+    if cfg.settings.edge.panel == Panel::Openclaw {
+        next.extend(openclaw_steps(cfg));
+    }
     let value = serde_json::json!({
         "ok": true,
         "config_file": l.config_file,
@@ -103,6 +106,32 @@ pub fn run(ctx: &Ctx, args: InitArgs) -> Result<Exit, CliError> {
         }
     });
     Ok(Exit::Ok)
+}
+
+/// What OpenClaw needs to sit behind the edge with moltgate as its model
+/// provider. Both secrets stay out of openclaw.json: OpenClaw substitutes
+/// `${VAR}` from its environment (`~/.openclaw/.env` for its service).
+fn openclaw_steps(cfg: &Config) -> Vec<String> {
+    let e = &cfg.settings.edge;
+    let host = e.listen_address;
+    let provider = serde_json::json!({
+        "baseUrl": format!("http://127.0.0.1:{}/v1", e.upstream_port),
+        "api": "openai-completions",
+        "apiKey": "${MOLTGATE_API_KEY}",
+        "models": [{"id": "MODEL", "name": "MODEL through moltgate"}],
+    });
+    vec![
+        format!(
+            "a key for OpenClaw, kept in its environment file: `echo MOLTGATE_API_KEY=$({} keys create --label openclaw --scopes operator.read,operator.write) >> ~/.openclaw/.env && chmod 600 ~/.openclaw/.env`",
+            command_prefix(cfg)
+        ),
+        format!("moltgate as OpenClaw's provider (MODEL: a model moltgate routes): `openclaw config set models.providers.moltgate '{provider}' --strict-json --merge`"),
+        "its token from the environment too, and no rate-limit exemption for the edge's loopback: `openclaw config set gateway.auth.token '${OPENCLAW_GATEWAY_TOKEN}'` and `openclaw config set gateway.auth.rateLimit.exemptLoopback false --strict-json`".into(),
+        format!(
+            "open the panel at http://{host}:{}/#token=<OpenClaw's gateway token> after closing the breaker (the edge asks for your moltguard password once); moltgate through the edge: http://{host}:{}/v1",
+            e.port, e.gateway_port
+        ),
+    ]
 }
 
 /// `moltguard` plus the flags that found this setup, for printed commands.

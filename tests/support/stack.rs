@@ -227,16 +227,7 @@ impl Stack {
             .trim()
             .parse()
             .ok()?;
-        let alive = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok();
-        // A killed master can linger as a zombie where init does not reap.
-        let zombie = std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|st| {
-            st.rsplit(')')
-                .next()
-                .unwrap_or("")
-                .trim_start()
-                .starts_with('Z')
-        });
-        (alive && !zombie).then_some(pid)
+        process_alive(pid).then_some(pid)
     }
 
     /// The pid the managed nginx's pid file names, alive or not.
@@ -426,4 +417,38 @@ pub fn eventually(within: Duration, mut f: impl FnMut() -> bool) -> bool {
 
 pub fn read(p: &Path) -> String {
     std::fs::read_to_string(p).unwrap()
+}
+
+/// A running `moltguard guardian run` (JSON log lines in `HOME/guardian.log`),
+/// killed on drop.
+pub struct Guardian {
+    child: std::process::Child,
+}
+
+impl Guardian {
+    /// Starts it and waits for its first scan.
+    pub fn start(s: &Stack) -> Guardian {
+        let status = s.path("state/guardian.json");
+        let _ = std::fs::remove_file(&status);
+        let child = s
+            .command(&["guardian", "run", "--log-format", "json"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(s.path("guardian.log")).unwrap())
+            .spawn()
+            .unwrap();
+        let g = Guardian { child };
+        assert!(
+            eventually(Duration::from_secs(10), || status.exists()),
+            "the guardian never finished a first scan"
+        );
+        g
+    }
+}
+
+impl Drop for Guardian {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
