@@ -433,3 +433,23 @@ fn a_hangup_stops_up_unless_it_runs_under_nohup() {
     assert_eq!(code, Some(0), "{err}");
     assert!(!listening(s.edge_port) && !listening(upstream));
 }
+
+/// A gateway port another program holds: `up` says moltgate did not
+/// start, instead of reporting a gateway that is not there.
+#[test]
+fn up_says_when_moltgate_cannot_take_its_port() {
+    let (s, upstream) = up_stack();
+    let _squatter = std::net::TcpListener::bind(("127.0.0.1", upstream)).unwrap();
+    let mut child = spawn_up(&s, upstream, &["--json", "--no-guardian"]);
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let first: serde_json::Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+    assert_eq!(first["event"], "up", "{first}");
+    let why = first["gateway"]["error"].as_str().unwrap_or_default();
+    assert!(
+        why.contains("exited") && why.contains(&upstream.to_string()),
+        "{first}"
+    );
+    signal(&child, nix::sys::signal::Signal::SIGTERM);
+    let (code, err) = wait_for_exit(child, Duration::from_secs(30));
+    assert_eq!(code, Some(0), "{err}");
+}

@@ -456,3 +456,51 @@ fn a_stale_site_is_reported_and_init_force_keeps_settings() {
         "{v}"
     );
 }
+
+/// The guardian follows what changes after it started: an agent home whose
+/// config appears later, and an edit of moltguard.toml, each seen by a file
+/// event, well before the 30 s poll.
+#[test]
+fn the_guardian_follows_new_agent_configs_and_config_edits() {
+    let s = Stack::started();
+    let home = tempfile::tempdir().unwrap();
+    s.set_config("interval", "interval = \"30s\"");
+    s.set_config("self_probe", "self_probe = false");
+    s.set_config("agent_port", &format!("agent_port = {}", free_port()));
+    s.set_config(
+        "agent_homes",
+        &format!("agent_homes = [\"{}\"]", home.path().display()),
+    );
+    s.ok(&["breaker", "close"]);
+    let _g = Guardian::start(&s);
+    // OpenClaw is installed now: its directory and config appear.
+    let dir = home.path().join(".openclaw");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::write(
+        dir.join("openclaw.json"),
+        r#"{"gateway": {"bind": "lan", "auth": {"mode": "token", "token": "t"}}}"#,
+    )
+    .unwrap();
+    let took = wait_open(&s, "EXPOSURE_PUBLIC_BIND", Duration::from_secs(10));
+    assert!(
+        took < Duration::from_secs(8),
+        "seen by the poll, not the event: {took:?}"
+    );
+
+    // An edit of moltguard.toml: a port that must stay on loopback now.
+    std::fs::remove_dir_all(&dir).unwrap();
+    s.ok(&["breaker", "close"]);
+    let listener = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(
+        s.state()["state"],
+        "closed",
+        "{}",
+        read(&s.path("guardian.log"))
+    );
+    s.set_config("protected_ports", &format!("protected_ports = [{port}]"));
+    let took = wait_open(&s, "EXPOSURE_PUBLIC_BIND", Duration::from_secs(10));
+    assert!(took < Duration::from_secs(8), "{took:?}");
+    assert!(read(&s.path("guardian.log")).contains("its settings apply from this scan on"));
+}

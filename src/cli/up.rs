@@ -440,8 +440,50 @@ fn start_gateway(cfg: &crate::config::Config) -> Result<std::process::Child, Str
     if let Some(home) = &cfg.layout.home {
         cmd.env("MOLTGUARD_HOME", home);
     }
-    cmd.spawn()
-        .map_err(|e| format!("cannot start {}: {e}", gate.display()))
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| format!("cannot start {}: {e}", gate.display()))?;
+    // Running means serving its port: a port someone else holds makes it
+    // exit at once, and `up` must not report a gateway that is not there.
+    let port = cfg.settings.edge.upstream_port;
+    let exited = |child: &mut std::process::Child| {
+        child.try_wait().ok().flatten().map(|status| {
+            format!(
+                "moltgate exited as it started ({status}): is port {port} taken by another program? \
+                 See {}",
+                log.display()
+            )
+        })
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while std::time::Instant::now() < deadline {
+        if let Some(why) = exited(&mut child) {
+            return Err(why);
+        }
+        if answers_health(port) {
+            return Ok(child);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(child)
+}
+
+/// Whether what listens on `port` is a moltgate: its `/health` answers.
+fn answers_health(port: u16) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut c) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = c.set_read_timeout(Some(Duration::from_millis(500)));
+    if c.write_all(b"GET /health HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+        .is_err()
+    {
+        return false;
+    }
+    let mut answer = Vec::new();
+    let _ = c.take(4096).read_to_end(&mut answer);
+    let text = String::from_utf8_lossy(&answer);
+    text.starts_with("HTTP/1.") && text.contains("\"status\"")
 }
 
 /// SIGINT, SIGTERM and SIGHUP (the terminal closed), caught from before the

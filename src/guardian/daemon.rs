@@ -79,9 +79,15 @@ impl WatchSet {
             l.managed_main_conf(),
         ];
         for h in &g.agent_homes {
-            files.push(h.join(".moltbot/moltbot.json"));
-            files.push(h.join(".openclaw/openclaw.json"));
-            files.push(h.join(".clawdbot/clawdbot.json"));
+            for (dir, file) in [
+                (".openclaw", "openclaw.json"),
+                (".moltbot", "moltbot.json"),
+                (".clawdbot", "clawdbot.json"),
+            ] {
+                files.push(h.join(dir).join(file));
+                // Created later: the home is watched for this name alone.
+                files.push(h.join(dir));
+            }
         }
         let mut dirs = g.web_roots.clone();
         if let Some(d) = config.settings.nginx.conf.as_ref().and_then(|c| c.parent()) {
@@ -123,31 +129,37 @@ impl WatchSet {
 
 /// Runs until the process is killed. SIGTERM's default action is fine:
 /// every write is atomic and the lock dies with the process.
-pub fn run(config: Config) -> anyhow::Result<()> {
-    let interval = config.settings.guardian.interval;
+///
+/// Edits of moltguard.toml take effect at the next scan (its settings; new
+/// paths need a restart), and directories that appear later (an agent home
+/// created after the guardian started) are watched from the scan after.
+pub fn run(mut config: Config) -> anyhow::Result<()> {
     let started_at = Utc::now();
     let (tx, rx) = mpsc::channel::<notify::Result<notify::Event>>();
     let mut watcher = notify::recommended_watcher(move |ev| {
         let _ = tx.send(ev);
     })?;
-    let watch = WatchSet::for_config(&config);
-    let dirs = watch.directories();
-    for d in &dirs {
-        if let Err(e) = watcher.watch(d, RecursiveMode::NonRecursive) {
-            tracing::warn!(dir = %d.display(), error = %e, "cannot watch directory; it is still scanned every poll");
-        }
-    }
+    let mut watch = WatchSet::for_config(&config);
+    let mut watched = std::collections::BTreeSet::new();
+    let _ = watch_new_directories(&mut watcher, &watch, &mut watched);
     tracing::info!(
-        interval_s = interval.as_secs(),
-        watched = ?dirs,
+        interval_s = config.settings.guardian.interval.as_secs(),
+        watched = ?watched,
         "guardian started: scanning every {} and on file changes",
-        humantime::format_duration(interval)
+        humantime::format_duration(config.settings.guardian.interval)
     );
+    let mut config_text = std::fs::read_to_string(&config.layout.config_file).ok();
     let mut scanner = Scanner::new(config.clone());
     let mut files_changed = true;
     let mut seen = std::collections::BTreeSet::new();
     let mut containment_unavailable: Option<String> = None;
     loop {
+        if let Some(next) = reload_config(&config, &mut config_text) {
+            config = next;
+            scanner = Scanner::new(config.clone());
+            watch = WatchSet::for_config(&config);
+            files_changed = true;
+        }
         match breaker::settle(&config) {
             Ok(done) => {
                 for s in done {
@@ -162,9 +174,78 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         if config.settings.guardian.contain {
             contain_exposed(&config, &report, &mut containment_unavailable);
         }
-        let next = next_wake(&config, interval);
+        let next = next_wake(&config, config.settings.guardian.interval);
         write_status(&config, started_at, &report, next);
-        files_changed = wait_for_change(&rx, next, &watch);
+        // A directory that just appeared may already hold what was written
+        // before it was watched: scan again at once.
+        files_changed = watch_new_directories(&mut watcher, &watch, &mut watched)
+            || wait_for_change(&rx, next, &watch);
+    }
+}
+
+/// Starts watching every directory of `watch` that exists and is not
+/// watched yet. Returns whether there was one.
+fn watch_new_directories(
+    watcher: &mut notify::RecommendedWatcher,
+    watch: &WatchSet,
+    watched: &mut std::collections::BTreeSet<PathBuf>,
+) -> bool {
+    let mut added = false;
+    for d in watch.directories() {
+        if watched.contains(&d) {
+            continue;
+        }
+        match watcher.watch(&d, RecursiveMode::NonRecursive) {
+            Ok(()) => {
+                watched.insert(d);
+                added = true;
+            }
+            Err(e) => {
+                tracing::warn!(dir = %d.display(), error = %e, "cannot watch directory; it is still scanned every poll")
+            }
+        }
+    }
+    added
+}
+
+/// The settings of moltguard.toml if its text changed since `last` and it
+/// is valid; a broken edit is said and the running settings kept.
+fn reload_config(config: &Config, last: &mut Option<String>) -> Option<Config> {
+    let path = &config.layout.config_file;
+    let text = std::fs::read_to_string(path).ok()?;
+    if last.as_deref() == Some(text.as_str()) {
+        return None;
+    }
+    *last = Some(text.clone());
+    match crate::config::parse(path, &text) {
+        Ok(mut settings) => {
+            if settings.paths.state_dir != config.settings.paths.state_dir
+                || settings.paths.nginx_dir != config.settings.paths.nginx_dir
+                || settings.paths.htpasswd != config.settings.paths.htpasswd
+            {
+                tracing::warn!(
+                    "{} changes [paths]: restart the guardian to use them; the old paths are kept",
+                    path.display()
+                );
+                settings.paths = config.settings.paths.clone();
+            }
+            // A binary given on the command line still wins.
+            if config.settings.nginx.binary.is_some() && settings.nginx.binary.is_none() {
+                settings.nginx.binary = config.settings.nginx.binary.clone();
+            }
+            tracing::info!(
+                "{} changed: its settings apply from this scan on",
+                path.display()
+            );
+            Some(Config {
+                settings,
+                ..config.clone()
+            })
+        }
+        Err(e) => {
+            tracing::error!("{e}; the guardian keeps the settings it had");
+            None
+        }
     }
 }
 
