@@ -59,7 +59,6 @@ fn prerequisites() -> Result<PathBuf, String> {
 
 /// A child killed (with its group) on drop.
 struct Proc {
-    name: &'static str,
     child: Child,
 }
 
@@ -70,7 +69,7 @@ impl Proc {
         let child = cmd
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
-        Proc { name, child }
+        Proc { child }
     }
 }
 
@@ -79,7 +78,6 @@ impl Drop for Proc {
         let pgid = nix::unistd::Pid::from_raw(self.child.id() as i32);
         let _ = nix::sys::signal::killpg(pgid, nix::sys::signal::Signal::SIGKILL);
         let _ = self.child.wait();
-        let _ = self.name;
     }
 }
 
