@@ -105,14 +105,22 @@ pub fn read_regular(path: &Path) -> io::Result<(Vec<u8>, fs::Metadata)> {
 }
 
 /// Removes what killed writers left behind in `dir`: temp files of atomic
-/// writes (`.moltguard-*`). Call under the lock that every writer holds,
-/// so none of them is still in use.
+/// writes (`.moltguard-*`) older than a minute. Not every writer holds the
+/// breaker lock (the guardian's status file, say), so a fresh one may still
+/// be in use; no write takes a minute.
 pub fn remove_stale_temp_files(dir: &Path) {
+    const STALE: std::time::Duration = std::time::Duration::from_secs(60);
     let Ok(entries) = fs::read_dir(dir) else {
         return;
     };
     for e in entries.flatten() {
-        if e.file_name().to_string_lossy().starts_with(".moltguard-") {
+        let old = e
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age > STALE);
+        if old && e.file_name().to_string_lossy().starts_with(".moltguard-") {
             let _ = fs::remove_file(e.path());
         }
     }

@@ -279,7 +279,7 @@ impl<'a> Session<'a> {
         fsutil::ensure_dir(&edge_dir, 0o755).map_err(|e| BreakerError::io(&edge_dir, e))?;
         let lock = ExclusiveLock::acquire(&l.lock_file())
             .map_err(|e| BreakerError::io(&l.lock_file(), e))?;
-        // Writers killed mid-write leave temp files; under the lock none is in use.
+        // Writers killed mid-write leave temp files behind.
         for dir in [&l.state_dir, &edge_dir, &l.nginx_dir] {
             fsutil::remove_stale_temp_files(dir);
         }

@@ -610,6 +610,12 @@ mod tests {
         }
     }
 
+    /// The maps strip the session cookie by its name, spelled out there.
+    #[test]
+    fn the_maps_name_the_session_cookie() {
+        assert!(HTTP_MAPS.contains(&format!("{SESSION_COOKIE}=[^;]*")));
+    }
+
     #[test]
     fn header_parser_ignores_other_files() {
         assert_eq!(parse_include_header(""), None);
