@@ -489,6 +489,14 @@ fn the_guardian_follows_new_agent_configs_and_config_edits() {
 
     // An edit of moltguard.toml: a port that must stay on loopback now.
     std::fs::remove_dir_all(&dir).unwrap();
+    // A scan that read the config before it went would open again: close
+    // only once the guardian has seen the finding go.
+    assert!(
+        eventually(Duration::from_secs(10), || read(&s.path("guardian.log"))
+            .contains("resolved: the agent gateway binds")),
+        "{}",
+        read(&s.path("guardian.log"))
+    );
     s.ok(&["breaker", "close"]);
     let listener = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
     let port = listener.local_addr().unwrap().port();
