@@ -578,5 +578,56 @@ fn openclaw_behind_the_edge() {
         "the panel through the edge again: {}",
         page.body
     );
+
+    // ---- a plugin from a local archive, installed by OpenClaw itself: the
+    // audit reads OpenClaw's own install records (its SQLite state).
+    let archive = demo_plugin_archive(dir.path());
+    let install = openclaw(&agent_home, &key, &dir.path().join("install.log"))
+        .args(["plugins", "install", "--force", "--accept-capabilities"])
+        .arg(&archive)
+        .status()
+        .unwrap();
+    assert!(install.success(), "{}", read(&dir.path().join("install.log")));
+    let (_, v) = mg.json(&["audit"]);
+    let plugin = v["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["id"] == "OPENCLAW_PLUGIN_UNPINNED")
+        .unwrap_or_else(|| panic!("no OPENCLAW_PLUGIN_UNPINNED: {v}"));
+    assert_eq!(plugin["severity"], "info", "{plugin}");
+    let what = plugin["what"].as_str().unwrap();
+    assert!(
+        what.contains("\"demo-plugin\"") && what.contains(&archive.display().to_string()),
+        "{what}"
+    );
     drop(guardian);
+}
+
+/// A minimal OpenClaw plugin packed as npm packs one (`package/...`).
+fn demo_plugin_archive(dir: &Path) -> PathBuf {
+    let pkg = dir.join("demo-plugin/package");
+    std::fs::create_dir_all(&pkg).unwrap();
+    std::fs::write(
+        pkg.join("package.json"),
+        r#"{"name": "demo-plugin", "version": "1.0.0", "type": "module", "openclaw": {"extensions": ["./index.js"]}}"#,
+    )
+    .unwrap();
+    std::fs::write(
+        pkg.join("openclaw.plugin.json"),
+        r#"{"id": "demo-plugin", "name": "Demo", "configSchema": {"type": "object", "additionalProperties": false, "properties": {}}}"#,
+    )
+    .unwrap();
+    std::fs::write(pkg.join("index.js"), "export default function register(api) {}\n").unwrap();
+    let archive = dir.join("demo-plugin-1.0.0.tgz");
+    let tar = Command::new("tar")
+        .arg("-czf")
+        .arg(&archive)
+        .arg("-C")
+        .arg(dir.join("demo-plugin"))
+        .arg("package")
+        .status()
+        .unwrap();
+    assert!(tar.success());
+    archive
 }

@@ -131,8 +131,113 @@ pub fn check_agent(home: &Path, behind_edge: bool) -> AgentReport {
         }
         r.configs.extend(cfg);
         r.findings.extend(check_backups(&path));
+        if let (Some(dir), Ok(v)) = (path.parent(), parse_config(&text)) {
+            r.findings.extend(check_agent_files(home, dir, &v));
+        }
     }
     r
+}
+
+/// A config as JSON, or as the JSON5 OpenClaw accepts.
+fn parse_config(text: &str) -> Result<Value, serde_json::Error> {
+    serde_json::from_str(text).or_else(|_| serde_json::from_str(&json5_to_json(text)))
+}
+
+/// Smaller limits than a web root's: the guardian reads these every scan.
+const AGENT_FILES_LIMITS: super::ScanLimits = super::ScanLimits {
+    max_file_bytes: 4 << 20,
+    max_files: 5_000,
+    max_total_bytes: 64 << 20,
+};
+
+/// OpenClaw's rolling logs when `logging.file` is not set.
+const OPENCLAW_LOG_DIR: &str = "/tmp/openclaw";
+/// The newest rolling logs read (one a day).
+const MAX_LOGS: usize = 7;
+
+/// The files the agent keeps beside its config: its workspaces (secrets
+/// there reach the model's prompts), its logs, and where its plugins and
+/// skills came from.
+fn check_agent_files(home: &Path, state_dir: &Path, v: &Value) -> Vec<Finding> {
+    use super::secrets::check_secrets;
+    let workspaces = workspaces(home, state_dir, v);
+    let mut out = Vec::new();
+    for ws in &workspaces {
+        out.extend(check_secrets(
+            SecretPlace::AgentWorkspace,
+            ws,
+            &AGENT_FILES_LIMITS,
+        ));
+    }
+    let owner = fs::metadata(home).map(|m| m.uid()).ok();
+    for log in agent_logs(home, v, Path::new(OPENCLAW_LOG_DIR), owner) {
+        out.extend(check_secrets(SecretPlace::Log, &log, &AGENT_FILES_LIMITS));
+    }
+    out.extend(super::openclaw_installs::check_installs(
+        state_dir,
+        v,
+        &workspaces,
+    ));
+    out
+}
+
+/// `~/x` and relative paths as OpenClaw resolves them (from the home).
+fn user_path(home: &Path, p: &str) -> PathBuf {
+    match p.strip_prefix("~/") {
+        Some(rest) => home.join(rest),
+        None if p == "~" => home.to_path_buf(),
+        None => home.join(p),
+    }
+}
+
+/// `agents.defaults.workspace`, each `agents.list[].workspace`, or the
+/// default `<state dir>/workspace`; only those that exist.
+fn workspaces(home: &Path, state_dir: &Path, v: &Value) -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = Vec::new();
+    let default = v
+        .pointer("/agents/defaults/workspace")
+        .and_then(Value::as_str)
+        .map(|p| user_path(home, p))
+        .unwrap_or_else(|| state_dir.join("workspace"));
+    out.push(default);
+    if let Some(list) = v.pointer("/agents/list").and_then(Value::as_array) {
+        out.extend(
+            list.iter()
+                .filter_map(|a| a.get("workspace").and_then(Value::as_str))
+                .map(|p| user_path(home, p)),
+        );
+    }
+    out.sort();
+    out.dedup();
+    out.retain(|p| p.is_dir());
+    out
+}
+
+/// `logging.file`, or the newest `openclaw*.log` in `log_dir` owned by
+/// `owner` (the directory is shared by every user of the machine).
+fn agent_logs(home: &Path, v: &Value, log_dir: &Path, owner: Option<u32>) -> Vec<PathBuf> {
+    if let Some(file) = v.pointer("/logging/file").and_then(Value::as_str) {
+        return vec![user_path(home, file)];
+    }
+    let Ok(entries) = fs::read_dir(log_dir) else {
+        return Vec::new();
+    };
+    let mut logs: Vec<PathBuf> = entries
+        .flatten()
+        .filter(|e| {
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            name.starts_with("openclaw") && name.ends_with(".log")
+        })
+        .filter(|e| {
+            e.metadata()
+                .is_ok_and(|m| m.is_file() && owner.is_none_or(|o| m.uid() == o))
+        })
+        .map(|e| e.path())
+        .collect();
+    // Dated names: newest last.
+    logs.sort();
+    logs.into_iter().rev().take(MAX_LOGS).collect()
 }
 
 /// Copies the agent keeps of its config (`openclaw.json.bak`,
@@ -206,22 +311,21 @@ pub fn check_agent_text(
 ) -> (Option<AgentConfig>, Vec<Finding>) {
     let loc = path.display().to_string();
     let mut out = Vec::new();
-    let v: Value =
-        match serde_json::from_str(text).or_else(|_| serde_json::from_str(&json5_to_json(text))) {
-            Ok(v) => v,
-            Err(e) => {
-                out.push(
-                    Finding::warning(
-                        AGENT_CONFIG_UNPARSEABLE,
-                        ReasonCode::CheckFailed,
-                        format!("the agent config {loc} is not valid JSON: {e}"),
-                        "fix the syntax at the reported line and column",
-                    )
-                    .at(format!("{loc}:{}", e.line())),
-                );
-                return (None, out);
-            }
-        };
+    let v: Value = match parse_config(text) {
+        Ok(v) => v,
+        Err(e) => {
+            out.push(
+                Finding::warning(
+                    AGENT_CONFIG_UNPARSEABLE,
+                    ReasonCode::CheckFailed,
+                    format!("the agent config {loc} is not valid JSON: {e}"),
+                    "fix the syntax at the reported line and column",
+                )
+                .at(format!("{loc}:{}", e.line())),
+            );
+            return (None, out);
+        }
+    };
     let gw = v.get("gateway");
     let port = match gw.and_then(|g| g.get("port")) {
         Some(Value::Number(n)) => n.as_u64().and_then(|p| u16::try_from(p).ok()),
@@ -555,5 +659,72 @@ mod tests {
         let ids: Vec<_> = r.findings.iter().map(|f| f.id).collect();
         assert_eq!(ids, ["SECRET_IN_AGENT_CONFIG"]);
         assert!(!format!("{:?}", r.findings).contains(&key));
+    }
+
+    #[test]
+    fn the_workspace_and_the_logs_are_scanned_too() {
+        let home = tempfile::tempdir().unwrap();
+        // Nobody else reads in: only the secrets are the story here.
+        fs::set_permissions(home.path(), fs::Permissions::from_mode(0o700)).unwrap();
+        let dir = home.path().join(".openclaw");
+        fs::create_dir_all(dir.join("workspace/memory")).unwrap();
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o700)).unwrap();
+        let key = format!("sk-or-v1-{}", "a1b2c3d4".repeat(8));
+        fs::write(
+            dir.join("workspace/memory/2026-12-01.md"),
+            format!("notes\nthe OpenRouter key is {key}\n"),
+        )
+        .unwrap();
+        let custom = home.path().join("elsewhere");
+        fs::create_dir(&custom).unwrap();
+        fs::write(custom.join("AGENTS.md"), format!("use {key}")).unwrap();
+        let log = home.path().join("oc.log");
+        fs::write(&log, format!("{{\"msg\": \"calling with {key}\"}}\n")).unwrap();
+        fs::write(
+            dir.join("openclaw.json"),
+            format!(
+                r#"{{gateway: {{ {TOKEN} }}, agents: {{list: [{{id: "b", workspace: "~/elsewhere"}}]}}, logging: {{file: "~/oc.log"}}}}"#
+            ),
+        )
+        .unwrap();
+        let r = check_agent(home.path(), false);
+        let got: Vec<(&str, String)> = r
+            .findings
+            .iter()
+            .map(|f| (f.id, f.location.clone().unwrap_or_default()))
+            .collect();
+        let at = |p: PathBuf, line| format!("{}:{line}", p.display());
+        assert_eq!(
+            got,
+            [
+                (
+                    "SECRET_IN_AGENT_WORKSPACE",
+                    at(dir.join("workspace/memory/2026-12-01.md"), 2)
+                ),
+                ("SECRET_IN_AGENT_WORKSPACE", at(custom.join("AGENTS.md"), 1)),
+                ("SECRET_IN_LOG", at(log, 1)),
+            ]
+        );
+        assert!(!format!("{:?}", r.findings).contains(&key));
+    }
+
+    #[test]
+    fn rolling_logs_are_the_owners_newest() {
+        let d = tempfile::tempdir().unwrap();
+        for day in 1..=9 {
+            fs::write(d.path().join(format!("openclaw-2026-12-0{day}.log")), "x").unwrap();
+        }
+        fs::write(d.path().join("other.log"), "x").unwrap();
+        let me = nix::unistd::geteuid().as_raw();
+        let logs = agent_logs(d.path(), &serde_json::json!({}), d.path(), Some(me));
+        let names: Vec<String> = logs
+            .iter()
+            .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names.len(), MAX_LOGS);
+        assert_eq!(names[0], "openclaw-2026-12-09.log");
+        assert!(!names.contains(&"openclaw-2026-12-01.log".to_string()));
+        let theirs = agent_logs(d.path(), &serde_json::json!({}), d.path(), Some(me + 1));
+        assert!(theirs.is_empty(), "another user's logs are theirs");
     }
 }

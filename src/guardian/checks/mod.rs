@@ -16,6 +16,7 @@ pub mod htpasswd;
 pub mod net;
 pub mod nginx;
 pub mod openclaw;
+pub mod openclaw_installs;
 pub mod secrets;
 
 pub use agent::{check_agent, AgentConfig, AgentReport};

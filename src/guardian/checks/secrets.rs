@@ -31,6 +31,11 @@ pub const SECRET_IN_LOG: &str = "SECRET_IN_LOG";
 /// A secret in the agent's config (warning: expected, it needs its keys;
 /// the file's mode is checked separately). Fix: keep the file mode 600.
 pub const SECRET_IN_AGENT_CONFIG: &str = "SECRET_IN_AGENT_CONFIG";
+/// A secret in a file of the agent's workspace (`~/.openclaw/workspace`:
+/// AGENTS.md, memory, files it wrote). Warning: the agent reads these into
+/// its prompts, so the key goes to the model provider, and one prompt
+/// injection can send it anywhere. Fix: move it out; revoke it.
+pub const SECRET_IN_AGENT_WORKSPACE: &str = "SECRET_IN_AGENT_WORKSPACE";
 /// A file holding a secret is readable by other users: critical when any
 /// local user can read it (mode & 0o004), warning for group only (0o040).
 /// Fix: `chmod 600 FILE`.
@@ -485,6 +490,8 @@ pub enum SecretPlace {
     Log,
     /// The agent's own config: expected to hold keys; warning, plus the mode.
     AgentConfig,
+    /// Files the agent reads into its prompts: warning, plus the mode.
+    AgentWorkspace,
 }
 
 impl SecretPlace {
@@ -509,6 +516,11 @@ impl SecretPlace {
                 SECRET_IN_AGENT_CONFIG,
                 Severity::Warning,
                 "keep the file mode 600 (owner only); prefer the agent's secret store or environment if it has one",
+            ),
+            SecretPlace::AgentWorkspace => (
+                SECRET_IN_AGENT_WORKSPACE,
+                Severity::Warning,
+                "move the secret out of the workspace (the agent reads it into prompts sent to the model) and revoke it if a session has read it",
             ),
         }
     }
