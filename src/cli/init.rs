@@ -32,6 +32,16 @@ pub struct InitArgs {
     /// moltgate moves to the edge's gateway port (8444).
     #[arg(long, value_enum, value_name = "AGENT")]
     pub agent: Option<Panel>,
+    /// Edit the agent's own config (OpenClaw's openclaw.json) to use
+    /// moltgate, keeping every secret in its environment file
+    /// (~/.openclaw/.env) instead of printing the commands. Refuses a
+    /// config with comments rather than lose them; keeps a backup.
+    #[arg(long)]
+    pub write_agent_config: bool,
+    /// A model moltgate routes, to list in the agent's config (repeatable;
+    /// default: moltgate's default model).
+    #[arg(long, value_name = "MODEL", requires = "write_agent_config")]
+    pub agent_model: Vec<String>,
 }
 
 /// What init did, for `up` to reuse.
@@ -60,8 +70,25 @@ pub fn run(ctx: &Ctx, args: InitArgs) -> Result<Exit, CliError> {
         next.push("sudo nginx -t && sudo nginx -s reload".into());
     }
     next.push(format!("{} breaker close --for 30m", command_prefix(cfg)));
+    let mut agent_config = None;
     if cfg.settings.edge.panel == Panel::Openclaw {
-        next.extend(openclaw_steps(cfg));
+        if args.write_agent_config {
+            let w = write_agent_config(ctx, cfg, &args.agent_model)?;
+            next.push(format!(
+                "restart OpenClaw's gateway to load {} (`openclaw gateway restart`), then open the panel at http://{}:{}/#token=<`openclaw gateway auth-token`>",
+                w.config_file.display(),
+                cfg.settings.edge.listen_address,
+                cfg.settings.edge.port
+            ));
+            agent_config = Some(w);
+        } else {
+            next.extend(openclaw_steps(cfg));
+        }
+    } else if args.write_agent_config {
+        return Err(CliError::usage(
+            "--write-agent-config needs an agent behind the edge",
+            "add --agent openclaw (with --force if moltguard.toml exists)",
+        ));
     }
     let value = serde_json::json!({
         "ok": true,
@@ -73,6 +100,7 @@ pub fn run(ctx: &Ctx, args: InitArgs) -> Result<Exit, CliError> {
         "managed_nginx": managed,
         "nginx_conf_line": (!managed).then_some(include_line.clone()),
         "next_steps": next,
+        "agent_config": agent_config,
     });
     emit(ctx.json, value, || {
         println!(
@@ -98,6 +126,16 @@ pub fn run(ctx: &Ctx, args: InitArgs) -> Result<Exit, CliError> {
             println!();
             println!("Add this one line inside the http {{ }} block of your nginx.conf:");
             println!("    {include_line}");
+        }
+        if let Some(w) = &agent_config {
+            println!();
+            println!("OpenClaw's config {}:", w.config_file.display());
+            for c in &w.changes {
+                println!("  - {c}");
+            }
+            if let Some(b) = &w.backup {
+                println!("  (the previous file is {}: delete it once OpenClaw runs, it may hold the old secrets)", b.display());
+            }
         }
         println!();
         println!("Next:");
@@ -132,6 +170,49 @@ fn openclaw_steps(cfg: &Config) -> Vec<String> {
             e.port, e.gateway_port
         ),
     ]
+}
+
+/// `--write-agent-config`: edits the first agent home's OpenClaw config.
+fn write_agent_config(
+    ctx: &Ctx,
+    cfg: &Config,
+    models: &[String],
+) -> Result<super::agent_config::Written, CliError> {
+    let homes = &cfg.settings.guardian.agent_homes;
+    let with_config: Vec<&PathBuf> = homes
+        .iter()
+        .filter(|h| h.join(".openclaw").is_dir())
+        .collect();
+    let home = match (with_config.as_slice(), homes.first()) {
+        ([one], _) => *one,
+        ([], Some(first)) => first,
+        ([], None) => {
+            return Err(CliError::usage(
+                "no agent home to write OpenClaw's config in",
+                "set [guardian] agent_homes = [\"/home/you\"] in moltguard.toml",
+            ))
+        }
+        (many, _) => {
+            return Err(CliError::refused(
+                format!(
+                    "more than one agent home has an OpenClaw config: {}",
+                    many.iter()
+                        .map(|h| h.display().to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+                "keep the one to edit in [guardian] agent_homes, or edit the others by hand",
+            ))
+        }
+    };
+    let req = super::agent_config::Request {
+        base_url: format!("http://127.0.0.1:{}/v1", cfg.settings.edge.upstream_port),
+        models: models.to_vec(),
+        default_model: super::llm_setup::default_model(cfg),
+    };
+    super::agent_config::write(&home.join(".openclaw"), &req, || {
+        super::gateway_cmd::create_key(ctx, "openclaw", "operator.read,operator.write")
+    })
 }
 
 /// `moltguard` plus the flags that found this setup, for printed commands.

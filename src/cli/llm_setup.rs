@@ -40,9 +40,19 @@ pub struct OllamaFound {
     pub models: Vec<String>,
 }
 
-/// Loads the gateway config exactly as the moltgate `up` starts will (same
-/// home, state dir and environment) and sees which providers have a key.
-pub fn inspect(cfg: &Config) -> LlmSetup {
+/// moltgate's default model, as the moltgate `up` starts will load it.
+pub fn default_model(cfg: &Config) -> Option<String> {
+    let env = gateway_env(cfg);
+    let path = gwconfig::default_config_path(&env).filter(|p| p.exists());
+    GatewayConfig::load(path.as_deref(), &env)
+        .ok()
+        .map(|gc| gc.default_model)
+        .filter(|m| !m.is_empty())
+}
+
+/// The environment moltgate gets from `up`: this one, with the home and
+/// state dir of this setup.
+fn gateway_env(cfg: &Config) -> gwconfig::Env {
     let mut env = gwconfig::process_env();
     if let Some(home) = &cfg.layout.home {
         env.insert("MOLTGUARD_HOME".into(), home.display().to_string());
@@ -51,6 +61,13 @@ pub fn inspect(cfg: &Config) -> LlmSetup {
         "MOLTGATE_STATE_DIR".into(),
         cfg.layout.state_dir.display().to_string(),
     );
+    env
+}
+
+/// Loads the gateway config exactly as the moltgate `up` starts will (same
+/// home, state dir and environment) and sees which providers have a key.
+pub fn inspect(cfg: &Config) -> LlmSetup {
+    let env = gateway_env(cfg);
     let config_file = gwconfig::default_config_path(&env);
     let path = config_file.clone().filter(|p| p.exists());
     let mut setup = LlmSetup {

@@ -3,6 +3,7 @@
 //! Every command prints for people by default and JSON with `--json`, and
 //! exits with a code scripts can rely on (see [`Exit`]).
 
+mod agent_config;
 mod audit_cmd;
 mod auth_cmd;
 mod breaker_cmd;

@@ -45,6 +45,8 @@ pub fn run(ctx: &Ctx, args: UpArgs) -> Result<Exit, CliError> {
             },
             system_nginx: false,
             force: false,
+            write_agent_config: false,
+            agent_model: Vec::new(),
             agent: if existing.config_file_found {
                 None
             } else {
