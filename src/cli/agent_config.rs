@@ -213,7 +213,7 @@ pub fn plan(
                 if v != t {
                     return Err(CliError::refused(
                         format!("openclaw.json holds a gateway token and the environment file sets a different {TOKEN_VAR}"),
-                        format!("keep one: remove the token from openclaw.json or the line from the environment file"),
+                        "keep one: remove the token from openclaw.json or the line from the environment file",
                     ));
                 }
             } else {
