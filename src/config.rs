@@ -426,7 +426,7 @@ impl PlatformDefaults {
     }
 }
 
-fn absolutize(p: &Path) -> PathBuf {
+pub fn absolutize(p: &Path) -> PathBuf {
     if p.is_absolute() {
         p.to_path_buf()
     } else {

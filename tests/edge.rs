@@ -168,7 +168,13 @@ fn close_is_refused_without_users() {
 #[test]
 fn lifetime_expiry_blocks_without_any_moltguard_process() {
     let s = Stack::started();
-    s.ok(&["breaker", "close", "--for", "2s"]);
+    // No watcher either: nginx alone.
+    let out = s
+        .command(&["breaker", "close", "--for", "2s"])
+        .env("MOLTGUARD_EXPIRY_WATCHER", "off")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
     assert_eq!(s.get(true).status, 200);
     // nginx itself compares its clock with the expiry: no daemon involved.
     assert!(eventually(Duration::from_secs(6), || s.get(true).status == 503));
@@ -179,6 +185,85 @@ fn lifetime_expiry_blocks_without_any_moltguard_process() {
     assert_eq!(v["state"], "open");
     assert_eq!(v["reason"], "TTL_EXPIRED");
     assert_eq!(s.get(true).json()["error"]["reason"], "TTL_EXPIRED");
+}
+
+/// A WebSocket through the edge (Basic auth), as a raw stream.
+fn open_websocket(s: &Stack) -> std::net::TcpStream {
+    use base64::Engine;
+    use std::io::{Read, Write};
+    let mut c = std::net::TcpStream::connect(s.edge()).unwrap();
+    let auth = base64::engine::general_purpose::STANDARD.encode(format!("{USER}:{PASSWORD}"));
+    write!(
+        c,
+        "GET /ws HTTP/1.1\r\nHost: x\r\nAuthorization: Basic {auth}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
+    .unwrap();
+    let mut head = [0u8; 12];
+    c.read_exact(&mut head).unwrap();
+    assert_eq!(&head, b"HTTP/1.1 101", "{}", String::from_utf8_lossy(&head));
+    c
+}
+
+/// Blocks until the peer closes `c` (or `limit` passes); how long it took.
+fn until_closed(mut c: std::net::TcpStream, limit: Duration) -> Duration {
+    use std::io::Read;
+    let start = std::time::Instant::now();
+    c.set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let mut buf = [0u8; 4096];
+    while start.elapsed() < limit {
+        match c.read(&mut buf) {
+            Ok(0) => break,
+            Ok(_) => continue,
+            Err(e)
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    || e.kind() == std::io::ErrorKind::TimedOut =>
+            {
+                continue
+            }
+            Err(_) => break,
+        }
+    }
+    start.elapsed()
+}
+
+#[test]
+fn an_expired_lifetime_ends_open_connections_with_no_guardian() {
+    let s = Stack::started();
+    s.ok(&["breaker", "close", "--for", "3s"]);
+    let ws = open_websocket(&s);
+    // The watcher `close --for` left: at the expiry it records it and
+    // reloads, and the old worker closes the connection.
+    let lasted = until_closed(ws, Duration::from_secs(30));
+    let wst = 5; // worker_shutdown_timeout in the starter config
+    assert!(
+        lasted < Duration::from_secs(3 + wst + 3),
+        "the WebSocket lasted {lasted:?}"
+    );
+    assert!(
+        lasted > Duration::from_secs(2),
+        "closed before the expiry: {lasted:?}"
+    );
+    println!(
+        "an open WebSocket ended {:.1} s after `close --for 3s` (no guardian)",
+        lasted.as_secs_f64()
+    );
+    let (_, v) = s.json(&["status"]);
+    assert_eq!(v["state"], "open");
+    assert_eq!(v["reason"], "TTL_EXPIRED");
+    // Without the watcher (and no guardian) it would have stayed open.
+    let out = s
+        .command(&["breaker", "close", "--for", "2s"])
+        .env("MOLTGUARD_EXPIRY_WATCHER", "off")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let ws = open_websocket(&s);
+    let lasted = until_closed(ws, Duration::from_secs(8));
+    assert!(
+        lasted >= Duration::from_secs(8),
+        "closed after {lasted:?} with no watcher"
+    );
 }
 
 #[test]

@@ -18,6 +18,21 @@ pub enum BreakerCmd {
     Close(TimedArgs),
     /// Re-render and re-apply the current state (after drift or a hand edit).
     Reapply,
+    /// Internal: the watcher a `--for` lifetime leaves behind; at TIME, if
+    /// GENERATION is still the committed one, records the expiry and
+    /// reloads nginx so that open connections end too.
+    #[command(hide = true)]
+    ExpireAt {
+        generation: u64,
+        #[arg(value_parser = parse_time)]
+        at: chrono::DateTime<Utc>,
+    },
+}
+
+fn parse_time(s: &str) -> Result<chrono::DateTime<Utc>, String> {
+    chrono::DateTime::parse_from_rfc3339(s)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| e.to_string())
 }
 
 #[derive(Debug, Args)]
@@ -42,6 +57,9 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 }
 
 pub fn run(ctx: &Ctx, cmd: BreakerCmd) -> Result<Exit, CliError> {
+    if let BreakerCmd::ExpireAt { generation, at } = cmd {
+        return super::expiry_watch::run(ctx, generation, at);
+    }
     let cfg = ctx.config()?;
     let (target, reason, ttl) = match cmd {
         BreakerCmd::Open(a) => (BreakerState::Open, a.reason, None),
@@ -49,8 +67,10 @@ pub fn run(ctx: &Ctx, cmd: BreakerCmd) -> Result<Exit, CliError> {
         BreakerCmd::Close(a) => (BreakerState::Closed, a.reason, a.lifetime),
         BreakerCmd::Reapply => {
             let report = breaker::reapply(&cfg, Actor::User)?;
+            watch_expiry(ctx, &report);
             return Ok(print_report(ctx, &report));
         }
+        BreakerCmd::ExpireAt { .. } => unreachable!("handled above"),
     };
     if reason
         .as_ref()
@@ -72,7 +92,22 @@ pub fn run(ctx: &Ctx, cmd: BreakerCmd) -> Result<Exit, CliError> {
             keep_running_config: false,
         },
     )?;
+    watch_expiry(ctx, &report);
     Ok(print_report(ctx, &report))
+}
+
+/// A lifetime granted: leave the watcher that ends open connections at its
+/// end (see `expiry_watch`). Failing to is a warning, not an error: nginx
+/// still refuses every new request after the expiry.
+fn watch_expiry(ctx: &Ctx, r: &Report) {
+    let (Some(at), true) = (r.after.expires_at, r.after.state.admits_traffic()) else {
+        return;
+    };
+    if let Err(e) = super::expiry_watch::spawn(ctx, r.after.generation, at) {
+        eprintln!(
+            "warning: no watcher for the lifetime's end ({e}): new requests are refused on time, open connections end at the next reload (the guardian does it)"
+        );
+    }
 }
 
 fn print_report(ctx: &Ctx, r: &Report) -> Exit {

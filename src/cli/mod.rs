@@ -8,6 +8,7 @@ mod audit_cmd;
 mod auth_cmd;
 mod breaker_cmd;
 pub mod docgen;
+mod expiry_watch;
 mod gateway_cmd;
 mod guardian_cmd;
 mod init;

@@ -273,6 +273,7 @@ fn serve_upstream(l: TcpListener) {
             let mut xff = String::from("-");
             let mut authorization = String::from("-");
             let mut cookie = String::from("-");
+            let mut upgrade = false;
             loop {
                 let mut line = String::new();
                 if reader.read_line(&mut line).unwrap_or(0) == 0 {
@@ -289,8 +290,20 @@ fn serve_upstream(l: TcpListener) {
                         authorization = v.trim().to_string();
                     } else if k.eq_ignore_ascii_case("cookie") {
                         cookie = v.trim().to_string();
+                    } else if k.eq_ignore_ascii_case("upgrade") {
+                        upgrade = v.trim().eq_ignore_ascii_case("websocket");
                     }
                 }
+            }
+            if upgrade {
+                // A WebSocket that stays open until the other side goes.
+                let _ = write!(
+                    conn,
+                    "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n"
+                );
+                let mut sink = [0u8; 1024];
+                while matches!(std::io::Read::read(&mut reader, &mut sink), Ok(n) if n > 0) {}
+                return;
             }
             let body =
                 format!("upstream ok; xff={xff}; authorization={authorization}; cookie={cookie}\n");
