@@ -42,6 +42,11 @@ pub struct GuardianSettings {
     /// firewall (nftables / pf), in rules of moltguard's own, until the bind
     /// is fixed and the breaker closed again. Needs the guardian to run as root.
     pub contain: bool,
+    /// Also stop the agent when its control port listens beyond loopback
+    /// (off by default: the breaker and containment keep others out).
+    pub stop_agent: bool,
+    /// What stops it, run as the owner of the first agent home.
+    pub stop_agent_command: Vec<String>,
 }
 
 impl Default for GuardianSettings {
@@ -55,6 +60,8 @@ impl Default for GuardianSettings {
             web_roots: Vec::new(),
             log_files: Vec::new(),
             contain: true,
+            stop_agent: false,
+            stop_agent_command: vec!["openclaw".into(), "gateway".into(), "stop".into()],
         }
     }
 }
@@ -378,6 +385,15 @@ pub fn parse(path: &Path, text: &str) -> Result<Settings, ConfigError> {
             humantime::format_duration(g.interval)
         )));
     }
+    if g.stop_agent
+        && g.stop_agent_command
+            .first()
+            .is_none_or(|p| p.trim().is_empty())
+    {
+        return Err(invalid(
+            "guardian.stop_agent is on but guardian.stop_agent_command is empty".into(),
+        ));
+    }
     for p in g.agent_homes.iter().chain(&g.web_roots).chain(&g.log_files) {
         if !p.is_absolute() {
             return Err(invalid(format!(
@@ -538,6 +554,11 @@ log_files = [{log_files}]
 # the host firewall (nftables table inet moltguard / pf anchor com.apple/moltguard), until
 # the bind is fixed and the breaker closed again. Needs the guardian to run as root.
 contain = {contain}
+# Also stop the agent when its control port listens beyond loopback (off by default:
+# the breaker and the containment already keep other machines out). Runs the command
+# once per exposure, as the owner of the first agent home.
+stop_agent = {stop_agent}
+stop_agent_command = {stop_agent_command}
 "#,
         state_dir = optional("state_dir", &p.state_dir, "/var/lib/moltguard"),
         log_dir = optional("log_dir", &p.log_dir, "/var/log/moltguard"),
@@ -559,6 +580,8 @@ contain = {contain}
         web_roots = list(&g.web_roots),
         log_files = list(&g.log_files),
         contain = g.contain,
+        stop_agent = g.stop_agent,
+        stop_agent_command = serde_json::to_string(&g.stop_agent_command).unwrap_or_default(),
     )
 }
 

@@ -512,3 +512,63 @@ fn the_guardian_follows_new_agent_configs_and_config_edits() {
     assert!(took < Duration::from_secs(8), "{took:?}");
     assert!(read(&s.path("guardian.log")).contains("its settings apply from this scan on"));
 }
+
+#[test]
+fn stop_agent_runs_its_command_once_when_the_agent_port_is_exposed() {
+    let s = Stack::started();
+    let home = tempfile::tempdir().unwrap();
+    let agent_port = free_port();
+    s.set_config("interval", "interval = \"5s\"");
+    s.set_config("self_probe", "self_probe = false");
+    // This test runs in the machine's own network namespace: no firewall rules.
+    s.set_config("contain", "contain = false");
+    s.set_config("agent_port", &format!("agent_port = {agent_port}"));
+    s.set_config(
+        "agent_homes",
+        &format!("agent_homes = [\"{}\"]", home.path().display()),
+    );
+    // The "agent": a process of its own, bound to every address.
+    let mut agent = std::process::Command::new("python3")
+        .args([
+            "-c",
+            &format!(
+                "import socket, time\ns = socket.socket()\ns.bind(('0.0.0.0', {agent_port}))\ns.listen()\ntime.sleep(600)"
+            ),
+        ])
+        .spawn()
+        .unwrap();
+    assert!(eventually(Duration::from_secs(5), || {
+        std::net::TcpStream::connect(("127.0.0.1", agent_port)).is_ok()
+    }));
+    let marker = home.path().join("stops");
+    s.set_config("stop_agent =", "stop_agent = true");
+    s.set_config(
+        "stop_agent_command",
+        &format!(
+            "stop_agent_command = [\"/bin/sh\", \"-c\", \"echo \\\"$HOME\\\" >> {}; kill {}\"]",
+            marker.display(),
+            agent.id()
+        ),
+    );
+    s.ok(&["breaker", "close"]);
+    let _g = Guardian::start(&s);
+    wait_open(&s, "EXPOSURE_PUBLIC_BIND", Duration::from_secs(10));
+    assert!(
+        eventually(Duration::from_secs(10), || agent
+            .try_wait()
+            .unwrap()
+            .is_some()),
+        "the agent still runs\n{}",
+        read(&s.path("guardian.log"))
+    );
+    // Later scans see nothing exposed, and do not run it again.
+    std::thread::sleep(Duration::from_secs(6));
+    assert_eq!(
+        read(&marker),
+        format!("{}\n", home.path().display()),
+        "once, in the agent's home"
+    );
+    assert!(read(&s.path("guardian.log")).contains("STOPPED the agent"));
+    // Still OPEN: stopping the agent closes nothing by itself.
+    assert_eq!(s.state()["state"], "open");
+}

@@ -153,6 +153,7 @@ pub fn run(mut config: Config) -> anyhow::Result<()> {
     let mut files_changed = true;
     let mut seen = std::collections::BTreeSet::new();
     let mut containment_unavailable: Option<String> = None;
+    let mut stop_agent = super::stop_agent::StopAgent::default();
     loop {
         if let Some(next) = reload_config(&config, &mut config_text) {
             config = next;
@@ -174,6 +175,7 @@ pub fn run(mut config: Config) -> anyhow::Result<()> {
         if config.settings.guardian.contain {
             contain_exposed(&config, &report, &mut containment_unavailable);
         }
+        stop_agent.on_scan(&config, &report.exposed_agent_ports());
         let next = next_wake(&config, config.settings.guardian.interval);
         write_status(&config, started_at, &report, next);
         // A directory that just appeared may already hold what was written

@@ -9,5 +9,6 @@ pub mod finding;
 pub mod runtime;
 pub mod scan;
 pub mod selfcheck;
+pub mod stop_agent;
 
 pub use finding::{Finding, Severity};

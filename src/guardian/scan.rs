@@ -12,6 +12,9 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use std::time::{Duration, Instant};
 
+/// The role of the agent's control ports.
+const AGENT_CONTROL: &str = "agent control";
+
 /// The result of one scan.
 #[derive(Debug, Clone, Serialize)]
 pub struct ScanReport {
@@ -27,6 +30,15 @@ pub struct ScanReport {
 }
 
 impl ScanReport {
+    /// The exposed ports that are the agent's control port.
+    pub fn exposed_agent_ports(&self) -> std::collections::BTreeSet<u16> {
+        self.protected_ports
+            .iter()
+            .filter(|p| p.role.starts_with(AGENT_CONTROL) && self.exposed_ports.contains(&p.port))
+            .map(|p| p.port)
+            .collect()
+    }
+
     pub fn worst(&self) -> Option<Severity> {
         self.findings.iter().map(|f| f.severity).max()
     }
@@ -80,13 +92,13 @@ impl Scanner {
         let mut ports = vec![
             port(e.port, "nginx edge"),
             port(e.upstream_port, "upstream (moltgate or the agent's panel)"),
-            port(g.agent_port, "agent control"),
+            port(g.agent_port, AGENT_CONTROL),
         ];
         ports.extend(g.protected_ports.iter().map(|p| port(*p, "protected")));
         ports.extend(
             agent_ports_from_config
                 .iter()
-                .map(|p| port(*p, "agent control (from its config)")),
+                .map(|p| port(*p, &format!("{AGENT_CONTROL} (from its config)"))),
         );
         ports.sort_by_key(|p| p.port);
         ports.dedup_by_key(|p| p.port);
