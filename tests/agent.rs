@@ -794,6 +794,13 @@ fn the_written_agent_config_is_one_openclaw_runs_with() {
         "{out}\n{}",
         read(&dir.path().join("turn2.err"))
     );
+    // moltgate's log is a file here: plain text, no colour codes.
+    let gate_log = read(&dir.path().join("moltgate.log"));
+    assert!(gate_log.contains("INFO"), "{gate_log}");
+    assert!(
+        !gate_log.contains('\u{1b}'),
+        "ANSI codes in a log file:\n{gate_log:?}"
+    );
 }
 
 /// A minimal OpenClaw plugin packed as npm packs one (`package/...`).

@@ -235,6 +235,39 @@ async fn dashboard_page_and_assets_have_strict_headers() {
         .json()
         .await
         .unwrap();
+    // CSRF through GET: with the cookie and a foreign Origin (or none), a
+    // state-changing method is 405, and nothing changed.
+    for (path, origin) in [
+        (
+            "/api/security/lockdown/toggle?on=true",
+            Some("https://evil.example"),
+        ),
+        ("/api/security/emergency/toggle?on=true", None),
+        (
+            "/api/security/blocked/add?target=203.0.113.50",
+            Some("https://evil.example"),
+        ),
+        ("/api/security/blocked/remove?target=198.51.100.7", None),
+        ("/api/providers/test", None),
+    ] {
+        let mut r = http
+            .get(format!("{}{path}", g.base()))
+            .header("cookie", cookie.clone());
+        if let Some(o) = origin {
+            r = r.header("origin", o);
+        }
+        let r = r.send().await.unwrap();
+        assert_eq!(r.status(), 405, "{path}");
+        assert_eq!(r.headers()["allow"], "POST", "{path}");
+    }
+    let modes: Value = get("/api/security/lockdown/status")
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(modes["lockdown"], false, "{modes}");
+    assert_eq!(modes["emergency"], false, "{modes}");
     let history = d["breaker_history"].as_array().expect("breaker_history");
     assert_eq!(history.len(), 2, "{d}");
     assert_eq!(history[1]["to"], "closed");

@@ -851,6 +851,35 @@ async fn missing_key_is_reported_and_route_skipped() {
     assert_eq!(st["providers"][1]["key_source"], "environment");
 }
 
+#[tokio::test]
+async fn metrics_label_only_configured_models() {
+    let (_a, _b, g) = pair("").await;
+    assert_eq!(post(&g, chat("a/fake-ok")).await.status, 200);
+    let series = |m: &str| m.lines().filter(|l| l.contains("model=\"")).count();
+    let (_, m) = get(&g, "/metrics").await;
+    let before = series(&m);
+    // Forty names a client made up: one `other` series, not forty.
+    for i in 0..40 {
+        let r = post(&g, chat(&format!("a/made-up-{i}-{}", i * 7919))).await;
+        assert_eq!(r.status, 200, "{}", r.text);
+    }
+    let (_, m) = get(&g, "/metrics").await;
+    assert!(!m.contains("made-up-"), "{m}");
+    assert!(
+        m.contains("moltgate_upstream_latency_seconds_bucket{model=\"other\",provider=\"a\""),
+        "{m}"
+    );
+    assert!(
+        series(&m) <= before * 2,
+        "{before} series before, {} after",
+        series(&m)
+    );
+    assert!(
+        m.contains("model=\"fake-ok\""),
+        "configured models keep their name"
+    );
+}
+
 // ------------------------------------------------------- circuit breaker
 
 #[tokio::test]

@@ -641,7 +641,8 @@ async fn raw_get(stream: &mut tokio::net::TcpStream, path: &str, key: Option<&st
 #[tokio::test]
 async fn the_1001st_connection_is_refused_while_health_answers() {
     raise_fd_limit();
-    let g = Gate::start(None, &[]).await;
+    // Held idle while the rest open: past the default header deadline.
+    let g = Gate::start(None, &[("GATEWAY_HEADER_TIMEOUT_MS", "120000")]).await;
     let key = g.key("operator.read");
     let mut held = Vec::new();
     for i in 0..1000 {
@@ -671,6 +672,136 @@ async fn the_1001st_connection_is_refused_while_health_answers() {
     })
     .await;
     assert!(ok);
+}
+
+/// A raw connection from `from` (127.0.0.x).
+async fn tcp_from(g: &Gate, from: &str) -> tokio::net::TcpStream {
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    sock.bind(SocketAddr::new(from.parse().unwrap(), 0))
+        .unwrap();
+    sock.connect(g.addr()).await.unwrap()
+}
+
+/// Reads until the server closes (or `limit`): what it sent, and when it closed.
+async fn read_to_close(
+    s: &mut tokio::net::TcpStream,
+    limit: Duration,
+) -> (String, Option<Duration>) {
+    let start = Instant::now();
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let left = limit.saturating_sub(start.elapsed());
+        match tokio::time::timeout(left, s.read(&mut buf)).await {
+            Err(_) => return (String::from_utf8_lossy(&out).into_owned(), None),
+            Ok(Ok(0)) | Ok(Err(_)) => {
+                return (
+                    String::from_utf8_lossy(&out).into_owned(),
+                    Some(start.elapsed()),
+                )
+            }
+            Ok(Ok(n)) => out.extend_from_slice(&buf[..n]),
+        }
+    }
+}
+
+#[tokio::test]
+async fn one_host_cannot_hold_the_gateway() {
+    let p = FakeProvider::start().await;
+    let g = Gate::start(
+        Some(&p),
+        &[
+            ("GATEWAY_MAX_CONNECTIONS_PER_IP", "8"),
+            ("GATEWAY_HEADER_TIMEOUT_MS", "1500"),
+            ("GATEWAY_BODY_TIMEOUT_MS", "1000"),
+        ],
+    )
+    .await;
+    let key = g.key("operator.read,operator.write");
+
+    // Slowloris from one address: a header byte every 300 ms.
+    let mut slow = Vec::new();
+    for _ in 0..8 {
+        let mut s = tcp_from(&g, "127.0.0.9").await;
+        s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nX-A: ")
+            .await
+            .unwrap();
+        slow.push(s);
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // The ninth from that address is told why, at once, and closed.
+    let mut ninth = tcp_from(&g, "127.0.0.9").await;
+    let (answer, closed) = read_to_close(&mut ninth, Duration::from_secs(3)).await;
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(
+        answer.contains("too_many_connections_from_address"),
+        "{answer}"
+    );
+    assert!(closed.is_some());
+    // Everyone else is served meanwhile.
+    let mut other = tcp_from(&g, "127.0.0.10").await;
+    let r = raw_get(&mut other, "/health", None).await;
+    assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+    // Trickling does not extend the header deadline: all 8 are closed by it.
+    let trickle = async {
+        for _ in 0..20 {
+            for s in slow.iter_mut() {
+                let _ = s.write_all(b"a").await;
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    };
+    let start = Instant::now();
+    let _ = tokio::time::timeout(Duration::from_secs(3), trickle).await;
+    for s in slow.iter_mut() {
+        let (_, closed) = read_to_close(s, Duration::from_secs(4)).await;
+        assert!(
+            closed.is_some(),
+            "a slowloris connection was still open after {:?}",
+            start.elapsed()
+        );
+    }
+    assert!(
+        start.elapsed() < Duration::from_secs(8),
+        "{:?}",
+        start.elapsed()
+    );
+    // Its places are free again.
+    let mut again = tcp_from(&g, "127.0.0.9").await;
+    let r = raw_get(&mut again, "/health", None).await;
+    assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+
+    // A body announced and never sent: 408 after the body timeout, not a hang.
+    let mut s = tcp_from(&g, "127.0.0.11").await;
+    s.write_all(
+        format!(
+            "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {key}\r\nContent-Type: application/json\r\nContent-Length: 17825792\r\n\r\n{{\"model\""
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    let started = Instant::now();
+    let (answer, _) = read_to_close(&mut s, Duration::from_secs(5)).await;
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("body_timeout"), "{answer}");
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        started.elapsed()
+    );
+
+    // Pipelining: two requests in one write get two answers, in order.
+    let mut s = tcp_from(&g, "127.0.0.12").await;
+    s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\nGET /ready HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let (answer, closed) = read_to_close(&mut s, Duration::from_secs(5)).await;
+    assert!(closed.is_some(), "the connection hung: {answer}");
+    assert_eq!(answer.matches("HTTP/1.1 ").count(), 2, "{answer}");
+    let health = answer.find("\"ok\"").unwrap();
+    let ready = answer.find("ready").unwrap();
+    assert!(health < ready, "{answer}");
 }
 
 // ------------------------------------------------------------ SSRF

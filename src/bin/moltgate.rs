@@ -52,12 +52,7 @@ enum Cmd {
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    moltguard::logging::init_gateway();
     let cli = Cli::parse();
     // Generated from the definitions above; no config needed.
     match &cli.cmd {

@@ -14,6 +14,7 @@ pub mod deadline;
 pub mod errors;
 pub mod history;
 pub mod json;
+pub mod listen;
 pub mod provider;
 pub mod retry;
 pub mod routes;
@@ -41,6 +42,10 @@ pub struct Gateway {
     pub metrics: Metrics,
     pub redactor: Redactor,
     pub security: Arc<security::Security>,
+    /// The model names metrics may carry as a label: the configured ones.
+    /// Anything a client makes up is counted as `other`, so the number of
+    /// series stays bounded by the config, not by the clients.
+    known_models: std::collections::HashSet<String>,
 }
 
 impl Gateway {
@@ -84,17 +89,28 @@ impl Gateway {
             password,
             incident_counter: Some(metrics.security_incidents.clone()),
         })?;
+        let known_models = known_models(&cfg);
         let gw = Arc::new(Self {
             cfg,
             providers,
             metrics,
             redactor,
             security,
+            known_models,
         });
         for p in &gw.providers {
             gw.refresh_breaker_gauge(p);
         }
         Ok(gw)
+    }
+
+    /// `model` as a metrics label: itself if configured, else `other`.
+    pub fn model_label<'a>(&self, model: &'a str) -> &'a str {
+        if self.known_models.contains(model) {
+            metrics::label(model)
+        } else {
+            "other"
+        }
     }
 
     pub fn provider(&self, name: &str) -> Option<&Arc<Provider>> {
@@ -120,6 +136,24 @@ impl Gateway {
     }
 }
 
+/// Every model name the config mentions: aliases, their routes (with and
+/// without the provider), each provider's default and the gateway's.
+fn known_models(cfg: &GatewayConfig) -> std::collections::HashSet<String> {
+    let mut known = std::collections::HashSet::new();
+    known.insert(cfg.default_model.clone());
+    for (alias, chain) in &cfg.aliases {
+        known.insert(alias.clone());
+        for route in chain {
+            known.insert(route.clone());
+            if let Some((_, model)) = route.split_once('/') {
+                known.insert(model.to_string());
+            }
+        }
+    }
+    known.extend(cfg.providers.iter().filter_map(|p| p.default_model.clone()));
+    known
+}
+
 /// Serve the gateway on an already bound listener until the future is dropped.
 pub async fn serve(gw: Arc<Gateway>, listener: tokio::net::TcpListener) -> std::io::Result<()> {
     serve_with_shutdown(gw, listener, std::future::pending()).await
@@ -131,10 +165,5 @@ pub async fn serve_with_shutdown(
     listener: tokio::net::TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    use security::admission::CountingListener;
-    let listener = CountingListener::new(listener, gw.security.limits.connections.clone());
-    let routes = server::routes(gw.clone());
-    axum::serve(listener, security::layer::MakeService::new(gw, routes))
-        .with_graceful_shutdown(shutdown)
-        .await
+    listen::serve_with_shutdown(gw, listener, shutdown).await
 }

@@ -464,7 +464,7 @@ async fn run_chain<'c>(
                 )
                 .await;
             let ms = t0.elapsed().as_millis() as u64;
-            let model_l = label(&route.model);
+            let model_l = gw.model_label(&route.model);
             match result {
                 Ok(answer) => {
                     p.breaker.record_success();

@@ -211,13 +211,22 @@ pub fn spawn_startup_check(gw: Arc<Gateway>) {
                 continue;
             }
             if p.key_missing() {
-                tracing::warn!(provider = p.name(), key = ?p.cfg.key_ref, "no API key found; this provider will be skipped");
+                tracing::warn!(
+                    provider = p.name(),
+                    key = p.cfg.key_ref.as_deref().unwrap_or("-"),
+                    "no API key found; this provider will be skipped"
+                );
                 continue;
             }
             let within = p.cfg.timeouts.connect + Duration::from_secs(3);
             match p.probe_models(within).await {
                 Ok(ms) => {
-                    tracing::info!(provider = p.name(), latency_ms = ms, key_source = ?p.key_origin.map(|o| o.as_str()), "provider reachable")
+                    tracing::info!(
+                        provider = p.name(),
+                        latency_ms = ms,
+                        key_source = p.key_origin.map_or("-", |o| o.as_str()),
+                        "provider reachable"
+                    )
                 }
                 Err(e) => {
                     let e = gw.redactor.redact(&e);

@@ -415,10 +415,10 @@ fn log_report(r: &ScanReport, seen: &mut std::collections::BTreeSet<(String, Str
     {
         match f.severity {
             Severity::Critical => {
-                tracing::warn!(id = f.id, location = ?f.location, fix = %f.fix, "CRITICAL: {}", f.what)
+                tracing::warn!(id = f.id, location = f.location.as_deref().unwrap_or("-"), fix = %f.fix, "CRITICAL: {}", f.what)
             }
             Severity::Warning => {
-                tracing::warn!(id = f.id, location = ?f.location, fix = %f.fix, "warning: {}", f.what)
+                tracing::warn!(id = f.id, location = f.location.as_deref().unwrap_or("-"), fix = %f.fix, "warning: {}", f.what)
             }
             Severity::Info => tracing::info!(id = f.id, "{}", f.what),
         }

@@ -14,7 +14,7 @@ use http_body_util::BodyExt;
 use tracing::Instrument;
 
 use super::keys::KeyRejection;
-use super::limits::{ConnGuard, Connections, Limited};
+use super::limits::{ConnGuard, Limited};
 use super::scope::{route_access, Access};
 use super::{headers, session, Incident, Principal, RequestContext, Security};
 use crate::gateway::errors::ApiError;
@@ -38,46 +38,15 @@ impl std::fmt::Debug for ConnMeta {
 }
 
 impl ConnMeta {
+    pub fn new(peer: SocketAddr, guard: ConnGuard) -> Self {
+        ConnMeta {
+            peer,
+            guard: Some(Arc::new(guard)),
+        }
+    }
+
     fn over_limit(&self) -> bool {
         self.guard.as_ref().is_some_and(|g| g.over_limit)
-    }
-}
-
-/// A TCP listener that counts open connections (and sets `TCP_NODELAY`:
-/// SSE chunks are small writes that Nagle would hold back).
-pub struct CountingListener {
-    inner: tokio::net::TcpListener,
-    conns: Arc<Connections>,
-}
-
-impl CountingListener {
-    pub fn new(inner: tokio::net::TcpListener, conns: Arc<Connections>) -> Self {
-        CountingListener { inner, conns }
-    }
-}
-
-impl axum::serve::Listener for CountingListener {
-    type Io = tokio::net::TcpStream;
-    type Addr = ConnMeta;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        let (io, peer) = axum::serve::Listener::accept(&mut self.inner).await;
-        let _ = io.set_nodelay(true);
-        let guard = self.conns.open(peer);
-        (
-            io,
-            ConnMeta {
-                peer,
-                guard: Some(Arc::new(guard)),
-            },
-        )
-    }
-
-    fn local_addr(&self) -> std::io::Result<ConnMeta> {
-        Ok(ConnMeta {
-            peer: self.inner.local_addr()?,
-            guard: None,
-        })
     }
 }
 
@@ -269,12 +238,23 @@ async fn admit_inner(
     } else {
         sec.cfg.max_body_bytes
     };
-    let body = match read_body(body, limit).await {
-        Some(b) => b,
-        None if anonymous => {
+    let body = match read_body(body, limit, sec.cfg.body_timeout).await {
+        Ok(b) => b,
+        Err(BodyError::Stalled) => {
+            return Err(refuse(
+                StatusCode::REQUEST_TIMEOUT,
+                "invalid_request_error",
+                "body_timeout",
+                format!(
+                    "the request body stopped arriving: nothing for {} (GATEWAY_BODY_TIMEOUT_MS)",
+                    humantime::format_duration(sec.cfg.body_timeout)
+                ),
+            ))
+        }
+        Err(_) if anonymous => {
             return Err(unauthorized("missing credentials: send `Authorization: Bearer <key>` (create one with `moltguard keys create`)"))
         }
-        None => {
+        Err(_) => {
             return Err(refuse(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "invalid_request_error",
@@ -504,20 +484,39 @@ fn authenticate(
     }))
 }
 
-/// The whole body, or `None` past `limit` bytes or on a read error (as
-/// `axum::body::to_bytes`, without its list of pieces: a body usually
-/// comes in one, kept as it is).
-async fn read_body(mut body: Body, limit: usize) -> Option<Bytes> {
+/// Why a body was not read.
+#[derive(Debug, PartialEq, Eq)]
+enum BodyError {
+    /// Over the limit, or the connection broke.
+    TooLargeOrBroken,
+    /// No piece arrived for the body timeout (a client that announced a
+    /// body and sends none, or one byte now and then).
+    Stalled,
+}
+
+/// The whole body (as `axum::body::to_bytes`, without its list of pieces:
+/// a body usually comes in one, kept as it is). Each piece must come
+/// within `idle` of the last: progress, not a total, is what is asked.
+async fn read_body(
+    mut body: Body,
+    limit: usize,
+    idle: std::time::Duration,
+) -> Result<Bytes, BodyError> {
     let mut first = Bytes::new();
     let mut joined: Option<BytesMut> = None;
-    while let Some(frame) = body.frame().await {
+    loop {
+        let frame = match tokio::time::timeout(idle, body.frame()).await {
+            Err(_) => return Err(BodyError::Stalled),
+            Ok(None) => break,
+            Ok(Some(f)) => f,
+        };
         // Trailers are not part of the body.
-        let Ok(data) = frame.ok()?.into_data() else {
+        let Ok(data) = frame.map_err(|_| BodyError::TooLargeOrBroken)?.into_data() else {
             continue;
         };
         let read = joined.as_ref().map_or(first.len(), BytesMut::len);
         if data.len() > limit - read {
-            return None;
+            return Err(BodyError::TooLargeOrBroken);
         }
         match &mut joined {
             None if first.is_empty() => first = data,
@@ -532,7 +531,7 @@ async fn read_body(mut body: Body, limit: usize) -> Option<Bytes> {
             Some(buf) => buf.extend_from_slice(&data),
         }
     }
-    Some(joined.map_or(first, BytesMut::freeze))
+    Ok(joined.map_or(first, BytesMut::freeze))
 }
 
 fn human_bytes(n: usize) -> String {
@@ -552,6 +551,9 @@ mod tests {
     use http_body_util::StreamBody;
     use hyper::body::Frame;
 
+    const T: std::time::Duration = std::time::Duration::from_secs(5);
+    const TOO: BodyError = BodyError::TooLargeOrBroken;
+
     fn body(frames: Vec<Result<Frame<Bytes>, std::io::Error>>) -> Body {
         Body::new(StreamBody::new(futures_util::stream::iter(frames)))
     }
@@ -563,23 +565,39 @@ mod tests {
     #[tokio::test]
     async fn read_body_joins_pieces_within_the_limit() {
         let one = Bytes::from_static(b"{\"a\":1}");
-        let read = read_body(Body::from(one.clone()), 7).await.unwrap();
+        let read = read_body(Body::from(one.clone()), 7, T).await.unwrap();
         assert_eq!(read.as_ptr(), one.as_ptr(), "one piece is kept, not copied");
-        assert_eq!(read_body(Body::from(one), 6).await, None);
+        assert_eq!(read_body(Body::from(one), 6, T).await, Err(TOO));
 
         let pieces = || vec![data("ab"), data(""), data("cd"), data("e")];
-        assert_eq!(read_body(body(pieces()), 5).await.unwrap(), "abcde");
-        assert_eq!(read_body(body(pieces()), 4).await, None);
-        assert_eq!(read_body(body(vec![]), 0).await.unwrap(), "");
+        assert_eq!(read_body(body(pieces()), 5, T).await.unwrap(), "abcde");
+        assert_eq!(read_body(body(pieces()), 4, T).await, Err(TOO));
+        assert_eq!(read_body(body(vec![]), 0, T).await.unwrap(), "");
 
         let trailers = Ok(Frame::trailers(HeaderMap::new()));
         assert_eq!(
-            read_body(body(vec![data("ab"), trailers]), 2)
+            read_body(body(vec![data("ab"), trailers]), 2, T)
                 .await
                 .unwrap(),
             "ab"
         );
         let broken = Err(std::io::Error::other("reset"));
-        assert_eq!(read_body(body(vec![data("ab"), broken]), 9).await, None);
+        assert_eq!(
+            read_body(body(vec![data("ab"), broken]), 9, T).await,
+            Err(TOO)
+        );
+    }
+
+    #[tokio::test]
+    async fn a_body_that_stops_coming_is_a_timeout_not_a_wait() {
+        // A piece, then nothing: the deadline runs from the last piece.
+        use futures_util::StreamExt;
+        let frames =
+            futures_util::stream::iter(vec![data("{\"a\"")]).chain(futures_util::stream::pending());
+        let b = Body::new(StreamBody::new(frames));
+        let started = std::time::Instant::now();
+        let r = read_body(b, 1 << 20, std::time::Duration::from_millis(200)).await;
+        assert_eq!(r, Err(BodyError::Stalled));
+        assert!(started.elapsed() < std::time::Duration::from_secs(2));
     }
 }

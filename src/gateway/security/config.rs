@@ -30,6 +30,14 @@ pub struct SecurityConfig {
     pub login_per_hour: u32,
     pub ws_per_ip: u32,
     pub max_connections: usize,
+    /// Open connections one address may hold (peers in `trusted_proxies`
+    /// are exempt: behind nginx every client comes from it).
+    pub max_connections_per_ip: usize,
+    /// Until a request's head is complete, counted from when moltgate
+    /// starts waiting for it (also the keep-alive idle limit).
+    pub header_timeout: Duration,
+    /// Longest wait for the next piece of a request body.
+    pub body_timeout: Duration,
     /// Most client IPs tracked by the rate limiters at once.
     pub max_tracked_clients: usize,
 
@@ -73,6 +81,9 @@ impl Default for SecurityConfig {
             login_per_hour: 5,
             ws_per_ip: 3,
             max_connections: 1000,
+            max_connections_per_ip: 64,
+            header_timeout: Duration::from_secs(15),
+            body_timeout: Duration::from_secs(10),
             max_tracked_clients: 100_000,
             max_failed_auth: 5,
             failed_auth_window: Duration::from_secs(10 * 60),
@@ -113,6 +124,9 @@ pub struct FileSecurity {
     login_per_hour: Option<u32>,
     ws_per_ip: Option<u32>,
     max_connections: Option<usize>,
+    max_connections_per_ip: Option<usize>,
+    header_timeout_ms: Option<u64>,
+    body_timeout_ms: Option<u64>,
     max_failed_auth: Option<u32>,
     failed_auth_window_ms: Option<u64>,
     block_duration_ms: Option<u64>,
@@ -197,6 +211,28 @@ impl SecurityConfig {
                 file.max_connections.map(|v| v as u64),
                 d.max_connections as u64,
             )? as usize,
+            max_connections_per_ip: number(
+                "GATEWAY_MAX_CONNECTIONS_PER_IP",
+                file.max_connections_per_ip.map(|v| v as u64),
+                d.max_connections_per_ip as u64,
+            )?
+            .max(1) as usize,
+            header_timeout: Duration::from_millis(
+                number(
+                    "GATEWAY_HEADER_TIMEOUT_MS",
+                    file.header_timeout_ms,
+                    d.header_timeout.as_millis() as u64,
+                )?
+                .max(100),
+            ),
+            body_timeout: Duration::from_millis(
+                number(
+                    "GATEWAY_BODY_TIMEOUT_MS",
+                    file.body_timeout_ms,
+                    d.body_timeout.as_millis() as u64,
+                )?
+                .max(100),
+            ),
             max_tracked_clients: d.max_tracked_clients,
             max_failed_auth: number(
                 "MAX_FAILED_AUTH_ATTEMPTS",

@@ -5,7 +5,7 @@
 //! and security headers.
 
 use std::convert::Infallible;
-use std::future::{ready, Future, Ready};
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -13,10 +13,9 @@ use std::task::{Context, Poll};
 use axum::extract::Request;
 use axum::http::Method;
 use axum::response::Response;
-use axum::serve::IncomingStream;
 use tower::Service;
 
-use super::admission::{self, ConnMeta, CountingListener};
+use super::admission::{self, ConnMeta};
 use super::headers;
 use crate::gateway::routes::Routes;
 use crate::gateway::Gateway;
@@ -26,7 +25,7 @@ struct App {
     routes: Routes,
 }
 
-/// Makes the service of each accepted connection (for `axum::serve`).
+/// Makes the service of each accepted connection ([`crate::gateway::listen`]).
 #[derive(Clone)]
 pub struct MakeService(Arc<App>);
 
@@ -34,22 +33,13 @@ impl MakeService {
     pub fn new(gw: Arc<Gateway>, routes: Routes) -> Self {
         MakeService(Arc::new(App { gw, routes }))
     }
-}
 
-impl Service<IncomingStream<'_, CountingListener>> for MakeService {
-    type Response = SecurityService;
-    type Error = Infallible;
-    type Future = Ready<Result<SecurityService, Infallible>>;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, stream: IncomingStream<'_, CountingListener>) -> Self::Future {
-        ready(Ok(SecurityService {
+    /// The service of one accepted connection.
+    pub fn for_connection(&self, conn: ConnMeta) -> SecurityService {
+        SecurityService {
             app: self.0.clone(),
-            conn: stream.remote_addr().clone(),
-        }))
+            conn,
+        }
     }
 }
 

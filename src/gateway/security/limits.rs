@@ -68,7 +68,10 @@ impl Limits {
             ws_per_ip: cfg.ws_per_ip,
             max_tracked: cfg.max_tracked_clients,
             clock: DefaultClock::default(),
-            connections: Arc::new(Connections::new(cfg.max_connections)),
+            connections: Arc::new(Connections::new(
+                cfg.max_connections,
+                cfg.max_connections_per_ip,
+            )),
         }
     }
 
@@ -173,9 +176,21 @@ impl Drop for WsSlot {
 pub struct Connections {
     open: AtomicUsize,
     max: usize,
-    registry: Mutex<HashMap<u64, ConnEntry>>,
+    max_per_ip: usize,
+    registry: Mutex<Registry>,
     next_id: AtomicUsize,
 }
+
+#[derive(Default)]
+struct Registry {
+    by_id: HashMap<u64, ConnEntry>,
+    /// Open connections per address (trusted proxies not counted).
+    per_ip: HashMap<std::net::IpAddr, usize>,
+}
+
+/// A connection over the per-address cap.
+#[derive(Debug)]
+pub struct OverAddressCap;
 
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct ConnEntry {
@@ -185,10 +200,11 @@ pub struct ConnEntry {
 }
 
 impl Connections {
-    fn new(max: usize) -> Connections {
+    fn new(max: usize, max_per_ip: usize) -> Connections {
         Connections {
             open: AtomicUsize::new(0),
             max,
+            max_per_ip,
             registry: Mutex::default(),
             next_id: AtomicUsize::new(1),
         }
@@ -196,12 +212,28 @@ impl Connections {
 
     /// Counts a new connection; the guard uncounts it when dropped.
     pub fn open(self: &Arc<Self>, peer: std::net::SocketAddr) -> ConnGuard {
-        let n = self.open.fetch_add(1, Ordering::AcqRel) + 1;
+        self.try_open(peer, true)
+            .expect("an exempt peer is never over its cap")
+    }
+
+    /// Counts a new connection unless its address already holds
+    /// `max_per_ip` (`exempt`: a trusted proxy, never capped per address).
+    pub fn try_open(
+        self: &Arc<Self>,
+        peer: std::net::SocketAddr,
+        exempt: bool,
+    ) -> Result<ConnGuard, OverAddressCap> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed) as u64;
-        self.registry
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(
+        {
+            let mut reg = self.registry.lock().unwrap_or_else(|e| e.into_inner());
+            if !exempt {
+                let n = reg.per_ip.entry(peer.ip()).or_insert(0);
+                if *n >= self.max_per_ip {
+                    return Err(OverAddressCap);
+                }
+                *n += 1;
+            }
+            reg.by_id.insert(
                 id,
                 ConnEntry {
                     id,
@@ -209,11 +241,14 @@ impl Connections {
                     opened_at: super::store::now_ms(),
                 },
             );
-        ConnGuard {
+        }
+        let n = self.open.fetch_add(1, Ordering::AcqRel) + 1;
+        Ok(ConnGuard {
             conns: self.clone(),
             id,
+            capped_ip: (!exempt).then(|| peer.ip()),
             over_limit: n > self.max,
-        }
+        })
     }
 
     pub fn count(&self) -> usize {
@@ -229,6 +264,7 @@ impl Connections {
             .registry
             .lock()
             .unwrap_or_else(|e| e.into_inner())
+            .by_id
             .values()
             .cloned()
             .collect();
@@ -240,6 +276,8 @@ impl Connections {
 pub struct ConnGuard {
     conns: Arc<Connections>,
     id: u64,
+    /// The address counted against the per-address cap, if any.
+    capped_ip: Option<std::net::IpAddr>,
     /// Opened while the gateway was full: it may only ask for `/health`.
     pub over_limit: bool,
 }
@@ -247,11 +285,20 @@ pub struct ConnGuard {
 impl Drop for ConnGuard {
     fn drop(&mut self) {
         self.conns.open.fetch_sub(1, Ordering::AcqRel);
-        self.conns
+        let mut reg = self
+            .conns
             .registry
             .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&self.id);
+            .unwrap_or_else(|e| e.into_inner());
+        reg.by_id.remove(&self.id);
+        if let Some(ip) = self.capped_ip {
+            if let Some(n) = reg.per_ip.get_mut(&ip) {
+                *n -= 1;
+                if *n == 0 {
+                    reg.per_ip.remove(&ip);
+                }
+            }
+        }
     }
 }
 
@@ -268,6 +315,34 @@ mod tests {
             key_per_minute: 2,
             ..SecurityConfig::default()
         }
+    }
+
+    #[test]
+    fn connections_per_address_are_capped_except_for_trusted_proxies() {
+        let l = Limits::new(&SecurityConfig {
+            max_connections_per_ip: 2,
+            ..cfg()
+        });
+        let a: std::net::SocketAddr = "198.51.100.1:1000".parse().unwrap();
+        let b: std::net::SocketAddr = "198.51.100.2:1000".parse().unwrap();
+        let a1 = l.connections.try_open(a, false).unwrap();
+        let _a2 = l.connections.try_open(a, false).unwrap();
+        assert!(l.connections.try_open(a, false).is_err());
+        let _b1 = l.connections.try_open(b, false).unwrap();
+        // A refused one was never counted; a closed one frees its place.
+        assert_eq!(l.connections.count(), 3);
+        drop(a1);
+        let _a3 = l.connections.try_open(a, false).unwrap();
+        // The proxy (nginx on loopback) carries everyone: never capped.
+        let p: std::net::SocketAddr = "127.0.0.1:2000".parse().unwrap();
+        let held: Vec<_> = (0..5)
+            .map(|_| l.connections.try_open(p, true).unwrap())
+            .collect();
+        assert_eq!(held.len(), 5);
+        assert!(
+            held.iter().all(|g| g.over_limit),
+            "the global cap still counts them"
+        );
     }
 
     #[test]

@@ -215,6 +215,12 @@ pub struct SecurityInit<'a> {
 }
 
 impl Security {
+    /// Whether `ip` is a proxy whose `X-Forwarded-For` is believed (nginx
+    /// on loopback): it carries many clients, so per-address caps skip it.
+    pub fn is_trusted_proxy(&self, ip: std::net::IpAddr) -> bool {
+        client_ip::contains(&self.cfg.trusted_proxies, client_ip::canonical(ip))
+    }
+
     pub fn new(init: SecurityInit<'_>) -> anyhow::Result<Arc<Security>> {
         let cfg = init.cfg;
         let store = Store::open(init.state_dir)?;

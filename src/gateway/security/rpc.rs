@@ -319,6 +319,17 @@ pub async fn rest(
     let Some(name) = rest_method_name(method.as_str(), uri.path()) else {
         return err(StatusCode::NOT_FOUND, "unknown_method", "unknown API path").into_response();
     };
+    if !matches!(method, axum::http::Method::POST) && super::scope::changes_state(&name) {
+        let mut r = err(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            format!("{name} changes state: send it as POST with a JSON body"),
+        )
+        .into_response();
+        r.headers_mut()
+            .insert(axum::http::header::ALLOW, HeaderValue::from_static("POST"));
+        return r;
+    }
     let mut params: Params = query
         .into_iter()
         .map(|(k, v)| (k, Value::String(v)))

@@ -125,6 +125,20 @@ pub fn method_access(method: &str) -> Access {
     }
 }
 
+/// Whether an RPC method changes something (or spends money upstream):
+/// such methods take POST only over HTTP, never GET, so that a link or an
+/// `<img>` on another site cannot trigger them with the session cookie.
+pub fn changes_state(method: &str) -> bool {
+    matches!(
+        method,
+        "security.lockdown.toggle"
+            | "security.emergency.toggle"
+            | "security.blocked.add"
+            | "security.blocked.remove"
+            | "providers.test"
+    )
+}
+
 /// The scope an HTTP route needs. Paths not listed need credentials (so
 /// probing them without a key learns nothing), and a matched route that is
 /// not listed needs admin.
