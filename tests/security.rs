@@ -674,6 +674,85 @@ async fn the_1001st_connection_is_refused_while_health_answers() {
     assert!(ok);
 }
 
+/// Whether the server ended `ws` (a close frame or EOF) within `limit`.
+async fn closed_by_server(
+    ws: &mut tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>,
+    limit: Duration,
+) -> bool {
+    let end = Instant::now() + limit;
+    loop {
+        match tokio::time::timeout(end.saturating_duration_since(Instant::now()), ws.next()).await {
+            Err(_) => return false,
+            Ok(None) | Ok(Some(Err(_))) | Ok(Some(Ok(Message::Close(_)))) => return true,
+            Ok(Some(Ok(_))) => continue,
+        }
+    }
+}
+
+#[tokio::test]
+async fn open_websockets_lose_a_revoked_key_and_remote_ones_end_with_lockdown() {
+    let g = Gate::start(None, &[]).await;
+    let admin = g.key("operator.admin");
+    let id = admin.split('_').nth(1).unwrap().to_string();
+    let mut ws = ws_from(&g, "127.0.0.1", None).await.unwrap();
+    assert_eq!(
+        rpc(&mut ws, 1, "connect", json!({"key": admin})).await["ok"],
+        true
+    );
+    assert_eq!(
+        rpc(&mut ws, 2, "security.lockdown.status", json!({})).await["ok"],
+        true
+    );
+    let (code, v) = g.cli(&["keys", "revoke", &id]);
+    assert_eq!(code, 0, "{v}");
+    // The running gateway sees the revocation within a second or so.
+    let mut refused = Value::Null;
+    for n in 3..40 {
+        let r = rpc(&mut ws, n, "security.lockdown.status", json!({})).await;
+        if r["ok"] == false {
+            refused = r;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(refused["error"]["code"], "unauthorized", "{refused}");
+    assert!(closed_by_server(&mut ws, Duration::from_secs(3)).await);
+
+    // An admin WebSocket from another machine, then lockdown: it ends.
+    let admin2 = g.key("operator.admin");
+    let mut remote = ws_from(&g, "127.0.0.2", None).await.unwrap();
+    assert_eq!(
+        rpc(&mut remote, 1, "connect", json!({"key": admin2})).await["ok"],
+        true
+    );
+    assert_eq!(
+        rpc(&mut remote, 2, "security.lockdown.status", json!({})).await["ok"],
+        true
+    );
+    assert_eq!(g.cli(&["lockdown", "on"]).0, 0);
+    let mut refused = Value::Null;
+    for n in 3..40 {
+        let r = rpc(&mut remote, n, "security.lockdown.status", json!({})).await;
+        if r["ok"] == false {
+            refused = r;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(refused["error"]["code"], "lockdown", "{refused}");
+    assert!(closed_by_server(&mut remote, Duration::from_secs(3)).await);
+    // This machine's admin still gets in.
+    let mut local = ws_from(&g, "127.0.0.1", None).await.unwrap();
+    assert_eq!(
+        rpc(&mut local, 1, "connect", json!({"key": admin2})).await["ok"],
+        true
+    );
+    assert_eq!(
+        rpc(&mut local, 2, "security.lockdown.status", json!({})).await["result"]["lockdown"],
+        true
+    );
+}
+
 /// A raw connection from `from` (127.0.0.x).
 async fn tcp_from(g: &Gate, from: &str) -> tokio::net::TcpStream {
     let sock = tokio::net::TcpSocket::new_v4().unwrap();

@@ -447,6 +447,21 @@ impl Security {
         Ok(rec)
     }
 
+    /// Whether key `id` is still valid now, as the database says (the
+    /// cache follows it within a second): for connections that outlive a
+    /// revocation or an expiry.
+    pub fn key_still_valid(&self, id: &str, now: i64) -> bool {
+        let cached = self
+            .keys
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(id)
+            .cloned();
+        cached
+            .or_else(|| self.load_key(id))
+            .is_some_and(|k| !k.revoked && k.expires_at.is_none_or(|t| t > now))
+    }
+
     fn load_key(&self, id: &str) -> Option<Arc<KeyRecord>> {
         let row = self.store().key(id).ok()??;
         let rec = Arc::new(KeyRecord::from_row(&row).ok()?);

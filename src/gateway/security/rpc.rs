@@ -478,7 +478,7 @@ pub async fn ws(
         .filter_map(|v| v.to_str().ok())
         .find_map(session::from_cookie_header)
         .filter(|t| sec.sessions.valid(t))
-        .is_some();
+        .map(str::to_string);
     upgrade
         .max_message_size(MAX_FRAME)
         .on_upgrade(move |socket| async move {
@@ -519,7 +519,7 @@ fn parse_frame(m: &str) -> Result<(Value, String, Params), (Value, RpcError)> {
 async fn session_loop(
     gw: Arc<Gateway>,
     ctx: RequestContext,
-    cookie_session: bool,
+    cookie_session: Option<String>,
     mut socket: WebSocket,
 ) {
     // The connect frame.
@@ -561,9 +561,9 @@ async fn session_loop(
                 .await;
             return;
         }
-        match connect(&gw, &ctx, cookie_session, &params).await {
+        match connect(&gw, &ctx, cookie_session.as_deref(), &params).await {
             Ok(p) => {
-                let hello = json!({"principal": p.label(), "scopes": p.scopes().names(), "request_id": ctx.request_id});
+                let hello = json!({"principal": p.principal.label(), "scopes": p.principal.scopes().names(), "request_id": ctx.request_id});
                 if socket.send(reply(&id, Ok(hello))).await.is_err() {
                     return;
                 }
@@ -597,12 +597,24 @@ async fn session_loop(
                         continue;
                     }
                 };
-                let result = ws_call(&gw, &principal, &ctx, &method, params, &mut events).await;
+                // What was true at connect may not be now: a revoked or
+                // expired key, an ended session, a ban, lockdown for a
+                // remote address. Then the call is refused and the socket closed.
+                if let Err(e) = still_admitted(&gw.security, &principal, &ctx) {
+                    let _ = socket.send(reply(&id, Err(e))).await;
+                    let _ = socket.send(Message::Close(None)).await;
+                    return;
+                }
+                let result = ws_call(&gw, &principal.principal, &ctx, &method, params, &mut events).await;
                 if socket.send(reply(&id, result)).await.is_err() {
                     return;
                 }
             }
             Some(ev) = next_event => {
+                if still_admitted(&gw.security, &principal, &ctx).is_err() {
+                    let _ = socket.send(Message::Close(None)).await;
+                    return;
+                }
                 if socket.send(Message::Text(ev.to_string().into())).await.is_err() {
                     return;
                 }
@@ -663,21 +675,80 @@ async fn ws_call(
     call(gw, Some(principal), ctx, method, params).await
 }
 
+/// Who a WebSocket speaks for, and the session token behind it (checked
+/// again on every call).
+struct Connected {
+    principal: Principal,
+    session: Option<String>,
+}
+
+impl Connected {
+    fn plain(principal: Principal) -> Self {
+        Connected {
+            principal,
+            session: None,
+        }
+    }
+}
+
+/// Whether an open WebSocket may still make a call: the key is still
+/// valid (not revoked, not expired), the session not ended, the address
+/// not banned, and lockdown (if on) lets this address in.
+fn still_admitted(sec: &Security, c: &Connected, ctx: &RequestContext) -> Result<(), RpcError> {
+    let now = super::store::now_ms();
+    if let Principal::Key(k) = &c.principal {
+        if !sec.key_still_valid(&k.id, now) {
+            return Err(err(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                format!(
+                    "key {} was revoked or has expired; this connection is closed",
+                    k.id
+                ),
+            ));
+        }
+    }
+    if let Some(t) = &c.session {
+        if !sec.sessions.valid(t) {
+            return Err(err(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "the session has ended; log in again",
+            ));
+        }
+    }
+    if sec.bans.banned(ctx.client_ip, now).is_some() {
+        return Err(err(
+            StatusCode::FORBIDDEN,
+            "ip_blocked",
+            "your address is blocked",
+        ));
+    }
+    if sec.mode(Mode::Lockdown) && !sec.bans.ignored(ctx.client_ip) {
+        return Err(err(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "lockdown",
+            "the gateway went into lockdown: only an administrator on this machine is served",
+        ));
+    }
+    Ok(())
+}
+
 /// The `connect` frame: a key, a password, a session token, or the
 /// session cookie of the upgrade request.
 async fn connect(
     gw: &Arc<Gateway>,
     ctx: &RequestContext,
-    cookie_session: bool,
+    cookie_session: Option<&str>,
     params: &Params,
-) -> Result<Principal, RpcError> {
+) -> Result<Connected, RpcError> {
     let sec = &gw.security;
     if !sec.cfg.auth_required {
-        return Ok(Principal::Open);
+        return Ok(Connected::plain(Principal::Open));
     }
     if let Some(key) = p_str(params, "key") {
         return match sec.authenticate_key(key) {
-            Ok(k) => Ok(Principal::Key(k)),
+            Ok(k) => Ok(Connected::plain(Principal::Key(k))),
             Err(why) => {
                 sec.incident(
                     Some(ctx),
@@ -697,12 +768,18 @@ async fn connect(
         };
     }
     if let Some(pw) = p_str(params, "password") {
-        password_login(gw, ctx, pw.to_string()).await?;
-        return Ok(Principal::Session);
+        let token = password_login(gw, ctx, pw.to_string()).await?;
+        return Ok(Connected {
+            principal: Principal::Session,
+            session: Some(token),
+        });
     }
     if let Some(t) = p_str(params, "session") {
         return if sec.sessions.valid(t) {
-            Ok(Principal::Session)
+            Ok(Connected {
+                principal: Principal::Session,
+                session: Some(t.to_string()),
+            })
         } else {
             Err(err(
                 StatusCode::UNAUTHORIZED,
@@ -711,8 +788,11 @@ async fn connect(
             ))
         };
     }
-    if cookie_session {
-        return Ok(Principal::Session);
+    if let Some(t) = cookie_session {
+        return Ok(Connected {
+            principal: Principal::Session,
+            session: Some(t.to_string()),
+        });
     }
     Err(err(
         StatusCode::UNAUTHORIZED,
