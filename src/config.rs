@@ -87,6 +87,10 @@ pub struct EdgeSettings {
     pub panel: Panel,
     /// Where the edge serves moltgate when the edge port serves the panel.
     pub gateway_port: u16,
+    /// Open connections one client address may hold at the edge (nginx
+    /// `limit_conn`; 0: no cap). Behind another proxy every client shares
+    /// its address: raise it, or set 0.
+    pub max_connections_per_ip: u32,
 }
 
 impl Default for EdgeSettings {
@@ -97,6 +101,7 @@ impl Default for EdgeSettings {
             upstream_port: 8787,
             panel: Panel::None,
             gateway_port: 8444,
+            max_connections_per_ip: 128,
         }
     }
 }
@@ -515,6 +520,9 @@ upstream_port = {upstream}
 panel = "{panel}"
 # Where the edge serves moltgate when the edge port serves the panel.
 gateway_port = {gateway_port}
+# Open connections one client address may hold at the edge (0: no cap); beyond it, 429.
+# Behind another reverse proxy every client shares its address: raise it or set 0.
+max_connections_per_ip = {max_conn_per_ip}
 
 [nginx]
 # Absolute path of the nginx binary. When moltguard runs as root it only runs
@@ -568,6 +576,7 @@ stop_agent_command = {stop_agent_command}
         port = e.port,
         upstream = e.upstream_port,
         gateway_port = e.gateway_port,
+        max_conn_per_ip = e.max_connections_per_ip,
         conf = optional("conf", &n.conf, "/etc/nginx/nginx.conf"),
         user = serde_json::to_string(&n.user).unwrap_or_default(),
         verify = dur(n.verify_timeout),

@@ -267,6 +267,58 @@ fn an_expired_lifetime_ends_open_connections_with_no_guardian() {
 }
 
 #[test]
+fn the_edges_own_refusals_are_json_and_one_address_cannot_hold_it() {
+    let s = Stack::started();
+    s.set_config("max_connections_per_ip", "max_connections_per_ip = 2");
+    s.ok(&["init", "--force"]);
+    s.ok(&["nginx", "reload"]);
+    s.ok(&["breaker", "close"]);
+    // No password: 401 with the browser's prompt and a message SDKs show.
+    let r = s.get(false);
+    assert_eq!(r.status, 401);
+    assert_eq!(
+        r.header("WWW-Authenticate"),
+        Some("Basic realm=\"moltguard\"")
+    );
+    assert_eq!(
+        r.json()["error"]["code"],
+        "edge_auth_required",
+        "{}",
+        r.body
+    );
+    // Two long-lived requests (WebSockets) from this address, then a third: 429.
+    let a = open_websocket(&s);
+    let b = open_websocket(&s);
+    let r = s.get(true);
+    assert_eq!(r.status, 429, "{}", r.body);
+    assert_eq!(
+        r.json()["error"]["code"],
+        "too_many_connections_from_address"
+    );
+    drop((a, b));
+    assert!(eventually(Duration::from_secs(5), || s.get(true).status == 200));
+}
+
+#[test]
+fn a_dead_upstream_is_a_json_502() {
+    let s = Stack::started();
+    // An upstream port where nothing listens.
+    let dead = free_port();
+    s.set_config("upstream_port", &format!("upstream_port = {dead}"));
+    s.ok(&["init", "--force"]);
+    s.ok(&["nginx", "reload"]);
+    s.ok(&["breaker", "close"]);
+    let r = s.get(true);
+    assert_eq!(r.status, 502, "{}", r.body);
+    assert_eq!(
+        r.json()["error"]["code"],
+        "upstream_unavailable",
+        "{}",
+        r.body
+    );
+}
+
+#[test]
 fn deleting_the_allow_token_denies_at_once() {
     let s = Stack::started();
     s.ok(&["breaker", "close"]);

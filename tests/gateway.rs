@@ -1095,6 +1095,34 @@ async fn models_status_and_provider_test() {
         .unwrap();
     assert_eq!(r.status(), 404);
 
+    // A key limited to b's models may test b, not a (a test is a paid call).
+    let limited = keys::generate(
+        "b only",
+        Scopes::parse_list("operator.write").unwrap(),
+        None,
+        Some(0),
+        &["b/*".to_string()],
+    );
+    Store::open(&g.gw.cfg.state_dir)
+        .unwrap()
+        .insert_key(&limited.row)
+        .unwrap();
+    let as_limited = |body: Value| {
+        reqwest::Client::new()
+            .post(format!("{}/api/providers/test", g.base))
+            .bearer_auth(&limited.plaintext)
+            .json(&body)
+            .send()
+    };
+    let r = as_limited(json!({"provider": "a"})).await.unwrap();
+    assert_eq!(r.status(), 403);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["code"], "model_not_allowed", "{v}");
+    let r = as_limited(json!({})).await.unwrap();
+    assert_eq!(r.status(), 403, "all providers include a");
+    let r = as_limited(json!({"provider": "b"})).await.unwrap();
+    assert_eq!(r.status(), 200);
+
     let (_, st) = get(&g, "/api/providers/status").await;
     let st: Value = serde_json::from_str(&st).unwrap();
     let a = &st["providers"][0];

@@ -182,6 +182,7 @@ fn parse_request<'a>(
     if let Some(u) = fields.get("user").filter(|u| u.get() != "null") {
         validate::user_id(u).map_err(invalid)?;
     }
+    validate::params(|k| fields.get(k).copied()).map_err(invalid)?;
     let stream = match fields.get("stream") {
         f if json::is_absent(f) => false,
         Some(v) => match v.get() {

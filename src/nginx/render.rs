@@ -275,7 +275,64 @@ map $http_cookie $moltguard_upstream_cookie {
     "~^(?<moltguard_before>.*?)(?:^|;\s*)moltguard_edge=[^;]*(?<moltguard_after>.*)$"  "$moltguard_before$moltguard_after";
     default  $http_cookie;
 }
+# Connections per client address, for `limit_conn` in the servers below.
+limit_conn_zone $binary_remote_addr zone=moltguard_per_ip:10m;
 "#;
+
+/// The edge's own refusals (password missing or wrong, too many
+/// connections, the upstream down) as JSON in moltgate's error shape, so
+/// SDKs show a message rather than "Error code: 401". Named locations: no
+/// request reaches them by its URI, and each only answers an error.
+fn error_pages(upstream: &str) -> String {
+    let json = |message: &str, kind: &str, code: &str| {
+        format!(r#"{{"error":{{"message":"{message}","type":"{kind}","code":"{code}"}}}}"#)
+    };
+    format!(
+        r#"    error_page 401 @moltguard_401;
+    error_page 429 @moltguard_429;
+    error_page 502 @moltguard_upstream_down;
+    error_page 504 @moltguard_upstream_slow;
+    location @moltguard_401 {{
+        # No add_header here: it would drop the include's X-Breaker-State
+        # (the auth module's WWW-Authenticate is kept by nginx).
+        default_type application/json;
+        return 401 '{unauthorized}\n';
+    }}
+    location @moltguard_429 {{
+        default_type application/json;
+        return 429 '{too_many}\n';
+    }}
+    location @moltguard_upstream_down {{
+        default_type application/json;
+        return 502 '{down}\n';
+    }}
+    location @moltguard_upstream_slow {{
+        default_type application/json;
+        return 504 '{slow}\n';
+    }}
+"#,
+        unauthorized = json(
+            "the edge asks for your moltguard user and password (HTTP Basic auth); API clients send the moltgate key as X-Api-Key",
+            "authentication_error",
+            "edge_auth_required",
+        ),
+        too_many = json(
+            "too many open connections from your address at the edge; close some and retry",
+            "rate_limit_error",
+            "too_many_connections_from_address",
+        ),
+        down = json(
+            &format!("{upstream} behind the edge is not answering; is it running?"),
+            "api_error",
+            "upstream_unavailable",
+        ),
+        slow = json(
+            &format!("{upstream} behind the edge did not answer in time"),
+            "timeout_error",
+            "upstream_timeout",
+        ),
+    )
+}
 
 /// Renders the site: a loopback server per upstream (moltgate, and the
 /// agent's panel when configured), each with the breaker include at server
@@ -361,9 +418,25 @@ server {{
 
     include {include};
 
+    # One client cannot hold the edge: nginx's own deadlines, and a cap on
+    # the connections of one address.
+    client_header_timeout 10s;
+    client_body_timeout 10s;
+    keepalive_timeout 30s;
+    send_timeout 60s;
+{limit_conn}
+{errors}
 {location}}}
 "#,
             listen = listen(port),
+            limit_conn = match edge.max_connections_per_ip {
+                0 => "    # limit_conn: off ([edge] max_connections_per_ip = 0)".to_string(),
+                n => format!("    limit_conn moltguard_per_ip {n};\n    limit_conn_status 429;"),
+            },
+            errors = error_pages(match kind {
+                Upstream::Gateway => "moltgate",
+                Upstream::Panel => "the agent's panel",
+            }),
         );
     }
     Ok(out)

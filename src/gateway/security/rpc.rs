@@ -229,6 +229,29 @@ pub async fn call(
                 provider: p_str(&params, "provider").map(str::to_string),
                 model: p_str(&params, "model").map(str::to_string),
             };
+            // A key limited to some models may test only those: a test is
+            // a real (paid) call upstream.
+            if let Some(p) = principal {
+                for prov in gw
+                    .providers
+                    .iter()
+                    .filter(|x| req.provider.as_deref().is_none_or(|n| n == x.name()))
+                {
+                    let model = req
+                        .model
+                        .clone()
+                        .or_else(|| prov.cfg.default_model.clone())
+                        .unwrap_or_default();
+                    let qualified = format!("{}/{model}", prov.name());
+                    if !p.allows_model(&model) && !p.allows_model(&qualified) {
+                        return Err(err(
+                            StatusCode::FORBIDDEN,
+                            "model_not_allowed",
+                            format!("{} may not use {qualified}", p.label()),
+                        ));
+                    }
+                }
+            }
             status::run_tests(gw, req)
                 .await
                 .map_err(|e| err(e.status, "unknown_provider", e.message))

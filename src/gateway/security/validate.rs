@@ -4,7 +4,11 @@
 //! * every message's text: not empty, not only whitespace, at most
 //!   `max_chars` characters (string content, or the text parts of an array);
 //!   a message without content is allowed only where the API allows it
-//!   (an assistant turn carrying tool calls).
+//!   (an assistant turn carrying tool calls);
+//! * every message's role is one the API knows ([`ROLES`]);
+//! * the sampling and shape parameters have their API types and ranges
+//!   ([`param`]): `max_tokens: "lots"` is a 400 here, not an upstream's
+//!   puzzling error (or worse, its silent default).
 
 use std::borrow::Cow;
 
@@ -12,6 +16,92 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 pub const MAX_USER_ID: usize = 256;
+
+/// The roles of the chat completions API.
+pub const ROLES: &[&str] = &[
+    "system",
+    "developer",
+    "user",
+    "assistant",
+    "tool",
+    "function",
+];
+
+/// What one optional parameter must be.
+enum Kind {
+    /// An integer in the range.
+    Int(i64, i64),
+    /// A number in the range.
+    Number(f64, f64),
+    Bool,
+    /// A string, or a list of at most this many strings.
+    StringOrList(usize),
+    Object,
+    Array,
+    /// A string or an object.
+    StringOrObject,
+}
+
+/// The typed parameters of `POST /v1/chat/completions` (others pass as they are).
+const PARAMS: &[(&str, Kind)] = &[
+    ("max_tokens", Kind::Int(1, 10_000_000)),
+    ("max_completion_tokens", Kind::Int(1, 10_000_000)),
+    ("n", Kind::Int(1, 128)),
+    ("temperature", Kind::Number(0.0, 2.0)),
+    ("top_p", Kind::Number(0.0, 1.0)),
+    ("presence_penalty", Kind::Number(-2.0, 2.0)),
+    ("frequency_penalty", Kind::Number(-2.0, 2.0)),
+    ("seed", Kind::Int(i64::MIN, i64::MAX)),
+    ("logprobs", Kind::Bool),
+    ("top_logprobs", Kind::Int(0, 20)),
+    ("parallel_tool_calls", Kind::Bool),
+    ("stop", Kind::StringOrList(16)),
+    ("tools", Kind::Array),
+    ("tool_choice", Kind::StringOrObject),
+    ("response_format", Kind::Object),
+    ("stream_options", Kind::Object),
+    ("logit_bias", Kind::Object),
+    ("metadata", Kind::Object),
+];
+
+/// Checks every typed parameter `get` finds (`null` counts as absent).
+pub fn params<'a>(get: impl Fn(&str) -> Option<&'a RawValue>) -> Result<(), Invalid> {
+    use serde_json::Value;
+    for (name, kind) in PARAMS {
+        let Some(raw) = get(name).filter(|r| r.get() != "null") else {
+            continue;
+        };
+        let v: Value = serde_json::from_str(raw.get())
+            .map_err(|_| invalid(*name, format!("\"{name}\" is not valid JSON")))?;
+        let ok = match kind {
+            Kind::Int(lo, hi) => v.as_i64().is_some_and(|n| (*lo..=*hi).contains(&n)),
+            Kind::Number(lo, hi) => v.as_f64().is_some_and(|n| n >= *lo && n <= *hi),
+            Kind::Bool => v.is_boolean(),
+            Kind::StringOrList(max) => {
+                v.is_string()
+                    || v.as_array()
+                        .is_some_and(|a| a.len() <= *max && a.iter().all(Value::is_string))
+            }
+            Kind::Object => v.is_object(),
+            Kind::Array => v.is_array(),
+            Kind::StringOrObject => v.is_string() || v.is_object(),
+        };
+        if !ok {
+            let want = match kind {
+                Kind::Int(lo, _) if *lo == i64::MIN => "an integer".to_string(),
+                Kind::Int(lo, hi) => format!("an integer from {lo} to {hi}"),
+                Kind::Number(lo, hi) => format!("a number from {lo} to {hi}"),
+                Kind::Bool => "true or false".into(),
+                Kind::StringOrList(max) => format!("a string or a list of at most {max} strings"),
+                Kind::Object => "an object".into(),
+                Kind::Array => "a list".into(),
+                Kind::StringOrObject => "a string or an object".into(),
+            };
+            return Err(invalid(*name, format!("\"{name}\" must be {want}")));
+        }
+    }
+    Ok(())
+}
 
 /// A rejected field and what is wrong with it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -91,6 +181,16 @@ pub fn messages(array: &RawValue, max_chars: usize) -> Result<(), Invalid> {
             Some(r) => serde_json::from_str(r.get())
                 .map_err(|_| invalid(at(".role"), format!("{} must be a string", at(".role"))))?,
         };
+        if !ROLES.contains(&role.as_ref()) {
+            return Err(invalid(
+                at(".role"),
+                format!(
+                    "{} is {role:?}; it must be one of {}",
+                    at(".role"),
+                    ROLES.join(", ")
+                ),
+            ));
+        }
         let calls = !is_null(m.tool_calls) || !is_null(m.function_call);
         if is_null(m.content) {
             if role == "assistant" && calls {
@@ -220,6 +320,47 @@ mod tests {
         for (json, want) in cases {
             let e = msgs(json, 10).unwrap_err();
             assert!(e.message.contains(want), "{json}: {e:?}");
+        }
+    }
+
+    #[test]
+    fn unknown_roles_are_refused() {
+        let e = msgs(r#"[{"role":"root","content":"x"}]"#, 100).unwrap_err();
+        assert_eq!(e.param, "messages[0].role");
+        assert!(e.message.contains("\"root\""), "{}", e.message);
+        msgs(r#"[{"role":"developer","content":"x"}]"#, 100).unwrap();
+    }
+
+    #[test]
+    fn typed_params_have_their_types_and_ranges() {
+        let check = |json: &str| {
+            let v: std::collections::HashMap<String, Box<RawValue>> =
+                serde_json::from_str(json).unwrap();
+            params(|k| v.get(k).map(|b| &**b))
+        };
+        check(r#"{"max_tokens": 100, "temperature": 0.7, "stop": ["\n"], "tools": [], "tool_choice": "auto", "seed": -5, "n": null}"#).unwrap();
+        for (json, param) in [
+            (r#"{"max_tokens": "lots"}"#, "max_tokens"),
+            (r#"{"max_tokens": 0}"#, "max_tokens"),
+            (r#"{"max_tokens": 1.5}"#, "max_tokens"),
+            (r#"{"temperature": 3}"#, "temperature"),
+            (r#"{"top_p": "0.9"}"#, "top_p"),
+            (r#"{"stream_options": true}"#, "stream_options"),
+            (
+                r#"{"stop": ["a","b","c","d","e","f","g","h","i","j","k","l","m","n","o","p","q"]}"#,
+                "stop",
+            ),
+            (r#"{"stop": [1]}"#, "stop"),
+            (r#"{"logprobs": "yes"}"#, "logprobs"),
+            (r#"{"tools": {}}"#, "tools"),
+        ] {
+            let e = check(json).unwrap_err();
+            assert_eq!(e.param, param, "{json}");
+            assert!(
+                e.message.starts_with(&format!("\"{param}\" must be")),
+                "{}",
+                e.message
+            );
         }
     }
 

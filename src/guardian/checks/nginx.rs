@@ -307,13 +307,21 @@ fn check_server(
         let in_location = parents
             .iter()
             .any(|p| p.name == "location" || p.name == "limit_except");
+        // A named location (`location @x`) is reached only by an internal
+        // redirect (`error_page`), never by a request's URI: a `return` of
+        // an error status there answers an error, it lets nobody in.
+        let named_error = d.name == "return"
+            && parents
+                .last()
+                .is_some_and(|p| p.name == "location" && p.arg0().starts_with('@'))
+            && d.arg0().parse::<u16>().is_ok_and(|c| c >= 400);
         let a0 = d.arg0().to_ascii_lowercase();
         let why = match d.name.as_str() {
             "auth_basic" if a0 == "off" => Some("`auth_basic off` switches the password check off"),
             "auth_request" if a0 == "off" => Some("`auth_request off` switches the auth subrequest off"),
             "satisfy" if a0 == "any" => Some("`satisfy any` lets an `allow` rule replace the password"),
             "allow" => Some("`allow` overrides the server-level access rules (and with `satisfy any` replaces the password)"),
-            "return" if in_location => Some("a location-level `return` runs before the password check"),
+            "return" if in_location && !named_error => Some("a location-level `return` runs before the password check"),
             _ => None,
         };
         if let Some(why) = why {
@@ -364,6 +372,25 @@ mod tests {
     #[test]
     fn our_own_shape_is_clean() {
         assert!(check(GOOD).is_empty(), "{:?}", check(GOOD));
+    }
+
+    #[test]
+    fn a_named_location_may_only_answer_an_error() {
+        let with =
+            |loc: &str| check(&GOOD.replacen("location /", &format!("{loc}\n location /"), 1));
+        let fine = with(
+            "error_page 401 @e; location @e { default_type application/json; return 401 '{}'; }",
+        );
+        assert!(fine.is_empty(), "{:?}", ids(&fine));
+        for bad in [
+            "location @e { return 200 'in'; }",
+            "location @e { return 302 /x; }",
+            "location /x { return 401; }",
+        ] {
+            let f = with(bad);
+            assert_eq!(f.len(), 1, "{bad}: {:?}", ids(&f));
+            assert_eq!(f[0].id, NGINX_AUTH_BYPASS, "{bad}");
+        }
     }
 
     #[test]
