@@ -333,24 +333,7 @@ fn openclaw_behind_the_edge() {
     let gateway_edge = SocketAddr::from(([127, 0, 0, 1], gateway_edge_port));
 
     // moltgate, with the fake provider behind it, and a key for OpenClaw.
-    let fake = fake_provider_in_this_network();
-    let _gate = Proc::spawn(
-        "moltgate",
-        Command::new(bin("moltgate"))
-            .arg("serve")
-            .env_clear()
-            .env("MOLTGUARD_HOME", &mg.home)
-            .env("MOLTGATE_LISTEN", format!("127.0.0.1:{gate_port}"))
-            .env("DEFAULT_LLM_PROVIDER", "ollama")
-            .env("OLLAMA_BASE_URL", format!("http://{fake}"))
-            .env("OLLAMA_MODEL", "fake-ok")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(dir.path().join("moltgate.log")).unwrap()),
-    );
-    assert!(eventually(Duration::from_secs(15), || TcpStream::connect(
-        ("127.0.0.1", gate_port)
-    )
-    .is_ok()));
+    let _gate = start_moltgate(&mg, gate_port, &dir.path().join("moltgate.log"));
     let key = mg
         .ok(&[
             "keys",
@@ -722,24 +705,7 @@ fn the_written_agent_config_is_one_openclaw_runs_with() {
         String::from_utf8_lossy(&v.stdout),
         read(&dir.path().join("validate.err"))
     );
-    let fake = fake_provider_in_this_network();
-    let _gate = Proc::spawn(
-        "moltgate",
-        Command::new(bin("moltgate"))
-            .arg("serve")
-            .env_clear()
-            .env("MOLTGUARD_HOME", &mg.home)
-            .env("MOLTGATE_LISTEN", format!("127.0.0.1:{gate_port}"))
-            .env("DEFAULT_LLM_PROVIDER", "ollama")
-            .env("OLLAMA_BASE_URL", format!("http://{fake}"))
-            .env("OLLAMA_MODEL", "fake-ok")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(dir.path().join("moltgate.log")).unwrap()),
-    );
-    assert!(eventually(Duration::from_secs(15), || TcpStream::connect(
-        ("127.0.0.1", gate_port)
-    )
-    .is_ok()));
+    let _gate = start_moltgate(&mg, gate_port, &dir.path().join("moltgate.log"));
     let turn = plain_openclaw("turn.err")
         .args([
             "agent",
@@ -801,6 +767,30 @@ fn the_written_agent_config_is_one_openclaw_runs_with() {
         !gate_log.contains('\u{1b}'),
         "ANSI codes in a log file:\n{gate_log:?}"
     );
+}
+
+/// moltgate on `port` for this setup, with the fake provider (in this
+/// network namespace) behind it; its log in `log`.
+fn start_moltgate(mg: &Moltguard, port: u16, log: &Path) -> Proc {
+    let fake = fake_provider_in_this_network();
+    let gate = Proc::spawn(
+        "moltgate",
+        Command::new(bin("moltgate"))
+            .arg("serve")
+            .env_clear()
+            .env("MOLTGUARD_HOME", &mg.home)
+            .env("MOLTGATE_LISTEN", format!("127.0.0.1:{port}"))
+            .env("DEFAULT_LLM_PROVIDER", "ollama")
+            .env("OLLAMA_BASE_URL", format!("http://{fake}"))
+            .env("OLLAMA_MODEL", "fake-ok")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(log).unwrap()),
+    );
+    assert!(eventually(Duration::from_secs(15), || TcpStream::connect(
+        ("127.0.0.1", port)
+    )
+    .is_ok()));
+    gate
 }
 
 /// A minimal OpenClaw plugin packed as npm packs one (`package/...`).

@@ -516,6 +516,37 @@ fn nginx_accepts(bin: &Path, dir: &Path, http_body: &str) -> Result<(), String> 
     }
 }
 
+/// The sites `init` writes (kept equal to the renderer by a golden test)
+/// load in a real nginx, with each state's include.
+#[test]
+fn the_example_sites_load_in_real_nginx() {
+    let Some(bin) = nginx_bin() else {
+        eprintln!("nginx not installed: differential test skipped");
+        return;
+    };
+    let d = tempfile::tempdir().unwrap();
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("nginx/examples");
+    for site in ["moltguard-site.conf", "moltguard-site-openclaw.conf"] {
+        for include in [
+            "breaker-open.conf",
+            "breaker-half-open.conf",
+            "breaker-closed-for-30m.conf",
+        ] {
+            let inc = d.path().join("breaker.conf");
+            fs::copy(examples.join(include), &inc).unwrap();
+            let text = fs::read_to_string(examples.join(site)).unwrap().replace(
+                "/etc/moltguard/nginx/breaker.conf",
+                &inc.display().to_string(),
+            );
+            assert_eq!(
+                nginx_accepts(&bin, d.path(), &text),
+                Ok(()),
+                "{site} with {include}"
+            );
+        }
+    }
+}
+
 #[test]
 fn parser_agrees_with_real_nginx_on_syntax() {
     let Some(bin) = nginx_bin() else {

@@ -165,16 +165,25 @@ fn close_is_refused_without_users() {
     assert_eq!(s.state()["state"], "open");
 }
 
-#[test]
-fn lifetime_expiry_blocks_without_any_moltguard_process() {
-    let s = Stack::started();
-    // No watcher either: nginx alone.
+/// `breaker close --for 2s`, leaving no expiry watcher behind.
+fn close_for_2s_without_a_watcher(s: &Stack) {
     let out = s
         .command(&["breaker", "close", "--for", "2s"])
         .env("MOLTGUARD_EXPIRY_WATCHER", "off")
         .output()
         .unwrap();
-    assert!(out.status.success());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn lifetime_expiry_blocks_without_any_moltguard_process() {
+    let s = Stack::started();
+    // No watcher either: nginx alone.
+    close_for_2s_without_a_watcher(&s);
     assert_eq!(s.get(true).status, 200);
     // nginx itself compares its clock with the expiry: no daemon involved.
     assert!(eventually(Duration::from_secs(6), || s.get(true).status == 503));
@@ -252,12 +261,7 @@ fn an_expired_lifetime_ends_open_connections_with_no_guardian() {
     assert_eq!(v["state"], "open");
     assert_eq!(v["reason"], "TTL_EXPIRED");
     // Without the watcher (and no guardian) it would have stayed open.
-    let out = s
-        .command(&["breaker", "close", "--for", "2s"])
-        .env("MOLTGUARD_EXPIRY_WATCHER", "off")
-        .output()
-        .unwrap();
-    assert!(out.status.success());
+    close_for_2s_without_a_watcher(&s);
     let ws = open_websocket(&s);
     let lasted = until_closed(ws, Duration::from_secs(8));
     assert!(

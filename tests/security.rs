@@ -689,6 +689,20 @@ async fn closed_by_server(
     }
 }
 
+/// Calls a read method until the socket's first refusal (within ~4 s).
+async fn first_refusal(
+    ws: &mut tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>,
+) -> Value {
+    for n in 100..140 {
+        let r = rpc(ws, n, "security.lockdown.status", json!({})).await;
+        if r["ok"] == false {
+            return r;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Value::Null
+}
+
 #[tokio::test]
 async fn open_websockets_lose_a_revoked_key_and_remote_ones_end_with_lockdown() {
     let g = Gate::start(None, &[]).await;
@@ -706,15 +720,7 @@ async fn open_websockets_lose_a_revoked_key_and_remote_ones_end_with_lockdown() 
     let (code, v) = g.cli(&["keys", "revoke", &id]);
     assert_eq!(code, 0, "{v}");
     // The running gateway sees the revocation within a second or so.
-    let mut refused = Value::Null;
-    for n in 3..40 {
-        let r = rpc(&mut ws, n, "security.lockdown.status", json!({})).await;
-        if r["ok"] == false {
-            refused = r;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let refused = first_refusal(&mut ws).await;
     assert_eq!(refused["error"]["code"], "unauthorized", "{refused}");
     assert!(closed_by_server(&mut ws, Duration::from_secs(3)).await);
 
@@ -730,15 +736,7 @@ async fn open_websockets_lose_a_revoked_key_and_remote_ones_end_with_lockdown() 
         true
     );
     assert_eq!(g.cli(&["lockdown", "on"]).0, 0);
-    let mut refused = Value::Null;
-    for n in 3..40 {
-        let r = rpc(&mut remote, n, "security.lockdown.status", json!({})).await;
-        if r["ok"] == false {
-            refused = r;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let refused = first_refusal(&mut remote).await;
     assert_eq!(refused["error"]["code"], "lockdown", "{refused}");
     assert!(closed_by_server(&mut remote, Duration::from_secs(3)).await);
     // This machine's admin still gets in.

@@ -107,12 +107,24 @@ fn audit(store: &mut Store, kind: &str, action: &str, detail: String) -> Result<
 /// Creates a key with no expiry or limits (for `init --write-agent-config`)
 /// and returns its plaintext, recorded like `keys create`.
 pub fn create_key(ctx: &Ctx, label: &str, scopes: &str) -> Result<String, CliError> {
-    let mut store = open(ctx)?;
     let scopes = Scopes::parse_list(scopes).map_err(|e| CliError::usage(e, ""))?;
-    let k = keys::generate(label, scopes, None, None, &[]);
+    let k = insert_key(&mut open(ctx)?, label, scopes, None, None, &[])?;
+    Ok(k.plaintext)
+}
+
+/// Makes a key, stores it, and records who made it.
+fn insert_key(
+    store: &mut Store,
+    label: &str,
+    scopes: Scopes,
+    expires_at: Option<i64>,
+    rate_limit: Option<u32>,
+    models: &[String],
+) -> Result<keys::NewKey, CliError> {
+    let k = keys::generate(label, scopes, expires_at, rate_limit, models);
     store.insert_key(&k.row).map_err(db_err)?;
     audit(
-        &mut store,
+        store,
         "key_created",
         "created",
         format!(
@@ -121,7 +133,7 @@ pub fn create_key(ctx: &Ctx, label: &str, scopes: &str) -> Result<String, CliErr
             who()
         ),
     )?;
-    Ok(k.plaintext)
+    Ok(k)
 }
 
 pub fn keys(ctx: &Ctx, cmd: KeysCmd) -> Result<Exit, CliError> {
@@ -140,18 +152,7 @@ pub fn keys(ctx: &Ctx, cmd: KeysCmd) -> Result<Exit, CliError> {
                 return Err(CliError::usage("--label is empty", "e.g. --label my-agent"));
             }
             let expires_at = expires_in.map(|d| now_ms() + Duration::from(d).as_millis() as i64);
-            let k = keys::generate(&label, scopes, expires_at, rate_limit, &models);
-            store.insert_key(&k.row).map_err(db_err)?;
-            audit(
-                &mut store,
-                "key_created",
-                "created",
-                format!(
-                    "key {} ({label}) with scopes [{scopes}] by {}",
-                    k.row.id,
-                    who()
-                ),
-            )?;
+            let k = insert_key(&mut store, &label, scopes, expires_at, rate_limit, &models)?;
             emit(
                 ctx.json,
                 json!({"id": k.row.id, "label": label, "scopes": scopes.names(), "key": k.plaintext, "expires_at": expires_at}),

@@ -284,7 +284,9 @@ limit_conn_zone $binary_remote_addr zone=moltguard_per_ip:10m;
 /// SDKs show a message rather than "Error code: 401". Named locations: no
 /// request reaches them by its URI, and each only answers an error.
 fn error_pages(upstream: &str) -> String {
+    // The bodies sit in single quotes in nginx's syntax: none may hold one.
     let json = |message: &str, kind: &str, code: &str| {
+        assert!(!message.contains(['\'', '"', '\\']), "{message}");
         format!(r#"{{"error":{{"message":"{message}","type":"{kind}","code":"{code}"}}}}"#)
     };
     format!(
@@ -435,7 +437,7 @@ server {{
             },
             errors = error_pages(match kind {
                 Upstream::Gateway => "moltgate",
-                Upstream::Panel => "the agent's panel",
+                Upstream::Panel => "the agent panel",
             }),
         );
     }

@@ -432,17 +432,7 @@ impl Security {
     /// Resolves a presented API key.
     pub fn authenticate_key(&self, presented: &str) -> Result<Arc<KeyRecord>, KeyRejection> {
         let (id, secret) = keys::split(presented).ok_or(KeyRejection::Malformed)?;
-        let cached = self
-            .keys
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(id)
-            .cloned();
-        // A key created a moment ago (by the CLI) is not cached yet.
-        let rec = match cached {
-            Some(r) => r,
-            None => self.load_key(id).ok_or(KeyRejection::Unknown)?,
-        };
+        let rec = self.key(id).ok_or(KeyRejection::Unknown)?;
         rec.verify(secret, now_ms())?;
         Ok(rec)
     }
@@ -451,15 +441,20 @@ impl Security {
     /// cache follows it within a second): for connections that outlive a
     /// revocation or an expiry.
     pub fn key_still_valid(&self, id: &str, now: i64) -> bool {
+        self.key(id)
+            .is_some_and(|k| !k.revoked && k.expires_at.is_none_or(|t| t > now))
+    }
+
+    /// Key `id` from the cache, or from the database: a key created a
+    /// moment ago (by the CLI) is not cached yet.
+    fn key(&self, id: &str) -> Option<Arc<KeyRecord>> {
         let cached = self
             .keys
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .get(id)
             .cloned();
-        cached
-            .or_else(|| self.load_key(id))
-            .is_some_and(|k| !k.revoked && k.expires_at.is_none_or(|t| t > now))
+        cached.or_else(|| self.load_key(id))
     }
 
     fn load_key(&self, id: &str) -> Option<Arc<KeyRecord>> {
