@@ -852,6 +852,40 @@ async fn missing_key_is_reported_and_route_skipped() {
 }
 
 #[tokio::test]
+async fn metrics_count_tokens_first_tokens_overhead_and_the_process() {
+    let (_a, _b, g) = pair("streaming = true").await;
+    for _ in 0..2 {
+        assert_eq!(post(&g, chat("a/fake-ok")).await.status, 200);
+    }
+    let r = post(&g, chat_stream("a/fake-stream-3")).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let (_, m) = get(&g, "/metrics").await;
+    // The fake provider reports 5 prompt and 3 completion tokens per answer.
+    assert!(
+        m.contains(
+            r#"moltgate_tokens_total{key="tests",kind="input",model="fake-ok",provider="a"} 10"#
+        ),
+        "{m}"
+    );
+    assert!(
+        m.contains(
+            r#"moltgate_tokens_total{key="tests",kind="output",model="fake-ok",provider="a"} 6"#
+        ),
+        "{m}"
+    );
+    assert!(
+        m.contains(r#"moltgate_time_to_first_token_seconds_count{provider="a"} 1"#),
+        "{m}"
+    );
+    assert!(
+        m.contains("moltgate_gateway_overhead_seconds_count 3"),
+        "{m}"
+    );
+    #[cfg(target_os = "linux")]
+    assert!(m.contains("process_resident_memory_bytes"), "{m}");
+}
+
+#[tokio::test]
 async fn metrics_label_only_configured_models() {
     let (_a, _b, g) = pair("").await;
     assert_eq!(post(&g, chat("a/fake-ok")).await.status, 200);

@@ -9,6 +9,20 @@ use prometheus::{
     Registry, TextEncoder,
 };
 
+/// The token counts of an OpenAI `usage` object.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+pub struct Usage {
+    pub prompt_tokens: Option<u64>,
+    pub completion_tokens: Option<u64>,
+}
+
+impl Usage {
+    /// From the raw `usage` value, if it is one.
+    pub fn parse(raw: &str) -> Option<Usage> {
+        serde_json::from_str(raw).ok()
+    }
+}
+
 /// Outcome of a chat completion request (`outcome` label of the request metrics).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
@@ -64,6 +78,14 @@ pub struct Metrics {
     pub security_incidents: IntCounterVec,
     /// Security state at scrape time (open connections, active bans, modes).
     pub security_state: IntGaugeVec,
+    /// Tokens the providers reported (`usage`), by provider, model, key
+    /// label and kind (input, output).
+    pub tokens: IntCounterVec,
+    /// From the request's arrival to the first content chunk of a stream.
+    pub time_to_first_token: HistogramVec,
+    /// The gateway's own time on a successful request: from admission to
+    /// the response's start, minus the time spent waiting on upstreams.
+    pub overhead: Histogram,
     outcomes: Outcomes,
     /// One list per serving thread (no contention), see [`super::workers`].
     routes_ok: Box<[Mutex<Vec<RouteOk>>]>,
@@ -71,6 +93,11 @@ pub struct Metrics {
 
 const BUCKETS: &[f64] = &[
     0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 15.0, 30.0, 60.0,
+];
+
+/// The gateway's own time is microseconds to milliseconds.
+const OVERHEAD_BUCKETS: &[f64] = &[
+    0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1,
 ];
 
 /// Bound label values so a client cannot blow up cardinality with huge names.
@@ -158,10 +185,41 @@ impl Metrics {
             "open_connections, active_bans, lockdown (0/1), kill_switch (0/1), dropped_incidents",
             &["what"],
         );
+        let tokens = counter(
+            "moltgate_tokens_total",
+            "Tokens reported by providers (usage), by provider, model, key label and kind (input, output)",
+            &["provider", "model", "key", "kind"],
+        );
+        let time_to_first_token = histo(
+            "moltgate_time_to_first_token_seconds",
+            "From the request's arrival to the first content chunk of a streamed answer",
+            &["provider"],
+        );
+        let overhead = Histogram::with_opts(
+            HistogramOpts::new(
+                "moltgate_gateway_overhead_seconds",
+                "The gateway's own time on a successful request (admission, firewall, parsing, routing), upstream waits excluded",
+            )
+            .buckets(OVERHEAD_BUCKETS.to_vec()),
+        )
+        .expect("metric");
+        registry
+            .register(Box::new(overhead.clone()))
+            .expect("register");
+        // CPU, memory, open files and threads of this process.
+        #[cfg(target_os = "linux")]
+        registry
+            .register(Box::new(
+                prometheus::process_collector::ProcessCollector::for_self(),
+            ))
+            .expect("register");
         Self {
             registry,
             security_incidents,
             security_state,
+            tokens,
+            time_to_first_token,
+            overhead,
             requests,
             request_duration,
             upstream_requests,
@@ -221,6 +279,21 @@ impl Metrics {
                 requests,
                 latency,
             });
+        }
+    }
+
+    /// Counts the tokens of an OpenAI `usage` object (`prompt_tokens`,
+    /// `completion_tokens`); nothing when absent.
+    pub fn count_tokens(&self, provider: &str, model: &str, key: &str, usage: &Usage) {
+        for (kind, n) in [
+            ("input", usage.prompt_tokens),
+            ("output", usage.completion_tokens),
+        ] {
+            if let Some(n) = n.filter(|n| *n > 0) {
+                self.tokens
+                    .with_label_values(&[provider, model, key, kind])
+                    .inc_by(n);
+            }
         }
     }
 

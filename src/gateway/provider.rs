@@ -114,7 +114,12 @@ pub type UpstreamEvents = Pin<
 pub enum Answer {
     /// A complete `chat.completion` object, `model` already relabelled
     /// `provider/model`; `model` is what the upstream reported.
-    Full { body: Bytes, model: String },
+    Full {
+        body: Bytes,
+        model: String,
+        /// The answer's `usage`, if it has one.
+        usage: Option<super::metrics::Usage>,
+    },
     /// A stream whose first content chunk has arrived; `first` holds every
     /// chunk so far (role chunk, first content chunk).
     Stream {
@@ -388,8 +393,8 @@ impl Provider {
             }
         }
         let buf = only.as_deref().unwrap_or(&buf);
-        let (body, model) = label_full(buf, self.name(), route_model, redactor)?;
-        Ok(Answer::Full { body, model })
+        let (body, model, usage) = label_full(buf, self.name(), route_model, redactor)?;
+        Ok(Answer::Full { body, model, usage })
     }
 
     /// `GET /models`, used by the startup check: latency or a readable error.
@@ -627,7 +632,7 @@ fn label_full(
     provider: &str,
     route_model: &str,
     redactor: &Redactor,
-) -> Result<(Bytes, String), Failure> {
+) -> Result<(Bytes, String, Option<super::metrics::Usage>), Failure> {
     let fields = json::parse_fields(buf).map_err(|e| Failure::Malformed {
         detail: format!("answer {e}"),
     })?;
@@ -661,7 +666,10 @@ fn label_full(
         }
     }
     w.string("model", &labelled);
-    Ok((Bytes::from(w.finish()), upstream.into_owned()))
+    let usage = fields
+        .get("usage")
+        .and_then(|u| super::metrics::Usage::parse(u.get()));
+    Ok((Bytes::from(w.finish()), upstream.into_owned(), usage))
 }
 
 /// The request body sent upstream: the client's top-level fields, with the
@@ -792,7 +800,7 @@ mod tests {
             .attempt(body, model, stream, overall, &Redactor::default())
             .await
         {
-            Ok(Answer::Full { body, model }) => {
+            Ok(Answer::Full { body, model, .. }) => {
                 format!("full {model} {}", String::from_utf8_lossy(&body))
             }
             Ok(Answer::Stream {

@@ -305,7 +305,9 @@ async fn chat(State(gw): State<Arc<Gateway>>, mut req: Request) -> Response {
     let overall = Deadline::after(gw.cfg.request_timeout);
     let upstream_stream = gw.cfg.streaming && req.stream;
 
+    let chain_started = Instant::now();
     let outcome = run_chain(&gw, &req, &chain, upstream_stream, overall).await;
+    let chain_time = chain_started.elapsed();
     let elapsed = started.elapsed().as_secs_f64();
     match outcome {
         Err(e) => {
@@ -315,8 +317,31 @@ async fn chat(State(gw): State<Arc<Gateway>>, mut req: Request) -> Response {
         }
         Ok(s) => {
             gw.metrics.request_done(Outcome::Ok, Some(elapsed));
-            respond(&gw, s, req.stream)
+            let received = adm.as_ref().map_or(started, |a| a.received);
+            if matches!(s.answer, Answer::Stream { .. }) {
+                gw.metrics
+                    .time_to_first_token
+                    .with_label_values(&[s.provider.name()])
+                    .observe(received.elapsed().as_secs_f64());
+            }
+            let key = key_label(adm.as_ref().and_then(|a| a.principal.as_ref()));
+            let resp = respond(&gw, s, req.stream, key);
+            // Everything but the wait on upstreams (attempts, retries, backoff).
+            let overhead = received.elapsed().saturating_sub(chain_time);
+            gw.metrics.overhead.observe(overhead.as_secs_f64());
+            resp
         }
+    }
+}
+
+/// Who asked, as the tokens metric labels it: the key's label (keys are
+/// made by an operator, so the set is bounded), else the kind of caller.
+fn key_label(p: Option<&super::security::Principal>) -> Arc<str> {
+    use super::security::Principal;
+    match p {
+        Some(Principal::Key(k)) => Arc::from(label(&k.label)),
+        Some(Principal::Session) => Arc::from("session"),
+        Some(Principal::Open) | None => Arc::from("none"),
     }
 }
 
@@ -348,9 +373,14 @@ fn attempts_header(n: usize) -> HeaderValue {
     }
 }
 
-fn respond(gw: &Arc<Gateway>, s: Success<'_>, client_stream: bool) -> Response {
+fn respond(gw: &Arc<Gateway>, s: Success<'_>, client_stream: bool, key: Arc<str>) -> Response {
+    let model_label = gw.model_label(&s.route.model);
     let (mut resp, answered_model) = match s.answer {
-        Answer::Full { body, model } => {
+        Answer::Full { body, model, usage } => {
+            if let Some(u) = usage {
+                gw.metrics
+                    .count_tokens(s.provider.name(), model_label, &key, &u);
+            }
             let resp = if client_stream {
                 let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
                 let events = synthesize(&v);
@@ -383,6 +413,7 @@ fn respond(gw: &Arc<Gateway>, s: Success<'_>, client_stream: bool) -> Response {
                 idle: s.provider.cfg.timeouts.idle,
                 budget: s.budget,
                 started: Instant::now(),
+                key,
             };
             (Sse::new(relay(r)).into_response(), model)
         }

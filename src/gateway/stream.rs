@@ -94,6 +94,8 @@ pub struct Relay {
     pub idle: Duration,
     pub budget: Deadline,
     pub started: Instant,
+    /// The caller's label in the tokens metric.
+    pub key: Arc<str>,
 }
 
 struct State {
@@ -113,6 +115,17 @@ impl State {
             })
         {
             self.saw_finish = true;
+        }
+        if let Some(u) = v
+            .get("usage")
+            .filter(|u| u.is_object())
+            .and_then(|u| serde_json::from_value::<super::metrics::Usage>(u.clone()).ok())
+        {
+            let model = self.r.gw.model_label(&self.r.route_model);
+            self.r
+                .gw
+                .metrics
+                .count_tokens(self.r.provider.name(), model, &self.r.key, &u);
         }
         label_model(&mut v, self.r.provider.name(), &self.r.route_model);
         self.queue.push_back(json_event(&v));

@@ -58,6 +58,9 @@ pub struct Admitted {
     pub principal: Option<Principal>,
     pub ctx: RequestContext,
     pub body: Bytes,
+    /// When admission started: the gateway's own time on a request is
+    /// measured from here.
+    pub received: tokio::time::Instant,
 }
 
 const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -149,6 +152,7 @@ async fn admit_inner(
     parts: &mut Parts,
     body: Body,
 ) -> Result<Body, Response> {
+    let received = tokio::time::Instant::now();
     let now = super::store::now_ms();
     if let Some(ban) = sec.bans.banned(ctx.client_ip, now) {
         let until = match ban.expires_at {
@@ -381,6 +385,7 @@ async fn admit_inner(
         principal,
         ctx,
         body: body.clone(),
+        received,
     });
     Ok(Body::from(body))
 }
