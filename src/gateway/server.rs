@@ -336,12 +336,12 @@ async fn chat(State(gw): State<Arc<Gateway>>, mut req: Request) -> Response {
 
 /// Who asked, as the tokens metric labels it: the key's label (keys are
 /// made by an operator, so the set is bounded), else the kind of caller.
-fn key_label(p: Option<&super::security::Principal>) -> Arc<str> {
+fn key_label(p: Option<&super::security::Principal>) -> &str {
     use super::security::Principal;
     match p {
-        Some(Principal::Key(k)) => Arc::from(label(&k.label)),
-        Some(Principal::Session) => Arc::from("session"),
-        Some(Principal::Open) | None => Arc::from("none"),
+        Some(Principal::Key(k)) => label(&k.label),
+        Some(Principal::Session) => "session",
+        Some(Principal::Open) | None => "none",
     }
 }
 
@@ -373,13 +373,13 @@ fn attempts_header(n: usize) -> HeaderValue {
     }
 }
 
-fn respond(gw: &Arc<Gateway>, s: Success<'_>, client_stream: bool, key: Arc<str>) -> Response {
+fn respond(gw: &Arc<Gateway>, s: Success<'_>, client_stream: bool, key: &str) -> Response {
     let model_label = gw.model_label(&s.route.model);
     let (mut resp, answered_model) = match s.answer {
         Answer::Full { body, model, usage } => {
             if let Some(u) = usage {
                 gw.metrics
-                    .count_tokens(s.provider.name(), model_label, &key, &u);
+                    .count_tokens(s.provider.name(), model_label, key, &u);
             }
             let resp = if client_stream {
                 let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
@@ -413,7 +413,7 @@ fn respond(gw: &Arc<Gateway>, s: Success<'_>, client_stream: bool, key: Arc<str>
                 idle: s.provider.cfg.timeouts.idle,
                 budget: s.budget,
                 started: Instant::now(),
-                key,
+                key: Arc::from(key),
             };
             (Sse::new(relay(r)).into_response(), model)
         }
