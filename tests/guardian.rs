@@ -572,3 +572,43 @@ fn stop_agent_runs_its_command_once_when_the_agent_port_is_exposed() {
     // Still OPEN: stopping the agent closes nothing by itself.
     assert_eq!(s.state()["state"], "open");
 }
+
+#[test]
+fn a_transaction_in_flight_is_waited_for_not_judged() {
+    let s = Stack::started();
+    s.set_config("self_probe", "self_probe = false");
+    s.set_config("agent_homes", "agent_homes = []");
+    // A close that stops for 3 s after nginx verified CLOSED and before it
+    // commits: the state file says pending, nginx serves the new include.
+    let mut close = s
+        .command(&["breaker", "close"])
+        .env(moltguard::breaker::crashpoint::PAUSE_ENV, "verified:3000")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    assert!(eventually(Duration::from_secs(10), || read(
+        &s.path("state/breaker.json")
+    )
+    .contains("\"pending\"")));
+    // A scan that starts now (as one already under way when the command
+    // began would) waits for the commit instead of judging what it sees.
+    let config = moltguard::config::load(&moltguard::config::Overrides {
+        home: Some(s.home.path().to_path_buf()),
+        ..Default::default()
+    })
+    .unwrap();
+    let started = Instant::now();
+    let report = moltguard::guardian::scan::Scanner::new(config).scan(true);
+    let ids: Vec<&str> = report.findings.iter().map(|f| f.id).collect();
+    assert!(close.wait().unwrap().success());
+    assert!(
+        !ids.contains(&"TRANSITION_INTERRUPTED") && !ids.contains(&"NGINX_DRIFT"),
+        "a transaction in flight was judged: {ids:?}"
+    );
+    assert!(
+        started.elapsed() > Duration::from_secs(1),
+        "it did not wait"
+    );
+    assert_eq!(s.state()["state"], "closed");
+}

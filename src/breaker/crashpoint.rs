@@ -24,13 +24,24 @@ pub const POINTS: &[&str] = &[
 
 /// The environment variable that names the point to die at.
 pub const ENV: &str = "MOLTGUARD_CRASH_AT";
+/// `<point>:<ms>`: wait there that long instead, so that a test can watch
+/// what others see of a transaction in flight.
+pub const PAUSE_ENV: &str = "MOLTGUARD_PAUSE_AT";
 
-/// Dies here if the test asked for this point.
+/// Dies (or pauses) here if the test asked for this point.
 #[inline]
 pub fn here(point: &'static str) {
     debug_assert!(POINTS.contains(&point), "unknown crash point {point}");
     #[cfg(debug_assertions)]
-    if std::env::var_os(ENV).is_some_and(|v| v == point) {
-        let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGKILL);
+    {
+        if std::env::var_os(ENV).is_some_and(|v| v == point) {
+            let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGKILL);
+        }
+        if let Some(ms) = std::env::var(PAUSE_ENV).ok().and_then(|v| {
+            let (p, ms) = v.split_once(':')?;
+            (p == point).then(|| ms.parse::<u64>().ok())?
+        }) {
+            std::thread::sleep(std::time::Duration::from_millis(ms));
+        }
     }
 }

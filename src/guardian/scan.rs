@@ -135,8 +135,13 @@ impl Scanner {
         findings.extend(static_report.findings);
         let protected = self.protected_ports(&static_report.agent_ports);
 
-        // The state file first: everything else is judged against it.
+        // The state file first: everything else is judged against it. Read
+        // under the breaker's lock, with what nginx serves: a transaction in
+        // flight (a `breaker close` between its reload and its commit) is
+        // waited for, not mistaken for one cut off or for drift.
+        let lock = crate::fsutil::ExclusiveLock::acquire(&self.config.layout.lock_file());
         let loaded = store::load(&self.config.layout.state_files(), started_at);
+        let live = runtime::check(&self.config, &self.nginx, &loaded.record, run_config_test);
         match &loaded.problem {
             None => {
                 findings.extend(runtime::check_edge_files(&self.config, &loaded.record));
@@ -155,6 +160,7 @@ impl Scanner {
                 "nothing to do by hand: moltguard replaces it with OPEN and keeps the bad copy",
             )),
         }
+        drop(lock);
 
         // Exposure: the kernel's view, then the active probe.
         let mut sockets_seen = 0;
@@ -236,12 +242,8 @@ impl Scanner {
                 "bind the port to 127.0.0.1 and close the breaker again: the guardian then removes its rules",
             ));
         }
-        findings.extend(runtime::check(
-            &self.config,
-            &self.nginx,
-            &loaded.record,
-            run_config_test,
-        ));
+        // Reported here, in check order, though taken under the lock above.
+        findings.extend(live);
         findings.extend(selfcheck::check(&self.config));
 
         let cpu_us = match (cpu_before, cpu_time()) {
