@@ -351,27 +351,8 @@ fn openclaw_behind_the_edge() {
     let oc = start_openclaw(&agent_home, &key, agent_port, &log);
 
     // ---- one agent turn: OpenClaw -> moltgate -> the provider.
-    let turn = openclaw(&agent_home, &key, &dir.path().join("turn.log"))
-        .stdout(Stdio::piped())
-        .args([
-            "agent",
-            "--agent",
-            "main",
-            "--message",
-            "Say hi",
-            "--json",
-            "--timeout",
-            "120",
-        ])
-        .output()
-        .unwrap();
-    let v: serde_json::Value = serde_json::from_slice(&turn.stdout).unwrap_or_else(|e| {
-        panic!(
-            "agent turn ({e}): {}\n{}",
-            String::from_utf8_lossy(&turn.stdout),
-            read(&dir.path().join("turn.err"))
-        )
-    });
+    let mut c = openclaw(&agent_home, &key, &dir.path().join("turn.log"));
+    let v = agent_turn(c.stdout(Stdio::piped()), &[], &dir.path().join("turn.err"));
     assert_eq!(v["status"], "ok", "{v}");
     assert_eq!(v["result"]["payloads"][0]["text"], "Hello from fake", "{v}");
     assert_eq!(
@@ -706,27 +687,11 @@ fn the_written_agent_config_is_one_openclaw_runs_with() {
         read(&dir.path().join("validate.err"))
     );
     let _gate = start_moltgate(&mg, gate_port, &dir.path().join("moltgate.log"));
-    let turn = plain_openclaw("turn.err")
-        .args([
-            "agent",
-            "--local",
-            "--agent",
-            "main",
-            "--message",
-            "Say hi",
-            "--json",
-            "--timeout",
-            "120",
-        ])
-        .output()
-        .unwrap();
-    let v: serde_json::Value = serde_json::from_slice(&turn.stdout).unwrap_or_else(|e| {
-        panic!(
-            "agent turn ({e}): {}\n{}",
-            String::from_utf8_lossy(&turn.stdout),
-            read(&dir.path().join("turn.err"))
-        )
-    });
+    let v = agent_turn(
+        &mut plain_openclaw("turn.err"),
+        &["--local"],
+        &dir.path().join("turn.err"),
+    );
     // `--local` answers with the turn itself (no gateway envelope).
     assert_eq!(
         v["meta"]["finalAssistantVisibleText"], "Hello from fake",
@@ -740,20 +705,7 @@ fn the_written_agent_config_is_one_openclaw_runs_with() {
     let last = if key.ends_with('A') { "B" } else { "A" };
     let wrong = format!("{}{last}", &key[..key.len() - 1]);
     std::fs::write(state.join(".env"), env.replace(&key, &wrong)).unwrap();
-    let turn = plain_openclaw("turn2.err")
-        .args([
-            "agent",
-            "--local",
-            "--agent",
-            "main",
-            "--message",
-            "Say hi",
-            "--json",
-            "--timeout",
-            "60",
-        ])
-        .output()
-        .unwrap();
+    let turn = say_hi(&mut plain_openclaw("turn2.err"), &["--local"]);
     let out = String::from_utf8_lossy(&turn.stdout);
     assert!(
         !out.contains("Hello from fake") && out.contains("HTTP 401"),
@@ -767,6 +719,35 @@ fn the_written_agent_config_is_one_openclaw_runs_with() {
         !gate_log.contains('\u{1b}'),
         "ANSI codes in a log file:\n{gate_log:?}"
     );
+}
+
+/// One agent turn, "Say hi", as OpenClaw's CLI runs it (`extra`: e.g. `--local`).
+fn say_hi(c: &mut Command, extra: &[&str]) -> std::process::Output {
+    c.args(["agent"])
+        .args(extra)
+        .args([
+            "--agent",
+            "main",
+            "--message",
+            "Say hi",
+            "--json",
+            "--timeout",
+            "120",
+        ])
+        .output()
+        .unwrap()
+}
+
+/// [`say_hi`], its JSON answer, or a panic with what OpenClaw said (`err`).
+fn agent_turn(c: &mut Command, extra: &[&str], err: &Path) -> serde_json::Value {
+    let turn = say_hi(c, extra);
+    serde_json::from_slice(&turn.stdout).unwrap_or_else(|e| {
+        panic!(
+            "agent turn ({e}): {}\n{}",
+            String::from_utf8_lossy(&turn.stdout),
+            read(err)
+        )
+    })
 }
 
 /// moltgate on `port` for this setup, with the fake provider (in this
