@@ -374,10 +374,10 @@ fn attempts_header(n: usize) -> HeaderValue {
 }
 
 fn respond(gw: &Arc<Gateway>, s: Success<'_>, client_stream: bool, key: &str) -> Response {
-    let model_label = gw.model_label(&s.route.model);
     let (mut resp, answered_model) = match s.answer {
         Answer::Full { body, model, usage } => {
             if let Some(u) = usage {
+                let model_label = gw.model_label(&s.route.model);
                 gw.metrics
                     .count_tokens(s.provider.name(), model_label, key, &u);
             }

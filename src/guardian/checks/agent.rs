@@ -114,8 +114,9 @@ pub fn check_agent(home: &Path, behind_edge: bool) -> AgentReport {
             &hits,
             mode,
         ));
-        let (cfg, findings) = check_agent_text(&text, &path, behind_edge);
+        let (parsed, findings) = parse_and_check(&text, &path, behind_edge);
         r.findings.extend(findings);
+        let (cfg, doc) = parsed.unzip();
         if let Some(dir) = path.parent() {
             r.findings.extend(super::openclaw::check_state_dir(dir));
         }
@@ -131,8 +132,8 @@ pub fn check_agent(home: &Path, behind_edge: bool) -> AgentReport {
         }
         r.configs.extend(cfg);
         r.findings.extend(check_backups(&path));
-        if let (Some(dir), Ok(v)) = (path.parent(), parse_config(&text)) {
-            r.findings.extend(check_agent_files(home, dir, &v));
+        if let (Some(dir), Some(v)) = (path.parent(), &doc) {
+            r.findings.extend(check_agent_files(home, dir, v));
         }
     }
     r
@@ -309,6 +310,17 @@ pub fn check_agent_text(
     path: &Path,
     behind_edge: bool,
 ) -> (Option<AgentConfig>, Vec<Finding>) {
+    let (parsed, findings) = parse_and_check(text, path, behind_edge);
+    (parsed.map(|(c, _)| c), findings)
+}
+
+/// [`check_agent_text`], keeping the parsed document for the checks of the
+/// files around the config (parsed once per scan).
+fn parse_and_check(
+    text: &str,
+    path: &Path,
+    behind_edge: bool,
+) -> (Option<(AgentConfig, Value)>, Vec<Finding>) {
     let loc = path.display().to_string();
     let mut out = Vec::new();
     let v: Value = match parse_config(text) {
@@ -415,12 +427,15 @@ pub fn check_agent_text(
         },
     ));
     (
-        Some(AgentConfig {
-            path: path.to_path_buf(),
-            port,
-            bind: bind_raw.map(str::to_string),
-            has_credential: field("token") || field("password"),
-        }),
+        Some((
+            AgentConfig {
+                path: path.to_path_buf(),
+                port,
+                bind: bind_raw.map(str::to_string),
+                has_credential: field("token") || field("password"),
+            },
+            v,
+        )),
         out,
     )
 }
