@@ -301,6 +301,45 @@ fn the_edges_own_refusals_are_json_and_one_address_cannot_hold_it() {
     );
     drop((a, b));
     assert!(eventually(Duration::from_secs(5), || s.get(true).status == 200));
+
+    // What nginx refuses before any password check is JSON too, with the
+    // status HTTP has for it.
+    let long_uri = format!("/{}", "a".repeat(20_000));
+    let big_header = ("X-Big", "b".repeat(20_000));
+    for (what, request, status, code) in [
+        (
+            "a duplicate Host",
+            "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n".to_string(),
+            400,
+            "bad_request",
+        ),
+        (
+            "a 20 KB URI",
+            format!("GET {long_uri} HTTP/1.1\r\nHost: a\r\n\r\n"),
+            414,
+            "uri_too_long",
+        ),
+        (
+            "a 20 KB header",
+            format!(
+                "GET / HTTP/1.1\r\nHost: a\r\n{}: {}\r\n\r\n",
+                big_header.0, big_header.1
+            ),
+            431,
+            "headers_too_large",
+        ),
+        (
+            "a 1 GB body announced",
+            "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1000000000\r\n\r\n".to_string(),
+            413,
+            "body_too_large",
+        ),
+    ] {
+        let r = raw_request(s.edge(), request.as_bytes()).unwrap();
+        assert_eq!(r.status, status, "{what}: {}", r.body);
+        assert_eq!(r.header("Content-Type"), Some("application/json"), "{what}");
+        assert_eq!(r.json()["error"]["code"], code, "{what}: {}", r.body);
+    }
 }
 
 #[test]

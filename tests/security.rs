@@ -612,6 +612,79 @@ async fn bans_survive_a_restart_with_their_remaining_time() {
     );
 }
 
+#[tokio::test]
+async fn failure_counts_and_login_attempts_survive_a_restart() {
+    let mut g = Gate::start(None, &[]).await;
+    let good = g.key("operator.read");
+    // Four wrong keys from one address, three wrong passwords from another:
+    // each one short of its limit (5 failures, 5 logins an hour).
+    let remote = client_from("127.0.0.31", None);
+    for _ in 0..4 {
+        let (s, _) = status_of(
+            remote
+                .get(format!("{}/v1/models", g.base()))
+                .bearer_auth(BAD_KEY),
+        )
+        .await;
+        assert_eq!(s, 401);
+    }
+    let web = client_from("127.0.0.32", None);
+    for _ in 0..3 {
+        let (s, _) = status_of(
+            web.post(format!("{}/api/login", g.base()))
+                .json(&json!({"password": "guess"})),
+        )
+        .await;
+        assert_eq!(s, 401);
+    }
+    // The incidents are on disk before the gateway dies.
+    assert!(
+        eventually(Duration::from_secs(5), async || {
+            let (_, a) = g.cli(&["incidents", "--kind", "auth_failure"]);
+            let (_, l) = g.cli(&["incidents", "--kind", "login_failure"]);
+            a["incidents"].as_array().map_or(0, Vec::len) == 4
+                && l["incidents"].as_array().map_or(0, Vec::len) == 3
+        })
+        .await
+    );
+    g.stop();
+    g.spawn().await;
+
+    // One more wrong key is the fifth: banned, even the right key.
+    let (s, _) = status_of(
+        remote
+            .get(format!("{}/v1/models", g.base()))
+            .bearer_auth(BAD_KEY),
+    )
+    .await;
+    assert_eq!(s, 401);
+    let (s, v) = status_of(
+        remote
+            .get(format!("{}/v1/models", g.base()))
+            .bearer_auth(&good),
+    )
+    .await;
+    assert_eq!(s, 403, "the restart forgave the earlier failures: {v}");
+    assert_eq!(v["error"]["code"], "ip_blocked");
+
+    // The three failed logins still use three of the hour's five: two
+    // right passwords get in, the third login is limited.
+    for _ in 0..2 {
+        let (s, v) = status_of(
+            web.post(format!("{}/api/login", g.base()))
+                .json(&json!({"password": PASSWORD})),
+        )
+        .await;
+        assert_eq!(s, 200, "{v}");
+    }
+    let (s, v) = status_of(
+        web.post(format!("{}/api/login", g.base()))
+            .json(&json!({"password": PASSWORD})),
+    )
+    .await;
+    assert_eq!(s, 429, "the sixth login in an hour, across a restart: {v}");
+}
+
 // ------------------------------------------------------------ connections
 
 fn raise_fd_limit() {

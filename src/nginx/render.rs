@@ -290,7 +290,15 @@ fn error_pages(upstream: &str) -> String {
         format!(r#"{{"error":{{"message":"{message}","type":"{kind}","code":"{code}"}}}}"#)
     };
     format!(
-        r#"    error_page 401 @moltguard_401;
+        r#"    error_page 400 @moltguard_400;
+    error_page 401 @moltguard_401;
+    error_page 403 @moltguard_403;
+    error_page 413 @moltguard_413;
+    # A URI too long leaves nginx no URI for a named location: a URI then,
+    # internal (no request reaches it by its name).
+    error_page 414 /.moltguard/414.json;
+    # 494 is nginx's own code for headers too large; 431 is HTTP's.
+    error_page 494 =431 @moltguard_431;
     error_page 429 @moltguard_429;
     error_page 502 @moltguard_upstream_down;
     error_page 504 @moltguard_upstream_slow;
@@ -299,6 +307,27 @@ fn error_pages(upstream: &str) -> String {
         # (the auth module's WWW-Authenticate is kept by nginx).
         default_type application/json;
         return 401 '{unauthorized}\n';
+    }}
+    location @moltguard_400 {{
+        default_type application/json;
+        return 400 '{bad_request}\n';
+    }}
+    location @moltguard_403 {{
+        default_type application/json;
+        return 403 '{forbidden}\n';
+    }}
+    location @moltguard_413 {{
+        default_type application/json;
+        return 413 '{too_large}\n';
+    }}
+    location = /.moltguard/414.json {{
+        internal;
+        default_type application/json;
+        return 414 '{uri_too_long}\n';
+    }}
+    location @moltguard_431 {{
+        default_type application/json;
+        return 431 '{headers_too_large}\n';
     }}
     location @moltguard_429 {{
         default_type application/json;
@@ -317,6 +346,31 @@ fn error_pages(upstream: &str) -> String {
             "the edge asks for your moltguard user and password (HTTP Basic auth); API clients send the moltgate key as X-Api-Key",
             "authentication_error",
             "edge_auth_required",
+        ),
+        bad_request = json(
+            "the edge could not read this HTTP request (malformed request line or headers)",
+            "invalid_request_error",
+            "bad_request",
+        ),
+        forbidden = json(
+            "the edge refuses this request",
+            "permission_error",
+            "forbidden",
+        ),
+        too_large = json(
+            "the request body is larger than the edge accepts (client_max_body_size)",
+            "invalid_request_error",
+            "body_too_large",
+        ),
+        uri_too_long = json(
+            "the request URI is longer than the edge accepts (large_client_header_buffers)",
+            "invalid_request_error",
+            "uri_too_long",
+        ),
+        headers_too_large = json(
+            "a request header, or all of them, is larger than the edge accepts (large_client_header_buffers)",
+            "invalid_request_error",
+            "headers_too_large",
         ),
         too_many = json(
             "too many open connections from your address at the edge; close some and retry",

@@ -387,7 +387,20 @@ pub fn try_http_get_path(
     }
     req.push_str("\r\n");
     (&stream).write_all(req.as_bytes())?;
-    let mut reader = BufReader::new(&stream);
+    read_response(&stream)
+}
+
+/// Sends `request` as it is (for requests a client library would refuse to
+/// build) and reads the answer until the server closes.
+pub fn raw_request(addr: SocketAddr, request: &[u8]) -> std::io::Result<Response> {
+    let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
+    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    (&stream).write_all(request)?;
+    read_response(&stream)
+}
+
+fn read_response(stream: &TcpStream) -> std::io::Result<Response> {
+    let mut reader = BufReader::new(stream);
     let mut status_line = String::new();
     reader.read_line(&mut status_line)?;
     let status = status_line

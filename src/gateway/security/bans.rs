@@ -104,6 +104,26 @@ impl Bans {
             .map(|(_, b)| b.clone())
     }
 
+    /// Replays one failure recorded before a restart, at its own time
+    /// `ts`: counted as it was then, but never a new ban (the one it led to,
+    /// if any, was stored with it).
+    pub fn restore_failure(&self, ip: IpAddr, ts: i64, now: i64) {
+        let window = self.window.as_millis() as i64;
+        if self.ignored(ip) || ts <= now - window {
+            return;
+        }
+        let mut f = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        if f.len() >= MAX_TRACKED && !f.contains_key(&ip) {
+            return;
+        }
+        let q = f.entry(ip).or_default();
+        q.push_back(ts);
+        if q.len() >= self.threshold as usize {
+            // Live, this failure banned the address and cleared its count.
+            f.remove(&ip);
+        }
+    }
+
     /// Counts one failure; returns the new ban when this one crossed the
     /// threshold (the caller persists it and records the incident).
     pub fn record_failure(&self, ip: IpAddr, reason: &str, now: i64) -> Option<Ban> {
@@ -287,6 +307,30 @@ mod tests {
         assert_eq!(ban.expires_at, Some(4 + 30 * MIN));
         assert!(b.banned(x, 5).is_some());
         assert!(b.banned(x, 4 + 30 * MIN).is_none());
+    }
+
+    #[test]
+    fn restored_failures_count_as_they_did_before_the_restart() {
+        let b = bans();
+        let x = ip("198.51.100.20");
+        // Three recent failures, one too old to count.
+        for ts in [-10 * MIN, MIN, 2 * MIN, 3 * MIN] {
+            b.restore_failure(x, ts, 4 * MIN);
+        }
+        assert!(b.banned(x, 4 * MIN).is_none(), "replay bans no one");
+        assert!(b.record_failure(x, "bad key", 4 * MIN).is_none());
+        assert!(
+            b.record_failure(x, "bad key", 4 * MIN + 1).is_some(),
+            "the fifth failure in the window bans, restart or not"
+        );
+        // Failures that led to a ban before the restart start no count.
+        let y = ip("198.51.100.21");
+        for ts in 0..5 {
+            b.restore_failure(y, ts, 10);
+        }
+        for ts in 11..15 {
+            assert!(b.record_failure(y, "bad key", ts).is_none());
+        }
     }
 
     #[test]

@@ -281,9 +281,40 @@ impl Security {
             }
         }
         sec.reload()?;
+        sec.restore_failure_counts()?;
         spawn_writer(writer, rx);
         spawn_maintenance(Arc::downgrade(&sec));
         Ok(sec)
+    }
+
+    /// Rebuilds, from the stored incidents, the failure counts that lead
+    /// to a ban and the failed logins of the last hour: a restart (or a
+    /// crash an attacker caused) forgives nothing. A failed login is
+    /// charged to the login limit as if made now, which errs on the side
+    /// of the limit for at most an hour.
+    fn restore_failure_counts(&self) -> anyhow::Result<()> {
+        let now = now_ms();
+        let window = self
+            .cfg
+            .failed_auth_window
+            .max(Duration::from_secs(3600))
+            .as_millis() as i64;
+        let rows = self.store().failures_since(now - window, 100_000)?;
+        let mut restored = 0usize;
+        for (ts, ip, kind) in rows {
+            let Ok(ip) = ip.parse::<std::net::IpAddr>() else {
+                continue;
+            };
+            self.bans.restore_failure(ip, ts, now);
+            if kind == "login_failure" && ts > now - 3_600_000 {
+                let _ = self.limits.check_login(ip);
+            }
+            restored += 1;
+        }
+        if restored > 0 {
+            tracing::info!("{restored} recent failure(s) restored from the incident log");
+        }
+        Ok(())
     }
 
     fn store(&self) -> std::sync::MutexGuard<'_, Store> {

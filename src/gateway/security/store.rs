@@ -326,6 +326,24 @@ impl Store {
         Ok(())
     }
 
+    /// The failures that count toward a ban or the login limit (failed
+    /// keys and logins, firewall blocks) since `since_ms`, oldest first:
+    /// `(ts, client_ip, kind)`. At most `limit` rows (the newest).
+    pub fn failures_since(&self, since_ms: i64, limit: u32) -> Result<Vec<(i64, String, String)>> {
+        let mut st = self.conn.prepare(
+            "SELECT ts, client_ip, kind FROM (
+                 SELECT id, ts, client_ip, kind FROM incidents
+                 WHERE ts > ?1 AND client_ip IS NOT NULL
+                   AND kind IN ('auth_failure', 'login_failure', 'firewall_block')
+                 ORDER BY id DESC LIMIT ?2
+             ) ORDER BY id",
+        )?;
+        let rows = st.query_map(params![since_ms, limit], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
     /// Newest first; `kind` filters when given.
     pub fn incidents(&self, limit: u32, kind: Option<&str>) -> Result<Vec<IncidentRow>> {
         let mut st = self.conn.prepare(

@@ -307,13 +307,16 @@ fn check_server(
         let in_location = parents
             .iter()
             .any(|p| p.name == "location" || p.name == "limit_except");
-        // A named location (`location @x`) is reached only by an internal
-        // redirect (`error_page`), never by a request's URI: a `return` of
-        // an error status there answers an error, it lets nobody in.
+        // A named location (`location @x`) or one marked `internal` is
+        // reached only by an internal redirect (`error_page`), never by a
+        // request's URI: a `return` of an error status there answers an
+        // error, it lets nobody in.
         let named_error = d.name == "return"
-            && parents
-                .last()
-                .is_some_and(|p| p.name == "location" && p.arg0().starts_with('@'))
+            && parents.last().is_some_and(|p| {
+                p.name == "location"
+                    && (p.arg0().starts_with('@')
+                        || p.children().iter().any(|c| c.name == "internal"))
+            })
             && d.arg0().parse::<u16>().is_ok_and(|c| c >= 400);
         let a0 = d.arg0().to_ascii_lowercase();
         let why = match d.name.as_str() {
@@ -382,7 +385,11 @@ mod tests {
             "error_page 401 @e; location @e { default_type application/json; return 401 '{}'; }",
         );
         assert!(fine.is_empty(), "{:?}", ids(&fine));
+        let fine = with("location = /e.json { internal; return 414 '{}'; }");
+        assert!(fine.is_empty(), "{:?}", ids(&fine));
         for bad in [
+            "location = /e.json { internal; return 200 'in'; }",
+            "location = /e.json { return 414 '{}'; }",
             "location @e { return 200 'in'; }",
             "location @e { return 302 /x; }",
             "location /x { return 401; }",
