@@ -658,3 +658,111 @@ fn secrets_are_stored_0600_and_never_printed() {
     let out = s.run_with_stdin(&["secrets", "set", "../evil", "--value-stdin"], "x\n");
     assert_eq!(out.status.code(), Some(2));
 }
+
+/// fail2ban's own `nginx-http-auth` filter finds every wrong password in
+/// the log the generated jail points at, and fail2ban reads the jail.
+#[test]
+fn wrong_edge_passwords_are_what_the_fail2ban_jail_bans() {
+    let Some(regex) = tool("fail2ban-regex") else {
+        return;
+    };
+    let s = Stack::started();
+    s.ok(&["breaker", "close"]);
+    for password in ["guess1", "guess2", "guess3", "guess4"] {
+        let r = try_http_get(s.edge(), Some("127.0.0.5"), Some((USER, password)), &[]).unwrap();
+        assert_eq!(r.status, 401);
+    }
+    let r = try_http_get(s.edge(), Some("127.0.0.5"), Some(("mallory", "x")), &[]).unwrap();
+    assert_eq!(r.status, 401);
+    // The right password is no failure.
+    let r = try_http_get(s.edge(), Some("127.0.0.6"), Some((USER, PASSWORD)), &[]).unwrap();
+    assert_eq!(r.status, 200);
+
+    let (code, v) = s.json(&["nginx", "fail2ban-jail"]);
+    assert_eq!(code, 0, "{v}");
+    let log = v["logpath"].as_str().unwrap().to_string();
+    let jail = v["jail"].as_str().unwrap().to_string();
+    assert!(
+        jail.contains(&format!("port     = {}\n", s.edge_port)),
+        "{jail}"
+    );
+
+    let out = std::process::Command::new(&regex)
+        .args([
+            "--print-all-matched",
+            &log,
+            "/etc/fail2ban/filter.d/nginx-http-auth.conf",
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    let matched: usize = text
+        .lines()
+        .find_map(|l| {
+            let l = l.trim();
+            let rest = l.strip_prefix("Lines:")?;
+            rest.split(',')
+                .find_map(|p| p.trim().strip_suffix(" matched")?.parse().ok())
+        })
+        .unwrap_or_else(|| panic!("no Lines: summary in\n{text}"));
+    assert_eq!(
+        matched, 5,
+        "four wrong passwords and an unknown user:\n{text}"
+    );
+    assert!(text.contains("127.0.0.5"), "{text}");
+    assert!(!text.contains("127.0.0.6"), "{text}");
+
+    // fail2ban itself reads the jail: a private configuration directory with
+    // the system's filters and actions, and the generated jail.
+    let etc = tempfile::tempdir().unwrap();
+    for f in [
+        "fail2ban.conf",
+        "jail.conf",
+        "paths-common.conf",
+        "paths-debian.conf",
+    ] {
+        let from = std::path::Path::new("/etc/fail2ban").join(f);
+        if from.exists() {
+            std::fs::copy(&from, etc.path().join(f)).unwrap();
+        }
+    }
+    for d in ["filter.d", "action.d"] {
+        std::os::unix::fs::symlink(format!("/etc/fail2ban/{d}"), etc.path().join(d)).unwrap();
+    }
+    std::fs::create_dir(etc.path().join("jail.d")).unwrap();
+    std::fs::write(etc.path().join("jail.d/moltguard.local"), &jail).unwrap();
+    let out = std::process::Command::new(regex.with_file_name("fail2ban-client"))
+        .args(["-c", etc.path().to_str().unwrap(), "-d"])
+        .output()
+        .unwrap();
+    let dump = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{dump}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(dump.contains("['add', 'moltguard-edge-auth'"), "{dump}");
+    assert!(
+        dump.contains(&log),
+        "the jail follows the edge's log:\n{dump}"
+    );
+}
+
+/// A tool the test needs: `None` (skip) on a developer's machine without
+/// it, a failure in CI, which installs it.
+fn tool(name: &str) -> Option<std::path::PathBuf> {
+    let found = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|d| d.join(name))
+            .find(|p| p.is_file())
+    });
+    if found.is_none() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "{name} is not installed (scripts/install-deps.sh installs it)"
+        );
+        eprintln!("SKIPPED: {name} is not installed");
+    }
+    found
+}

@@ -18,10 +18,23 @@ pub enum NginxCmd {
     Reload,
     /// Run `nginx -t` on the configuration.
     Test,
+    /// Print a fail2ban jail that bans addresses with wrong edge passwords
+    /// (for /etc/fail2ban/jail.d/moltguard.local).
+    Fail2banJail,
 }
 
 pub fn run(ctx: &Ctx, cmd: NginxCmd) -> Result<Exit, CliError> {
     let cfg = ctx.config()?;
+    if let NginxCmd::Fail2banJail = cmd {
+        let jail = crate::nginx::fail2ban::render_jail(&cfg);
+        let log = crate::nginx::fail2ban::edge_error_log(&cfg);
+        emit(
+            ctx.json,
+            serde_json::json!({"jail": jail, "logpath": log}),
+            || print!("{jail}"),
+        );
+        return Ok(Exit::Ok);
+    }
     let nginx = Nginx::from_config(&cfg).map_err(nginx_err)?;
     let addr = probe::probe_address(cfg.settings.edge.listen_address, cfg.settings.edge.port);
     match cmd {
@@ -60,6 +73,7 @@ pub fn run(ctx: &Ctx, cmd: NginxCmd) -> Result<Exit, CliError> {
                 println!("nginx stopped")
             });
         }
+        NginxCmd::Fail2banJail => unreachable!("answered above"),
         NginxCmd::Test => {
             nginx.test().map_err(nginx_err)?;
             emit(ctx.json, serde_json::json!({"ok": true}), || {

@@ -2,5 +2,6 @@
 //! checking what it really serves.
 
 pub mod control;
+pub mod fail2ban;
 pub mod probe;
 pub mod render;
