@@ -766,3 +766,37 @@ fn tool(name: &str) -> Option<std::path::PathBuf> {
     }
     found
 }
+
+/// 1,200 connections from one address that never finish their headers
+/// (more than nginx's old 1,024 worker connections) leave room for
+/// everyone else: `limit_conn` cannot count them, so the edge must hold
+/// them until `client_header_timeout`.
+#[test]
+fn a_slowloris_from_one_address_does_not_fill_the_edge() {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).unwrap();
+    if soft < 8192 && hard > soft {
+        setrlimit(Resource::RLIMIT_NOFILE, hard.min(8192), hard).unwrap();
+    }
+    let s = Stack::started();
+    s.ok(&["breaker", "close"]);
+    let mut held = Vec::new();
+    for _ in 0..1200 {
+        let sock =
+            socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        let from: std::net::SocketAddr = "127.0.0.2:0".parse().unwrap();
+        sock.bind(&from.into()).unwrap();
+        sock.connect_timeout(&s.edge().into(), Duration::from_secs(5))
+            .unwrap();
+        let mut c = std::net::TcpStream::from(sock);
+        std::io::Write::write_all(&mut c, b"GET / HTTP/1.1\r\nHost: slow\r\n").unwrap();
+        held.push(c);
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let t = std::time::Instant::now();
+    let r = try_http_get(s.edge(), Some("127.0.0.3"), Some((USER, PASSWORD)), &[])
+        .expect("another client is still served");
+    assert_eq!(r.status, 200);
+    assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
+    drop(held);
+}

@@ -510,9 +510,13 @@ pid {pid};
 error_log {error_log} warn;
 # A reload into OPEN must cut long-lived streams (SSE, WebSockets) within seconds.
 worker_shutdown_timeout {wst}s;
+# Connections that have not sent their headers yet are not capped per
+# address (limit_conn counts requests): room for thousands of them, each
+# cut at client_header_timeout, keeps a slowloris from filling the edge.
+worker_rlimit_nofile 20000;
 
 events {{
-    worker_connections 1024;
+    worker_connections 8192;
 }}
 
 http {{
