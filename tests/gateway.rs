@@ -292,6 +292,52 @@ async fn streaming_on_relays_chunks() {
 }
 
 #[tokio::test]
+async fn a_real_agents_system_prompt_fits() {
+    // OpenClaw's system prompt on a fresh install is ~49,000 characters; a
+    // longer AGENTS.md pushed it over the old 50,000 limit.
+    let (_a, _b, g) = pair("").await;
+    let body = json!({"model": "a/fake-ok", "messages": [
+        {"role": "system", "content": "You are an agent. ".repeat(4_000)},
+        {"role": "user", "content": "hi"}
+    ]});
+    let r = post(&g, body).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+}
+
+#[tokio::test]
+async fn a_flowing_stream_outlives_the_request_deadline() {
+    // The deadline (1 s) bounds the wait for the first content; an answer
+    // that keeps coming (6 chunks, 300 ms apart) is not cut at 1 s.
+    let a = FakeProvider::start().await;
+    let b = FakeProvider::start().await;
+    let g = start_gateway(
+        &two_provider_toml(&a, &b, "streaming = true"),
+        &[
+            ("A_KEY", SECRET_A),
+            ("B_KEY", SECRET_B),
+            ("LLM_REQUEST_TIMEOUT_MS", "1000"),
+        ],
+    )
+    .await;
+    let t = std::time::Instant::now();
+    let r = post(&g, chat_stream("a/fake-drip-6-300")).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert!(
+        t.elapsed() > Duration::from_millis(1500),
+        "{:?}",
+        t.elapsed()
+    );
+    assert!(!r.text.contains("\"error\""), "{}", r.text);
+    assert_eq!(r.streamed_content(), "c0 c1 c2 c3 c4 c5 ");
+    assert_eq!(r.events().last().unwrap(), "[DONE]");
+    // LLM_MAX_STREAM_MS still ends one that goes on too long.
+    let (_a, _b, g) = pair("streaming = true\nmax_stream_ms = 700").await;
+    let r = post(&g, chat_stream("a/fake-drip-6-300")).await;
+    assert!(r.text.contains("LLM_MAX_STREAM_MS"), "{}", r.text);
+    assert_eq!(r.events().last().unwrap(), "[DONE]");
+}
+
+#[tokio::test]
 async fn bad_requests_get_openai_shaped_errors() {
     let (a, _b, g) = pair("").await;
     let cases: Vec<(Value, &str)> = vec![

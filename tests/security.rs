@@ -346,6 +346,18 @@ async fn empty_scope_and_read_only_keys_are_refused_on_every_write_method() {
             assert_eq!(v["error"]["code"], "insufficient_scope", "{path}: {v}");
         }
     }
+    // The agent key README recommends lists models (agents ask first), and
+    // reads nothing else.
+    let writer = g.key("operator.write");
+    for (path, want) in [("/v1/models", 200), ("/metrics", 403)] {
+        let (s, v) = status_of(
+            local
+                .get(format!("{}{path}", g.base()))
+                .bearer_auth(&writer),
+        )
+        .await;
+        assert_eq!(s, want, "{path}: {v}");
+    }
     // Behind nginx's password (Authorization: Basic), the key rides in X-Api-Key.
     let basic = local
         .get(format!("{}/v1/models", g.base()))

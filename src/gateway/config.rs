@@ -23,6 +23,8 @@ pub fn process_env() -> Env {
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8787";
 pub const DEFAULT_MODEL: &str = "llama-3.1-8b-instant";
 pub const DEFAULT_REQUEST_TIMEOUT_MS: u64 = 15_000;
+/// A committed stream's longest life: 10 minutes.
+pub const DEFAULT_MAX_STREAM_MS: u64 = 600_000;
 pub const DEFAULT_MAX_RETRIES: u32 = 1;
 
 /// Which preset a provider is built from. Presets only supply defaults
@@ -118,7 +120,8 @@ pub struct Timeouts {
     pub ttfb: Duration,
     /// Longest silence between two body chunks.
     pub idle: Duration,
-    /// Whole attempt, headers and body.
+    /// Whole attempt, headers and body, until a stream's first content
+    /// (a flowing stream is bounded by `idle` and `LLM_MAX_STREAM_MS`).
     pub total: Duration,
 }
 
@@ -173,8 +176,13 @@ pub struct GatewayConfig {
     pub default_model: String,
     /// Call upstreams with `stream: true` when the client streams.
     pub streaming: bool,
-    /// Overall deadline for a request's whole chain of attempts.
+    /// Overall deadline for a request's whole chain of attempts, until its
+    /// answer starts (a stream's first content): it bounds waiting, never
+    /// the length of an answer that is flowing.
     pub request_timeout: Duration,
+    /// Longest a committed stream may last, end to end (a safety net; the
+    /// idle timeout between chunks is what catches a stalled one).
+    pub max_stream: Duration,
     /// Retries of the same route, across the whole request.
     pub max_retries: u32,
     /// Longest `Retry-After` the gateway waits for instead of falling back.
@@ -218,6 +226,7 @@ struct FileConfig {
     default_model: Option<String>,
     streaming: Option<bool>,
     request_timeout_ms: Option<u64>,
+    max_stream_ms: Option<u64>,
     max_retries: Option<u32>,
     max_retry_after_ms: Option<u64>,
     fallbacks: Option<Vec<String>>,
@@ -333,6 +342,15 @@ impl GatewayConfig {
                 "LLM_REQUEST_TIMEOUT_MS / request_timeout_ms must be > 0".into(),
             ));
         }
+        let max_stream_ms = match env_nonempty("LLM_MAX_STREAM_MS") {
+            Some(v) => parse_u64("LLM_MAX_STREAM_MS", &v)?,
+            None => file.max_stream_ms.unwrap_or(DEFAULT_MAX_STREAM_MS),
+        };
+        if max_stream_ms == 0 {
+            return Err(ConfigError::Invalid(
+                "LLM_MAX_STREAM_MS / max_stream_ms must be > 0".into(),
+            ));
+        }
         let max_retries = match env_nonempty("LLM_MAX_RETRIES") {
             Some(v) => parse_u64("LLM_MAX_RETRIES", &v)? as u32,
             None => file.max_retries.unwrap_or(DEFAULT_MAX_RETRIES),
@@ -409,6 +427,7 @@ impl GatewayConfig {
             default_model,
             streaming,
             request_timeout: Duration::from_millis(request_timeout_ms),
+            max_stream: Duration::from_millis(max_stream_ms),
             max_retries,
             max_retry_after: Duration::from_millis(file.max_retry_after_ms.unwrap_or(2_000)),
             providers,

@@ -234,7 +234,6 @@ struct Success<'a> {
     route: &'a Route,
     answer: Answer,
     attempts: usize,
-    budget: Deadline,
 }
 
 async fn chat(State(gw): State<Arc<Gateway>>, mut req: Request) -> Response {
@@ -411,7 +410,10 @@ fn respond(gw: &Arc<Gateway>, s: Success<'_>, client_stream: bool, key: &str) ->
                 rest,
                 done,
                 idle: s.provider.cfg.timeouts.idle,
-                budget: s.budget,
+                // The request's deadline bounded the wait for the first
+                // content; an answer that flows is bounded by the idle
+                // timeout between chunks, and this long at most.
+                budget: Deadline::after(gw.cfg.max_stream),
                 started: Instant::now(),
                 key: Arc::from(key),
             };
@@ -508,7 +510,6 @@ async fn run_chain<'c>(
                         route,
                         answer,
                         attempts: sent,
-                        budget: overall.cap(p.cfg.timeouts.total.saturating_sub(t0.elapsed())),
                     });
                 }
                 Err(f) => {

@@ -200,7 +200,7 @@ pub fn relay(r: Relay) -> impl Stream<Item = Result<Event, Infallible>> + Send {
                 Err(_) => {
                     let what = if idle_by >= st.r.budget.instant() {
                         format!(
-                            "stream did not finish within its deadline ({} ms)",
+                            "stream did not finish within LLM_MAX_STREAM_MS ({} ms)",
                             st.r.started.elapsed().as_millis()
                         )
                     } else {

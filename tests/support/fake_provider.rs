@@ -431,9 +431,15 @@ async fn serve_conn(mut sock: TcpStream, st: Arc<FakeState>) -> std::io::Result<
                     respond(&mut sock, "200 OK", "", &completion(m)).await?;
                     continue;
                 }
+                // `fake-drip-N-MS`: a healthy stream of N chunks, MS apart.
+                let drip = m.strip_prefix("fake-drip-").and_then(|s| {
+                    let (n, ms) = s.split_once('-')?;
+                    Some((n.parse::<usize>().ok()?, ms.parse::<u64>().ok()?))
+                });
                 let chunks: usize = m
                     .strip_prefix("fake-stream-")
                     .and_then(|s| s.parse().ok())
+                    .or(drip.map(|(n, _)| n))
                     .unwrap_or(3);
                 sock.write_all(SSE_HEAD.as_bytes()).await?;
                 write_chunk(
@@ -446,6 +452,9 @@ async fn serve_conn(mut sock: TcpStream, st: Arc<FakeState>) -> std::io::Result<
                 )
                 .await?;
                 for i in 0..chunks {
+                    if let Some((_, ms)) = drip {
+                        tokio::time::sleep(Duration::from_millis(ms)).await;
+                    }
                     write_chunk(
                         &mut sock,
                         &chunk(m, serde_json::json!({"content": format!("c{i} ")}), None),

@@ -317,17 +317,8 @@ async fn admit_inner(
         needed => match authenticate(sec, parts, method, &ctx) {
             Err(resp) => return Err(resp),
             Ok(p) => {
-                let allowed = match needed {
-                    Access::Needs(scope) => p.scopes().allows(scope),
-                    // An empty scope set grants nothing, not even a 404.
-                    Access::Unlisted => !p.scopes().is_empty(),
-                    _ => true,
-                };
-                if !allowed {
-                    let scope = match needed {
-                        Access::Needs(scope) => scope.as_str(),
-                        _ => "any",
-                    };
+                if !needed.granted_to(p.scopes()) {
+                    let scope = needed.needed();
                     return Err(refuse(
                         StatusCode::FORBIDDEN,
                         "permission_error",

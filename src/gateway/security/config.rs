@@ -97,7 +97,10 @@ impl Default for SecurityConfig {
                 "127.0.0.1/32".parse().expect("net"),
                 "::1/128".parse().expect("net"),
             ],
-            max_message_chars: 50_000,
+            // About a million tokens, the largest context windows: far above
+            // any agent's system prompt (OpenClaw's is ~49,000 characters).
+            // MAX_BODY_BYTES is the real bound on a request.
+            max_message_chars: 4_000_000,
             max_body_bytes: 16 << 20,
             cors_origins: Vec::new(),
             lockdown: false,
@@ -349,7 +352,7 @@ mod tests {
         assert_eq!(c.max_connections, 1000);
         assert_eq!(c.max_failed_auth, 5);
         assert_eq!(c.block_duration, Duration::from_secs(1800));
-        assert_eq!(c.max_message_chars, 50_000);
+        assert_eq!(c.max_message_chars, 4_000_000);
     }
 
     #[test]

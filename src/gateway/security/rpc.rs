@@ -119,11 +119,11 @@ pub async fn call(
                 ));
             }
         }
-        // method_access never says Unlisted; if it did, admin it is.
-        access @ (Access::Needs(_) | Access::Unlisted) => {
-            let scope = match access {
-                Access::Needs(s) => s,
-                _ => Scope::Admin,
+        access @ (Access::Needs(_) | Access::EitherOf(..) | Access::Unlisted) => {
+            // method_access never says Unlisted; if it did, admin it is.
+            let access = match access {
+                Access::Unlisted => Access::Needs(Scope::Admin),
+                a => a,
             };
             let Some(p) = principal else {
                 return Err(err(
@@ -132,13 +132,14 @@ pub async fn call(
                     "log in first",
                 ));
             };
-            if !p.scopes().allows(scope) {
+            if !access.granted_to(p.scopes()) {
                 return Err(err(
                     StatusCode::FORBIDDEN,
                     "insufficient_scope",
                     format!(
-                        "{} may not call {method}: it needs the {scope} scope",
-                        p.label()
+                        "{} may not call {method}: it needs the {} scope",
+                        p.label(),
+                        access.needed()
                     ),
                 ));
             }

@@ -107,19 +107,43 @@ pub enum Access {
     /// Any valid credential (`security.admin.check`).
     Authenticated,
     Needs(Scope),
+    /// Either of two scopes (`/v1/models`: readers, and the agents that
+    /// write, which list models before their first call).
+    EitherOf(Scope, Scope),
     /// Not in the table: an unknown path (a typo gets its 404 once the
     /// caller is authenticated) or a route someone forgot to list, which
     /// admission holds to admin ([`super::admission::admit`], step 8).
     Unlisted,
 }
 
+impl Access {
+    /// Whether an authenticated caller holding `scopes` may go on.
+    pub fn granted_to(self, scopes: Scopes) -> bool {
+        match self {
+            Access::Public | Access::Authenticated => true,
+            Access::Needs(s) => scopes.allows(s),
+            Access::EitherOf(a, b) => scopes.allows(a) || scopes.allows(b),
+            // An empty scope set grants nothing, not even a 404.
+            Access::Unlisted => !scopes.is_empty(),
+        }
+    }
+
+    /// The scope a refusal names.
+    pub fn needed(self) -> String {
+        match self {
+            Access::Needs(s) => s.to_string(),
+            Access::EitherOf(a, b) => format!("{a} or {b}"),
+            _ => "any".into(),
+        }
+    }
+}
+
 /// The scope an RPC method needs; methods not listed need admin.
 pub fn method_access(method: &str) -> Access {
     match method {
         "security.admin.check" => Access::Authenticated,
-        "providers.status" | "security.lockdown.status" | "models.list" => {
-            Access::Needs(Scope::Read)
-        }
+        "providers.status" | "security.lockdown.status" => Access::Needs(Scope::Read),
+        "models.list" => Access::EitherOf(Scope::Read, Scope::Write),
         "providers.test" | "chat" => Access::Needs(Scope::Write),
         _ => Access::Needs(Scope::Admin),
     }
@@ -151,7 +175,8 @@ pub fn route_access(method: &str, path: &str) -> Access {
         // The WebSocket authenticates in its first frame.
         "/ws" => Access::Public,
         "/v1/chat/completions" | "/chat/completions" => Access::Needs(Scope::Write),
-        "/v1/models" | "/models" | "/metrics" => Access::Needs(Scope::Read),
+        "/v1/models" | "/models" => Access::EitherOf(Scope::Read, Scope::Write),
+        "/metrics" => Access::Needs(Scope::Read),
         // The page itself holds no data; every call it makes is checked.
         "/dashboard" | "/dashboard/" => Access::Public,
         p if p.starts_with("/dashboard/assets/") => Access::Public,
@@ -198,6 +223,21 @@ mod tests {
         assert!(read.allows(Scope::Read));
         assert!(!read.allows(Scope::Write));
         assert!(!read.allows(Scope::Admin));
+    }
+
+    #[test]
+    fn agents_that_write_may_list_models_and_nothing_else_read() {
+        let write = Scopes::parse_list("operator.write").unwrap();
+        let read = Scopes::parse_list("operator.read").unwrap();
+        for path in ["/v1/models", "/models"] {
+            let a = route_access("GET", path);
+            assert!(a.granted_to(write) && a.granted_to(read), "{path}");
+            assert!(!a.granted_to(Scopes::NONE), "{path}");
+            assert_eq!(a.needed(), "operator.read or operator.write");
+        }
+        assert!(method_access("models.list").granted_to(write));
+        assert!(!route_access("GET", "/metrics").granted_to(write));
+        assert!(!method_access("providers.status").granted_to(write));
     }
 
     #[test]
