@@ -1011,17 +1011,42 @@ async fn breaker_opens_skips_probes_and_recovers() {
 }
 
 #[tokio::test]
-async fn all_breakers_open_means_not_ready() {
+async fn a_failing_model_opens_its_own_circuit_not_its_providers() {
     let a = FakeProvider::start().await;
     let toml = format!(
         "[providers.a]\nbase_url = \"{}\"\n[breaker]\nfailure_threshold = 1\ncooldown_ms = 60000\n",
         a.base_url()
     );
     let g = start_gateway(&toml, &[("LLM_MAX_RETRIES", "0")]).await;
-    assert_eq!(get(&g, "/ready").await.0, 200);
     let _ = post(&g, chat("a/fake-503")).await;
-    assert_eq!(get(&g, "/ready").await.0, 503);
+    let r = post(&g, chat("a/fake-503")).await;
+    assert_eq!(r.status, 503, "{}", r.text);
+    assert_eq!(r.error_code(), "circuit_open");
+    assert_eq!(r.attempts(), 0);
+    // The provider's other models are still served, and it is ready.
     let r = post(&g, chat("a/fake-ok")).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(get(&g, "/ready").await.0, 200);
+    assert_eq!(a.attempts("fake-503"), 1);
+}
+
+#[tokio::test]
+async fn an_unreachable_provider_opens_for_every_model_and_is_not_ready() {
+    // Nothing listens on this port: connection refused.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let toml = format!(
+        "[providers.a]\nbase_url = \"http://127.0.0.1:{dead}/v1\"\n[breaker]\nfailure_threshold = 1\ncooldown_ms = 60000\n"
+    );
+    let g = start_gateway(&toml, &[("LLM_MAX_RETRIES", "0")]).await;
+    assert_eq!(get(&g, "/ready").await.0, 200);
+    let r = post(&g, chat("a/one-model")).await;
+    assert_eq!(r.status, 502, "{}", r.text);
+    assert_eq!(get(&g, "/ready").await.0, 503);
+    let r = post(&g, chat("a/another-model")).await;
     assert_eq!(r.status, 503, "{}", r.text);
     assert_eq!(r.error_code(), "circuit_open");
     assert_eq!(r.attempts(), 0);

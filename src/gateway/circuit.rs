@@ -1,8 +1,15 @@
-//! Per-provider circuit breaker: after `failure_threshold` consecutive
-//! failures the provider is skipped for `cooldown`, then one probe request is
-//! let through; success closes the breaker, failure re-opens it.
+//! Circuit breakers of the providers: after `failure_threshold` consecutive
+//! failures a circuit is skipped for `cooldown`, then one probe request is
+//! let through; success closes it, failure re-opens it.
+//!
+//! Each provider has one circuit for itself and one per model
+//! ([`Circuits`]). A provider that cannot be reached (refused, reset before
+//! any byte, connect timeout) fails for every model; a model that answers
+//! badly (5xx, 429, a timeout, a cut or malformed answer) fails alone, so
+//! three 503s on one model leave the provider's other models in service.
 
-use std::sync::Mutex;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -80,14 +87,16 @@ impl Breaker {
         }
     }
 
-    /// Ask to send a request. In half-open state only one probe at a time
-    /// (a probe abandoned by a disconnected client expires after the cool-down).
-    pub fn try_acquire(&self) -> Result<(), Rejected> {
+    /// Ask to send a request: `Ok(true)` when it is the half-open probe.
+    /// In half-open state only one probe at a time; a probe whose outcome
+    /// is never recorded expires after the cool-down (see [`Permit`] for
+    /// the client that goes away, which frees it at once).
+    pub fn try_acquire(&self) -> Result<bool, Rejected> {
         let mut g = self.inner.lock().unwrap();
         Self::advance(&mut g);
         let now = Instant::now();
         match g.state {
-            BreakerState::Closed => Ok(()),
+            BreakerState::Closed => Ok(false),
             BreakerState::Open => Err(Rejected {
                 retry_in: g.open_until.map(|t| t - now).unwrap_or_default(),
             }),
@@ -97,9 +106,18 @@ impl Breaker {
                 }),
                 _ => {
                     g.probe_started = Some(now);
-                    Ok(())
+                    Ok(true)
                 }
             },
+        }
+    }
+
+    /// The probe ended with no verdict (its client went away): the next
+    /// request may probe at once, without a new cool-down.
+    fn release_probe(&self) {
+        let mut g = self.inner.lock().unwrap();
+        if g.state == BreakerState::HalfOpen {
+            g.probe_started = None;
         }
     }
 
@@ -125,6 +143,162 @@ impl Breaker {
 
     pub fn consecutive_failures(&self) -> u32 {
         self.inner.lock().unwrap().consecutive_failures
+    }
+}
+
+/// Models with a circuit at most per provider: model names come from
+/// requests, so a flood of names must not grow memory without bound.
+const MAX_MODEL_CIRCUITS: usize = 256;
+
+/// Where a failure belongs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Blame {
+    /// The provider cannot be reached: every model fails.
+    Provider,
+    /// This model answered badly.
+    Model,
+}
+
+/// A provider's circuit and its models' circuits.
+#[derive(Debug)]
+pub struct Circuits {
+    cfg: BreakerConfig,
+    provider: Breaker,
+    models: Mutex<HashMap<String, Arc<Breaker>>>,
+}
+
+/// Leave to send one request for a model. Record its outcome with
+/// [`Permit::success`] or [`Permit::failure`]; dropped without one (the
+/// client went away mid-attempt), a half-open probe it held is freed.
+#[must_use]
+pub struct Permit<'a> {
+    circuits: &'a Circuits,
+    model: Arc<Breaker>,
+    probes: Option<Blame>,
+}
+
+impl Circuits {
+    pub fn new(cfg: BreakerConfig) -> Self {
+        Self {
+            cfg,
+            provider: Breaker::new(cfg),
+            models: Mutex::default(),
+        }
+    }
+
+    /// The provider-wide circuit (what readiness looks at).
+    pub fn provider(&self) -> &Breaker {
+        &self.provider
+    }
+
+    fn model(&self, model: &str) -> Arc<Breaker> {
+        let mut m = self.models.lock().unwrap();
+        if let Some(b) = m.get(model) {
+            return b.clone();
+        }
+        if m.len() >= MAX_MODEL_CIRCUITS {
+            // Healthy circuits hold nothing worth keeping.
+            m.retain(|_, b| b.state() != BreakerState::Closed || b.consecutive_failures() > 0);
+        }
+        let b = Arc::new(Breaker::new(self.cfg));
+        if m.len() < MAX_MODEL_CIRCUITS {
+            m.insert(model.to_string(), b.clone());
+        }
+        b
+    }
+
+    /// Ask to send a request for `model`: the provider's circuit first,
+    /// then the model's.
+    pub fn try_acquire(&self, model: &str) -> Result<Permit<'_>, Rejected> {
+        let provider_probe = self.provider.try_acquire()?;
+        let model_circuit = self.model(model);
+        let model_probe = match model_circuit.try_acquire() {
+            Ok(p) => p,
+            Err(r) => {
+                if provider_probe {
+                    self.provider.release_probe();
+                }
+                return Err(r);
+            }
+        };
+        Ok(Permit {
+            circuits: self,
+            model: model_circuit,
+            probes: if provider_probe {
+                Some(Blame::Provider)
+            } else if model_probe {
+                Some(Blame::Model)
+            } else {
+                None
+            },
+        })
+    }
+
+    /// A failure after the attempt was recorded a success (a stream that
+    /// broke after its first content).
+    pub fn record_failure(&self, model: &str, blame: Blame) {
+        match blame {
+            Blame::Provider => self.provider.record_failure(),
+            Blame::Model => self.model(model).record_failure(),
+        }
+    }
+
+    /// The worst state of the provider and its models (for the gauge).
+    pub fn worst(&self) -> BreakerState {
+        let mut worst = self.provider.state();
+        for b in self.models.lock().unwrap().values() {
+            if b.state().gauge() > worst.gauge() {
+                worst = b.state();
+            }
+        }
+        worst
+    }
+
+    /// Models whose circuit is not closed or has failures, by name.
+    pub fn troubled_models(&self) -> Vec<(String, BreakerState, u32)> {
+        let mut v: Vec<_> = self
+            .models
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(m, b)| (m.clone(), b.state(), b.consecutive_failures()))
+            .filter(|(_, s, n)| *s != BreakerState::Closed || *n > 0)
+            .collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
+    }
+}
+
+impl Permit<'_> {
+    /// The model answered (whatever it said): both circuits are healthy.
+    pub fn success(mut self) {
+        self.probes = None;
+        self.circuits.provider.record_success();
+        self.model.record_success();
+    }
+
+    /// The attempt failed in a way that speaks of the provider's or the
+    /// model's health.
+    pub fn failure(mut self, blame: Blame) {
+        self.probes = None;
+        match blame {
+            Blame::Provider => self.circuits.provider.record_failure(),
+            Blame::Model => {
+                // The provider answered: it is reachable.
+                self.circuits.provider.record_success();
+                self.model.record_failure();
+            }
+        }
+    }
+}
+
+impl Drop for Permit<'_> {
+    fn drop(&mut self) {
+        match self.probes {
+            Some(Blame::Provider) => self.circuits.provider.release_probe(),
+            Some(Blame::Model) => self.model.release_probe(),
+            None => {}
+        }
     }
 }
 
@@ -154,5 +328,73 @@ mod tests {
         b.record_success();
         assert_eq!(b.state(), BreakerState::Closed);
         assert!(b.try_acquire().is_ok());
+    }
+
+    fn circuits() -> Circuits {
+        Circuits::new(BreakerConfig {
+            failure_threshold: 3,
+            cooldown: Duration::from_secs(30),
+        })
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failing_model_opens_only_its_own_circuit() {
+        let c = circuits();
+        for _ in 0..3 {
+            c.try_acquire("big").unwrap().failure(Blame::Model);
+        }
+        assert!(
+            c.try_acquire("big").is_err(),
+            "the failing model is skipped"
+        );
+        c.try_acquire("small")
+            .expect("the provider's other models are served")
+            .success();
+        assert_eq!(c.provider().state(), BreakerState::Closed);
+        assert_eq!(c.worst(), BreakerState::Open);
+        assert_eq!(c.troubled_models()[0].0, "big");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_unreachable_provider_opens_for_every_model() {
+        let c = circuits();
+        for m in ["a", "b", "c"] {
+            c.try_acquire(m).unwrap().failure(Blame::Provider);
+        }
+        assert!(c.try_acquire("d").is_err());
+        assert_eq!(c.provider().state(), BreakerState::Open);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_probe_its_client_abandons_frees_the_circuit_at_once() {
+        let c = circuits();
+        for _ in 0..3 {
+            c.try_acquire("m").unwrap().failure(Blame::Model);
+        }
+        tokio::time::advance(Duration::from_secs(31)).await;
+        let probe = c.try_acquire("m").expect("half-open: one probe");
+        assert!(c.try_acquire("m").is_err(), "one probe at a time");
+        drop(probe); // the client disconnected mid-attempt
+        let probe = c
+            .try_acquire("m")
+            .expect("the next request probes without a new cool-down");
+        probe.success();
+        assert_eq!(c.worst(), BreakerState::Closed);
+        // The same for the provider's own probe.
+        for _ in 0..3 {
+            c.try_acquire("m").unwrap().failure(Blame::Provider);
+        }
+        tokio::time::advance(Duration::from_secs(31)).await;
+        drop(c.try_acquire("m").unwrap());
+        assert!(c.try_acquire("m").is_ok());
+    }
+
+    #[test]
+    fn model_circuits_are_bounded() {
+        let c = circuits();
+        for i in 0..1000 {
+            c.try_acquire(&format!("m{i}")).unwrap().success();
+        }
+        assert!(c.models.lock().unwrap().len() <= MAX_MODEL_CIRCUITS);
     }
 }

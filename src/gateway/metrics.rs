@@ -167,7 +167,7 @@ impl Metrics {
         );
         let breaker_state = gauge(
             "moltgate_breaker_state",
-            "Circuit breaker state per provider: 0 closed, 1 half-open, 2 open",
+            "Worst circuit state of a provider and its models: 0 closed, 1 half-open, 2 open",
             &["provider"],
         );
         let stream_aborts = counter(

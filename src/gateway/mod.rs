@@ -123,7 +123,7 @@ impl Gateway {
         self.metrics
             .breaker_state
             .with_label_values(&[p.name()])
-            .set(p.breaker.state().gauge());
+            .set(p.circuits.worst().gauge());
     }
 
     /// Usable: key present (if one is needed) and breaker not open.
@@ -131,7 +131,7 @@ impl Gateway {
         self.providers.iter().any(|p| {
             !p.key_missing()
                 && p.key_error.is_none()
-                && p.breaker.state() != circuit::BreakerState::Open
+                && p.circuits.provider().state() != circuit::BreakerState::Open
         })
     }
 }

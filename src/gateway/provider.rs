@@ -23,7 +23,7 @@ use reqwest::header::HeaderValue;
 use serde_json::Value;
 use tokio::time::{timeout_at, Instant};
 
-use super::circuit::Breaker;
+use super::circuit::Circuits;
 use super::config::{BreakerConfig, ProviderConfig};
 use super::deadline::Deadline;
 use super::json;
@@ -88,7 +88,8 @@ pub struct Provider {
     pub key_origin: Option<SecretOrigin>,
     /// Why the key could not be read (e.g. insecure file), without the key.
     pub key_error: Option<String>,
-    pub breaker: Breaker,
+    /// The provider's circuit and its models'.
+    pub circuits: Circuits,
     pub stats: Mutex<Stats>,
     /// The name as the `x-moltgate-provider` response header.
     pub name_header: Option<HeaderValue>,
@@ -190,7 +191,7 @@ impl Provider {
             key,
             key_origin,
             key_error,
-            breaker: Breaker::new(breaker),
+            circuits: Circuits::new(breaker),
             stats: Mutex::new(Stats::default()),
         })
     }

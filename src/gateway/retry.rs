@@ -16,6 +16,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
+use super::circuit::Blame;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Phase {
     Connect,
@@ -135,17 +137,23 @@ impl Failure {
         }
     }
 
-    /// Whether this failure says the provider is unhealthy (feeds the breaker).
-    pub fn counts_against_provider(&self) -> bool {
-        matches!(
-            self,
+    /// Whose health this failure speaks of (feeds the circuits): the
+    /// provider's when it cannot be reached, else the model's; `None` when
+    /// it answered (a 4xx is a healthy provider saying no).
+    pub fn blame(&self) -> Option<Blame> {
+        match self {
+            Failure::Connect { .. }
+            | Failure::Timeout {
+                phase: Phase::Connect,
+                ..
+            } => Some(Blame::Provider),
             Failure::Timeout { .. }
-                | Failure::Connect { .. }
-                | Failure::Cut { .. }
-                | Failure::Server { .. }
-                | Failure::Malformed { .. }
-                | Failure::RateLimited { .. }
-        )
+            | Failure::Cut { .. }
+            | Failure::Server { .. }
+            | Failure::Malformed { .. }
+            | Failure::RateLimited { .. } => Some(Blame::Model),
+            _ => None,
+        }
     }
 
     /// How long to wait before retrying the same route.

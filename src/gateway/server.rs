@@ -478,14 +478,17 @@ async fn run_chain<'c>(
             if overall.expired() {
                 break 'routes;
             }
-            if let Err(rej) = p.breaker.try_acquire() {
-                let f = Failure::CircuitOpen {
-                    retry_in: rej.retry_in,
-                };
-                reports.push(AttemptReport::failed(p.name(), &route.model, &f, 0));
-                last = Some(f);
-                continue 'routes;
-            }
+            let permit = match p.circuits.try_acquire(&route.model) {
+                Ok(permit) => permit,
+                Err(rej) => {
+                    let f = Failure::CircuitOpen {
+                        retry_in: rej.retry_in,
+                    };
+                    reports.push(AttemptReport::failed(p.name(), &route.model, &f, 0));
+                    last = Some(f);
+                    continue 'routes;
+                }
+            };
             let t0 = Instant::now();
             sent += 1;
             let result = p
@@ -501,7 +504,7 @@ async fn run_chain<'c>(
             let model_l = gw.model_label(&route.model);
             match result {
                 Ok(answer) => {
-                    p.breaker.record_success();
+                    permit.success();
                     p.record(ms, Ok(()));
                     gw.metrics
                         .upstream_ok(p.name(), model_l, t0.elapsed().as_secs_f64());
@@ -513,11 +516,10 @@ async fn run_chain<'c>(
                     });
                 }
                 Err(f) => {
-                    if f.counts_against_provider() {
-                        p.breaker.record_failure();
-                    } else {
+                    match f.blame() {
+                        Some(blame) => permit.failure(blame),
                         // It answered: reachable and healthy, whatever it said.
-                        p.breaker.record_success();
+                        None => permit.success(),
                     }
                     gw.refresh_breaker_gauge(p);
                     let rep = AttemptReport::failed(p.name(), &route.model, &f, ms);

@@ -23,14 +23,24 @@ pub struct ProviderStatus {
     pub key_present: bool,
     pub key_source: Option<&'static str>,
     pub key_problem: Option<String>,
+    /// The provider-wide circuit (it cannot be reached).
     pub circuit: &'static str,
     pub consecutive_failures: u32,
+    /// Models whose own circuit is open, half-open or has failures.
+    pub model_circuits: Vec<ModelCircuit>,
     pub last_latency_ms: Option<u64>,
     pub last_error: Option<String>,
     pub last_error_at: Option<String>,
     pub latency_ms: Percentiles,
     /// Recent samples, oldest first, for the dashboard's chart.
     pub history: Vec<super::provider::Sample>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ModelCircuit {
+    pub model: String,
+    pub circuit: &'static str,
+    pub consecutive_failures: u32,
 }
 
 #[derive(Debug, Default, Serialize)]
@@ -79,8 +89,18 @@ pub fn provider_status(p: &Provider) -> ProviderStatus {
         key_present: p.key.is_some(),
         key_source: p.key_origin.map(|o| o.as_str()),
         key_problem: p.key_error.clone(),
-        circuit: p.breaker.state().as_str(),
-        consecutive_failures: p.breaker.consecutive_failures(),
+        circuit: p.circuits.provider().state().as_str(),
+        consecutive_failures: p.circuits.provider().consecutive_failures(),
+        model_circuits: p
+            .circuits
+            .troubled_models()
+            .into_iter()
+            .map(|(model, state, consecutive_failures)| ModelCircuit {
+                model,
+                circuit: state.as_str(),
+                consecutive_failures,
+            })
+            .collect(),
         last_latency_ms: s.last_latency_ms,
         last_error: s.last_error.clone(),
         last_error_at: s.last_error_at.map(|t| t.to_rfc3339()),

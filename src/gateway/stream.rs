@@ -150,7 +150,10 @@ impl State {
             .errors
             .with_label_values(&[&p, reason])
             .inc();
-        self.r.provider.breaker.record_failure();
+        self.r
+            .provider
+            .circuits
+            .record_failure(&self.r.route_model, super::circuit::Blame::Model);
         self.r.gw.refresh_breaker_gauge(&self.r.provider);
         self.r
             .provider
