@@ -284,110 +284,52 @@ limit_conn_zone $binary_remote_addr zone=moltguard_per_ip:10m;
 /// SDKs show a message rather than "Error code: 401". Named locations: no
 /// request reaches them by its URI, and each only answers an error.
 fn error_pages(upstream: &str) -> String {
-    // The bodies sit in single quotes in nginx's syntax: none may hold one.
-    let json = |message: &str, kind: &str, code: &str| {
+    // (the status nginx decides, the one sent, where it is answered, the
+    // error's message, type and code)
+    let down = format!("{upstream} behind the edge is not answering; is it running?");
+    let slow = format!("{upstream} behind the edge did not answer in time");
+    let pages: [(u16, u16, &str, &str, &str, &str); 9] = [
+        (400, 400, "@moltguard_400", "the edge could not read this HTTP request (malformed request line or headers)", "invalid_request_error", "bad_request"),
+        (401, 401, "@moltguard_401", "the edge asks for your moltguard user and password (HTTP Basic auth); API clients send the moltgate key as X-Api-Key", "authentication_error", "edge_auth_required"),
+        (403, 403, "@moltguard_403", "the edge refuses this request", "permission_error", "forbidden"),
+        (413, 413, "@moltguard_413", "the request body is larger than the edge accepts (client_max_body_size)", "invalid_request_error", "body_too_large"),
+        (414, 414, "/.moltguard/414.json", "the request URI is longer than the edge accepts (large_client_header_buffers)", "invalid_request_error", "uri_too_long"),
+        (494, 431, "@moltguard_431", "a request header, or all of them, is larger than the edge accepts (large_client_header_buffers)", "invalid_request_error", "headers_too_large"),
+        (429, 429, "@moltguard_429", "too many open connections from your address at the edge; close some and retry", "rate_limit_error", "too_many_connections_from_address"),
+        (502, 502, "@moltguard_upstream_down", &down, "api_error", "upstream_unavailable"),
+        (504, 504, "@moltguard_upstream_slow", &slow, "timeout_error", "upstream_timeout"),
+    ];
+    let mut out = String::from(
+        "    # The edge's own refusals, in the JSON moltgate answers with. No
+    # add_header in these locations: it would drop the include's
+    # X-Breaker-State (the auth module's WWW-Authenticate is kept). A URI
+    # too long leaves nginx no URI for a named location, so that one is an
+    # internal URI (no request reaches it by its name); 494 is nginx's own
+    # code for headers too large, 431 is HTTP's.\n",
+    );
+    for (nginx, sent, at, ..) in &pages {
+        let _ = match nginx == sent {
+            true => writeln!(out, "    error_page {nginx} {at};"),
+            false => writeln!(out, "    error_page {nginx} ={sent} {at};"),
+        };
+    }
+    for (_, sent, at, message, kind, code) in &pages {
+        // The bodies sit in single quotes in nginx's syntax: none may hold one.
         assert!(!message.contains(['\'', '"', '\\']), "{message}");
-        format!(r#"{{"error":{{"message":"{message}","type":"{kind}","code":"{code}"}}}}"#)
-    };
-    format!(
-        r#"    error_page 400 @moltguard_400;
-    error_page 401 @moltguard_401;
-    error_page 403 @moltguard_403;
-    error_page 413 @moltguard_413;
-    # A URI too long leaves nginx no URI for a named location: a URI then,
-    # internal (no request reaches it by its name).
-    error_page 414 /.moltguard/414.json;
-    # 494 is nginx's own code for headers too large; 431 is HTTP's.
-    error_page 494 =431 @moltguard_431;
-    error_page 429 @moltguard_429;
-    error_page 502 @moltguard_upstream_down;
-    error_page 504 @moltguard_upstream_slow;
-    location @moltguard_401 {{
-        # No add_header here: it would drop the include's X-Breaker-State
-        # (the auth module's WWW-Authenticate is kept by nginx).
+        let head = match at.starts_with('@') {
+            true => format!("location {at} {{"),
+            false => format!("location = {at} {{\n        internal;"),
+        };
+        let _ = write!(
+            out,
+            r#"    {head}
         default_type application/json;
-        return 401 '{unauthorized}\n';
+        return {sent} '{{"error":{{"message":"{message}","type":"{kind}","code":"{code}"}}}}\n';
     }}
-    location @moltguard_400 {{
-        default_type application/json;
-        return 400 '{bad_request}\n';
-    }}
-    location @moltguard_403 {{
-        default_type application/json;
-        return 403 '{forbidden}\n';
-    }}
-    location @moltguard_413 {{
-        default_type application/json;
-        return 413 '{too_large}\n';
-    }}
-    location = /.moltguard/414.json {{
-        internal;
-        default_type application/json;
-        return 414 '{uri_too_long}\n';
-    }}
-    location @moltguard_431 {{
-        default_type application/json;
-        return 431 '{headers_too_large}\n';
-    }}
-    location @moltguard_429 {{
-        default_type application/json;
-        return 429 '{too_many}\n';
-    }}
-    location @moltguard_upstream_down {{
-        default_type application/json;
-        return 502 '{down}\n';
-    }}
-    location @moltguard_upstream_slow {{
-        default_type application/json;
-        return 504 '{slow}\n';
-    }}
-"#,
-        unauthorized = json(
-            "the edge asks for your moltguard user and password (HTTP Basic auth); API clients send the moltgate key as X-Api-Key",
-            "authentication_error",
-            "edge_auth_required",
-        ),
-        bad_request = json(
-            "the edge could not read this HTTP request (malformed request line or headers)",
-            "invalid_request_error",
-            "bad_request",
-        ),
-        forbidden = json(
-            "the edge refuses this request",
-            "permission_error",
-            "forbidden",
-        ),
-        too_large = json(
-            "the request body is larger than the edge accepts (client_max_body_size)",
-            "invalid_request_error",
-            "body_too_large",
-        ),
-        uri_too_long = json(
-            "the request URI is longer than the edge accepts (large_client_header_buffers)",
-            "invalid_request_error",
-            "uri_too_long",
-        ),
-        headers_too_large = json(
-            "a request header, or all of them, is larger than the edge accepts (large_client_header_buffers)",
-            "invalid_request_error",
-            "headers_too_large",
-        ),
-        too_many = json(
-            "too many open connections from your address at the edge; close some and retry",
-            "rate_limit_error",
-            "too_many_connections_from_address",
-        ),
-        down = json(
-            &format!("{upstream} behind the edge is not answering; is it running?"),
-            "api_error",
-            "upstream_unavailable",
-        ),
-        slow = json(
-            &format!("{upstream} behind the edge did not answer in time"),
-            "timeout_error",
-            "upstream_timeout",
-        ),
-    )
+"#
+        );
+    }
+    out
 }
 
 /// Renders the site: a loopback server per upstream (moltgate, and the
