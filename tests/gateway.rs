@@ -8,7 +8,7 @@ mod fake_provider;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use fake_provider::FakeProvider;
+use fake_provider::{FakeProvider, CANONICAL};
 use moltguard::gateway::config::{Env, GatewayConfig};
 use moltguard::gateway::secrets::SecretSource;
 use moltguard::gateway::security::{keys, scope::Scopes, store::Store};
@@ -651,6 +651,127 @@ async fn missing_done_is_finalised_promptly() {
         "{:?}",
         r.elapsed
     );
+}
+
+// ------------------------------------------------------ mid-stream resume
+
+/// A streamed request for `primary` with `fallback` after it.
+fn resumable(primary: &str, fallback: &str) -> Value {
+    let mut b = chat_stream(primary);
+    b["fallbacks"] = json!([fallback]);
+    b
+}
+
+/// The chunks of a stream, parsed.
+fn chunks(r: &Reply) -> Vec<Value> {
+    r.events()
+        .iter()
+        .filter_map(|e| serde_json::from_str(e).ok())
+        .collect()
+}
+
+/// The stream reads as one answer: the canonical text exactly once, one
+/// `id`, `model` and `created`, no error, and `[DONE]` at the end.
+fn assert_whole(r: &Reply, what: &str) {
+    assert_eq!(r.status, 200, "{what}: {}", r.text);
+    assert!(!r.text.contains("\"error\""), "{what}: {}", r.text);
+    assert_eq!(r.streamed_content(), CANONICAL, "{what}: {}", r.text);
+    assert_eq!(r.events().last().unwrap(), "[DONE]", "{what}");
+    let c = chunks(r);
+    for k in ["id", "model", "created"] {
+        assert!(
+            c.iter().all(|x| x[k] == c[0][k]),
+            "{what}: one {k}: {}",
+            r.text
+        );
+    }
+    let roles = c
+        .iter()
+        .filter(|x| x["choices"][0]["delta"].get("role").is_some())
+        .count();
+    assert_eq!(roles, 1, "{what}: one role: {}", r.text);
+}
+
+#[tokio::test]
+async fn a_broken_stream_resumes_on_the_fallback_and_reads_as_one() {
+    let (_a, b, g) = pair("streaming = true").await;
+    for fault in ["cut-3", "stall-3", "malformed-3", "nodone-3"] {
+        let primary = format!("a/fake-answer-{fault}");
+        let r = post(&g, resumable(&primary, "b/fake-answer")).await;
+        assert_whole(&r, fault);
+        // The fallback was asked to continue the three words sent.
+        let asked = b.last_body().unwrap();
+        assert_eq!(
+            asked["messages"].as_array().unwrap().last().unwrap(),
+            &json!({"role": "assistant", "content": "The quick brown "}),
+            "{fault}"
+        );
+        assert_eq!(asked["stream"], true);
+        // The finish chunk says who served it; usage is the fallback's.
+        let c = chunks(&r);
+        let fin = c
+            .iter()
+            .find(|x| x["choices"][0]["finish_reason"] == "stop")
+            .unwrap();
+        assert_eq!(
+            fin["x_moltgate"]["served_by"],
+            json!([primary, "b/fake-answer"]),
+            "{fault}"
+        );
+        assert_eq!(fin["model"], primary, "the first leg's model throughout");
+        assert!(c.iter().any(|x| x["usage"]["completion_tokens"].is_u64()));
+    }
+    let (_, m) = get(&g, "/metrics").await;
+    assert!(
+        m.contains("moltgate_stream_resumes_total{outcome=\"resumed\",provider=\"b\"} 4"),
+        "{m}"
+    );
+}
+
+#[tokio::test]
+async fn a_fallback_that_repeats_or_restarts_is_joined_without_duplicates() {
+    let (_a, _b, g) = pair("streaming = true").await;
+    for fallback in ["b/fake-answer-overlap", "b/fake-answer-restart"] {
+        let r = post(&g, resumable("a/fake-answer-cut-3", fallback)).await;
+        assert_whole(&r, fallback);
+    }
+}
+
+/// The stream ended with the text so far, then a well-formed error event
+/// whose message holds `says`, then `[DONE]`.
+fn assert_ended_with_error(r: &Reply, text: &str, says: &str) {
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.streamed_content(), text, "{}", r.text);
+    let ev = r.events();
+    assert_eq!(ev.last().unwrap(), "[DONE]");
+    let err: Value = serde_json::from_str(&ev[ev.len() - 2]).unwrap();
+    let msg = err["error"]["message"].as_str().unwrap_or_default();
+    assert!(msg.contains(says), "{says:?} not in {}", r.text);
+    assert!(msg.contains("incomplete"), "{}", r.text);
+}
+
+#[tokio::test]
+async fn what_is_not_resumed_ends_plainly() {
+    let (_a, b, g) = pair("streaming = true").await;
+    // A fallback that refuses a partial answer to continue (prefill).
+    let r = post(
+        &g,
+        resumable("a/fake-answer-cut-3", "b/fake-answer-noprefill"),
+    )
+    .await;
+    assert_ended_with_error(&r, "The quick brown ", "prefill");
+    // A tool call in flight is never resumed half-way.
+    let before = b.attempts("fake-answer");
+    let r = post(&g, resumable("a/fake-answer-tool-3", "b/fake-answer")).await;
+    assert_ended_with_error(&r, "The quick brown ", "tool call");
+    assert_eq!(
+        b.attempts("fake-answer"),
+        before,
+        "the fallback was not asked"
+    );
+    // No fallback: the error it always was.
+    let r = post(&g, chat_stream("a/fake-answer-cut-3")).await;
+    assert_ended_with_error(&r, "The quick brown ", "upstream");
 }
 
 // ------------------------------------------------------ retries, statuses
@@ -1434,6 +1555,7 @@ async fn openai_python_sdk_compat() {
         .arg(&script)
         .arg(format!("{base}/v1"))
         .arg(&TEST_KEY.plaintext)
+        .arg(CANONICAL)
         .output()
         .await
         .unwrap();

@@ -1038,7 +1038,9 @@ async fn ssrf_provider_urls_are_refused_at_start_and_at_connect_time() {
 #[tokio::test]
 async fn origins_headers_validation_and_events() {
     let p = FakeProvider::start().await;
-    let g = Gate::start(Some(&p), &[]).await;
+    // The default (4,000,000) is far above real prompts; a small one here
+    // shows the limit is enforced.
+    let g = Gate::start(Some(&p), &[("MAX_MESSAGE_CHARS", "50000")]).await;
     let admin = g.key("operator.admin");
     let local = client_from("127.0.0.1", Some(&admin));
 

@@ -74,6 +74,8 @@ pub struct Metrics {
     pub fallbacks: IntCounterVec,
     pub breaker_state: IntGaugeVec,
     pub stream_aborts: IntCounterVec,
+    /// Broken streams continued on a fallback (`outcome`: resumed, failed).
+    pub stream_resumes: IntCounterVec,
     /// Security incidents by kind (auth_failure, firewall_block, auto_block, ...).
     pub security_incidents: IntCounterVec,
     /// Security state at scrape time (open connections, active bans, modes).
@@ -175,6 +177,11 @@ impl Metrics {
             "Streams ended with an error event after content had started",
             &["provider", "reason"],
         );
+        let stream_resumes = counter(
+            "moltgate_stream_resumes_total",
+            "Streams that broke after content had started and were continued on a fallback (outcome: resumed, failed)",
+            &["provider", "outcome"],
+        );
         let security_incidents = counter(
             "moltgate_security_incidents_total",
             "Security incidents by kind (auth_failure, login_failure, firewall_block, auto_block, mode_change, ...)",
@@ -229,6 +236,7 @@ impl Metrics {
             fallbacks,
             breaker_state,
             stream_aborts,
+            stream_resumes,
             outcomes: Outcomes {
                 requests: Default::default(),
                 duration: Default::default(),

@@ -16,6 +16,7 @@ pub mod history;
 pub mod json;
 pub mod listen;
 pub mod provider;
+pub mod resume;
 pub mod retry;
 pub mod routes;
 pub mod routing;

@@ -21,6 +21,7 @@ use super::errors::{ApiError, AttemptReport};
 use super::json;
 use super::metrics::{label, Outcome};
 use super::provider::{upstream_body, Answer, Provider};
+use super::resume::Plan;
 use super::retry::{Action, Failure};
 use super::routes::Routes;
 use super::routing::{resolve_chain, Route};
@@ -324,7 +325,11 @@ async fn chat(State(gw): State<Arc<Gateway>>, mut req: Request) -> Response {
                     .observe(received.elapsed().as_secs_f64());
             }
             let key = key_label(adm.as_ref().and_then(|a| a.principal.as_ref()));
-            let resp = respond(&gw, s, req.stream, key);
+            // A stream that breaks after its first content may continue on
+            // the routes after the one serving it.
+            let plan = matches!(s.answer, Answer::Stream { .. })
+                .then(|| Plan::new(&gw, &chain, s.route, raw.clone()));
+            let resp = respond(&gw, s, req.stream, key, plan);
             // Everything but the wait on upstreams (attempts, retries, backoff).
             let overhead = received.elapsed().saturating_sub(chain_time);
             gw.metrics.overhead.observe(overhead.as_secs_f64());
@@ -372,7 +377,13 @@ fn attempts_header(n: usize) -> HeaderValue {
     }
 }
 
-fn respond(gw: &Arc<Gateway>, s: Success<'_>, client_stream: bool, key: &str) -> Response {
+fn respond(
+    gw: &Arc<Gateway>,
+    s: Success<'_>,
+    client_stream: bool,
+    key: &str,
+    plan: Option<Plan>,
+) -> Response {
     let (mut resp, answered_model) = match s.answer {
         Answer::Full { body, model, usage } => {
             if let Some(u) = usage {
@@ -416,6 +427,7 @@ fn respond(gw: &Arc<Gateway>, s: Success<'_>, client_stream: bool, key: &str) ->
                 budget: Deadline::after(gw.cfg.max_stream),
                 started: Instant::now(),
                 key: Arc::from(key),
+                plan,
             };
             (Sse::new(relay(r)).into_response(), model)
         }

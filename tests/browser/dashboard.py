@@ -20,6 +20,7 @@ os.environ.setdefault("SE_OFFLINE", "true")
 from selenium import webdriver  # noqa: E402
 from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.common.exceptions import StaleElementReferenceException  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
@@ -169,7 +170,14 @@ def main():
         wait.until(lambda _: pressed("lockdown"))
 
         step(f"unblock {args.banned}")
-        d.find_element(By.CSS_SELECTOR, f'#blocked button[data-target="{args.banned}"]').click()
+        # The list re-renders on every refresh: a button found just before
+        # one may be gone when clicked.
+        for _ in range(5):
+            try:
+                d.find_element(By.CSS_SELECTOR, f'#blocked button[data-target="{args.banned}"]').click()
+                break
+            except StaleElementReferenceException:
+                time.sleep(0.2)
         wait.until(lambda _: args.banned not in blocked_rows())
         assert args.banned not in check.blocked(), "the CLI still lists the ban"
         wait.until(lambda _: "Unblocked" in d.find_element(By.ID, "announce").text)

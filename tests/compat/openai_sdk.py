@@ -1,7 +1,8 @@
 """The official `openai` SDK against a running moltgate: chat, stream, error.
 
-Usage: python openai_sdk.py http://127.0.0.1:PORT/v1
-The upstream is the fake provider, so model names choose its behaviour.
+Usage: python openai_sdk.py http://127.0.0.1:PORT/v1 KEY CANONICAL
+The upstream is the fake provider, so model names choose its behaviour;
+CANONICAL is its `fake-answer` text.
 """
 import sys
 
@@ -60,5 +61,20 @@ try:
 except openai.APIError as e:
     assert "incomplete" in str(e.message), e.message
 print("cut stream ok")
+
+# 5. With a fallback, a stream cut mid-answer is resumed there: the SDK
+#    reads the whole answer, each word once.
+canonical = sys.argv[3]
+text = ""
+for chunk in client.chat.completions.create(
+    model="ollama/fake-answer-cut-5",
+    messages=msgs,
+    stream=True,
+    extra_body={"fallbacks": ["ollama/fake-answer"]},
+):
+    if chunk.choices and chunk.choices[0].delta.content:
+        text += chunk.choices[0].delta.content
+assert text == canonical, repr(text)
+print("resumed stream ok")
 
 print("ALL OK")

@@ -25,6 +25,22 @@
 //! | `fake-content-policy`      | 400 `content_policy_violation`                     |
 //! | `fake-401`                 | 401 invalid key                                    |
 //! | `fake-flap`                | odd attempts 500, even attempts answer             |
+//! | `fake-drip-N-MS`           | a healthy stream of N chunks, MS ms apart          |
+//!
+//! The `fake-answer` family streams [`CANONICAL`] a word per chunk, and
+//! continues a trailing assistant message (prefill) where it ends:
+//!
+//! | model                      | behaviour                                          |
+//! |----------------------------|----------------------------------------------------|
+//! | `fake-answer`              | the answer (the rest of it after a prefill)        |
+//! | `fake-answer-cut-K`        | K words, then the connection closes                |
+//! | `fake-answer-stall-K`      | K words, then silence                              |
+//! | `fake-answer-malformed-K`  | K words, a chunk that is not JSON, the rest        |
+//! | `fake-answer-nodone-K`     | K words, then a clean end with no finish nor [DONE]|
+//! | `fake-answer-tool-K`       | K words, half a tool call, then the close          |
+//! | `fake-answer-noprefill`    | 400 when the last message is the assistant's       |
+//! | `fake-answer-restart`      | ignores a prefill: the whole answer again          |
+//! | `fake-answer-overlap`      | continues, repeating the prefill's last two words  |
 //!
 //! `set_down(true)` makes every request a 503 (a provider outage), and
 //! counters report attempts per model and connections the client closed
@@ -175,6 +191,100 @@ fn find(h: &[u8], n: &[u8]) -> Option<usize> {
 
 /// Hold the connection open until the client closes it (or 60 s pass),
 /// counting the close: this is how tests see upstream cancellation.
+/// The answer of the `fake-answer` family, sent a word per chunk.
+pub const CANONICAL: &str =
+    "The quick brown fox jumps over the lazy dog, and then it naps in the warm afternoon sun. ";
+
+/// Streams (part of) [`CANONICAL`] for a `fake-answer*` model; `Ok(false)`
+/// when the connection must close after it.
+async fn answer(
+    sock: &mut TcpStream,
+    st: &FakeState,
+    model: &str,
+    request: &serde_json::Value,
+) -> std::io::Result<bool> {
+    let prefill = request["messages"]
+        .as_array()
+        .and_then(|m| m.last())
+        .filter(|m| m["role"] == "assistant")
+        .and_then(|m| m["content"].as_str())
+        .map(str::to_string);
+    let fault = model.strip_prefix("fake-answer").unwrap_or("");
+    if fault == "-noprefill" && prefill.is_some() {
+        let b = error_body(
+            "This model does not support assistant message prefill. The conversation must end with a user message.",
+            "invalid_request_error",
+            "invalid_request",
+        );
+        respond(sock, "400 Bad Request", "", &b).await?;
+        return Ok(true);
+    }
+    let text = match prefill.as_deref() {
+        Some(p) if fault == "-overlap" && CANONICAL.starts_with(p) => {
+            // Back up two words into the prefill.
+            let back = p
+                .trim_end()
+                .rmatch_indices(' ')
+                .nth(1)
+                .map_or(0, |(i, _)| i + 1);
+            &CANONICAL[back..]
+        }
+        Some(p) if fault != "-restart" && CANONICAL.starts_with(p) => &CANONICAL[p.len()..],
+        _ => CANONICAL,
+    };
+    let (kind, k) = fault
+        .trim_start_matches('-')
+        .rsplit_once('-')
+        .and_then(|(kind, k)| Some((kind, k.parse::<usize>().ok()?)))
+        .unwrap_or(("", usize::MAX));
+    sock.write_all(SSE_HEAD.as_bytes()).await?;
+    write_chunk(
+        sock,
+        &chunk(
+            model,
+            serde_json::json!({"role": "assistant", "content": ""}),
+            None,
+        ),
+    )
+    .await?;
+    let words: Vec<&str> = text.split_inclusive(' ').collect();
+    for (i, w) in words.iter().enumerate() {
+        if i == k {
+            match kind {
+                "cut" => return Ok(false),
+                "stall" => {
+                    hold(sock, st).await;
+                    return Ok(false);
+                }
+                "nodone" => {
+                    sock.write_all(b"0\r\n\r\n").await?;
+                    return Ok(true);
+                }
+                "tool" => {
+                    let call = serde_json::json!({"tool_calls": [{"index": 0, "id": "call_1", "type": "function", "function": {"name": "shell", "arguments": "{\"cmd\": "}}]});
+                    write_chunk(sock, &chunk(model, call, None)).await?;
+                    return Ok(false);
+                }
+                "malformed" => {
+                    write_chunk(sock, "data: {\"id\": \"broken\", \"choices\": [\n\n").await?;
+                }
+                _ => {}
+            }
+        }
+        write_chunk(sock, &chunk(model, serde_json::json!({"content": w}), None)).await?;
+    }
+    write_chunk(sock, &chunk(model, serde_json::json!({}), Some("stop"))).await?;
+    let usage = serde_json::json!({
+        "id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": 1_700_000_000,
+        "model": model, "choices": [],
+        "usage": {"prompt_tokens": 10, "completion_tokens": words.len(), "total_tokens": 10 + words.len()}
+    });
+    write_chunk(sock, &format!("data: {usage}\n\n")).await?;
+    write_chunk(sock, "data: [DONE]\n\n").await?;
+    sock.write_all(b"0\r\n\r\n").await?;
+    Ok(true)
+}
+
 async fn hold(sock: &mut TcpStream, st: &FakeState) {
     let mut tmp = [0u8; 1024];
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
@@ -328,6 +438,11 @@ async fn serve_conn(mut sock: TcpStream, st: Arc<FakeState>) -> std::io::Result<
                     hold(&mut sock, &st).await;
                 }
                 return Ok(());
+            }
+            _ if m.starts_with("fake-answer") && stream => {
+                if !answer(&mut sock, &st, m, &v).await? {
+                    return Ok(());
+                }
             }
             "fake-reset" => {
                 #[allow(deprecated)]
