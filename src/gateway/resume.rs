@@ -27,8 +27,9 @@ use super::provider::Provider;
 use super::routing::Route;
 use super::Gateway;
 
-/// Bytes of the fallback's text held back before deciding whether it
-/// continues or restarts.
+/// The most of the fallback's text held back while it could still be a
+/// repeat of the text sent (held only while the sent text contains it, so
+/// a plain continuation passes at once).
 const HOLD: usize = 64;
 
 /// The shortest repeat taken for an overlap: shorter ones are as likely a
@@ -159,7 +160,7 @@ impl Splicer {
             Mode::Replaying { .. } => self.replay(text),
             Mode::Deciding => {
                 self.held.push_str(text);
-                if self.held.len() < HOLD {
+                if self.held.len() < HOLD && self.sent.contains(self.held.as_str()) {
                     return Ok(String::new());
                 }
                 self.decide()
@@ -250,6 +251,18 @@ mod tests {
             splice(&[", and ", "then it ", "naps."]).unwrap(),
             ", and then it naps."
         );
+    }
+
+    #[test]
+    fn a_continuation_is_not_held_back() {
+        let mut s = Splicer::new(SENT);
+        // Not in the text sent: it cannot be a repeat, so it goes at once.
+        assert_eq!(s.feed(", and").unwrap(), ", and");
+        assert_eq!(s.feed(" then").unwrap(), " then");
+        // A piece the text sent contains is held until it is clear.
+        let mut s = Splicer::new(SENT);
+        assert_eq!(s.feed(" the lazy").unwrap(), "");
+        assert_eq!(s.feed(" dog, and").unwrap(), ", and");
     }
 
     #[test]

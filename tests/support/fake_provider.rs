@@ -41,6 +41,7 @@
 //! | `fake-answer-noprefill`    | 400 when the last message is the assistant's       |
 //! | `fake-answer-restart`      | ignores a prefill: the whole answer again          |
 //! | `fake-answer-overlap`      | continues, repeating the prefill's last two words  |
+//! | `fake-answer-drip-MS`      | the answer, each word MS ms after the one before   |
 //!
 //! `set_down(true)` makes every request a 503 (a provider outage), and
 //! counters report attempts per model and connections the client closed
@@ -249,7 +250,9 @@ async fn answer(
     .await?;
     let words: Vec<&str> = text.split_inclusive(' ').collect();
     for (i, w) in words.iter().enumerate() {
-        if i == k {
+        if kind == "drip" {
+            tokio::time::sleep(Duration::from_millis(k as u64)).await;
+        } else if i == k {
             match kind {
                 "cut" => return Ok(false),
                 "stall" => {
