@@ -12,7 +12,6 @@
 //! streamed alone: its time to first content is its TTFB.
 
 #[path = "../tests/support/fake_provider.rs"]
-#[allow(dead_code)]
 mod fake_provider;
 
 use std::time::{Duration, Instant};
