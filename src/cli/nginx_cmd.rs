@@ -25,20 +25,12 @@ pub enum NginxCmd {
 
 pub fn run(ctx: &Ctx, cmd: NginxCmd) -> Result<Exit, CliError> {
     let cfg = ctx.config()?;
-    if let NginxCmd::Fail2banJail = cmd {
-        let jail = crate::nginx::fail2ban::render_jail(&cfg);
-        let log = crate::nginx::fail2ban::edge_error_log(&cfg);
-        emit(
-            ctx.json,
-            serde_json::json!({"jail": jail, "logpath": log}),
-            || print!("{jail}"),
-        );
-        return Ok(Exit::Ok);
-    }
-    let nginx = Nginx::from_config(&cfg).map_err(nginx_err)?;
+    // Every command but the jail's drives nginx (and needs its binary).
+    let nginx = || Nginx::from_config(&cfg).map_err(nginx_err);
     let addr = probe::probe_address(cfg.settings.edge.listen_address, cfg.settings.edge.port);
     match cmd {
         NginxCmd::Start | NginxCmd::Reload => {
+            let nginx = nginx()?;
             // Record what is true before serving anything: an include that
             // is not the committed state's rendering is never (re)loaded.
             let settled = breaker::settle(&cfg)?;
@@ -68,14 +60,22 @@ pub fn run(ctx: &Ctx, cmd: NginxCmd) -> Result<Exit, CliError> {
             );
         }
         NginxCmd::Stop => {
-            nginx.stop(Duration::from_secs(5)).map_err(nginx_err)?;
+            nginx()?.stop(Duration::from_secs(5)).map_err(nginx_err)?;
             emit(ctx.json, serde_json::json!({"ok": true}), || {
                 println!("nginx stopped")
             });
         }
-        NginxCmd::Fail2banJail => unreachable!("answered above"),
+        NginxCmd::Fail2banJail => {
+            let jail = crate::nginx::fail2ban::render_jail(&cfg);
+            let log = crate::nginx::fail2ban::edge_error_log(&cfg);
+            emit(
+                ctx.json,
+                serde_json::json!({"jail": jail, "logpath": log}),
+                || print!("{jail}"),
+            );
+        }
         NginxCmd::Test => {
-            nginx.test().map_err(nginx_err)?;
+            nginx()?.test().map_err(nginx_err)?;
             emit(ctx.json, serde_json::json!({"ok": true}), || {
                 println!("nginx configuration is valid")
             });

@@ -157,7 +157,7 @@ impl Splicer {
     pub fn feed(&mut self, text: &str) -> Result<String, Diverged> {
         match self.mode {
             Mode::Passing => Ok(text.to_string()),
-            Mode::Replaying { .. } => self.replay(text),
+            Mode::Replaying { at } => self.replay(at, text),
             Mode::Deciding => {
                 self.held.push_str(text);
                 if self.held.len() < HOLD && self.sent.contains(self.held.as_str()) {
@@ -189,7 +189,7 @@ impl Splicer {
         let common = common_prefix(&held, &self.sent);
         if common > 0 && common >= RESTART_PREFIX.min(self.sent.len()).min(held.len()) {
             self.mode = Mode::Replaying { at: 0 };
-            return self.replay(&held);
+            return self.replay(0, &held);
         }
         self.mode = Mode::Passing;
         let longest = held.len().min(self.sent.len()).min(MAX_OVERLAP);
@@ -200,10 +200,8 @@ impl Splicer {
         Ok(held[overlap..].to_string())
     }
 
-    fn replay(&mut self, text: &str) -> Result<String, Diverged> {
-        let Mode::Replaying { at } = self.mode else {
-            unreachable!("replay outside Replaying")
-        };
+    /// Drops what `text` repeats of the sent text from byte `at` on.
+    fn replay(&mut self, at: usize, text: &str) -> Result<String, Diverged> {
         let rest = &self.sent[at..];
         let common = common_prefix(text, rest);
         if common == rest.len() {

@@ -188,7 +188,6 @@ impl State {
                         + prior.get(f).and_then(Value::as_u64).unwrap_or(0);
                     u[f] = json!(sum);
                 }
-                u["x_moltgate_summed_over_legs"] = json!(true);
             }
             if self.splicer.is_none() {
                 self.prior_usage = Some(u.clone());
@@ -277,19 +276,12 @@ impl State {
     async fn broke(&mut self, reason: &'static str, what: String) {
         self.record_break(reason, &what);
         let leg = format!("{}/{}", self.r.provider.name(), self.r.route_model);
-        let why_not = if self.r.plan.as_ref().is_none_or(|p| !p.has_routes()) {
-            None
-        } else if self.tool_call {
-            Some("a tool call was being streamed, and one is never resumed half-way".to_string())
-        } else if self.many_choices {
-            Some("the answer has several choices, which are not resumed".to_string())
-        } else if self.sent.is_empty() {
-            Some("no text was sent to continue from".to_string())
-        } else {
-            match self.resume(reason, &leg).await {
+        let why_not = match self.resumability() {
+            Err(why) => why.map(str::to_string),
+            Ok(()) => match self.resume(reason, &leg).await {
                 Ok(()) => return,
                 Err(tried) => Some(format!("resuming failed: {tried}")),
-            }
+            },
         };
         let msg = match why_not {
             None => format!("{leg}: {what}; the answer above is incomplete"),
@@ -492,7 +484,7 @@ pub fn relay(r: Relay) -> impl Stream<Item = Result<Event, Infallible>> + Send {
                     // The stream's whole life is up: no resume.
                     let what = format!(
                         "stream did not finish within LLM_MAX_STREAM_MS ({} ms)",
-                        st.r.budget_ms()
+                        st.r.gw.cfg.max_stream.as_millis()
                     );
                     st.record_break("stream_timeout", &what);
                     let leg = format!("{}/{}", st.r.provider.name(), st.r.route_model);
@@ -536,7 +528,7 @@ pub fn relay(r: Relay) -> impl Stream<Item = Result<Event, Infallible>> + Send {
                                 .inc();
                             // A lost chunk may have held text: continue
                             // elsewhere when that is possible, else skip it.
-                            if st.resumable() {
+                            if st.resumability().is_ok() {
                                 st.broke(
                                     "malformed_chunk",
                                     "upstream sent a chunk that is not JSON".into(),
@@ -564,18 +556,26 @@ pub fn relay(r: Relay) -> impl Stream<Item = Result<Event, Infallible>> + Send {
 }
 
 impl State {
-    /// Whether a break now would be resumed (not whether it would succeed).
-    fn resumable(&self) -> bool {
-        self.r.plan.as_ref().is_some_and(Plan::has_routes)
-            && !self.tool_call
-            && !self.many_choices
-            && !self.sent.is_empty()
-    }
-}
-
-impl Relay {
-    fn budget_ms(&self) -> u128 {
-        self.gw.cfg.max_stream.as_millis()
+    /// Whether a break now would be resumed (not whether it would
+    /// succeed); `Err` says why not, `Err(None)` when no route is left.
+    fn resumability(&self) -> Result<(), Option<&'static str>> {
+        if !self.r.plan.as_ref().is_some_and(Plan::has_routes) {
+            return Err(None);
+        }
+        if self.tool_call {
+            return Err(Some(
+                "a tool call was being streamed, and one is never resumed half-way",
+            ));
+        }
+        if self.many_choices {
+            return Err(Some(
+                "the answer has several choices, which are not resumed",
+            ));
+        }
+        if self.sent.is_empty() {
+            return Err(Some("no text was sent to continue from"));
+        }
+        Ok(())
     }
 }
 
