@@ -481,11 +481,18 @@ default_provider = "a"
 base_url = "{}"
 ttfb_timeout_ms = 700
 [aliases]
-slow = ["a/fake-hang-headers", "a/fake-headers-then-nothing", "a/fake-ok"]
+slow = ["a/fake-hang-headers", "a/fake-headers-then-nothing", "a/fake-hang-headers"]
+silent_then_ok = ["a/fake-hang-headers", "a/fake-headers-then-nothing", "a/fake-ok"]
 "#,
         a.base_url()
     );
     let g = start_gateway(&toml, &[]).await;
+    // Each route with routes after it waits half of the time left (500 ms,
+    // then 250 ms): the last one still has 250 ms to answer.
+    let r = post(&g, chat("silent_then_ok")).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.attempts(), 3);
+    assert!(r.elapsed >= Duration::from_millis(700), "{:?}", r.elapsed);
     let r = post(&g, chat("slow")).await;
     assert_eq!(r.status, 504, "{}", r.text);
     assert_eq!(r.error_code(), "deadline_exceeded");
@@ -772,6 +779,223 @@ async fn what_is_not_resumed_ends_plainly() {
     // No fallback: the error it always was.
     let r = post(&g, chat_stream("a/fake-answer-cut-3")).await;
     assert_ended_with_error(&r, "The quick brown ", "upstream");
+}
+
+// ------------------------------------------- completions, embeddings, responses
+
+async fn post_to(g: &TestGateway, path: &str, body: Value) -> Reply {
+    let t = Instant::now();
+    let r = client()
+        .post(format!("{}{path}", g.base))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    let headers = r.headers().clone();
+    let text = r.text().await.unwrap();
+    Reply {
+        status,
+        headers,
+        text,
+        elapsed: t.elapsed(),
+    }
+}
+
+#[tokio::test]
+async fn embeddings_completions_and_responses_get_retries_fallbacks_and_labels() {
+    // The same failing model each time: its circuit must not open here.
+    let (a, b, g) = pair("[breaker]\nfailure_threshold = 100").await;
+    let fb = json!(["b/fake-ok"]);
+    let cases = [
+        (
+            "/v1/embeddings",
+            json!({"model": "a/fake-503", "input": "hi", "fallbacks": fb}),
+        ),
+        (
+            "/v1/completions",
+            json!({"model": "a/fake-503", "prompt": "hi", "fallbacks": fb}),
+        ),
+        (
+            "/v1/responses",
+            json!({"model": "a/fake-503", "input": "hi", "fallbacks": fb}),
+        ),
+        // Without `/v1`, for clients whose base URL is the gateway's root.
+        (
+            "/embeddings",
+            json!({"model": "a/fake-503", "input": ["a", "b"], "fallbacks": fb}),
+        ),
+    ];
+    for (i, (path, body)) in cases.into_iter().enumerate() {
+        let r = post_to(&g, path, body).await;
+        assert_eq!(r.status, 200, "{path}: {}", r.text);
+        assert_eq!(r.header("x-moltgate-provider"), "b", "{path}");
+        // One retry of the 503, then the fallback.
+        assert_eq!(r.attempts(), 3, "{path}");
+        assert_eq!(a.attempts("fake-503"), 2 * (i + 1), "{path}");
+        let v = r.json();
+        assert_eq!(v["model"], "b/fake-ok", "{path}");
+        match path.trim_start_matches("/v1") {
+            "/embeddings" => assert_eq!(v["data"][0]["embedding"], json!([0.25, -0.5, 1.0])),
+            "/completions" => assert_eq!(v["choices"][0]["text"], "Hello from fake"),
+            _ => assert_eq!(v["output"][0]["content"][0]["text"], "Hello from fake"),
+        }
+        // The provider got the client's request, for its own model, with
+        // the gateway's fields removed.
+        let sent = b.last_body().unwrap();
+        assert_eq!(sent["model"], "fake-ok", "{path}");
+        assert!(sent.get("fallbacks").is_none(), "{path}: {sent}");
+    }
+    // Every endpoint's usage is counted (Responses calls them input/output).
+    let (_, metrics) = get(&g, "/metrics").await;
+    assert!(
+        metrics.contains(
+            r#"moltgate_tokens_total{key="tests",kind="input",model="fake-ok",provider="b"} 18"#
+        ),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(
+            r#"moltgate_tokens_total{key="tests",kind="output",model="fake-ok",provider="b"} 6"#
+        ),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn passthrough_streams_relay_each_event_and_never_end_silently() {
+    // Streams are passed through whatever LLM_STREAMING says.
+    let (_a, _b, g) = pair("").await;
+    let r = post_to(
+        &g,
+        "/v1/completions",
+        json!({"model": "a/fake-stream-3", "prompt": "hi", "stream": true}),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let ev = r.events();
+    assert_eq!(ev.last().unwrap(), "[DONE]", "{}", r.text);
+    let text: String = ev
+        .iter()
+        .filter_map(|e| serde_json::from_str::<Value>(e).ok())
+        .filter_map(|v| v["choices"][0]["text"].as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(text, "c0 c1 c2 ");
+
+    let r = post_to(
+        &g,
+        "/v1/responses",
+        json!({"model": "a/fake-stream-3", "input": "hi", "stream": true}),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    // Event names are kept; a Responses stream ends with its own last event.
+    assert!(r.text.contains("event: response.created\n"), "{}", r.text);
+    assert_eq!(
+        r.text
+            .matches("event: response.output_text.delta\n")
+            .count(),
+        3,
+        "{}",
+        r.text
+    );
+    let last: Value = serde_json::from_str(r.events().last().unwrap()).unwrap();
+    assert_eq!(last["type"], "response.completed", "{}", r.text);
+    assert!(!r.text.contains("[DONE]"), "{}", r.text);
+
+    // Cut after the answer began: an error the SDKs raise, never a quiet end.
+    let r = post_to(
+        &g,
+        "/v1/completions",
+        json!({"model": "a/fake-cut-mid", "prompt": "hi", "stream": true}),
+    )
+    .await;
+    let ev = r.events();
+    assert_eq!(ev.last().unwrap(), "[DONE]", "{}", r.text);
+    let err: Value = serde_json::from_str(&ev[ev.len() - 2]).unwrap();
+    assert_eq!(err["error"]["code"], "stream_cut", "{}", r.text);
+    assert!(err["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("incomplete"));
+
+    let r = post_to(
+        &g,
+        "/v1/responses",
+        json!({"model": "a/fake-stall-mid", "input": "hi", "stream": true}),
+    )
+    .await;
+    assert!(r.text.contains("event: error\n"), "{}", r.text);
+    let err: Value = serde_json::from_str(r.events().last().unwrap()).unwrap();
+    assert_eq!(err["type"], "error");
+    assert_eq!(err["code"], "stream_timeout", "{}", r.text);
+    assert_eq!(err["error"]["code"], "stream_timeout", "{}", r.text);
+    assert!(
+        r.elapsed < Duration::from_millis(400) + MARGIN,
+        "{:?}",
+        r.elapsed
+    );
+
+    // Before the answer began, a failure still goes to the next route.
+    let r = post_to(&g, "/v1/responses", json!({"model": "a/fake-reset", "input": "hi", "stream": true, "fallbacks": ["b/fake-stream-2"]})).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.header("x-moltgate-provider"), "b");
+    assert_eq!(
+        r.text.matches("response.output_text.delta\n").count(),
+        2,
+        "{}",
+        r.text
+    );
+    let (_, metrics) = get(&g, "/metrics").await;
+    assert!(
+        metrics.contains("moltgate_stream_aborts_total{provider=\"a\",reason=\"stream_cut\"} 1"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn passthrough_requests_are_checked_like_chat() {
+    let (a, _b, g) = pair("").await;
+    let cases = [
+        (
+            "/v1/embeddings",
+            json!({"model": "a/fake-ok", "input": "hi", "stream": true}),
+            "stream",
+        ),
+        ("/v1/embeddings", json!({"model": "a/fake-ok"}), "input"),
+        (
+            "/v1/completions",
+            json!({"model": "a/fake-ok", "prompt": 7}),
+            "prompt",
+        ),
+        (
+            "/v1/responses",
+            json!({"model": "a/fake-ok", "input": "hi", "temperature": 9}),
+            "temperature",
+        ),
+        ("/v1/responses", json!({"model": 3, "input": "hi"}), "model"),
+    ];
+    for (path, body, param) in cases {
+        let r = post_to(&g, path, body).await;
+        assert_eq!(r.status, 400, "{path}: {}", r.text);
+        assert_eq!(r.json()["error"]["param"], param, "{path}: {}", r.text);
+    }
+    assert_eq!(
+        a.total_requests(),
+        0,
+        "a refused request reached the provider"
+    );
+    let r = client()
+        .get(format!("{}/v1/nothing", g.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    let t = r.text().await.unwrap();
+    assert!(
+        t.contains("/v1/embeddings") && t.contains("/v1/responses"),
+        "{t}"
+    );
 }
 
 // ------------------------------------------------------ retries, statuses

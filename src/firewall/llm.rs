@@ -14,12 +14,17 @@ use super::fields::{self, loc, Field};
 use super::rules::{code, Category, Rule};
 use super::score::Severity;
 
-/// Routes whose JSON body carries model input.
+/// Routes whose JSON body carries model input (with `/v1`, and without it
+/// for clients whose base URL is the gateway's root).
 pub const LLM_ROUTES: &[&str] = &[
     "/v1/chat/completions",
     "/v1/completions",
     "/v1/embeddings",
     "/v1/responses",
+    "/chat/completions",
+    "/completions",
+    "/embeddings",
+    "/responses",
 ];
 
 /// Top-level keys whose whole subtree is model input or a schema for it.

@@ -25,6 +25,9 @@ pub const DEFAULT_MODEL: &str = "llama-3.1-8b-instant";
 pub const DEFAULT_REQUEST_TIMEOUT_MS: u64 = 15_000;
 /// A committed stream's longest life: 10 minutes.
 pub const DEFAULT_MAX_STREAM_MS: u64 = 600_000;
+/// A route with fallbacks after it waits at most half the time left: a
+/// silent primary leaves its fallback as long as it had (7.5 s of 15 s).
+pub const DEFAULT_ATTEMPT_SHARE_PCT: u64 = 50;
 pub const DEFAULT_MAX_RETRIES: u32 = 1;
 
 /// Which preset a provider is built from. Presets only supply defaults
@@ -183,6 +186,10 @@ pub struct GatewayConfig {
     /// Longest a committed stream may last, end to end (a safety net; the
     /// idle timeout between chunks is what catches a stalled one).
     pub max_stream: Duration,
+    /// The share (percent) of the time left that an attempt with routes
+    /// after it may wait for its answer to begin, so that a silent route
+    /// leaves the rest of the chain room (100: no split).
+    pub attempt_share_pct: u32,
     /// Retries of the same route, across the whole request.
     pub max_retries: u32,
     /// Longest `Retry-After` the gateway waits for instead of falling back.
@@ -227,6 +234,7 @@ struct FileConfig {
     streaming: Option<bool>,
     request_timeout_ms: Option<u64>,
     max_stream_ms: Option<u64>,
+    attempt_share_pct: Option<u32>,
     max_retries: Option<u32>,
     max_retry_after_ms: Option<u64>,
     fallbacks: Option<Vec<String>>,
@@ -351,6 +359,17 @@ impl GatewayConfig {
                 "LLM_MAX_STREAM_MS / max_stream_ms must be > 0".into(),
             ));
         }
+        let attempt_share_pct = match env_nonempty("LLM_ATTEMPT_SHARE_PCT") {
+            Some(v) => parse_u64("LLM_ATTEMPT_SHARE_PCT", &v)?,
+            None => file
+                .attempt_share_pct
+                .map_or(DEFAULT_ATTEMPT_SHARE_PCT, u64::from),
+        };
+        if !(1..=100).contains(&attempt_share_pct) {
+            return Err(ConfigError::Invalid(format!(
+                "LLM_ATTEMPT_SHARE_PCT / attempt_share_pct must be from 1 to 100 (percent of the time left), not {attempt_share_pct}"
+            )));
+        }
         let max_retries = match env_nonempty("LLM_MAX_RETRIES") {
             Some(v) => parse_u64("LLM_MAX_RETRIES", &v)? as u32,
             None => file.max_retries.unwrap_or(DEFAULT_MAX_RETRIES),
@@ -428,6 +447,7 @@ impl GatewayConfig {
             streaming,
             request_timeout: Duration::from_millis(request_timeout_ms),
             max_stream: Duration::from_millis(max_stream_ms),
+            attempt_share_pct: attempt_share_pct as u32,
             max_retries,
             max_retry_after: Duration::from_millis(file.max_retry_after_ms.unwrap_or(2_000)),
             providers,
@@ -558,6 +578,22 @@ mod tests {
         assert_eq!(c.max_retries, 1);
         assert_eq!(c.listen.to_string(), "127.0.0.1:8787");
         assert_eq!(c.providers[0].key_ref.as_deref(), Some("GROQ_API_KEY"));
+    }
+
+    #[test]
+    fn the_attempt_share_is_a_percent_of_the_time_left() {
+        let c = GatewayConfig::from_toml_str("", &env(&[]), "t").unwrap();
+        assert_eq!(c.attempt_share_pct, 50);
+        let c = GatewayConfig::from_toml_str("attempt_share_pct = 100", &env(&[]), "t").unwrap();
+        assert_eq!(c.attempt_share_pct, 100);
+        let c = GatewayConfig::from_toml_str("", &env(&[("LLM_ATTEMPT_SHARE_PCT", "70")]), "t");
+        assert_eq!(c.unwrap().attempt_share_pct, 70);
+        for bad in ["0", "101", "half"] {
+            let e = GatewayConfig::from_toml_str("", &env(&[("LLM_ATTEMPT_SHARE_PCT", bad)]), "t")
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("LLM_ATTEMPT_SHARE_PCT"), "{bad}: {e}");
+        }
     }
 
     #[test]

@@ -9,10 +9,13 @@ use prometheus::{
     Registry, TextEncoder,
 };
 
-/// The token counts of an OpenAI `usage` object.
+/// The token counts of an OpenAI `usage` object (the Responses API names
+/// them `input_tokens` and `output_tokens`; embeddings have no output).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
 pub struct Usage {
+    #[serde(alias = "input_tokens")]
     pub prompt_tokens: Option<u64>,
+    #[serde(alias = "output_tokens")]
     pub completion_tokens: Option<u64>,
 }
 

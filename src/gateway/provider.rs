@@ -26,6 +26,7 @@ use tokio::time::{timeout_at, Instant};
 use super::circuit::Circuits;
 use super::config::{BreakerConfig, ProviderConfig};
 use super::deadline::Deadline;
+use super::endpoint::Endpoint;
 use super::json;
 use super::retry::{classify_status, Failure, Phase};
 use super::secrets::{SecretOrigin, SecretString};
@@ -79,8 +80,9 @@ impl Redactor {
 
 pub struct Provider {
     pub cfg: ProviderConfig,
-    /// `{base_url}/chat/completions`, parsed once (URL parsing showed in profiles).
-    chat_url: reqwest::Url,
+    /// `{base_url}/chat/completions` and the other endpoints' URLs, by
+    /// [`Endpoint::index`], parsed once (URL parsing showed in profiles).
+    urls: [reqwest::Url; 4],
     /// One client (one connection pool) per serving thread, so a request
     /// and its upstream connection stay on one thread; see `workers`.
     clients: Vec<reqwest::Client>,
@@ -100,7 +102,8 @@ pub struct Provider {
 }
 
 struct DirectPath {
-    target: upstream::Target,
+    /// By [`Endpoint::index`].
+    targets: [upstream::Target; 4],
     clients: Vec<upstream::Direct>,
 }
 
@@ -128,6 +131,13 @@ pub enum Answer {
         rest: UpstreamEvents,
         done: bool,
     },
+    /// A pass-through endpoint's stream whose answer has begun; `first`
+    /// holds every event so far, as the upstream sent them.
+    Events {
+        first: Vec<eventsource_stream::Event>,
+        rest: UpstreamEvents,
+        done: bool,
+    },
 }
 
 impl Provider {
@@ -145,7 +155,15 @@ impl Provider {
         let clients = (0..super::workers::count())
             .map(|_| upstream::reqwest_client(settings, GuardedResolver::new(&cfg.name, cfg.local)))
             .collect::<Result<Vec<_>, _>>()?;
-        let chat_url = reqwest::Url::parse(&format!("{}/chat/completions", cfg.base_url))?;
+        let url =
+            |e: Endpoint| reqwest::Url::parse(&format!("{}/{}", cfg.base_url, e.upstream_path()));
+        let urls = [
+            url(Endpoint::Chat)?,
+            url(Endpoint::Completions)?,
+            url(Endpoint::Embeddings)?,
+            url(Endpoint::Responses)?,
+        ];
+        let chat_url = &urls[Endpoint::Chat.index()];
         // An IP literal is never resolved, so it is checked here; names are
         // checked by the resolver on every connect (reqwest path only).
         let literal = chat_url
@@ -169,15 +187,18 @@ impl Provider {
         // cannot be a header (reqwest reports that). A host name goes
         // through reqwest, whose resolver applies the SSRF rules.
         let direct = if literal.is_some()
-            && upstream::direct_ok(&chat_url)
+            && upstream::direct_ok(chat_url)
             && (key.is_none() || auth_header.is_some())
         {
-            upstream::Target::new(&chat_url).map(|target| DirectPath {
-                target,
-                clients: (0..super::workers::count())
-                    .map(|_| upstream::Direct::new(settings))
-                    .collect(),
-            })
+            let target = |i: usize| upstream::Target::new(&urls[i]);
+            (|| {
+                Some(DirectPath {
+                    targets: [target(0)?, target(1)?, target(2)?, target(3)?],
+                    clients: (0..super::workers::count())
+                        .map(|_| upstream::Direct::new(settings))
+                        .collect(),
+                })
+            })()
         } else {
             None
         };
@@ -185,7 +206,7 @@ impl Provider {
             name_header,
             auth_header,
             direct,
-            chat_url,
+            urls,
             cfg,
             clients,
             key,
@@ -233,8 +254,12 @@ impl Provider {
         &self.clients[super::workers::index() % self.clients.len()]
     }
 
-    /// Send the chat request; resolves when the answer's headers are in.
-    async fn send(&self, body: Bytes) -> Result<upstream::Response, upstream::Error> {
+    /// Send the request; resolves when the answer's headers are in.
+    async fn send(
+        &self,
+        endpoint: Endpoint,
+        body: Bytes,
+    ) -> Result<upstream::Response, upstream::Error> {
         if let Some(d) = &self.direct {
             let headers = [
                 Some((
@@ -251,21 +276,21 @@ impl Provider {
                     )
                 }),
             ];
-            let req = d.target.post(headers.into_iter().flatten(), body);
+            let req = d.targets[endpoint.index()].post(headers.into_iter().flatten(), body);
             let client = &d.clients[super::workers::index() % d.clients.len()];
             return client.send(req).await;
         }
-        self.request(body)
+        self.request(endpoint, body)
             .send()
             .await
             .map(upstream::Response::Reqwest)
             .map_err(upstream::Error::Reqwest)
     }
 
-    fn request(&self, body: Bytes) -> reqwest::RequestBuilder {
+    fn request(&self, endpoint: Endpoint, body: Bytes) -> reqwest::RequestBuilder {
         let mut rb = self
             .client()
-            .post(self.chat_url.clone())
+            .post(self.urls[endpoint.index()].clone())
             .header(
                 reqwest::header::CONTENT_TYPE,
                 HeaderValue::from_static("application/json"),
@@ -288,6 +313,7 @@ impl Provider {
     /// One attempt. `body` is the client's request with `model`/`stream` already set.
     pub async fn attempt(
         &self,
+        endpoint: Endpoint,
         body: Bytes,
         route_model: &str,
         stream: bool,
@@ -305,7 +331,7 @@ impl Provider {
             overall: overall_binds(limit),
         };
 
-        let resp = match timeout_at(headers_by.instant(), self.send(body)).await {
+        let resp = match timeout_at(headers_by.instant(), self.send(endpoint, body)).await {
             Err(_) => return Err(timeout(Phase::Headers, headers_by.instant())),
             Ok(Err(e)) => return Err(send_error(e, t.connect, redactor)),
             Ok(Ok(r)) => r,
@@ -339,7 +365,24 @@ impl Provider {
             .is_some_and(|v| v.contains("text/event-stream"));
 
         if stream && is_sse {
-            return first_content(resp, t.idle, budget, start, overall, redactor).await;
+            let events: UpstreamEvents = Box::pin(resp.bytes_stream().eventsource());
+            let phase = Waiting {
+                idle: t.idle,
+                budget,
+                start,
+                overall,
+            };
+            return match endpoint {
+                Endpoint::Chat => first_content(events, phase, redactor).await,
+                _ => first_event(endpoint, events, phase, redactor).await,
+            };
+        }
+        if stream && endpoint != Endpoint::Chat {
+            // Only chat answers can be turned into a stream here.
+            return Err(Failure::Malformed {
+                detail: "asked to stream, the provider answered with a body that is not a stream"
+                    .into(),
+            });
         }
 
         // Buffered answer: every chunk must come within `idle`, all by `budget`.
@@ -394,7 +437,7 @@ impl Provider {
             }
         }
         let buf = only.as_deref().unwrap_or(&buf);
-        let (body, model, usage) = label_full(buf, self.name(), route_model, redactor)?;
+        let (body, model, usage) = label_full(endpoint, buf, self.name(), route_model, redactor)?;
         Ok(Answer::Full { body, model, usage })
     }
 
@@ -417,44 +460,102 @@ impl Provider {
     }
 }
 
-/// Read the stream until the first content chunk, so that anything failing
-/// before it can still fall back to the next route.
-async fn first_content(
-    resp: upstream::Response,
+/// The timers of a stream until its answer begins.
+#[derive(Clone, Copy)]
+struct Waiting {
     idle: Duration,
     budget: Deadline,
     start: Instant,
     overall: Deadline,
-    redactor: &Redactor,
-) -> Result<Answer, Failure> {
-    let mut events: UpstreamEvents = Box::pin(resp.bytes_stream().eventsource());
-    let mut first = Vec::new();
-    loop {
-        let idle_by = budget.cap(idle).instant();
-        let ev = match timeout_at(idle_by, events.next()).await {
+}
+
+impl Waiting {
+    /// The next event, within the idle timeout and the attempt's budget.
+    async fn next(
+        &self,
+        events: &mut UpstreamEvents,
+        redactor: &Redactor,
+    ) -> Result<Option<eventsource_stream::Event>, Failure> {
+        let idle_by = self.budget.cap(self.idle).instant();
+        match timeout_at(idle_by, events.next()).await {
             Err(_) => {
-                let total = idle_by >= budget.instant();
-                return Err(Failure::Timeout {
+                let total = idle_by >= self.budget.instant();
+                Err(Failure::Timeout {
                     phase: if total { Phase::Total } else { Phase::Idle },
                     ms: if total {
-                        idle_by.saturating_duration_since(start).as_millis() as u64
+                        idle_by.saturating_duration_since(self.start).as_millis() as u64
                     } else {
-                        idle.as_millis() as u64
+                        self.idle.as_millis() as u64
                     },
-                    overall: total && overall.instant() <= idle_by,
-                });
-            }
-            Ok(None) => {
-                return Err(Failure::Cut {
-                    detail: "stream ended before any content".into(),
+                    overall: total && self.overall.instant() <= idle_by,
                 })
             }
-            Ok(Some(Err(e))) => {
-                return Err(Failure::Cut {
-                    detail: redactor.redact(&stream_error(&e)),
-                })
-            }
-            Ok(Some(Ok(ev))) => ev,
+            Ok(None) => Ok(None),
+            Ok(Some(Err(e))) => Err(Failure::Cut {
+                detail: redactor.redact(&stream_error(&e)),
+            }),
+            Ok(Some(Ok(ev))) => Ok(Some(ev)),
+        }
+    }
+}
+
+/// Read a pass-through stream until its answer begins, so that anything
+/// failing before it can still fall back to the next route.
+async fn first_event(
+    endpoint: Endpoint,
+    mut events: UpstreamEvents,
+    phase: Waiting,
+    redactor: &Redactor,
+) -> Result<Answer, Failure> {
+    let mut first = Vec::new();
+    loop {
+        let Some(ev) = phase.next(&mut events, redactor).await? else {
+            return Err(Failure::Cut {
+                detail: "stream ended before any content".into(),
+            });
+        };
+        if ev.data.trim() == "[DONE]" {
+            return Ok(Answer::Events {
+                first,
+                rest: events,
+                done: true,
+            });
+        }
+        let Ok(v) = serde_json::from_str::<Value>(&ev.data) else {
+            tracing::debug!("skipping malformed upstream event before first content");
+            continue;
+        };
+        if let Some(e) = endpoint.event_error(&v) {
+            let f = embedded_error(&serde_json::json!({ "error": e }), redactor);
+            return Err(f.unwrap_or(Failure::Malformed {
+                detail: "the stream reported an error".into(),
+            }));
+        }
+        let begun = endpoint.event_has_content(&v);
+        first.push(ev);
+        if begun {
+            return Ok(Answer::Events {
+                first,
+                rest: events,
+                done: false,
+            });
+        }
+    }
+}
+
+/// Read the stream until the first content chunk, so that anything failing
+/// before it can still fall back to the next route.
+async fn first_content(
+    mut events: UpstreamEvents,
+    phase: Waiting,
+    redactor: &Redactor,
+) -> Result<Answer, Failure> {
+    let mut first = Vec::new();
+    loop {
+        let Some(ev) = phase.next(&mut events, redactor).await? else {
+            return Err(Failure::Cut {
+                detail: "stream ended before any content".into(),
+            });
         };
         if ev.data.trim() == "[DONE]" {
             return Ok(Answer::Stream {
@@ -629,6 +730,7 @@ pub fn label_model(v: &mut Value, provider: &str, route_model: &str) -> String {
 /// Validate a buffered answer and relabel its `model` as "provider/model",
 /// touching only top-level fields.
 fn label_full(
+    endpoint: Endpoint,
     buf: &[u8],
     provider: &str,
     route_model: &str,
@@ -643,12 +745,10 @@ fn label_full(
             return Err(f);
         }
     }
-    if !fields
-        .get("choices")
-        .is_some_and(|c| c.get().starts_with('['))
-    {
+    let array = endpoint.answer_array();
+    if !fields.get(array).is_some_and(|c| c.get().starts_with('[')) {
         return Err(Failure::Malformed {
-            detail: "answer has no \"choices\" array".into(),
+            detail: format!("answer has no {array:?} array"),
         });
     }
     let upstream = fields
@@ -798,12 +898,20 @@ mod tests {
         let body = Bytes::from(format!(r#"{{"model":"{model}","messages":[]}}"#));
         let overall = Deadline::after(Duration::from_secs(5));
         match p
-            .attempt(body, model, stream, overall, &Redactor::default())
+            .attempt(
+                Endpoint::Chat,
+                body,
+                model,
+                stream,
+                overall,
+                &Redactor::default(),
+            )
             .await
         {
             Ok(Answer::Full { body, model, .. }) => {
                 format!("full {model} {}", String::from_utf8_lossy(&body))
             }
+            Ok(Answer::Events { .. }) => unreachable!("a chat attempt"),
             Ok(Answer::Stream {
                 first,
                 mut rest,

@@ -1,4 +1,9 @@
 //! HTTP routes and the fallback chain.
+//!
+//! Every inference endpoint ([`Endpoint`]) is served by one handler: the
+//! request is checked, its model resolved to a chain of routes, and the
+//! chain run under one deadline. Chat completions get a synthesised stream
+//! and mid-stream resume; the other endpoints are passed through.
 // `ApiError` carries the attempt list by value; it is built once per failed
 // request, so boxing it would buy nothing.
 #![allow(clippy::result_large_err)]
@@ -17,9 +22,11 @@ use serde_json::{json, Value};
 use tokio::time::Instant;
 
 use super::deadline::Deadline;
+use super::endpoint::Endpoint;
 use super::errors::{ApiError, AttemptReport};
 use super::json;
 use super::metrics::{label, Outcome};
+use super::passthrough::{self, Passthrough};
 use super::provider::{upstream_body, Answer, Provider};
 use super::resume::Plan;
 use super::retry::{Action, Failure};
@@ -36,9 +43,16 @@ const MAX_REQUEST_BYTES: usize = 16 << 20;
 /// Every route. The security layer ([`super::security::layer`]) wraps
 /// them once, so they carry no layers of their own.
 pub fn routes(gw: Arc<Gateway>) -> Routes {
-    let mut list: Vec<(&'static str, MethodRouter<Arc<Gateway>>)> = vec![
-        ("/v1/chat/completions", post(chat)),
-        ("/chat/completions", post(chat)),
+    let mut list: Vec<(&'static str, MethodRouter<Arc<Gateway>>)> = Endpoint::ALL
+        .into_iter()
+        .flat_map(|e| {
+            e.paths().map(|path| {
+                let handler = move |gw: State<Arc<Gateway>>, req: Request| infer(e, gw, req);
+                (path, post(handler))
+            })
+        })
+        .collect();
+    list.extend([
         ("/v1/models", get(models)),
         ("/health", get(|| async { Json(json!({"status": "ok"})) })),
         ("/ready", get(ready)),
@@ -47,7 +61,7 @@ pub fn routes(gw: Arc<Gateway>) -> Routes {
         ("/api/logout", post(rpc::logout)),
         ("/api/{*method}", get(rpc::rest).post(rpc::rest)),
         ("/ws", get(rpc::ws)),
-    ];
+    ]);
     list.extend(super::dashboard::routes());
     let paths: Vec<&str> = list.iter().map(|(path, _)| *path).collect();
     let router = list
@@ -58,7 +72,7 @@ pub fn routes(gw: Arc<Gateway>) -> Routes {
                 StatusCode::NOT_FOUND,
                 "invalid_request_error",
                 "not_found",
-                "unknown endpoint; moltgate serves POST /v1/chat/completions, GET /v1/models, /health, /ready, /metrics, /api/<method> and /ws",
+                "unknown endpoint; moltgate serves POST /v1/chat/completions, /v1/completions, /v1/embeddings and /v1/responses, GET /v1/models, /health, /ready, /metrics, /api/<method> and /ws",
             )
         })
         .method_not_allowed_fallback(|| async {
@@ -66,7 +80,7 @@ pub fn routes(gw: Arc<Gateway>) -> Routes {
                 StatusCode::METHOD_NOT_ALLOWED,
                 "invalid_request_error",
                 "method_not_allowed",
-                "method not allowed on this endpoint (chat completions take POST)",
+                "method not allowed on this endpoint (chat completions, completions, embeddings and responses take POST)",
             )
         })
         .with_state(gw);
@@ -125,7 +139,9 @@ async fn models(State(gw): State<Arc<Gateway>>) -> Json<Value> {
     Json(json!({"object": "list", "data": data}))
 }
 
-struct ChatRequest<'a> {
+/// An inference request, checked.
+struct ApiRequest<'a> {
+    endpoint: Endpoint,
     fields: json::Fields<'a>,
     model: String,
     stream: bool,
@@ -133,10 +149,11 @@ struct ChatRequest<'a> {
 }
 
 fn parse_request<'a>(
+    endpoint: Endpoint,
     raw: &'a [u8],
     default_model: &str,
     max_chars: usize,
-) -> Result<ChatRequest<'a>, ApiError> {
+) -> Result<ApiRequest<'a>, ApiError> {
     let fields = json::parse_fields(raw)
         .map_err(|e| ApiError::invalid_request(None, format!("request body {e}")))?;
     let model = match fields.get("model") {
@@ -153,6 +170,83 @@ fn parse_request<'a>(
         },
         None => unreachable!("absent handled above"),
     };
+    if endpoint == Endpoint::Chat {
+        chat_messages(&fields, max_chars)?;
+    } else {
+        input(endpoint, &fields)?;
+    }
+    if let Some(u) = fields.get("user").filter(|u| u.get() != "null") {
+        validate::user_id(u).map_err(invalid)?;
+    }
+    validate::params(|k| fields.get(k).copied()).map_err(invalid)?;
+    let stream = match fields.get("stream") {
+        f if json::is_absent(f) => false,
+        Some(v) => match v.get() {
+            "true" => true,
+            "false" => false,
+            other => serde_json::from_str::<bool>(other).map_err(|_| {
+                ApiError::invalid_request(Some("stream"), "\"stream\" must be true or false")
+            })?,
+        },
+        None => false,
+    };
+    if stream && !endpoint.streams() {
+        return Err(ApiError::invalid_request(
+            Some("stream"),
+            format!("{endpoint} has no streamed form; leave \"stream\" out"),
+        ));
+    }
+    let bad_fallbacks = || {
+        ApiError::invalid_request(
+            Some("fallbacks"),
+            "\"fallbacks\" must be a list of model names",
+        )
+    };
+    let fallbacks = match fields.get("fallbacks") {
+        f if json::is_absent(f) => Vec::new(),
+        Some(v) => match serde_json::from_str::<Value>(v.get()) {
+            Ok(Value::Array(a)) => a
+                .iter()
+                .map(|f| match f {
+                    Value::String(s) => Some(s.clone()),
+                    Value::Object(o) => o.get("model").and_then(Value::as_str).map(str::to_owned),
+                    _ => None,
+                })
+                .collect::<Option<Vec<_>>>()
+                .ok_or_else(bad_fallbacks)?,
+            _ => return Err(bad_fallbacks()),
+        },
+        None => Vec::new(),
+    };
+    Ok(ApiRequest {
+        endpoint,
+        fields,
+        model,
+        stream,
+        fallbacks,
+    })
+}
+
+/// The pass-through endpoints' input: present where the endpoint needs it,
+/// a string or a list (the provider judges the rest).
+fn input(endpoint: Endpoint, fields: &json::Fields<'_>) -> Result<(), ApiError> {
+    let (name, required) = endpoint.input_field();
+    match fields.get(name).filter(|v| v.get() != "null") {
+        None if required => Err(ApiError::invalid_request(
+            Some(name),
+            format!("missing required field {name:?}"),
+        )),
+        None => Ok(()),
+        Some(v) if v.get().starts_with(['"', '[']) => Ok(()),
+        Some(_) => Err(ApiError::invalid_request(
+            Some(name),
+            format!("{name:?} must be a string or a list"),
+        )),
+    }
+}
+
+/// `messages`: a non-empty array of message objects, each within limits.
+fn chat_messages(fields: &json::Fields<'_>, max_chars: usize) -> Result<(), ApiError> {
     let bad_messages = || {
         ApiError::invalid_request(
             Some("messages"),
@@ -180,49 +274,7 @@ fn parse_request<'a>(
             validate::messages(v, max_chars).map_err(invalid)?;
         }
     }
-    if let Some(u) = fields.get("user").filter(|u| u.get() != "null") {
-        validate::user_id(u).map_err(invalid)?;
-    }
-    validate::params(|k| fields.get(k).copied()).map_err(invalid)?;
-    let stream = match fields.get("stream") {
-        f if json::is_absent(f) => false,
-        Some(v) => match v.get() {
-            "true" => true,
-            "false" => false,
-            other => serde_json::from_str::<bool>(other).map_err(|_| {
-                ApiError::invalid_request(Some("stream"), "\"stream\" must be true or false")
-            })?,
-        },
-        None => false,
-    };
-    let bad_fallbacks = || {
-        ApiError::invalid_request(
-            Some("fallbacks"),
-            "\"fallbacks\" must be a list of model names",
-        )
-    };
-    let fallbacks = match fields.get("fallbacks") {
-        f if json::is_absent(f) => Vec::new(),
-        Some(v) => match serde_json::from_str::<Value>(v.get()) {
-            Ok(Value::Array(a)) => a
-                .iter()
-                .map(|f| match f {
-                    Value::String(s) => Some(s.clone()),
-                    Value::Object(o) => o.get("model").and_then(Value::as_str).map(str::to_owned),
-                    _ => None,
-                })
-                .collect::<Option<Vec<_>>>()
-                .ok_or_else(bad_fallbacks)?,
-            _ => return Err(bad_fallbacks()),
-        },
-        None => Vec::new(),
-    };
-    Ok(ChatRequest {
-        fields,
-        model,
-        stream,
-        fallbacks,
-    })
+    Ok(())
 }
 
 fn invalid(e: validate::Invalid) -> ApiError {
@@ -237,7 +289,8 @@ struct Success<'a> {
     attempts: usize,
 }
 
-async fn chat(State(gw): State<Arc<Gateway>>, mut req: Request) -> Response {
+/// One inference request, on any endpoint.
+async fn infer(endpoint: Endpoint, State(gw): State<Arc<Gateway>>, mut req: Request) -> Response {
     let started = Instant::now();
     let adm = req.extensions_mut().remove::<Admitted>();
     // Admission read the body: it is not collected again, unless it is
@@ -262,6 +315,7 @@ async fn chat(State(gw): State<Arc<Gateway>>, mut req: Request) -> Response {
         }
     };
     let req = match parse_request(
+        endpoint,
         &raw,
         &gw.cfg.default_model,
         gw.security.cfg.max_message_chars,
@@ -303,7 +357,9 @@ async fn chat(State(gw): State<Arc<Gateway>>, mut req: Request) -> Response {
         Err(msg) => return client_error(&gw, ApiError::invalid_request(Some("model"), msg)),
     };
     let overall = Deadline::after(gw.cfg.request_timeout);
-    let upstream_stream = gw.cfg.streaming && req.stream;
+    // A chat answer can be made a stream here; the others' streams come
+    // from the provider.
+    let upstream_stream = req.stream && (gw.cfg.streaming || endpoint != Endpoint::Chat);
 
     let chain_started = Instant::now();
     let outcome = run_chain(&gw, &req, &chain, upstream_stream, overall).await;
@@ -318,7 +374,7 @@ async fn chat(State(gw): State<Arc<Gateway>>, mut req: Request) -> Response {
         Ok(s) => {
             gw.metrics.request_done(Outcome::Ok, Some(elapsed));
             let received = adm.as_ref().map_or(started, |a| a.received);
-            if matches!(s.answer, Answer::Stream { .. }) {
+            if matches!(s.answer, Answer::Stream { .. } | Answer::Events { .. }) {
                 gw.metrics
                     .time_to_first_token
                     .with_label_values(&[s.provider.name()])
@@ -329,7 +385,7 @@ async fn chat(State(gw): State<Arc<Gateway>>, mut req: Request) -> Response {
             // the routes after the one serving it.
             let plan = matches!(s.answer, Answer::Stream { .. })
                 .then(|| Plan::new(&gw, &chain, s.route, raw.clone()));
-            let resp = respond(&gw, s, req.stream, key, plan);
+            let resp = respond(&gw, s, req.stream, endpoint, key, plan);
             // Everything but the wait on upstreams (attempts, retries, backoff).
             let overhead = received.elapsed().saturating_sub(chain_time);
             gw.metrics.overhead.observe(overhead.as_secs_f64());
@@ -381,6 +437,7 @@ fn respond(
     gw: &Arc<Gateway>,
     s: Success<'_>,
     client_stream: bool,
+    endpoint: Endpoint,
     key: &str,
     plan: Option<Plan>,
 ) -> Response {
@@ -391,7 +448,8 @@ fn respond(
                 gw.metrics
                     .count_tokens(s.provider.name(), model_label, key, &u);
             }
-            let resp = if client_stream {
+            // Only a chat answer is asked for whole when the client streams.
+            let resp = if client_stream && endpoint == Endpoint::Chat {
                 let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
                 let events = synthesize(&v);
                 Sse::new(futures_util::stream::iter(
@@ -431,6 +489,25 @@ fn respond(
             };
             (Sse::new(relay(r)).into_response(), model)
         }
+        Answer::Events { first, rest, done } => {
+            let p = Passthrough {
+                gw: gw.clone(),
+                provider: s.provider.clone(),
+                endpoint,
+                route_model: s.route.model.clone(),
+                first,
+                rest,
+                done,
+                idle: s.provider.cfg.timeouts.idle,
+                budget: Deadline::after(gw.cfg.max_stream),
+                started: Instant::now(),
+                key: Arc::from(key),
+            };
+            (
+                Sse::new(passthrough::relay(p)).into_response(),
+                s.route.model.clone(),
+            )
+        }
     };
     let h = resp.headers_mut();
     if let Some(v) = &s.provider.name_header {
@@ -445,7 +522,7 @@ fn respond(
 
 async fn run_chain<'c>(
     gw: &Arc<Gateway>,
-    req: &ChatRequest<'_>,
+    req: &ApiRequest<'_>,
     chain: &'c [Route],
     upstream_stream: bool,
     overall: Deadline,
@@ -503,15 +580,31 @@ async fn run_chain<'c>(
             };
             let t0 = Instant::now();
             sent += 1;
+            let wait = attempt_deadline(overall, cfg.attempt_share_pct, i + 1 < chain.len());
             let result = p
                 .attempt(
+                    req.endpoint,
                     body.clone(),
                     &route.model,
                     upstream_stream,
-                    overall,
+                    wait,
                     &gw.redactor,
                 )
                 .await;
+            // The attempt's share ran out, not the request's deadline: an
+            // upstream timeout like any other.
+            let result = match result {
+                Err(Failure::Timeout {
+                    phase,
+                    ms,
+                    overall: true,
+                }) if !overall.expired() => Err(Failure::Timeout {
+                    phase,
+                    ms,
+                    overall: false,
+                }),
+                r => r,
+            };
             let ms = t0.elapsed().as_millis() as u64;
             let model_l = gw.model_label(&route.model);
             match result {
@@ -573,6 +666,16 @@ async fn run_chain<'c>(
     Err(exhausted_error(
         cfg, &req.model, chain, last, reports, overall,
     ))
+}
+
+/// How long one attempt may wait for its answer to begin: the time left,
+/// or its share of it when routes come after it (the last one gets all).
+fn attempt_deadline(overall: Deadline, share_pct: u32, routes_after: bool) -> Deadline {
+    if routes_after && share_pct < 100 {
+        overall.cap(overall.remaining() * share_pct / 100)
+    } else {
+        overall
+    }
 }
 
 fn stop_error(model: &str, f: &Failure, reports: Vec<AttemptReport>) -> ApiError {

@@ -11,7 +11,7 @@ use tokio::time::Instant;
 
 use super::deadline::Deadline;
 use super::errors::ApiError;
-use super::provider::{upstream_body, Answer, Provider};
+use super::provider::{upstream_body, Provider};
 use super::Gateway;
 
 #[derive(Debug, Serialize)]
@@ -171,6 +171,7 @@ pub async fn test_provider(gw: &Gateway, p: &Provider, model: Option<String>) ->
     let t0 = Instant::now();
     let r = p
         .attempt(
+            super::endpoint::Endpoint::Chat,
             body,
             &m,
             false,
@@ -180,9 +181,7 @@ pub async fn test_provider(gw: &Gateway, p: &Provider, model: Option<String>) ->
         .await;
     let ms = t0.elapsed().as_millis() as u64;
     let (ok, verdict) = match r {
-        Ok(Answer::Full { .. }) | Ok(Answer::Stream { .. }) => {
-            (true, format!("OK: answered in {ms} ms"))
-        }
+        Ok(_) => (true, format!("OK: answered in {ms} ms")),
         Err(f) => (false, format!("FAILED: {}", f.describe())),
     };
     p.record(ms, if ok { Ok(()) } else { Err(verdict.clone()) });

@@ -29,7 +29,7 @@ use super::retry::Failure;
 use super::Gateway;
 
 /// How long to wait for `[DONE]` (or a usage chunk) after `finish_reason`.
-const FINISH_GRACE: Duration = Duration::from_millis(500);
+pub(super) const FINISH_GRACE: Duration = Duration::from_millis(500);
 
 pub fn done_event() -> Event {
     Event::default().data("[DONE]")
@@ -318,7 +318,16 @@ impl State {
                 return Err("the request cannot be rebuilt".into());
             };
             let t0 = Instant::now();
-            let answer = p.attempt(body, &model, true, wait, &gw.redactor).await;
+            let answer = p
+                .attempt(
+                    super::endpoint::Endpoint::Chat,
+                    body,
+                    &model,
+                    true,
+                    wait,
+                    &gw.redactor,
+                )
+                .await;
             let ms = t0.elapsed().as_millis() as u64;
             let answer = match answer {
                 Ok(a) => {
@@ -366,6 +375,9 @@ impl State {
                     if done {
                         self.finish();
                     }
+                }
+                Answer::Events { .. } => {
+                    unreachable!("a chat attempt answers in chat chunks")
                 }
                 Answer::Full { body, .. } => {
                     // It answered whole (it does not stream): the same

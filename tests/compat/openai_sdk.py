@@ -1,4 +1,5 @@
-"""The official `openai` SDK against a running moltgate: chat, stream, error.
+"""The official `openai` SDK against a running moltgate: chat, stream, error,
+resume, embeddings, completions and responses.
 
 Usage: python openai_sdk.py http://127.0.0.1:PORT/v1 KEY CANONICAL
 The upstream is the fake provider, so model names choose its behaviour;
@@ -76,5 +77,28 @@ for chunk in client.chat.completions.create(
         text += chunk.choices[0].delta.content
 assert text == canonical, repr(text)
 print("resumed stream ok")
+
+# 6. Embeddings, completions and responses, with a fallback after a 503.
+fb = {"fallbacks": ["ollama/fake-ok"]}
+e = client.embeddings.create(model="ollama/fake-503", input="hi", extra_body=fb)
+assert e.data[0].embedding == [0.25, -0.5, 1.0], e
+assert e.model == "ollama/fake-ok", e.model
+c = client.completions.create(model="ollama/fake-503", prompt="hi", extra_body=fb)
+assert c.choices[0].text == "Hello from fake", c
+resp = client.responses.create(model="ollama/fake-503", input="hi", extra_body=fb)
+assert resp.output_text == "Hello from fake", resp
+assert resp.usage.input_tokens == 5, resp.usage
+text = ""
+for ev in client.responses.create(model="ollama/fake-stream-3", input="hi", stream=True):
+    if ev.type == "response.output_text.delta":
+        text += ev.delta
+assert text == "c0 c1 c2 ", repr(text)
+try:
+    for _ in client.responses.create(model="ollama/fake-cut-mid", input="hi", stream=True):
+        pass
+    raise SystemExit("expected APIError from a cut Responses stream")
+except openai.APIError as err:
+    assert "incomplete" in str(err.message), err.message
+print("embeddings, completions, responses ok")
 
 print("ALL OK")

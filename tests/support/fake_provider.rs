@@ -43,6 +43,12 @@
 //! | `fake-answer-overlap`      | continues, repeating the prefill's last two words  |
 //! | `fake-answer-drip-MS`      | the answer, each word MS ms after the one before   |
 //!
+//! `/completions`, `/embeddings` and `/responses` answer in their own shape
+//! (text chunks; vectors; `response.*` events with no `[DONE]`), with the
+//! same faults by model name: errors, slow, hang, reset, and for streams
+//! `fake-cut-mid`/`fake-stall-mid` (two pieces, then close/silence) and
+//! `fake-stream-N`.
+//!
 //! `set_down(true)` makes every request a 503 (a provider outage), and
 //! counters report attempts per model and connections the client closed
 //! while we were still holding them open.
@@ -303,6 +309,111 @@ async fn hold(sock: &mut TcpStream, st: &FakeState) {
     }
 }
 
+/// Which API a request is for.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Api {
+    Chat,
+    Completions,
+    Embeddings,
+    Responses,
+}
+
+impl Api {
+    fn of(path: &str) -> Option<Api> {
+        [
+            ("/chat/completions", Api::Chat),
+            ("/completions", Api::Completions),
+            ("/embeddings", Api::Embeddings),
+            ("/responses", Api::Responses),
+        ]
+        .into_iter()
+        .find(|(suffix, _)| path.ends_with(suffix))
+        .map(|(_, a)| a)
+    }
+
+    /// The whole (non-streamed) answer.
+    fn full(self, model: &str) -> String {
+        match self {
+            Api::Chat => completion(model),
+            Api::Completions => serde_json::json!({
+                "id": "cmpl-fake", "object": "text_completion", "created": 1_700_000_000, "model": model,
+                "choices": [{"index": 0, "text": "Hello from fake", "finish_reason": "stop", "logprobs": null}],
+                "usage": {"prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8}
+            })
+            .to_string(),
+            Api::Embeddings => serde_json::json!({
+                "object": "list", "model": model,
+                "data": [{"object": "embedding", "index": 0, "embedding": [0.25, -0.5, 1.0]}],
+                "usage": {"prompt_tokens": 4, "total_tokens": 4}
+            })
+            .to_string(),
+            Api::Responses => response_object(model, "completed", "Hello from fake").to_string(),
+        }
+    }
+
+    /// One streamed event of this API's shape: `text` of the answer, or
+    /// (`None`) its end.
+    fn event(self, model: &str, i: usize, text: Option<&str>) -> String {
+        match (self, text) {
+            (Api::Chat, Some(t)) => chunk(model, serde_json::json!({"content": t}), None),
+            (Api::Chat, None) => chunk(model, serde_json::json!({}), Some("stop")),
+            (Api::Completions, t) => {
+                let v = serde_json::json!({"id": "cmpl-fake", "object": "text_completion", "created": 1_700_000_000,
+                    "model": model, "choices": [{"index": 0, "text": t.unwrap_or(""),
+                    "finish_reason": if t.is_none() { Some("stop") } else { None }, "logprobs": null}]});
+                format!("data: {v}\n\n")
+            }
+            (Api::Responses, Some(t)) => {
+                let v = serde_json::json!({"type": "response.output_text.delta", "item_id": "msg_fake",
+                    "output_index": 0, "content_index": 0, "delta": t, "sequence_number": i + 1});
+                format!("event: response.output_text.delta\ndata: {v}\n\n")
+            }
+            (Api::Responses, None) => {
+                let v = serde_json::json!({"type": "response.completed", "sequence_number": i + 1,
+                    "response": response_object(model, "completed", "")});
+                format!("event: response.completed\ndata: {v}\n\n")
+            }
+            (Api::Embeddings, _) => unreachable!("embeddings do not stream"),
+        }
+    }
+
+    /// What a stream says before its first text.
+    fn start(self, model: &str) -> String {
+        match self {
+            Api::Chat => chunk(
+                model,
+                serde_json::json!({"role": "assistant", "content": ""}),
+                None,
+            ),
+            Api::Completions => self.event(model, 0, Some("")),
+            _ => {
+                let v = serde_json::json!({"type": "response.created", "sequence_number": 0,
+                    "response": response_object(model, "in_progress", "")});
+                format!("event: response.created\ndata: {v}\n\n")
+            }
+        }
+    }
+
+    /// Whether the stream ends with `[DONE]` (Responses streams do not).
+    fn done(self) -> bool {
+        self != Api::Responses
+    }
+}
+
+fn response_object(model: &str, status: &str, text: &str) -> serde_json::Value {
+    let output = if text.is_empty() {
+        serde_json::json!([])
+    } else {
+        serde_json::json!([{"type": "message", "id": "msg_fake", "status": "completed", "role": "assistant",
+            "content": [{"type": "output_text", "text": text, "annotations": []}]}])
+    };
+    serde_json::json!({
+        "id": "resp_fake", "object": "response", "created_at": 1_700_000_000, "status": status,
+        "model": model, "output": output,
+        "usage": {"input_tokens": 5, "output_tokens": 3, "total_tokens": 8}
+    })
+}
+
 fn completion(model: &str) -> String {
     serde_json::json!({
         "id": "chatcmpl-fake",
@@ -360,7 +471,8 @@ async fn serve_conn(mut sock: TcpStream, st: Arc<FakeState>) -> std::io::Result<
             respond(&mut sock, "200 OK", "", body).await?;
             continue;
         }
-        if !(req.method == "POST" && req.path.ends_with("/chat/completions")) {
+        let api = Api::of(&req.path).filter(|_| req.method == "POST");
+        let Some(api) = api else {
             respond(
                 &mut sock,
                 "404 Not Found",
@@ -369,7 +481,7 @@ async fn serve_conn(mut sock: TcpStream, st: Arc<FakeState>) -> std::io::Result<
             )
             .await?;
             continue;
-        }
+        };
         let v: serde_json::Value = serde_json::from_slice(&req.body).unwrap_or_default();
         let model = v
             .get("model")
@@ -415,7 +527,7 @@ async fn serve_conn(mut sock: TcpStream, st: Arc<FakeState>) -> std::io::Result<
                 return Ok(());
             }
             "fake-stall-mid" | "fake-cut-mid" => {
-                if stream {
+                if stream && api == Api::Chat {
                     sock.write_all(SSE_HEAD.as_bytes()).await?;
                     write_chunk(
                         &mut sock,
@@ -431,8 +543,13 @@ async fn serve_conn(mut sock: TcpStream, st: Arc<FakeState>) -> std::io::Result<
                         &chunk(m, serde_json::json!({"content": "lo"}), None),
                     )
                     .await?;
+                } else if stream {
+                    sock.write_all(SSE_HEAD.as_bytes()).await?;
+                    write_chunk(&mut sock, &api.start(m)).await?;
+                    write_chunk(&mut sock, &api.event(m, 1, Some("Hel"))).await?;
+                    write_chunk(&mut sock, &api.event(m, 2, Some("lo"))).await?;
                 } else {
-                    let body = completion(m);
+                    let body = api.full(m);
                     let half = &body[..body.len() / 2];
                     let head = format!("HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n", body.len());
                     sock.write_all(format!("{head}{half}").as_bytes()).await?;
@@ -442,7 +559,7 @@ async fn serve_conn(mut sock: TcpStream, st: Arc<FakeState>) -> std::io::Result<
                 }
                 return Ok(());
             }
-            _ if m.starts_with("fake-answer") && stream => {
+            _ if m.starts_with("fake-answer") && stream && api == Api::Chat => {
                 if !answer(&mut sock, &st, m, &v).await? {
                     return Ok(());
                 }
@@ -546,7 +663,7 @@ async fn serve_conn(mut sock: TcpStream, st: Arc<FakeState>) -> std::io::Result<
                     tokio::time::sleep(Duration::from_millis(ms)).await;
                 }
                 if !stream {
-                    respond(&mut sock, "200 OK", "", &completion(m)).await?;
+                    respond(&mut sock, "200 OK", "", &api.full(m)).await?;
                     continue;
                 }
                 // `fake-drip-N-MS`: a healthy stream of N chunks, MS apart.
@@ -560,35 +677,25 @@ async fn serve_conn(mut sock: TcpStream, st: Arc<FakeState>) -> std::io::Result<
                     .or(drip.map(|(n, _)| n))
                     .unwrap_or(3);
                 sock.write_all(SSE_HEAD.as_bytes()).await?;
-                write_chunk(
-                    &mut sock,
-                    &chunk(
-                        m,
-                        serde_json::json!({"role": "assistant", "content": ""}),
-                        None,
-                    ),
-                )
-                .await?;
+                write_chunk(&mut sock, &api.start(m)).await?;
                 for i in 0..chunks {
                     if let Some((_, ms)) = drip {
                         tokio::time::sleep(Duration::from_millis(ms)).await;
                     }
-                    write_chunk(
-                        &mut sock,
-                        &chunk(m, serde_json::json!({"content": format!("c{i} ")}), None),
-                    )
-                    .await?;
+                    write_chunk(&mut sock, &api.event(m, i + 1, Some(&format!("c{i} ")))).await?;
                     if m == "fake-malformed" && i == 0 {
                         write_chunk(&mut sock, "data: {\"id\": \"broken\", \"choices\": [\n\n")
                             .await?;
                     }
                 }
-                write_chunk(&mut sock, &chunk(m, serde_json::json!({}), Some("stop"))).await?;
+                write_chunk(&mut sock, &api.event(m, chunks + 1, None)).await?;
                 if m == "fake-no-done" {
                     hold(&mut sock, &st).await;
                     return Ok(());
                 }
-                write_chunk(&mut sock, "data: [DONE]\n\n").await?;
+                if api.done() {
+                    write_chunk(&mut sock, "data: [DONE]\n\n").await?;
+                }
                 sock.write_all(b"0\r\n\r\n").await?;
             }
         }

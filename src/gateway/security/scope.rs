@@ -174,7 +174,9 @@ pub fn route_access(method: &str, path: &str) -> Access {
         "/api/login" | "/api/logout" => Access::Public,
         // The WebSocket authenticates in its first frame.
         "/ws" => Access::Public,
-        "/v1/chat/completions" | "/chat/completions" => Access::Needs(Scope::Write),
+        p if crate::gateway::endpoint::Endpoint::of_path(p).is_some() => {
+            Access::Needs(Scope::Write)
+        }
         "/v1/models" | "/models" => Access::EitherOf(Scope::Read, Scope::Write),
         "/metrics" => Access::Needs(Scope::Read),
         // The page itself holds no data; every call it makes is checked.
@@ -238,6 +240,18 @@ mod tests {
         assert!(method_access("models.list").granted_to(write));
         assert!(!route_access("GET", "/metrics").granted_to(write));
         assert!(!method_access("providers.status").granted_to(write));
+    }
+
+    #[test]
+    fn every_inference_endpoint_needs_write() {
+        use crate::gateway::endpoint::Endpoint;
+        for e in Endpoint::ALL {
+            for path in e.paths() {
+                let a = route_access("POST", path);
+                assert_eq!(a, Access::Needs(Scope::Write), "{path}");
+                assert!(!a.granted_to(Scopes::parse_list("operator.read").unwrap()));
+            }
+        }
     }
 
     #[test]
