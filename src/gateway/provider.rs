@@ -372,10 +372,7 @@ impl Provider {
                 start,
                 overall,
             };
-            return match endpoint {
-                Endpoint::Chat => first_content(events, phase, redactor).await,
-                _ => first_event(endpoint, events, phase, redactor).await,
-            };
+            return until_begun(endpoint, events, phase, redactor).await;
         }
         if stream && endpoint != Endpoint::Chat {
             // Only chat answers can be turned into a stream here.
@@ -499,30 +496,27 @@ impl Waiting {
     }
 }
 
-/// Read a pass-through stream until its answer begins, so that anything
-/// failing before it can still fall back to the next route.
-async fn first_event(
+/// Read the stream until its answer begins (for chat, the first content
+/// chunk), so that anything failing before it can still fall back to the
+/// next route.
+async fn until_begun(
     endpoint: Endpoint,
     mut events: UpstreamEvents,
     phase: Waiting,
     redactor: &Redactor,
 ) -> Result<Answer, Failure> {
     let mut first = Vec::new();
-    loop {
+    let done = loop {
         let Some(ev) = phase.next(&mut events, redactor).await? else {
             return Err(Failure::Cut {
                 detail: "stream ended before any content".into(),
             });
         };
         if ev.data.trim() == "[DONE]" {
-            return Ok(Answer::Events {
-                first,
-                rest: events,
-                done: true,
-            });
+            break true;
         }
         let Ok(v) = serde_json::from_str::<Value>(&ev.data) else {
-            tracing::debug!("skipping malformed upstream event before first content");
+            tracing::debug!("skipping malformed upstream chunk before first content");
             continue;
         };
         if let Some(e) = endpoint.event_error(&v) {
@@ -532,55 +526,23 @@ async fn first_event(
             }));
         }
         let begun = endpoint.event_has_content(&v);
-        first.push(ev);
+        first.push((ev, v));
         if begun {
-            return Ok(Answer::Events {
-                first,
-                rest: events,
-                done: false,
-            });
+            break false;
         }
-    }
-}
-
-/// Read the stream until the first content chunk, so that anything failing
-/// before it can still fall back to the next route.
-async fn first_content(
-    mut events: UpstreamEvents,
-    phase: Waiting,
-    redactor: &Redactor,
-) -> Result<Answer, Failure> {
-    let mut first = Vec::new();
-    loop {
-        let Some(ev) = phase.next(&mut events, redactor).await? else {
-            return Err(Failure::Cut {
-                detail: "stream ended before any content".into(),
-            });
-        };
-        if ev.data.trim() == "[DONE]" {
-            return Ok(Answer::Stream {
-                first,
-                rest: events,
-                done: true,
-            });
-        }
-        let Ok(v) = serde_json::from_str::<Value>(&ev.data) else {
-            tracing::debug!("skipping malformed upstream chunk before first content");
-            continue;
-        };
-        if let Some(f) = embedded_error(&v, redactor) {
-            return Err(f);
-        }
-        let has_content = chunk_has_content(&v);
-        first.push(v);
-        if has_content {
-            return Ok(Answer::Stream {
-                first,
-                rest: events,
-                done: false,
-            });
-        }
-    }
+    };
+    Ok(match endpoint {
+        Endpoint::Chat => Answer::Stream {
+            first: first.into_iter().map(|(_, v)| v).collect(),
+            rest: events,
+            done,
+        },
+        _ => Answer::Events {
+            first: first.into_iter().map(|(ev, _)| ev).collect(),
+            rest: events,
+            done,
+        },
+    })
 }
 
 /// Content, a tool call or a finish reason: the answer has begun.
