@@ -787,6 +787,14 @@ async fn what_is_not_resumed_ends_plainly() {
 
 // ------------------------------------------- completions, embeddings, responses
 
+/// The tokens metric counted `n` tokens of `kind` for the test key.
+fn assert_tokens(metrics: &str, provider: &str, kind: &str, n: u64) {
+    let series = format!(
+        r#"moltgate_tokens_total{{key="tests",kind="{kind}",model="fake-ok",provider="{provider}"}} {n}"#
+    );
+    assert!(metrics.contains(&series), "no {series} in\n{metrics}");
+}
+
 #[tokio::test]
 async fn embeddings_completions_and_responses_get_retries_fallbacks_and_labels() {
     // The same failing model each time: its circuit must not open here.
@@ -833,18 +841,8 @@ async fn embeddings_completions_and_responses_get_retries_fallbacks_and_labels()
     }
     // Every endpoint's usage is counted (Responses calls them input/output).
     let (_, metrics) = get(&g, "/metrics").await;
-    assert!(
-        metrics.contains(
-            r#"moltgate_tokens_total{key="tests",kind="input",model="fake-ok",provider="b"} 18"#
-        ),
-        "{metrics}"
-    );
-    assert!(
-        metrics.contains(
-            r#"moltgate_tokens_total{key="tests",kind="output",model="fake-ok",provider="b"} 6"#
-        ),
-        "{metrics}"
-    );
+    assert_tokens(&metrics, "b", "input", 18);
+    assert_tokens(&metrics, "b", "output", 6);
 }
 
 #[tokio::test]
@@ -1237,18 +1235,8 @@ async fn metrics_count_tokens_first_tokens_overhead_and_the_process() {
     assert_eq!(r.status, 200, "{}", r.text);
     let (_, m) = get(&g, "/metrics").await;
     // The fake provider reports 5 prompt and 3 completion tokens per answer.
-    assert!(
-        m.contains(
-            r#"moltgate_tokens_total{key="tests",kind="input",model="fake-ok",provider="a"} 10"#
-        ),
-        "{m}"
-    );
-    assert!(
-        m.contains(
-            r#"moltgate_tokens_total{key="tests",kind="output",model="fake-ok",provider="a"} 6"#
-        ),
-        "{m}"
-    );
+    assert_tokens(&m, "a", "input", 10);
+    assert_tokens(&m, "a", "output", 6);
     assert!(
         m.contains(r#"moltgate_time_to_first_token_seconds_count{provider="a"} 1"#),
         "{m}"
