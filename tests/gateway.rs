@@ -1744,11 +1744,18 @@ async fn openai_node_sdk_compat() {
         eprintln!("\n!!!! SKIPPING openai_node_sdk_compat: run scripts/install-openclaw.sh !!!!\n");
         return;
     }
+    let mut cmd = tokio::process::Command::new(&node);
+    cmd.arg(root.join("tests/compat/openai_sdk.cjs")).arg(&sdk);
+    sdk_script_passes(cmd).await;
+}
+
+/// Runs an SDK script (`cmd`, its leading arguments given) against the real
+/// binary on a fake provider, with the base URL, a key and [`CANONICAL`]
+/// appended; it must exit 0 and say `ALL OK`.
+async fn sdk_script_passes(mut cmd: tokio::process::Command) {
     let p = FakeProvider::start().await;
     let (_child, base) = spawn_binary(&p, &[("LLM_STREAMING", "true")]).await;
-    let out = tokio::process::Command::new(&node)
-        .arg(root.join("tests/compat/openai_sdk.cjs"))
-        .arg(&sdk)
+    let out = cmd
         .arg(format!("{base}/v1"))
         .arg(&TEST_KEY.plaintext)
         .arg(CANONICAL)
@@ -1761,7 +1768,8 @@ async fn openai_node_sdk_compat() {
     assert!(stdout.contains("ALL OK"), "{stdout}");
 }
 
-/// The official `openai` Python SDK against the real binary: chat, stream, error.
+/// The official `openai` Python SDK against the real binary: chat, streams,
+/// resume, errors, embeddings, completions and responses.
 #[tokio::test]
 async fn openai_python_sdk_compat() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -1779,19 +1787,7 @@ async fn openai_python_sdk_compat() {
         eprintln!("\n!!!! SKIPPING openai_python_sdk_compat: create it with `python3 -m venv .venv && .venv/bin/pip install openai` !!!!\n");
         return;
     }
-    let p = FakeProvider::start().await;
-    let (_child, base) = spawn_binary(&p, &[("LLM_STREAMING", "true")]).await;
-    let script = root.join("tests/compat/openai_sdk.py");
-    let out = tokio::process::Command::new(&py)
-        .arg(&script)
-        .arg(format!("{base}/v1"))
-        .arg(&TEST_KEY.plaintext)
-        .arg(CANONICAL)
-        .output()
-        .await
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "stdout:\n{stdout}\nstderr:\n{stderr}");
-    assert!(stdout.contains("ALL OK"), "{stdout}");
+    let mut cmd = tokio::process::Command::new(&py);
+    cmd.arg(root.join("tests/compat/openai_sdk.py"));
+    sdk_script_passes(cmd).await;
 }
