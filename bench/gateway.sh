@@ -9,6 +9,9 @@
 #
 # Usage: bench/gateway.sh [DURATION]      (default 10s per run)
 #        ROUNDS=5 bench/gateway.sh 5s     (64-connection rounds, default 3)
+#        STREAM_UPSTREAM=false bench/gateway.sh   (ask the provider for whole
+#          answers, as nginx and "direct" do; the default, true, streams them
+#          from the provider and assembles them, as moltgate does by default)
 #
 # On a shared machine a single pair of runs can be off by 2x, so the
 # 64-connection runs alternate moltgate and nginx ROUNDS times and the table
@@ -25,6 +28,7 @@ FAKE_PORT=${FAKE_PORT:-18101}
 GW_PORT=${GW_PORT:-18102}
 NGX_PORT=${NGX_PORT:-18103}
 BARE_PORT=${BARE_PORT:-18104}
+STREAM_UPSTREAM=${STREAM_UPSTREAM:-true}
 
 command -v wrk >/dev/null || { echo "wrk not found (apt-get install wrk)"; exit 1; }
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
@@ -56,6 +60,7 @@ PIDS+=($FAKE_PID)
 
 cat >"$TMP/moltgate.toml" <<TOML
 default_provider = "fake"
+stream_upstream = $STREAM_UPSTREAM
 [providers.fake]
 base_url = "http://127.0.0.1:$FAKE_PORT/v1"
 TOML
@@ -144,7 +149,7 @@ run() { # name port conns threads pid... (the processes whose CPU time to count)
   CPU[$name/$c]=$(awk -v d=$(($(cpu_ticks "$@") - t0)) -v n="$n" -v hz="$HZ" 'BEGIN {printf "%.1f", n ? d * 1e6 / hz / n : 0}')
 }
 
-echo "== warm-up"
+echo "== warm-up (moltgate stream_upstream = $STREAM_UPSTREAM)"
 for port in "$FAKE_PORT" "$GW_PORT" "$NGX_PORT" "$BARE_PORT"; do
   wrk -t1 -c4 -d2s -s "$TMP/post.lua" "http://127.0.0.1:$port/v1/chat/completions" >/dev/null
 done

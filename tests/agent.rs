@@ -25,6 +25,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// What the agent shows for the fake provider's `fake-ok`: moltgate streams
+/// it from the provider ("c0 ", "c1 ", "c2 ") and the agent trims it.
+const FAKE_ANSWER: &str = "c0 c1 c2";
+
 const USER: &str = "alice";
 const PASSWORD: &str = "correct-horse-battery";
 /// OpenClaw's shared gateway token in this test.
@@ -354,7 +358,7 @@ fn openclaw_behind_the_edge() {
     let mut c = openclaw(&agent_home, &key, &dir.path().join("turn.log"));
     let v = agent_turn(c.stdout(Stdio::piped()), &[], &dir.path().join("turn.err"));
     assert_eq!(v["status"], "ok", "{v}");
-    assert_eq!(v["result"]["payloads"][0]["text"], "Hello from fake", "{v}");
+    assert_eq!(v["result"]["payloads"][0]["text"], FAKE_ANSWER, "{v}");
     assert_eq!(
         v["result"]["meta"]["agentMeta"]["provider"], "moltgate",
         "{v}"
@@ -693,10 +697,7 @@ fn the_written_agent_config_is_one_openclaw_runs_with() {
         &dir.path().join("turn.err"),
     );
     // `--local` answers with the turn itself (no gateway envelope).
-    assert_eq!(
-        v["meta"]["finalAssistantVisibleText"], "Hello from fake",
-        "{v}"
-    );
+    assert_eq!(v["meta"]["finalAssistantVisibleText"], FAKE_ANSWER, "{v}");
     assert_eq!(
         v["meta"]["executionTrace"]["winnerProvider"], "moltgate",
         "{v}"
@@ -708,7 +709,7 @@ fn the_written_agent_config_is_one_openclaw_runs_with() {
     let turn = say_hi(&mut plain_openclaw("turn2.err"), &["--local"]);
     let out = String::from_utf8_lossy(&turn.stdout);
     assert!(
-        !out.contains("Hello from fake") && out.contains("HTTP 401"),
+        !out.contains(FAKE_ANSWER) && out.contains("HTTP 401"),
         "{out}\n{}",
         read(&dir.path().join("turn2.err"))
     );

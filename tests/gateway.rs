@@ -221,27 +221,41 @@ fn chat_stream(model: &str) -> Value {
 
 #[tokio::test]
 async fn answers_non_streaming_with_provider_model_and_usage() {
-    let (a, _b, g) = pair("").await;
-    let r = post(&g, chat("a/fake-ok")).await;
-    assert_eq!(r.status, 200, "{}", r.text);
-    let v = r.json();
-    assert_eq!(v["model"], "a/fake-ok");
-    assert_eq!(v["object"], "chat.completion");
-    assert_eq!(v["choices"][0]["message"]["content"], "Hello from fake");
-    assert_eq!(v["usage"]["total_tokens"], 8);
-    assert_eq!(r.header("x-moltgate-provider"), "a");
-    assert_eq!(r.header("x-moltgate-model"), "fake-ok");
-    assert_eq!(r.attempts(), 1);
-    assert_eq!(a.attempts("fake-ok"), 1);
-    assert_eq!(
-        a.last_authorization().unwrap(),
-        format!("Bearer {SECRET_A}")
-    );
-    let sent = a.last_body().unwrap();
-    assert!(
-        sent.get("stream").is_none(),
-        "streaming off: upstream not asked to stream"
-    );
+    // On the defaults the provider is asked for a stream, assembled here;
+    // with `stream_upstream = false`, for a whole answer.
+    for (extra, upstream_streams, text) in [
+        ("", true, "c0 c1 c2 "),
+        ("stream_upstream = false", false, "Hello from fake"),
+    ] {
+        let (a, _b, g) = pair(extra).await;
+        let r = post(&g, chat("a/fake-ok")).await;
+        assert_eq!(r.status, 200, "{extra}: {}", r.text);
+        assert!(r.header("content-type").starts_with("application/json"));
+        let v = r.json();
+        assert_eq!(v["model"], "a/fake-ok");
+        assert_eq!(v["object"], "chat.completion");
+        assert_eq!(v["id"], "chatcmpl-fake");
+        assert_eq!(v["choices"][0]["message"]["role"], "assistant");
+        assert_eq!(v["choices"][0]["message"]["content"], text, "{extra}");
+        assert_eq!(v["choices"][0]["finish_reason"], "stop");
+        assert_eq!(v["usage"]["total_tokens"], 8, "{extra}: {v}");
+        assert_eq!(r.header("x-moltgate-provider"), "a");
+        assert_eq!(r.header("x-moltgate-model"), "fake-ok");
+        assert_eq!(r.attempts(), 1);
+        assert_eq!(a.attempts("fake-ok"), 1);
+        assert_eq!(
+            a.last_authorization().unwrap(),
+            format!("Bearer {SECRET_A}")
+        );
+        let sent = a.last_body().unwrap();
+        if upstream_streams {
+            assert_eq!(sent["stream"], true, "{sent}");
+            assert_eq!(sent["stream_options"]["include_usage"], true, "{sent}");
+        } else {
+            assert!(sent.get("stream").is_none(), "{sent}");
+            assert!(sent.get("stream_options").is_none(), "{sent}");
+        }
+    }
 }
 
 #[tokio::test]
@@ -262,23 +276,38 @@ async fn wildcard_goes_to_default_provider_and_prefix_selects_provider() {
 
 #[tokio::test]
 async fn stream_requested_with_streaming_off_is_synthesised() {
-    let (a, _b, g) = pair("").await;
-    let mut body = chat_stream("a/fake-ok");
-    body["stream_options"] = json!({"include_usage": true});
-    body["temperature"] = json!(0.5);
-    let r = post(&g, body).await;
-    assert_eq!(r.status, 200);
-    assert!(r.header("content-type").starts_with("text/event-stream"));
-    let sent = a.last_body().unwrap();
-    assert!(sent.get("stream_options").is_none(), "{sent}");
-    assert_eq!(sent["temperature"], 0.5, "other fields pass through");
-    assert_eq!(r.streamed_content(), "Hello from fake");
-    let ev = r.events();
-    assert_eq!(ev.last().unwrap(), "[DONE]");
-    let last_chunk: Value = serde_json::from_str(&ev[ev.len() - 2]).unwrap();
-    assert_eq!(last_chunk["choices"][0]["finish_reason"], "stop");
-    assert_eq!(last_chunk["usage"]["total_tokens"], 8);
-    assert!(a.last_body().unwrap().get("stream").is_none());
+    // The client gets its stream once the answer is whole: assembled from
+    // the provider's stream on the defaults, or asked for whole.
+    for (extra, text) in [
+        ("", "c0 c1 c2 "),
+        ("stream_upstream = false", "Hello from fake"),
+    ] {
+        let (a, _b, g) = pair(extra).await;
+        let mut body = chat_stream("a/fake-ok");
+        body["stream_options"] = json!({"include_usage": false});
+        body["temperature"] = json!(0.5);
+        let r = post(&g, body).await;
+        assert_eq!(r.status, 200);
+        assert!(r.header("content-type").starts_with("text/event-stream"));
+        let sent = a.last_body().unwrap();
+        assert_eq!(sent["temperature"], 0.5, "other fields pass through");
+        if extra.is_empty() {
+            assert_eq!(
+                sent["stream_options"],
+                json!({"include_usage": true}),
+                "{sent}"
+            );
+        } else {
+            assert!(sent.get("stream_options").is_none(), "{sent}");
+            assert!(sent.get("stream").is_none(), "{sent}");
+        }
+        assert_eq!(r.streamed_content(), text);
+        let ev = r.events();
+        assert_eq!(ev.last().unwrap(), "[DONE]");
+        let last_chunk: Value = serde_json::from_str(&ev[ev.len() - 2]).unwrap();
+        assert_eq!(last_chunk["choices"][0]["finish_reason"], "stop");
+        assert_eq!(last_chunk["usage"]["total_tokens"], 8);
+    }
 }
 
 #[tokio::test]
@@ -624,9 +653,12 @@ async fn cut_mid_stream_is_never_a_silent_success() {
 
 #[tokio::test]
 async fn cut_or_stall_before_first_content_falls_back() {
-    for extra in ["", "streaming = true"] {
+    for extra in [
+        "stream_upstream = false",
+        "streaming = true\nstream_upstream = false",
+    ] {
         for model in ["fake-cut-mid", "fake-stall-mid"] {
-            // Buffered mode sees the cut body; streaming never sees a finished answer.
+            // A whole answer cut or stalled half-way: nothing has begun.
             let (a, b, g) = pair(extra).await;
             let body = json!({"model": format!("a/{model}"), "fallbacks": ["b/fake-ok"], "messages": [{"role": "user", "content": "x"}]});
             let r = post(&g, body).await;
@@ -783,6 +815,100 @@ async fn what_is_not_resumed_ends_plainly() {
     // No fallback: the error it always was.
     let r = post(&g, chat_stream("a/fake-answer-cut-3")).await;
     assert_ended_with_error(&r, "The quick brown ", "upstream");
+}
+
+// ------------------------------------------------ whole answers, assembled
+
+/// A gateway whose request deadline (1 s) is shorter than the answer.
+async fn short_deadline(extra: &str) -> (FakeProvider, FakeProvider, TestGateway) {
+    let (a, b) = (FakeProvider::start().await, FakeProvider::start().await);
+    let toml = two_provider_toml(&a, &b, extra)
+        .replace("request_timeout_ms = 5000", "request_timeout_ms = 1000");
+    let g = start_gateway(&toml, &[("A_KEY", SECRET_A), ("B_KEY", SECRET_B)]).await;
+    (a, b, g)
+}
+
+#[tokio::test]
+async fn a_long_whole_answer_is_bounded_by_its_waits_not_its_length() {
+    // 18 words 100 ms apart: 1.8 s, past the 1 s deadline and the 800 ms
+    // wait for headers, with never 400 ms (the idle timeout) between words.
+    let (_a, _b, g) = short_deadline("").await;
+    let r = post(&g, chat("a/fake-answer-drip-100")).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert!(r.elapsed >= Duration::from_millis(1500), "{:?}", r.elapsed);
+    let v = r.json();
+    assert_eq!(v["object"], "chat.completion");
+    assert_eq!(v["choices"][0]["message"]["content"], CANONICAL);
+    assert_eq!(v["usage"]["prompt_tokens"], 10);
+    // A streaming client on `streaming = false` gets it whole, as a stream.
+    let r = post(&g, chat_stream("a/fake-answer-drip-100")).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.streamed_content(), CANONICAL);
+    assert_eq!(r.events().last().unwrap(), "[DONE]");
+
+    // Asked whole, the same provider sends nothing until it is done: only
+    // a timer can tell it from a hung one, and the wait for headers fires.
+    let (_a, _b, g) = short_deadline("stream_upstream = false").await;
+    let r = post(&g, chat("a/fake-answer-drip-100")).await;
+    assert_eq!(r.status, 504, "{}", r.text);
+}
+
+#[tokio::test]
+async fn a_whole_answer_that_breaks_is_resumed_or_refused_never_cut_short() {
+    let (_a, b, g) = pair("").await;
+    for fault in ["cut-3", "stall-3", "malformed-3", "nodone-3"] {
+        let mut body = chat(&format!("a/fake-answer-{fault}"));
+        body["fallbacks"] = json!(["b/fake-answer"]);
+        let r = post(&g, body).await;
+        assert_eq!(r.status, 200, "{fault}: {}", r.text);
+        let v = r.json();
+        assert_eq!(v["choices"][0]["message"]["content"], CANONICAL, "{fault}");
+        assert_eq!(
+            v["x_moltgate"]["served_by"],
+            json!([format!("a/fake-answer-{fault}"), "b/fake-answer"]),
+            "{fault}"
+        );
+        let asked = b.last_body().unwrap();
+        assert_eq!(
+            asked["messages"].as_array().unwrap().last().unwrap(),
+            &json!({"role": "assistant", "content": "The quick brown "}),
+            "{fault}"
+        );
+        assert_eq!(asked["stream_options"]["include_usage"], true, "{fault}");
+    }
+    // With nowhere to continue, an error the client cannot take for an
+    // answer: no partial text.
+    for (model, status, code) in [
+        ("a/fake-answer-cut-3", 502, "stream_cut"),
+        ("a/fake-answer-stall-3", 504, "stream_timeout"),
+        ("a/fake-answer-tool-3", 502, "stream_cut"),
+    ] {
+        let r = post(&g, chat(model)).await;
+        assert_eq!(r.status, status, "{model}: {}", r.text);
+        let v = r.json();
+        assert_eq!(v["error"]["code"], code, "{model}: {v}");
+        let msg = v["error"]["message"].as_str().unwrap();
+        assert!(msg.contains("none is returned"), "{model}: {msg}");
+        assert!(!r.text.contains("quick brown"), "{model}: {}", r.text);
+    }
+}
+
+#[tokio::test]
+async fn assembled_tool_calls_read_like_a_whole_answer() {
+    let (_a, _b, g) = pair("").await;
+    let r = post(&g, chat("a/fake-tool-call")).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let v = r.json();
+    let c = &v["choices"][0];
+    assert_eq!(c["finish_reason"], "tool_calls");
+    assert_eq!(c["message"]["content"], Value::Null);
+    assert_eq!(
+        c["message"]["tool_calls"],
+        json!([
+            {"id": "call_a", "type": "function", "function": {"name": "shell", "arguments": "{\"cmd\": \"ls\"}"}},
+            {"id": "call_b", "type": "function", "function": {"name": "read", "arguments": "{}"}},
+        ])
+    );
 }
 
 // ------------------------------------------- completions, embeddings, responses
@@ -1237,8 +1363,10 @@ async fn metrics_count_tokens_first_tokens_overhead_and_the_process() {
     // The fake provider reports 5 prompt and 3 completion tokens per answer.
     assert_tokens(&m, "a", "input", 10);
     assert_tokens(&m, "a", "output", 6);
+    // The two whole answers were streamed from the provider and assembled:
+    // each had a first token too.
     assert!(
-        m.contains(r#"moltgate_time_to_first_token_seconds_count{provider="a"} 1"#),
+        m.contains(r#"moltgate_time_to_first_token_seconds_count{provider="a"} 3"#),
         "{m}"
     );
     assert!(

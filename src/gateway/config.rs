@@ -177,8 +177,13 @@ pub struct GatewayConfig {
     pub state_dir: PathBuf,
     pub default_provider: String,
     pub default_model: String,
-    /// Call upstreams with `stream: true` when the client streams.
+    /// A streaming client sees the provider's stream as it comes (`true`),
+    /// or the whole answer, as a stream, once it is complete (`false`).
     pub streaming: bool,
+    /// Ask chat providers for a stream even when the client gets a whole
+    /// answer, and assemble it: the deadlines then bound the wait for the
+    /// first token and between tokens, never the answer's length.
+    pub stream_upstream: bool,
     /// Overall deadline for a request's whole chain of attempts, until its
     /// answer starts (a stream's first content): it bounds waiting, never
     /// the length of an answer that is flowing.
@@ -232,6 +237,7 @@ struct FileConfig {
     default_provider: Option<String>,
     default_model: Option<String>,
     streaming: Option<bool>,
+    stream_upstream: Option<bool>,
     request_timeout_ms: Option<u64>,
     max_stream_ms: Option<u64>,
     attempt_share_pct: Option<u32>,
@@ -339,6 +345,10 @@ impl GatewayConfig {
             Some(v) => parse_bool("LLM_STREAMING", &v)?,
             None => file.streaming.unwrap_or(false),
         };
+        let stream_upstream = match env_nonempty("LLM_STREAM_UPSTREAM") {
+            Some(v) => parse_bool("LLM_STREAM_UPSTREAM", &v)?,
+            None => file.stream_upstream.unwrap_or(true),
+        };
         let request_timeout_ms = match env_nonempty("LLM_REQUEST_TIMEOUT_MS") {
             Some(v) => parse_u64("LLM_REQUEST_TIMEOUT_MS", &v)?,
             None => file
@@ -445,6 +455,7 @@ impl GatewayConfig {
             default_provider,
             default_model,
             streaming,
+            stream_upstream,
             request_timeout: Duration::from_millis(request_timeout_ms),
             max_stream: Duration::from_millis(max_stream_ms),
             attempt_share_pct: attempt_share_pct as u32,
@@ -574,6 +585,7 @@ mod tests {
         assert_eq!(c.default_model, "llama-3.1-8b-instant");
         assert_eq!(c.default_provider, "groq");
         assert!(!c.streaming);
+        assert!(c.stream_upstream);
         assert_eq!(c.request_timeout, Duration::from_millis(15_000));
         assert_eq!(c.max_retries, 1);
         assert_eq!(c.listen.to_string(), "127.0.0.1:8787");
@@ -599,9 +611,10 @@ mod tests {
     #[test]
     fn env_overrides_file_and_adds_presets() {
         let c = GatewayConfig::from_toml_str(
-            "streaming = false\nmax_retries = 3\n",
+            "streaming = false\nstream_upstream = true\nmax_retries = 3\n",
             &env(&[
                 ("LLM_STREAMING", "true"),
+                ("LLM_STREAM_UPSTREAM", "false"),
                 ("LLM_MAX_RETRIES", "0"),
                 ("OLLAMA_BASE_URL", "http://10.0.0.2:11434/"),
                 ("OLLAMA_MODEL", "qwen2.5"),
@@ -610,6 +623,7 @@ mod tests {
         )
         .unwrap();
         assert!(c.streaming);
+        assert!(!c.stream_upstream);
         assert_eq!(c.max_retries, 0);
         let o = c.provider("ollama").unwrap();
         assert_eq!(o.base_url, "http://10.0.0.2:11434/v1");

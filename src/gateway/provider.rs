@@ -735,24 +735,61 @@ fn label_full(
     Ok((Bytes::from(w.finish()), upstream.into_owned(), usage))
 }
 
+/// Whether, and for whom, an upstream is asked to stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Streamed {
+    /// A whole answer.
+    No,
+    /// A stream the client sees: its own `stream_options` apply.
+    ForClient,
+    /// A stream the gateway assembles into a whole answer: it asks for
+    /// the usage chunk, which a whole answer always carries.
+    ToAssemble,
+}
+
+impl Streamed {
+    pub fn is_stream(self) -> bool {
+        self != Streamed::No
+    }
+}
+
 /// The request body sent upstream: the client's top-level fields, with the
 /// route's model, our streaming choice, and gateway-only fields removed.
-pub fn upstream_body(client: &json::Fields<'_>, model: &str, stream: bool) -> Bytes {
-    let mut w =
-        json::ObjectWriter::with_capacity(client.values().map(|v| v.get().len() + 16).sum());
+pub fn upstream_body(client: &json::Fields<'_>, model: &str, stream: Streamed) -> Bytes {
+    upstream_body_with(client, model, stream, None)
+}
+
+/// [`upstream_body`], with `messages` (raw JSON) in place of the client's.
+pub fn upstream_body_with(
+    client: &json::Fields<'_>,
+    model: &str,
+    stream: Streamed,
+    messages: Option<&str>,
+) -> Bytes {
+    let extra = messages.map_or(0, str::len);
+    let mut w = json::ObjectWriter::with_capacity(
+        client.values().map(|v| v.get().len() + 16).sum::<usize>() + extra,
+    );
     for (k, v) in client.iter() {
         let drop = match k {
             "model" | "stream" | "fallbacks" => true,
-            "stream_options" => !stream,
+            "stream_options" => stream != Streamed::ForClient,
+            "messages" => messages.is_some(),
             _ => false,
         };
         if !drop {
             w.raw(k, v.get());
         }
     }
+    if let Some(m) = messages {
+        w.raw("messages", m);
+    }
     w.string("model", model);
-    if stream {
+    if stream.is_stream() {
         w.raw("stream", "true");
+    }
+    if stream == Streamed::ToAssemble {
+        w.raw("stream_options", r#"{"include_usage":true}"#);
     }
     Bytes::from(w.finish())
 }

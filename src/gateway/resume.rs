@@ -23,7 +23,7 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use super::json;
-use super::provider::Provider;
+use super::provider::{upstream_body_with, Provider, Streamed};
 use super::routing::Route;
 use super::Gateway;
 
@@ -49,6 +49,8 @@ pub struct Plan {
     routes: std::vec::IntoIter<(Arc<Provider>, String)>,
     /// The client's request body, to rebuild each continuation from.
     raw: Bytes,
+    /// How the serving leg was streamed; each continuation is the same.
+    stream: Streamed,
     /// How long one resume may wait for the fallback's first content,
     /// across every route it tries (the request's deadline, afresh: it
     /// bounds waiting, and this is a new wait).
@@ -57,7 +59,13 @@ pub struct Plan {
 
 impl Plan {
     /// The plan for a stream served by `serving`, one of `chain`.
-    pub fn new(gw: &Gateway, chain: &[Route], serving: &Route, raw: Bytes) -> Plan {
+    pub fn new(
+        gw: &Gateway,
+        chain: &[Route],
+        serving: &Route,
+        raw: Bytes,
+        stream: Streamed,
+    ) -> Plan {
         let after = chain
             .iter()
             .position(|r| std::ptr::eq(r, serving))
@@ -70,6 +78,7 @@ impl Plan {
         Plan {
             routes: routes.into_iter(),
             raw,
+            stream,
             wait: gw.cfg.request_timeout,
         }
     }
@@ -85,13 +94,18 @@ impl Plan {
     /// The request for `model` that asks to continue `so_far`.
     pub fn continuation(&self, model: &str, so_far: &str) -> Option<Bytes> {
         let fields = json::parse_fields(&self.raw).ok()?;
-        continuation_body(&fields, model, so_far)
+        continuation_body(&fields, model, self.stream, so_far)
     }
 }
 
 /// The client's request with `so_far` appended as an assistant message,
 /// for `model`, streamed.
-fn continuation_body(client: &json::Fields<'_>, model: &str, so_far: &str) -> Option<Bytes> {
+fn continuation_body(
+    client: &json::Fields<'_>,
+    model: &str,
+    stream: Streamed,
+    so_far: &str,
+) -> Option<Bytes> {
     let messages = client.get("messages")?.get().trim_end();
     let open = messages.strip_suffix(']')?.trim_end();
     let prefill = serde_json::json!({"role": "assistant", "content": so_far});
@@ -102,16 +116,7 @@ fn continuation_body(client: &json::Fields<'_>, model: &str, so_far: &str) -> Op
     }
     spliced.push_str(&prefill.to_string());
     spliced.push(']');
-    let mut w = json::ObjectWriter::with_capacity(spliced.len() + 256);
-    for (k, v) in client.iter() {
-        if !matches!(k, "model" | "stream" | "fallbacks" | "messages") {
-            w.raw(k, v.get());
-        }
-    }
-    w.raw("messages", &spliced);
-    w.string("model", model);
-    w.raw("stream", "true");
-    Some(Bytes::from(w.finish()))
+    Some(upstream_body_with(client, model, stream, Some(&spliced)))
 }
 
 /// Whether a 400 from a fallback says it does not take a trailing
@@ -304,10 +309,14 @@ mod tests {
     fn the_continuation_carries_the_partial_answer_last() {
         let raw = br#"{"model":"x","stream":true,"messages":[{"role":"user","content":"hi"}],"temperature":0.2,"fallbacks":["b/y"]}"#;
         let fields = json::parse_fields(raw).unwrap();
-        let body = continuation_body(&fields, "m2", "Hel\"lo").unwrap();
+        let body = continuation_body(&fields, "m2", Streamed::ForClient, "Hel\"lo").unwrap();
         let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(v["model"], "m2");
         assert_eq!(v["stream"], true);
+        assert!(v.get("stream_options").is_none());
+        let assembled = continuation_body(&fields, "m2", Streamed::ToAssemble, "x").unwrap();
+        let a: serde_json::Value = serde_json::from_slice(&assembled).unwrap();
+        assert_eq!(a["stream_options"]["include_usage"], true, "{a}");
         assert_eq!(v["temperature"], 0.2);
         assert!(v.get("fallbacks").is_none());
         let m = v["messages"].as_array().unwrap();

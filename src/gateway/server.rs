@@ -27,14 +27,14 @@ use super::errors::{ApiError, AttemptReport};
 use super::json;
 use super::metrics::{label, Outcome};
 use super::passthrough::{self, Passthrough};
-use super::provider::{upstream_body, Answer, Provider};
+use super::provider::{upstream_body, Answer, Provider, Streamed, UpstreamEvents};
 use super::resume::Plan;
 use super::retry::{Action, Failure};
 use super::routes::Routes;
 use super::routing::{resolve_chain, Route};
 use super::security::admission::Admitted;
 use super::security::{rpc, validate, Mode};
-use super::stream::{relay, synthesize, Relay};
+use super::stream::{self, relay, synthesize, Relay};
 use super::Gateway;
 
 /// Largest request body accepted (long prompts are big, but not unbounded).
@@ -357,12 +357,26 @@ async fn infer(endpoint: Endpoint, State(gw): State<Arc<Gateway>>, mut req: Requ
         Err(msg) => return client_error(&gw, ApiError::invalid_request(Some("model"), msg)),
     };
     let overall = Deadline::after(gw.cfg.request_timeout);
-    // A chat answer can be made a stream here; the others' streams come
-    // from the provider.
-    let upstream_stream = req.stream && (gw.cfg.streaming || endpoint != Endpoint::Chat);
+    let upstream = upstream_streaming(&gw.cfg, endpoint, req.stream);
+    let received = adm.as_ref().map_or(started, |a| a.received);
+    let key = key_label(adm.as_ref().and_then(|a| a.principal.as_ref()));
 
     let chain_started = Instant::now();
-    let outcome = run_chain(&gw, &req, &chain, upstream_stream, overall).await;
+    let mut outcome = run_chain(&gw, &req, &chain, upstream, overall).await;
+    if let Ok(s) = &outcome {
+        if matches!(s.answer, Answer::Stream { .. } | Answer::Events { .. }) {
+            gw.metrics
+                .time_to_first_token
+                .with_label_values(&[s.provider.name()])
+                .observe(received.elapsed().as_secs_f64());
+        }
+    }
+    if upstream == Streamed::ToAssemble {
+        outcome = match outcome {
+            Ok(s) => assembled(&gw, s, &chain, &raw, key).await,
+            e => e,
+        };
+    }
     let chain_time = chain_started.elapsed();
     let elapsed = started.elapsed().as_secs_f64();
     match outcome {
@@ -373,18 +387,10 @@ async fn infer(endpoint: Endpoint, State(gw): State<Arc<Gateway>>, mut req: Requ
         }
         Ok(s) => {
             gw.metrics.request_done(Outcome::Ok, Some(elapsed));
-            let received = adm.as_ref().map_or(started, |a| a.received);
-            if matches!(s.answer, Answer::Stream { .. } | Answer::Events { .. }) {
-                gw.metrics
-                    .time_to_first_token
-                    .with_label_values(&[s.provider.name()])
-                    .observe(received.elapsed().as_secs_f64());
-            }
-            let key = key_label(adm.as_ref().and_then(|a| a.principal.as_ref()));
             // A stream that breaks after its first content may continue on
             // the routes after the one serving it.
             let plan = matches!(s.answer, Answer::Stream { .. })
-                .then(|| Plan::new(&gw, &chain, s.route, raw.clone()));
+                .then(|| Plan::new(&gw, &chain, s.route, raw.clone(), upstream));
             let resp = respond(&gw, s, req.stream, endpoint, key, plan);
             // Everything but the wait on upstreams (attempts, retries, backoff).
             let overhead = received.elapsed().saturating_sub(chain_time);
@@ -467,26 +473,8 @@ fn respond(
             (resp, model)
         }
         Answer::Stream { first, rest, done } => {
-            let model = first
-                .iter()
-                .find_map(|c| c.get("model").and_then(Value::as_str))
-                .map_or_else(|| s.route.model.clone(), str::to_owned);
-            let r = Relay {
-                gw: gw.clone(),
-                provider: s.provider.clone(),
-                route_model: s.route.model.clone(),
-                first,
-                rest,
-                done,
-                idle: s.provider.cfg.timeouts.idle,
-                // The request's deadline bounded the wait for the first
-                // content; an answer that flows is bounded by the idle
-                // timeout between chunks, and this long at most.
-                budget: Deadline::after(gw.cfg.max_stream),
-                started: Instant::now(),
-                key: Arc::from(key),
-                plan,
-            };
+            let model = upstream_model(&first, &s.route.model);
+            let r = relay_of(gw, &s.provider, s.route, (first, rest, done), key, plan);
             (Sse::new(relay(r)).into_response(), model)
         }
         Answer::Events { first, rest, done } => {
@@ -520,11 +508,100 @@ fn respond(
     resp
 }
 
+/// How the upstream is asked to answer. A chat answer is streamed from
+/// the provider unless `stream_upstream` is off, and assembled when the
+/// client is not to see it live; the other endpoints stream exactly when
+/// the client does.
+fn upstream_streaming(
+    cfg: &super::config::GatewayConfig,
+    endpoint: Endpoint,
+    client_streams: bool,
+) -> Streamed {
+    match endpoint {
+        Endpoint::Chat if client_streams && cfg.streaming => Streamed::ForClient,
+        Endpoint::Chat if cfg.stream_upstream => Streamed::ToAssemble,
+        _ if client_streams && endpoint != Endpoint::Chat => Streamed::ForClient,
+        _ => Streamed::No,
+    }
+}
+
+/// The model a stream's first chunks report, else the route's.
+fn upstream_model(first: &[Value], route_model: &str) -> String {
+    first
+        .iter()
+        .find_map(|c| c.get("model").and_then(Value::as_str))
+        .filter(|m| !m.is_empty())
+        .map_or_else(|| route_model.to_owned(), str::to_owned)
+}
+
+/// The relay of a committed chat stream: `(first, rest, done)` of its
+/// [`Answer::Stream`].
+fn relay_of(
+    gw: &Arc<Gateway>,
+    provider: &Arc<Provider>,
+    route: &Route,
+    (first, rest, done): (Vec<Value>, UpstreamEvents, bool),
+    key: &str,
+    plan: Option<Plan>,
+) -> Relay {
+    Relay {
+        gw: gw.clone(),
+        provider: provider.clone(),
+        route_model: route.model.clone(),
+        first,
+        rest,
+        done,
+        idle: provider.cfg.timeouts.idle,
+        // The request's deadline bounded the wait for the first content;
+        // an answer that flows is bounded by the idle timeout between
+        // chunks, and this long at most.
+        budget: Deadline::after(gw.cfg.max_stream),
+        started: Instant::now(),
+        key: Arc::from(key),
+        plan,
+    }
+}
+
+/// A stream the client did not ask for, read to its end and made one
+/// answer ([`stream::assemble`]); a provider that answered whole anyway
+/// is used as it came.
+async fn assembled<'c>(
+    gw: &Arc<Gateway>,
+    s: Success<'c>,
+    chain: &'c [Route],
+    raw: &Bytes,
+    key: &str,
+) -> Result<Success<'c>, ApiError> {
+    match s.answer {
+        Answer::Stream { first, rest, done } => {
+            let model = upstream_model(&first, &s.route.model);
+            let plan = Plan::new(gw, chain, s.route, raw.clone(), Streamed::ToAssemble);
+            let r = relay_of(
+                gw,
+                &s.provider,
+                s.route,
+                (first, rest, done),
+                key,
+                Some(plan),
+            );
+            let body = stream::assemble(r).await?;
+            // The relay counted the tokens.
+            let answer = Answer::Full {
+                body,
+                model,
+                usage: None,
+            };
+            Ok(Success { answer, ..s })
+        }
+        answer => Ok(Success { answer, ..s }),
+    }
+}
+
 async fn run_chain<'c>(
     gw: &Arc<Gateway>,
     req: &ApiRequest<'_>,
     chain: &'c [Route],
-    upstream_stream: bool,
+    upstream: Streamed,
     overall: Deadline,
 ) -> Result<Success<'c>, ApiError> {
     let cfg = &gw.cfg;
@@ -562,7 +639,7 @@ async fn run_chain<'c>(
             last = Some(f);
             continue;
         }
-        let body = upstream_body(&req.fields, &route.model, upstream_stream);
+        let body = upstream_body(&req.fields, &route.model, upstream);
         loop {
             if overall.expired() {
                 break 'routes;
@@ -586,7 +663,7 @@ async fn run_chain<'c>(
                     req.endpoint,
                     body.clone(),
                     &route.model,
-                    upstream_stream,
+                    upstream.is_stream(),
                     wait,
                     &gw.redactor,
                 )

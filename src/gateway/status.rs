@@ -11,7 +11,7 @@ use tokio::time::Instant;
 
 use super::deadline::Deadline;
 use super::errors::ApiError;
-use super::provider::{upstream_body, Provider};
+use super::provider::{upstream_body, Provider, Streamed};
 use super::Gateway;
 
 #[derive(Debug, Serialize)]
@@ -117,6 +117,7 @@ pub fn status_json(gw: &Gateway) -> Value {
         "default_provider": gw.cfg.default_provider,
         "default_model": gw.cfg.default_model,
         "streaming": gw.cfg.streaming,
+        "stream_upstream": gw.cfg.stream_upstream,
         "providers": providers,
     })
 }
@@ -167,7 +168,7 @@ pub async fn test_provider(gw: &Gateway, p: &Provider, model: Option<String>) ->
     let raw = json!({"messages": [{"role": "user", "content": "Reply with OK."}], "max_tokens": 1})
         .to_string();
     let fields = super::json::parse_fields(raw.as_bytes()).expect("static JSON object");
-    let body = upstream_body(&fields, &m, false);
+    let body = upstream_body(&fields, &m, Streamed::No);
     let t0 = Instant::now();
     let r = p
         .attempt(

@@ -1,4 +1,4 @@
-//! SSE towards the client.
+//! A committed chat stream, relayed to the client or assembled for it.
 //!
 //! After the first content chunk the response is committed. From then on an
 //! upstream that goes idle, is cut, resets, sends an error or a chunk that is
@@ -9,6 +9,11 @@
 //! `[DONE]`, so no client mistakes a truncated answer for a complete one. A
 //! missing `[DONE]` after the finish chunk is supplied after a short grace
 //! period; with nowhere to resume, a malformed chunk is skipped.
+//!
+//! The same relay serves a client that asked for a whole answer: its chunks
+//! are read to the end and assembled ([`assemble`], rules in
+//! [`super::assemble`]), and a stream that breaks for good is an error
+//! response instead of an error event.
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
@@ -17,10 +22,12 @@ use std::time::Duration;
 
 use axum::http::StatusCode;
 use axum::response::sse::Event;
+use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 use serde_json::{json, Value};
 use tokio::time::{timeout_at, Instant};
 
+use super::assemble::Assembly;
 use super::deadline::Deadline;
 use super::errors::ApiError;
 use super::provider::{embedded_error, label_model, Answer, Provider, UpstreamEvents};
@@ -108,7 +115,7 @@ pub struct Relay {
 
 struct State {
     r: Relay,
-    queue: VecDeque<Event>,
+    queue: VecDeque<Out>,
     finished: bool,
     saw_finish: bool,
     /// The text of the answer sent so far (what a resume continues).
@@ -222,7 +229,7 @@ impl State {
                 });
             }
         }
-        self.queue.push_back(json_event(&v));
+        self.queue.push_back(Out::Chunk(v));
         Ok(())
     }
 
@@ -231,7 +238,7 @@ impl State {
         let [id, created, model] = self.identity.clone().unwrap_or_default();
         let v = json!({"id": id, "object": "chat.completion.chunk", "created": created, "model": model,
             "choices": [{"index": 0, "delta": {"content": text}, "finish_reason": null}]});
-        self.queue.push_back(json_event(&v));
+        self.queue.push_back(Out::Chunk(v));
     }
 
     /// Counts a leg that broke after content (its provider's circuit, the
@@ -264,8 +271,7 @@ impl State {
             .stream_aborts
             .with_label_values(&[self.r.provider.name(), reason])
             .inc();
-        let err = ApiError::new(StatusCode::BAD_GATEWAY, "api_error", reason, msg);
-        self.queue.push_back(json_event(&err.body()));
+        self.queue.push_back(Out::Broken { reason, msg });
         // Text a splice still holds was never sent: it stays unsaid.
         self.splicer = None;
         self.finish();
@@ -284,8 +290,8 @@ impl State {
             },
         };
         let msg = match why_not {
-            None => format!("{leg}: {what}; the answer above is incomplete"),
-            Some(w) => format!("{leg}: {what}; {w}; the answer above is incomplete"),
+            None => format!("{leg}: {what}"),
+            Some(w) => format!("{leg}: {what}; {w}"),
         };
         self.end_with_error(reason, msg);
     }
@@ -412,7 +418,7 @@ impl State {
             let leg = format!("{}/{}", self.r.provider.name(), self.r.route_model);
             self.end_with_error(
                 "stream_resume_diverged",
-                format!("{leg} restarted the answer and said something else, which cannot be joined to the text above; the answer above is incomplete"),
+                format!("{leg} restarted the answer and said something else, which cannot be joined to the text above"),
             );
         }
     }
@@ -432,12 +438,12 @@ impl State {
                     self.splicer = None;
                     return self.end_with_error(
                         "stream_resume_diverged",
-                        "the fallback restarted the answer and stopped before catching up with the text above; the answer above is incomplete".into(),
+                        "the fallback restarted the answer and stopped before catching up with the text above".into(),
                     );
                 }
             }
         }
-        self.queue.push_back(done_event());
+        self.queue.push_back(Out::Done);
         self.finished = true;
     }
 }
@@ -454,9 +460,64 @@ fn is_empty(v: &Value) -> bool {
     })
 }
 
-/// The committed stream. It owns the upstream body: when the client goes
-/// away axum drops this stream and with it the upstream connection.
+/// What the relay says, before it is written for its reader.
+enum Out {
+    Chunk(Value),
+    /// The answer broke off and could not be continued: the error code and
+    /// what happened.
+    Broken {
+        reason: &'static str,
+        msg: String,
+    },
+    /// The answer is complete.
+    Done,
+}
+
+/// The committed stream, as SSE for a client that streams. It owns the
+/// upstream body: when the client goes away axum drops this stream and
+/// with it the upstream connection.
 pub fn relay(r: Relay) -> impl Stream<Item = Result<Event, Infallible>> + Send {
+    answer(r).map(|out| {
+        Ok(match out {
+            Out::Chunk(v) => json_event(&v),
+            Out::Broken { reason, msg } => {
+                let msg = format!("{msg}; the answer above is incomplete");
+                json_event(&ApiError::new(StatusCode::BAD_GATEWAY, "api_error", reason, msg).body())
+            }
+            Out::Done => done_event(),
+        })
+    })
+}
+
+/// The committed stream, read to its end and assembled into one
+/// `chat.completion`, for a client that asked for a whole answer. Resumes
+/// happen as they would for a streaming client; an answer that breaks off
+/// for good is an error, never a truncated answer.
+pub async fn assemble(r: Relay) -> Result<Bytes, ApiError> {
+    let mut whole = Assembly::default();
+    let chunks = answer(r);
+    futures_util::pin_mut!(chunks);
+    while let Some(out) = chunks.next().await {
+        match out {
+            Out::Chunk(v) => whole.add(&v),
+            Out::Broken { reason, msg } => {
+                let status = if reason == "stream_timeout" {
+                    StatusCode::GATEWAY_TIMEOUT
+                } else {
+                    StatusCode::BAD_GATEWAY
+                };
+                let msg =
+                    format!("{msg}; the answer broke off before its end, so none is returned");
+                return Err(ApiError::new(status, "api_error", reason, msg));
+            }
+            Out::Done => break,
+        }
+    }
+    Ok(Bytes::from(whole.finish().to_string()))
+}
+
+/// The chunks of the relay, each leg joined on.
+fn answer(r: Relay) -> impl Stream<Item = Out> + Send {
     let mut st = State {
         queue: VecDeque::new(),
         finished: false,
@@ -478,8 +539,8 @@ pub fn relay(r: Relay) -> impl Stream<Item = Result<Event, Infallible>> + Send {
     }
     futures_util::stream::unfold(st, |mut st| async move {
         loop {
-            if let Some(ev) = st.queue.pop_front() {
-                return Some((Ok(ev), st));
+            if let Some(out) = st.queue.pop_front() {
+                return Some((out, st));
             }
             if st.finished {
                 return None;
@@ -500,10 +561,7 @@ pub fn relay(r: Relay) -> impl Stream<Item = Result<Event, Infallible>> + Send {
                     );
                     st.record_break("stream_timeout", &what);
                     let leg = format!("{}/{}", st.r.provider.name(), st.r.route_model);
-                    st.end_with_error(
-                        "stream_timeout",
-                        format!("{leg}: {what}; the answer above is incomplete"),
-                    );
+                    st.end_with_error("stream_timeout", format!("{leg}: {what}"));
                 }
                 Err(_) => {
                     let what = format!(

@@ -14,8 +14,10 @@ async function main() {
   const messages = [{ role: "user", content: "hi" }];
 
   const r = await client.chat.completions.create({ model: "ollama/fake-ok", messages });
-  assert.equal(r.choices[0].message.content, "Hello from fake");
+  // Streamed from the provider and assembled: the fake's stream text.
+  assert.equal(r.choices[0].message.content, "c0 c1 c2 ");
   assert.equal(r.model, "ollama/fake-ok");
+  assert.equal(r.usage.total_tokens, 8);
   console.log("chat ok");
 
   // A stream cut after five words is resumed on the fallback: every word once.

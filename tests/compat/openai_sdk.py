@@ -14,9 +14,11 @@ base_url = sys.argv[1]
 client = openai.OpenAI(base_url=base_url, api_key=sys.argv[2], max_retries=0, timeout=20)
 msgs = [{"role": "user", "content": "hi"}]
 
-# 1. Plain chat completion.
+# 1. Plain chat completion (streamed from the provider and assembled: the
+# fake's stream text).
 r = client.chat.completions.create(model="ollama/fake-ok", messages=msgs)
-assert r.choices[0].message.content == "Hello from fake", r
+assert r.choices[0].message.content == "c0 c1 c2 ", r
+assert r.usage.total_tokens == 8, r.usage
 assert r.model == "ollama/fake-ok", r.model
 assert r.usage.total_tokens == 8, r.usage
 print("chat ok:", r.model)

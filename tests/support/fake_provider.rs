@@ -26,6 +26,7 @@
 //! | `fake-401`                 | 401 invalid key                                    |
 //! | `fake-flap`                | odd attempts 500, even attempts answer             |
 //! | `fake-drip-N-MS`           | a healthy stream of N chunks, MS ms apart          |
+//! | `fake-tool-call`           | streamed: two tool calls, arguments in pieces      |
 //!
 //! The `fake-answer` family streams [`CANONICAL`] a word per chunk, and
 //! continues a trailing assistant message (prefill) where it ends:
@@ -42,6 +43,10 @@
 //! | `fake-answer-restart`      | ignores a prefill: the whole answer again          |
 //! | `fake-answer-overlap`      | continues, repeating the prefill's last two words  |
 //! | `fake-answer-drip-MS`      | the answer, each word MS ms after the one before   |
+//!
+//! Asked for a whole answer, the `fake-answer` family sends [`CANONICAL`]
+//! whole (`fake-answer-drip-MS`: when its stream would have ended). A chat
+//! stream asked for `stream_options.include_usage` ends with a usage chunk.
 //!
 //! `/completions`, `/embeddings` and `/responses` answer in their own shape
 //! (text chunks; vectors; `response.*` events with no `[DONE]`), with the
@@ -564,6 +569,44 @@ async fn serve_conn(mut sock: TcpStream, st: Arc<FakeState>) -> std::io::Result<
                     return Ok(());
                 }
             }
+            "fake-tool-call" if stream && api == Api::Chat => {
+                // Two tool calls, their arguments in pieces, interleaved.
+                sock.write_all(SSE_HEAD.as_bytes()).await?;
+                let deltas = [
+                    serde_json::json!({"role": "assistant", "content": null, "tool_calls": [{"index": 0, "id": "call_a", "type": "function", "function": {"name": "shell", "arguments": ""}}]}),
+                    serde_json::json!({"tool_calls": [{"index": 0, "function": {"arguments": "{\"cmd\":"}}]}),
+                    serde_json::json!({"tool_calls": [{"index": 1, "id": "call_b", "type": "function", "function": {"name": "read", "arguments": "{}"}}]}),
+                    serde_json::json!({"tool_calls": [{"index": 0, "function": {"arguments": " \"ls\"}"}}]}),
+                ];
+                for d in deltas {
+                    write_chunk(&mut sock, &chunk(m, d, None)).await?;
+                }
+                write_chunk(
+                    &mut sock,
+                    &chunk(m, serde_json::json!({}), Some("tool_calls")),
+                )
+                .await?;
+                write_chunk(&mut sock, "data: [DONE]\n\n").await?;
+                sock.write_all(b"0\r\n\r\n").await?;
+            }
+            _ if m.starts_with("fake-answer") && api == Api::Chat => {
+                // Whole, it comes when the stream would have ended: a
+                // provider writing a long answer sends nothing before.
+                if let Some(ms) = m
+                    .strip_prefix("fake-answer-drip-")
+                    .and_then(|s| s.parse::<u64>().ok())
+                {
+                    let words = CANONICAL.split_inclusive(' ').count() as u64;
+                    tokio::time::sleep(Duration::from_millis(ms * words)).await;
+                }
+                let whole = serde_json::json!({
+                    "id": "chatcmpl-fake", "object": "chat.completion", "created": 1_700_000_000,
+                    "model": m,
+                    "choices": [{"index": 0, "message": {"role": "assistant", "content": CANONICAL}, "finish_reason": "stop"}],
+                    "usage": {"prompt_tokens": 10, "completion_tokens": 20, "total_tokens": 30}
+                });
+                respond(&mut sock, "200 OK", "", &whole.to_string()).await?;
+            }
             "fake-reset" => {
                 #[allow(deprecated)]
                 sock.set_linger(Some(Duration::ZERO))?;
@@ -689,6 +732,14 @@ async fn serve_conn(mut sock: TcpStream, st: Arc<FakeState>) -> std::io::Result<
                     }
                 }
                 write_chunk(&mut sock, &api.event(m, chunks + 1, None)).await?;
+                if api == Api::Chat && v["stream_options"]["include_usage"] == true {
+                    let usage = serde_json::json!({
+                        "id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": 1_700_000_000,
+                        "model": m, "choices": [],
+                        "usage": {"prompt_tokens": 5, "completion_tokens": chunks, "total_tokens": 5 + chunks}
+                    });
+                    write_chunk(&mut sock, &format!("data: {usage}\n\n")).await?;
+                }
                 if m == "fake-no-done" {
                     hold(&mut sock, &st).await;
                     return Ok(());
