@@ -854,6 +854,32 @@ async fn a_long_whole_answer_is_bounded_by_its_waits_not_its_length() {
 }
 
 #[tokio::test]
+async fn a_model_reasoning_past_the_deadline_is_working_not_hung() {
+    // Ten thoughts 150 ms apart: 1.5 s before the first word of the
+    // answer, past the 1 s deadline and the 800 ms wait for headers.
+    let (_a, _b, g) = short_deadline("").await;
+    let r = post(&g, chat("a/fake-think-150")).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let m = &r.json()["choices"][0]["message"];
+    assert_eq!(m["content"], "Hello there", "{m}");
+    assert_eq!(
+        m["reasoning_content"], "t0 t1 t2 t3 t4 t5 t6 t7 t8 t9 ",
+        "{m}"
+    );
+    // Live, the client sees the thoughts as they come.
+    let (_a, _b, g) = short_deadline("streaming = true").await;
+    let r = post(&g, chat_stream("a/fake-think-150")).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.streamed_content(), "Hello there");
+    let thoughts = chunks(&r)
+        .iter()
+        .filter(|c| c["choices"][0]["delta"]["reasoning_content"].is_string())
+        .count();
+    assert_eq!(thoughts, 10, "{}", r.text);
+    assert_eq!(r.events().last().unwrap(), "[DONE]");
+}
+
+#[tokio::test]
 async fn a_whole_answer_that_breaks_is_resumed_or_refused_never_cut_short() {
     let (_a, b, g) = pair("").await;
     for fault in ["cut-3", "stall-3", "malformed-3", "nodone-3"] {

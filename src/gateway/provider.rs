@@ -545,18 +545,26 @@ async fn until_begun(
     })
 }
 
-/// Content, a tool call or a finish reason: the answer has begun.
+/// The delta fields that carry the answer's text. Reasoning counts: a
+/// model thinking aloud for 30 s is working, not hung, and the deadlines
+/// bound only the wait for its first sign of life.
+const DELTA_TEXT: [&str; 4] = ["content", "reasoning_content", "reasoning", "refusal"];
+
+/// Text (the answer's, its reasoning or a refusal), a tool call or a
+/// finish reason: the answer has begun.
 pub fn chunk_has_content(v: &Value) -> bool {
     v.get("choices")
         .and_then(Value::as_array)
         .is_some_and(|cs| {
             cs.iter().any(|c| {
                 let d = c.get("delta");
-                d.and_then(|d| d.get("content"))
-                    .and_then(Value::as_str)
-                    .is_some_and(|s| !s.is_empty())
-                    || d.and_then(|d| d.get("tool_calls"))
-                        .is_some_and(|t| !t.is_null())
+                DELTA_TEXT.iter().any(|k| {
+                    d.and_then(|d| d.get(k))
+                        .and_then(Value::as_str)
+                        .is_some_and(|s| !s.is_empty())
+                }) || d
+                    .and_then(|d| d.get("tool_calls"))
+                    .is_some_and(|t| !t.is_null())
                     || c.get("finish_reason").is_some_and(|f| !f.is_null())
             })
         })

@@ -27,6 +27,7 @@
 //! | `fake-flap`                | odd attempts 500, even attempts answer             |
 //! | `fake-drip-N-MS`           | a healthy stream of N chunks, MS ms apart          |
 //! | `fake-tool-call`           | streamed: two tool calls, arguments in pieces      |
+//! | `fake-think-MS`            | streamed: 10 `reasoning_content` deltas MS ms apart, then "Hello there" |
 //!
 //! The `fake-answer` family streams [`CANONICAL`] a word per chunk, and
 //! continues a trailing assistant message (prefill) where it ends:
@@ -568,6 +569,35 @@ async fn serve_conn(mut sock: TcpStream, st: Arc<FakeState>) -> std::io::Result<
                 if !answer(&mut sock, &st, m, &v).await? {
                     return Ok(());
                 }
+            }
+            _ if m.starts_with("fake-think-") && stream && api == Api::Chat => {
+                // A reasoning model: ten thoughts MS apart, then the answer.
+                let ms: u64 = m["fake-think-".len()..].parse().unwrap_or(100);
+                sock.write_all(SSE_HEAD.as_bytes()).await?;
+                write_chunk(
+                    &mut sock,
+                    &chunk(
+                        m,
+                        serde_json::json!({"role": "assistant", "content": ""}),
+                        None,
+                    ),
+                )
+                .await?;
+                for i in 0..10 {
+                    tokio::time::sleep(Duration::from_millis(ms)).await;
+                    let d = serde_json::json!({"reasoning_content": format!("t{i} ")});
+                    write_chunk(&mut sock, &chunk(m, d, None)).await?;
+                }
+                for w in ["Hello", " there"] {
+                    write_chunk(
+                        &mut sock,
+                        &chunk(m, serde_json::json!({"content": w}), None),
+                    )
+                    .await?;
+                }
+                write_chunk(&mut sock, &chunk(m, serde_json::json!({}), Some("stop"))).await?;
+                write_chunk(&mut sock, "data: [DONE]\n\n").await?;
+                sock.write_all(b"0\r\n\r\n").await?;
             }
             "fake-tool-call" if stream && api == Api::Chat => {
                 // Two tool calls, their arguments in pieces, interleaved.
