@@ -194,6 +194,26 @@ async fn brute_force_over_rest_is_banned_after_the_limit() {
         .all(|r| r["request_id"].as_str().unwrap().starts_with("req_")));
     let (_, bans) = g.cli(&["incidents", "--kind", "auto_block"]);
     assert!(!bans["incidents"].as_array().unwrap().is_empty(), "{bans}");
+    // Oldest first, RFC 3339 times, and filters by address and time.
+    let times: Vec<chrono::DateTime<chrono::FixedOffset>> = rows
+        .iter()
+        .map(|r| chrono::DateTime::parse_from_rfc3339(r["ts"].as_str().unwrap()).unwrap())
+        .collect();
+    assert!(times.windows(2).all(|w| w[0] <= w[1]), "{inc}");
+    let (_, one) = g.cli(&["incidents", "--kind", "auth_failure", "--ip", "127.0.0.2"]);
+    let one = one["incidents"].as_array().unwrap();
+    assert!(!one.is_empty() && one.len() < rows.len(), "{one:?}");
+    assert!(one.iter().all(|r| r["client_ip"] == "127.0.0.2"), "{one:?}");
+    let (_, recent) = g.cli(&["incidents", "--kind", "auth_failure", "--since", "1h"]);
+    assert_eq!(recent["incidents"].as_array().unwrap().len(), rows.len());
+    let after = (times[times.len() - 1] + chrono::Duration::seconds(1)).to_rfc3339();
+    let (_, none) = g.cli(&["incidents", "--since", &after]);
+    assert_eq!(none["incidents"], json!([]), "{none}");
+    // A typo is a usage error, not an empty list.
+    let (code, _) = g.cli(&["incidents", "--kind", "auth_failures"]);
+    assert_eq!(code, 2);
+    let (code, _) = g.cli(&["incidents", "--since", "yesterday-ish"]);
+    assert_eq!(code, 2);
 
     // And /metrics counts them, without a key or a password in sight.
     let text = local

@@ -12,7 +12,7 @@ use serde_json::json;
 
 use super::output::{emit, CliError, Exit};
 use super::Ctx;
-use crate::gateway::security::store::{now_ms, IncidentRow, Store};
+use crate::gateway::security::store::{now_ms, IncidentFilter, IncidentRow, Store};
 use crate::gateway::security::{keys, scope::Scopes, Mode};
 
 #[derive(Debug, Subcommand)]
@@ -334,14 +334,24 @@ pub fn blocked(ctx: &Ctx, cmd: BlockedCmd) -> Result<Exit, CliError> {
     Ok(Exit::Ok)
 }
 
-pub fn incidents(ctx: &Ctx, limit: u32, kind: Option<String>) -> Result<Exit, CliError> {
+pub fn incidents(ctx: &Ctx, limit: u32, filter: &IncidentFilter) -> Result<Exit, CliError> {
     let store = open(ctx)?;
-    let rows = store.incidents(limit, kind.as_deref()).map_err(db_err)?;
-    emit(ctx.json, json!({"incidents": rows}), || {
+    let mut rows = store.incidents(limit, filter).map_err(db_err)?;
+    // The store gives the newest first; people read oldest first.
+    rows.reverse();
+    let json_rows: Vec<_> = rows
+        .iter()
+        .map(|i| {
+            let mut v = json!(i);
+            v["ts"] = json!(rfc3339_ms(i.ts));
+            v
+        })
+        .collect();
+    emit(ctx.json, json!({"incidents": json_rows}), || {
         if rows.is_empty() {
             println!("no incidents");
         }
-        for i in rows.iter().rev() {
+        for i in &rows {
             let t = chrono::DateTime::from_timestamp_millis(i.ts)
                 .map(|d| d.format("%Y-%m-%d %H:%M:%S").to_string())
                 .unwrap_or_default();
@@ -359,4 +369,24 @@ pub fn incidents(ctx: &Ctx, limit: u32, kind: Option<String>) -> Result<Exit, Cl
         }
     });
     Ok(Exit::Ok)
+}
+
+/// Epoch milliseconds as RFC 3339 (UTC, milliseconds).
+fn rfc3339_ms(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+        .unwrap_or_default()
+}
+
+/// `--since`: an RFC 3339 time, or an age before now; epoch milliseconds.
+pub fn parse_since(s: &str) -> Result<i64, String> {
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
+        return Ok(t.timestamp_millis());
+    }
+    match humantime::parse_duration(s) {
+        Ok(age) => Ok(now_ms().saturating_sub(age.as_millis().min(i64::MAX as u128) as i64)),
+        Err(_) => Err(format!(
+            "{s:?} is neither an RFC 3339 time (2026-12-03T20:00:00Z) nor an age (90s, 30m, 2h, 7d)"
+        )),
+    }
 }

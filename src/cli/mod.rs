@@ -25,6 +25,7 @@ use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use crate::gateway::security::store::IncidentFilter;
 use crate::gateway::security::Mode;
 use output::CliError;
 pub use output::Exit;
@@ -108,14 +109,20 @@ enum Command {
     /// IP addresses and CIDR blocks moltgate refuses.
     #[command(subcommand)]
     Blocked(gateway_cmd::BlockedCmd),
-    /// moltgate's security incidents, oldest first.
+    /// moltgate's security incidents, oldest first (in --json too).
     Incidents {
         /// How many of the newest to show.
         #[arg(long, default_value_t = 50)]
         limit: u32,
-        /// Only this kind (auth_failure, firewall_block, auto_block, mode_change, ...).
+        /// Only this kind.
+        #[arg(long, value_enum)]
+        kind: Option<crate::gateway::security::IncidentKind>,
+        /// Only from this client address.
         #[arg(long)]
-        kind: Option<String>,
+        ip: Option<std::net::IpAddr>,
+        /// Only at or after this time: RFC 3339 (2026-12-03T20:00:00Z) or an age (90s, 30m, 2h, 7d).
+        #[arg(long, value_parser = gateway_cmd::parse_since)]
+        since: Option<i64>,
     },
     /// Print a shell completion script (see README: where to put it).
     Completions(docgen::CompletionsArgs),
@@ -173,7 +180,19 @@ fn run(cli: Cli) -> Result<Exit, CliError> {
         Command::Lockdown { switch } => gateway_cmd::mode(&ctx, Mode::Lockdown, switch),
         Command::KillSwitch { switch } => gateway_cmd::mode(&ctx, Mode::Emergency, switch),
         Command::Blocked(cmd) => gateway_cmd::blocked(&ctx, cmd),
-        Command::Incidents { limit, kind } => gateway_cmd::incidents(&ctx, limit, kind),
+        Command::Incidents {
+            limit,
+            kind,
+            ip,
+            since,
+        } => {
+            let filter = IncidentFilter {
+                kind,
+                client_ip: ip.map(|ip| ip.to_string()),
+                since_ms: since,
+            };
+            gateway_cmd::incidents(&ctx, limit, &filter)
+        }
         Command::Completions(args) => docgen::completions_cmd(&args),
         Command::Man(args) => docgen::man_cmd(&ctx, &args),
     }

@@ -16,7 +16,7 @@ use tracing::Instrument;
 use super::keys::KeyRejection;
 use super::limits::{ConnGuard, Limited};
 use super::scope::{route_access, Access};
-use super::{headers, session, Incident, Principal, RequestContext, Security};
+use super::{headers, session, Incident, IncidentKind, Principal, RequestContext, Security};
 use crate::gateway::errors::ApiError;
 use crate::gateway::routes::Routes;
 
@@ -296,7 +296,8 @@ async fn admit_inner(
             );
             sec.incident(
                 Some(&ctx),
-                Incident::new("firewall_block", "blocked", detail).rule(b.rule_id.to_string()),
+                Incident::new(IncidentKind::FirewallBlock, "blocked", detail)
+                    .rule(b.rule_id.to_string()),
             );
             sec.failure(&ctx, "request firewall");
             return Err(refuse(
@@ -416,7 +417,7 @@ fn authenticate(
                 sec.incident(
                     Some(ctx),
                     Incident::new(
-                        "auth_failure",
+                        IncidentKind::AuthFailure,
                         "refused",
                         format!("{} (key id {id})", why.describe()),
                     ),
@@ -459,7 +460,7 @@ fn authenticate(
             sec.incident(
                 Some(ctx),
                 Incident::new(
-                    "csrf",
+                    IncidentKind::Csrf,
                     "refused",
                     "cookie-authenticated write from a foreign origin",
                 ),

@@ -105,17 +105,76 @@ pub struct RequestContext {
     pub request_id: String,
 }
 
+/// What an incident is about: the one list the store, the metrics, the
+/// RPC filter and `moltguard incidents --kind` share.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+#[value(rename_all = "snake_case")]
+pub enum IncidentKind {
+    /// A request with a missing, wrong or under-scoped API key.
+    AuthFailure,
+    /// A wrong dashboard password.
+    LoginFailure,
+    /// A request the firewall refused (its rule id is recorded).
+    FirewallBlock,
+    /// An address banned for repeated failures.
+    AutoBlock,
+    /// An address an operator blocked.
+    ManualBlock,
+    /// An address an operator unblocked.
+    ManualUnblock,
+    /// Lockdown or the kill switch turned on or off.
+    ModeChange,
+    /// A WebSocket from a foreign origin.
+    WsOrigin,
+    /// A dashboard write without its CSRF token.
+    Csrf,
+}
+
+impl IncidentKind {
+    pub const ALL: [IncidentKind; 9] = [
+        IncidentKind::AuthFailure,
+        IncidentKind::LoginFailure,
+        IncidentKind::FirewallBlock,
+        IncidentKind::AutoBlock,
+        IncidentKind::ManualBlock,
+        IncidentKind::ManualUnblock,
+        IncidentKind::ModeChange,
+        IncidentKind::WsOrigin,
+        IncidentKind::Csrf,
+    ];
+
+    /// The name stored and shown.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IncidentKind::AuthFailure => "auth_failure",
+            IncidentKind::LoginFailure => "login_failure",
+            IncidentKind::FirewallBlock => "firewall_block",
+            IncidentKind::AutoBlock => "auto_block",
+            IncidentKind::ManualBlock => "manual_block",
+            IncidentKind::ManualUnblock => "manual_unblock",
+            IncidentKind::ModeChange => "mode_change",
+            IncidentKind::WsOrigin => "ws_origin",
+            IncidentKind::Csrf => "csrf",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<IncidentKind> {
+        IncidentKind::ALL.into_iter().find(|k| k.as_str() == name)
+    }
+}
+
 /// An incident before it is stored.
 #[derive(Debug, Clone)]
 pub struct Incident {
-    pub kind: &'static str,
+    pub kind: IncidentKind,
     pub action: &'static str,
     pub rule: Option<String>,
     pub detail: String,
 }
 
 impl Incident {
-    pub fn new(kind: &'static str, action: &'static str, detail: impl Into<String>) -> Self {
+    pub fn new(kind: IncidentKind, action: &'static str, detail: impl Into<String>) -> Self {
         Incident {
             kind,
             action,
@@ -439,7 +498,7 @@ impl Security {
             self.incident(
                 ctx,
                 Incident::new(
-                    "mode_change",
+                    IncidentKind::ModeChange,
                     "toggled",
                     format!("{} {state} by {by}", mode.setting()),
                 ),
@@ -524,7 +583,7 @@ impl Security {
             id: 0,
             ts: now_ms(),
             client_ip: ctx.map(|c| c.client_ip.to_string()),
-            kind: i.kind.to_string(),
+            kind: i.kind.as_str().to_string(),
             rule: i.rule,
             action: i.action.to_string(),
             request_id: ctx.map(|c| c.request_id.clone()),
@@ -540,7 +599,7 @@ impl Security {
             row.detail.as_deref().unwrap_or("")
         );
         if let Some(c) = &self.incident_counter {
-            c.with_label_values(&[i.kind]).inc();
+            c.with_label_values(&[i.kind.as_str()]).inc();
         }
         self.publish(json!({"event": "incident", "incident": &row}));
         if self.writes.try_send(Write::Incident(row)).is_err() {
@@ -575,7 +634,7 @@ impl Security {
         drop(store);
         self.incident(
             Some(ctx),
-            Incident::new("auto_block", "banned", ban.reason.clone()),
+            Incident::new(IncidentKind::AutoBlock, "banned", ban.reason.clone()),
         );
         self.publish(json!({"event": "blocked", "ban": &ban}));
     }
@@ -598,7 +657,7 @@ impl Security {
         self.incident(
             ctx,
             Incident::new(
-                "manual_block",
+                IncidentKind::ManualBlock,
                 "blocked",
                 format!("{} blocked by {by}: {reason}", ban.target),
             ),
@@ -626,7 +685,7 @@ impl Security {
             self.incident(
                 ctx,
                 Incident::new(
-                    "manual_unblock",
+                    IncidentKind::ManualUnblock,
                     "unblocked",
                     format!("{} unblocked by {by}", b.target),
                 ),
@@ -636,8 +695,12 @@ impl Security {
         Ok(lifted)
     }
 
-    pub fn incidents(&self, limit: u32, kind: Option<&str>) -> anyhow::Result<Vec<IncidentRow>> {
-        Ok(self.store().incidents(limit, kind)?)
+    pub fn incidents(
+        &self,
+        limit: u32,
+        filter: &store::IncidentFilter,
+    ) -> anyhow::Result<Vec<IncidentRow>> {
+        Ok(self.store().incidents(limit, filter)?)
     }
 
     pub fn latency_history(&self, since_ms: i64) -> anyhow::Result<Vec<store::LatencyRow>> {

@@ -24,7 +24,7 @@ use serde_json::{json, Map, Value};
 
 use super::admission::Admitted;
 use super::scope::{method_access, rest_method_name, Access, Scope};
-use super::{session, Incident, Mode, Principal, RequestContext, Security};
+use super::{session, Incident, IncidentKind, Mode, Principal, RequestContext, Security};
 use crate::gateway::errors::ApiError;
 use crate::gateway::{status, Gateway};
 
@@ -201,8 +201,23 @@ pub async fn call(
         }
         "security.incidents.list" => {
             let limit = p_u64(&params, "limit")?.unwrap_or(100).min(1000) as u32;
-            let kind = p_str(&params, "kind").map(str::to_string);
-            let rows = blocking(gw, move |sec| sec.incidents(limit, kind.as_deref())).await?;
+            let kind = match p_str(&params, "kind") {
+                None => None,
+                Some(k) => Some(IncidentKind::parse(k).ok_or_else(|| {
+                    let known: Vec<_> = IncidentKind::ALL.iter().map(|k| k.as_str()).collect();
+                    err(
+                        StatusCode::BAD_REQUEST,
+                        "invalid_params",
+                        format!("unknown incident kind {k:?} (known: {})", known.join(", ")),
+                    )
+                })?),
+            };
+            let filter = super::store::IncidentFilter {
+                kind,
+                client_ip: p_str(&params, "ip").map(str::to_string),
+                since_ms: p_u64(&params, "since_ms")?.map(|v| v.min(i64::MAX as u64) as i64),
+            };
+            let rows = blocking(gw, move |sec| sec.incidents(limit, &filter)).await?;
             Ok(json!({"incidents": rows}))
         }
         "security.gateway.connections" => {
@@ -290,7 +305,7 @@ async fn blocking<T: Send + 'static>(
 async fn dashboard(gw: &Arc<Gateway>) -> Result<Value, RpcError> {
     let sec = &gw.security;
     let state_dir = gw.cfg.state_dir.clone();
-    let incidents = blocking(gw, |sec| sec.incidents(50, None)).await?;
+    let incidents = blocking(gw, |sec| sec.incidents(50, &Default::default())).await?;
     let since = super::store::now_ms() - 6 * 3600 * 1000;
     let latency = blocking(gw, move |sec| sec.latency_history(since)).await?;
     let read_json = |name: &str| -> Value {
@@ -443,7 +458,11 @@ async fn password_login(
     if !ok {
         sec.incident(
             Some(ctx),
-            Incident::new("login_failure", "refused", "wrong gateway password"),
+            Incident::new(
+                IncidentKind::LoginFailure,
+                "refused",
+                "wrong gateway password",
+            ),
         );
         sec.failure(ctx, "failed login");
         return Err(err(
@@ -467,7 +486,7 @@ pub async fn ws(
         sec.incident(
             Some(&adm.ctx),
             Incident::new(
-                "ws_origin",
+                IncidentKind::WsOrigin,
                 "refused",
                 format!(
                     "WebSocket from origin {:?}",
@@ -777,7 +796,7 @@ async fn connect(
                 sec.incident(
                     Some(ctx),
                     Incident::new(
-                        "auth_failure",
+                        IncidentKind::AuthFailure,
                         "refused",
                         format!("{} (over WebSocket)", why.describe()),
                     ),

@@ -140,6 +140,16 @@ pub struct IncidentRow {
     pub detail: Option<String>,
 }
 
+/// Which incidents to list; every field left `None` lets all through.
+#[derive(Debug, Clone, Default)]
+pub struct IncidentFilter {
+    pub kind: Option<super::IncidentKind>,
+    /// The client address, exactly as stored.
+    pub client_ip: Option<String>,
+    /// At or after this time (epoch ms).
+    pub since_ms: Option<i64>,
+}
+
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct LatencyRow {
     pub provider: String,
@@ -344,24 +354,30 @@ impl Store {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
-    /// Newest first; `kind` filters when given.
-    pub fn incidents(&self, limit: u32, kind: Option<&str>) -> Result<Vec<IncidentRow>> {
+    /// The newest `limit` incidents that pass `filter`, newest first.
+    pub fn incidents(&self, limit: u32, filter: &IncidentFilter) -> Result<Vec<IncidentRow>> {
         let mut st = self.conn.prepare(
             "SELECT id, ts, client_ip, kind, rule, action, request_id, detail FROM incidents
-             WHERE (?1 IS NULL OR kind = ?1) ORDER BY id DESC LIMIT ?2",
+             WHERE (?1 IS NULL OR kind = ?1) AND (?2 IS NULL OR client_ip = ?2)
+               AND (?3 IS NULL OR ts >= ?3)
+             ORDER BY id DESC LIMIT ?4",
         )?;
-        let rows = st.query_map(params![kind, limit], |r| {
-            Ok(IncidentRow {
-                id: r.get(0)?,
-                ts: r.get(1)?,
-                client_ip: r.get(2)?,
-                kind: r.get(3)?,
-                rule: r.get(4)?,
-                action: r.get(5)?,
-                request_id: r.get(6)?,
-                detail: r.get(7)?,
-            })
-        })?;
+        let kind = filter.kind.map(super::IncidentKind::as_str);
+        let rows = st.query_map(
+            params![kind, filter.client_ip, filter.since_ms, limit],
+            |r| {
+                Ok(IncidentRow {
+                    id: r.get(0)?,
+                    ts: r.get(1)?,
+                    client_ip: r.get(2)?,
+                    kind: r.get(3)?,
+                    rule: r.get(4)?,
+                    action: r.get(5)?,
+                    request_id: r.get(6)?,
+                    detail: r.get(7)?,
+                })
+            },
+        )?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
@@ -521,9 +537,84 @@ mod tests {
             .collect();
         s.insert_incidents(&rows).unwrap();
         s.prune(1002, 5).unwrap();
-        let left = s.incidents(100, None).unwrap();
+        let left = s.incidents(100, &IncidentFilter::default()).unwrap();
         assert_eq!(left.len(), 5);
         assert_eq!(left[0].ts, 1009);
         assert_eq!(left[4].ts, 1005);
+    }
+
+    #[test]
+    fn incident_filters_combine() {
+        use super::super::IncidentKind;
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(dir.path()).unwrap();
+        let row = |ts, ip: &str, kind: IncidentKind| IncidentRow {
+            id: 0,
+            ts,
+            client_ip: Some(ip.into()),
+            kind: kind.as_str().into(),
+            rule: None,
+            action: "refused".into(),
+            request_id: None,
+            detail: None,
+        };
+        s.insert_incidents(&[
+            row(10, "10.0.0.1", IncidentKind::AuthFailure),
+            row(20, "10.0.0.2", IncidentKind::AuthFailure),
+            row(30, "10.0.0.1", IncidentKind::FirewallBlock),
+            row(40, "10.0.0.1", IncidentKind::AuthFailure),
+        ])
+        .unwrap();
+        let ts = |f: IncidentFilter| -> Vec<i64> {
+            s.incidents(100, &f).unwrap().iter().map(|r| r.ts).collect()
+        };
+        let auth = Some(IncidentKind::AuthFailure);
+        let ip1 = Some("10.0.0.1".to_string());
+        assert_eq!(ts(IncidentFilter::default()), [40, 30, 20, 10]);
+        assert_eq!(
+            ts(IncidentFilter {
+                kind: auth,
+                ..Default::default()
+            }),
+            [40, 20, 10]
+        );
+        assert_eq!(
+            ts(IncidentFilter {
+                client_ip: ip1.clone(),
+                ..Default::default()
+            }),
+            [40, 30, 10]
+        );
+        assert_eq!(
+            ts(IncidentFilter {
+                since_ms: Some(30),
+                ..Default::default()
+            }),
+            [40, 30]
+        );
+        let all = IncidentFilter {
+            kind: auth,
+            client_ip: ip1,
+            since_ms: Some(15),
+        };
+        assert_eq!(ts(all), [40]);
+    }
+
+    #[test]
+    fn every_incident_kind_round_trips_its_name() {
+        use super::super::IncidentKind;
+        for k in IncidentKind::ALL {
+            assert_eq!(IncidentKind::parse(k.as_str()), Some(k));
+            let v = serde_json::to_value(k).unwrap();
+            assert_eq!(v, k.as_str(), "serde and the stored name agree");
+            let clap = clap::ValueEnum::to_possible_value(&k).unwrap();
+            assert_eq!(clap.get_name(), k.as_str(), "the CLI takes the stored name");
+        }
+        assert_eq!(IncidentKind::parse("auth_failures"), None);
+        assert_eq!(
+            <IncidentKind as clap::ValueEnum>::value_variants(),
+            &IncidentKind::ALL,
+            "ALL lists every kind"
+        );
     }
 }
