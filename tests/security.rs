@@ -209,6 +209,9 @@ async fn brute_force_over_rest_is_banned_after_the_limit() {
     let after = (times[times.len() - 1] + chrono::Duration::seconds(1)).to_rfc3339();
     let (_, none) = g.cli(&["incidents", "--since", &after]);
     assert_eq!(none["incidents"], json!([]), "{none}");
+    // The CLI's own records are kinds like the others.
+    let (_, made) = g.cli(&["incidents", "--kind", "key_created"]);
+    assert!(!made["incidents"].as_array().unwrap().is_empty(), "{made}");
     // A typo is a usage error, not an empty list.
     let (code, _) = g.cli(&["incidents", "--kind", "auth_failures"]);
     assert_eq!(code, 2);

@@ -13,7 +13,7 @@ use serde_json::json;
 use super::output::{emit, CliError, Exit};
 use super::Ctx;
 use crate::gateway::security::store::{now_ms, IncidentFilter, IncidentRow, Store};
-use crate::gateway::security::{keys, scope::Scopes, Mode};
+use crate::gateway::security::{keys, scope::Scopes, IncidentKind, Mode};
 
 #[derive(Debug, Subcommand)]
 pub enum KeysCmd {
@@ -89,13 +89,18 @@ fn who() -> String {
     format!("moltguard CLI ({user})")
 }
 
-fn audit(store: &mut Store, kind: &str, action: &str, detail: String) -> Result<(), CliError> {
+fn audit(
+    store: &mut Store,
+    kind: IncidentKind,
+    action: &str,
+    detail: String,
+) -> Result<(), CliError> {
     store
         .insert_incidents(&[IncidentRow {
             id: 0,
             ts: now_ms(),
             client_ip: None,
-            kind: kind.into(),
+            kind: kind.as_str().into(),
             rule: None,
             action: action.into(),
             request_id: None,
@@ -125,7 +130,7 @@ fn insert_key(
     store.insert_key(&k.row).map_err(db_err)?;
     audit(
         store,
-        "key_created",
+        IncidentKind::KeyCreated,
         "created",
         format!(
             "key {} ({label}) with scopes [{scopes}] by {}",
@@ -209,7 +214,7 @@ pub fn keys(ctx: &Ctx, cmd: KeysCmd) -> Result<Exit, CliError> {
             }
             audit(
                 &mut store,
-                "key_revoked",
+                IncidentKind::KeyRevoked,
                 "revoked",
                 format!("{n} key(s) {id_or_label:?} revoked by {}", who()),
             )?;
@@ -232,7 +237,7 @@ pub fn mode(ctx: &Ctx, mode: Mode, switch: Switch) -> Result<Exit, CliError> {
             .map_err(db_err)?;
         audit(
             &mut store,
-            "mode_change",
+            IncidentKind::ModeChange,
             "toggled",
             format!("{name} {} by {by}", if on { "on" } else { "off" }),
         )?;
@@ -301,7 +306,7 @@ pub fn blocked(ctx: &Ctx, cmd: BlockedCmd) -> Result<Exit, CliError> {
             store.upsert_ban(&ban).map_err(db_err)?;
             audit(
                 &mut store,
-                "manual_block",
+                IncidentKind::ManualBlock,
                 "blocked",
                 format!("{} blocked by {}: {reason}", ban.target, who()),
             )?;
@@ -322,7 +327,7 @@ pub fn blocked(ctx: &Ctx, cmd: BlockedCmd) -> Result<Exit, CliError> {
             }
             audit(
                 &mut store,
-                "manual_unblock",
+                IncidentKind::ManualUnblock,
                 "unblocked",
                 format!("{target} unblocked by {}", who()),
             )?;

@@ -129,10 +129,14 @@ pub enum IncidentKind {
     WsOrigin,
     /// A dashboard write without its CSRF token.
     Csrf,
+    /// An API key created (`moltguard keys create`).
+    KeyCreated,
+    /// An API key revoked.
+    KeyRevoked,
 }
 
 impl IncidentKind {
-    pub const ALL: [IncidentKind; 9] = [
+    pub const ALL: [IncidentKind; 11] = [
         IncidentKind::AuthFailure,
         IncidentKind::LoginFailure,
         IncidentKind::FirewallBlock,
@@ -142,6 +146,8 @@ impl IncidentKind {
         IncidentKind::ModeChange,
         IncidentKind::WsOrigin,
         IncidentKind::Csrf,
+        IncidentKind::KeyCreated,
+        IncidentKind::KeyRevoked,
     ];
 
     /// The name stored and shown.
@@ -156,6 +162,8 @@ impl IncidentKind {
             IncidentKind::ModeChange => "mode_change",
             IncidentKind::WsOrigin => "ws_origin",
             IncidentKind::Csrf => "csrf",
+            IncidentKind::KeyCreated => "key_created",
+            IncidentKind::KeyRevoked => "key_revoked",
         }
     }
 
