@@ -608,8 +608,13 @@ async fn bans_survive_a_restart_with_their_remaining_time() {
         .iter()
         .find(|b| b["target"] == "127.0.0.9")
         .expect("auto ban listed")["expires_at"]
-        .as_i64()
-        .unwrap();
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        chrono::DateTime::parse_from_rfc3339(&expires).is_ok(),
+        "{expires}"
+    );
 
     g.stop();
     g.spawn().await;
@@ -634,14 +639,28 @@ async fn bans_survive_a_restart_with_their_remaining_time() {
         .iter()
         .find(|b| b["target"] == "127.0.0.9")
         .unwrap()["expires_at"]
-        .as_i64()
-        .unwrap();
+        .as_str()
+        .unwrap()
+        .to_string();
     assert_eq!(still, expires, "the same expiry, not a fresh one");
 
     // Lifting it with the CLI reaches the running gateway.
     assert_eq!(g.cli(&["blocked", "remove", "127.0.0.9"]).0, 0);
     assert!(
         eventually(Duration::from_secs(5), async || banned("127.0.0.9").await.0
+            == 200)
+        .await
+    );
+    // Everything at once; with neither a target nor --all, a usage error.
+    assert_eq!(g.cli(&["blocked", "remove"]).0, 2);
+    let (code, all) = g.cli(&["blocked", "remove", "--all"]);
+    assert_eq!(code, 0, "{all}");
+    assert_eq!(all["unblocked"], json!(["127.0.1.0/24"]), "{all}");
+    assert_eq!(g.cli(&["blocked", "list"]).1["blocked"], json!([]));
+    assert!(
+        eventually(Duration::from_secs(5), async || banned("127.0.1.200")
+            .await
+            .0
             == 200)
         .await
     );

@@ -62,8 +62,14 @@ pub enum BlockedCmd {
         #[arg(long = "for", value_name = "DURATION")]
         for_: Option<humantime::Duration>,
     },
-    /// Lift a block.
-    Remove { target: String },
+    /// Lift a block, or every block with --all.
+    Remove {
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        target: Option<String>,
+        /// Lift every block, automatic and manual.
+        #[arg(long)]
+        all: bool,
+    },
 }
 
 fn open(ctx: &Ctx) -> Result<Store, CliError> {
@@ -266,7 +272,16 @@ pub fn blocked(ctx: &Ctx, cmd: BlockedCmd) -> Result<Exit, CliError> {
                 .into_iter()
                 .filter(|b| b.expires_at.is_none_or(|t| t > now))
                 .collect();
-            emit(ctx.json, json!({"blocked": rows}), || {
+            let json_rows: Vec<_> = rows
+                .iter()
+                .map(|b| {
+                    let mut v = json!(b);
+                    v["created_at"] = json!(rfc3339_ms(b.created_at));
+                    v["expires_at"] = json!(b.expires_at.map(rfc3339_ms));
+                    v
+                })
+                .collect();
+            emit(ctx.json, json!({"blocked": json_rows}), || {
                 if rows.is_empty() {
                     println!("nothing is blocked");
                 }
@@ -317,7 +332,36 @@ pub fn blocked(ctx: &Ctx, cmd: BlockedCmd) -> Result<Exit, CliError> {
                 )
             });
         }
-        BlockedCmd::Remove { target } => {
+        BlockedCmd::Remove { target: None, .. } => {
+            // Every row, lifted only where still in force (expired rows
+            // keep offence counts and stay).
+            let mut targets = Vec::new();
+            for b in store.bans().map_err(db_err)? {
+                if store.lift_ban(&b.target).map_err(db_err)? > 0 {
+                    targets.push(b.target);
+                }
+            }
+            if !targets.is_empty() {
+                audit(
+                    &mut store,
+                    IncidentKind::ManualUnblock,
+                    "unblocked",
+                    format!("all {} blocks lifted by {}", targets.len(), who()),
+                )?;
+            }
+            emit(
+                ctx.json,
+                json!({"ok": true, "unblocked": targets}),
+                || match targets.len() {
+                    0 => println!("nothing was blocked"),
+                    n => println!("unblocked {n}: {}", targets.join(", ")),
+                },
+            );
+        }
+        BlockedCmd::Remove {
+            target: Some(target),
+            ..
+        } => {
             let n = store.lift_ban(target.trim()).map_err(db_err)?;
             if n == 0 {
                 return Err(CliError::usage(

@@ -56,7 +56,9 @@ def main():
         assert cookie.get("httpOnly"), cookie
 
         print("-- the Control UI with its own token", flush=True)
-        d.get_log("browser")  # drained: before the token, OpenClaw itself asks for one
+        # Before the token OpenClaw itself refuses the UI's requests (401):
+        # let the first page's late requests finish, then drop their log.
+        settle_log(d)
         rpcs_before = count_rpcs(args.gateway_log)
         d.get(f"http://{args.edge}/#token={args.token}")
         deadline = time.time() + 60
@@ -82,6 +84,16 @@ def main():
         print("ALL OK", flush=True)
     finally:
         d.quit()
+
+
+def settle_log(d, quiet=2.0, at_most=15.0):
+    """Drains the browser log until it has been quiet for `quiet` seconds."""
+    end = time.time() + at_most
+    last = time.time()
+    while time.time() < end and time.time() - last < quiet:
+        if d.get_log("browser"):
+            last = time.time()
+        time.sleep(0.25)
 
 
 def count_rpcs(path):
