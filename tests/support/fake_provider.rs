@@ -421,13 +421,18 @@ fn response_object(model: &str, status: &str, text: &str) -> serde_json::Value {
 }
 
 fn completion(model: &str) -> String {
+    completion_of(model, "Hello from fake", 5, 3)
+}
+
+/// A whole chat answer saying `content`, with its token counts.
+fn completion_of(model: &str, content: &str, prompt: usize, completion: usize) -> String {
     serde_json::json!({
         "id": "chatcmpl-fake",
         "object": "chat.completion",
         "created": 1_700_000_000,
         "model": model,
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": "Hello from fake"}, "finish_reason": "stop"}],
-        "usage": {"prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8}
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
     })
     .to_string()
 }
@@ -629,13 +634,9 @@ async fn serve_conn(mut sock: TcpStream, st: Arc<FakeState>) -> std::io::Result<
                     let words = CANONICAL.split_inclusive(' ').count() as u64;
                     tokio::time::sleep(Duration::from_millis(ms * words)).await;
                 }
-                let whole = serde_json::json!({
-                    "id": "chatcmpl-fake", "object": "chat.completion", "created": 1_700_000_000,
-                    "model": m,
-                    "choices": [{"index": 0, "message": {"role": "assistant", "content": CANONICAL}, "finish_reason": "stop"}],
-                    "usage": {"prompt_tokens": 10, "completion_tokens": 20, "total_tokens": 30}
-                });
-                respond(&mut sock, "200 OK", "", &whole.to_string()).await?;
+                let words = CANONICAL.split_inclusive(' ').count();
+                let whole = completion_of(m, CANONICAL, 10, words);
+                respond(&mut sock, "200 OK", "", &whole).await?;
             }
             "fake-reset" => {
                 #[allow(deprecated)]

@@ -136,19 +136,10 @@ pub enum IncidentKind {
 }
 
 impl IncidentKind {
-    pub const ALL: [IncidentKind; 11] = [
-        IncidentKind::AuthFailure,
-        IncidentKind::LoginFailure,
-        IncidentKind::FirewallBlock,
-        IncidentKind::AutoBlock,
-        IncidentKind::ManualBlock,
-        IncidentKind::ManualUnblock,
-        IncidentKind::ModeChange,
-        IncidentKind::WsOrigin,
-        IncidentKind::Csrf,
-        IncidentKind::KeyCreated,
-        IncidentKind::KeyRevoked,
-    ];
+    /// Every kind (clap's list, so there is one).
+    pub fn all() -> &'static [IncidentKind] {
+        <IncidentKind as clap::ValueEnum>::value_variants()
+    }
 
     /// The name stored and shown.
     pub fn as_str(self) -> &'static str {
@@ -168,7 +159,10 @@ impl IncidentKind {
     }
 
     pub fn parse(name: &str) -> Option<IncidentKind> {
-        IncidentKind::ALL.into_iter().find(|k| k.as_str() == name)
+        IncidentKind::all()
+            .iter()
+            .copied()
+            .find(|k| k.as_str() == name)
     }
 }
 

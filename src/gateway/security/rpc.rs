@@ -204,7 +204,7 @@ pub async fn call(
             let kind = match p_str(&params, "kind") {
                 None => None,
                 Some(k) => Some(IncidentKind::parse(k).ok_or_else(|| {
-                    let known: Vec<_> = IncidentKind::ALL.iter().map(|k| k.as_str()).collect();
+                    let known: Vec<_> = IncidentKind::all().iter().map(|k| k.as_str()).collect();
                     err(
                         StatusCode::BAD_REQUEST,
                         "invalid_params",

@@ -603,7 +603,7 @@ mod tests {
     #[test]
     fn every_incident_kind_round_trips_its_name() {
         use super::super::IncidentKind;
-        for k in IncidentKind::ALL {
+        for &k in IncidentKind::all() {
             assert_eq!(IncidentKind::parse(k.as_str()), Some(k));
             let v = serde_json::to_value(k).unwrap();
             assert_eq!(v, k.as_str(), "serde and the stored name agree");
@@ -611,10 +611,5 @@ mod tests {
             assert_eq!(clap.get_name(), k.as_str(), "the CLI takes the stored name");
         }
         assert_eq!(IncidentKind::parse("auth_failures"), None);
-        assert_eq!(
-            <IncidentKind as clap::ValueEnum>::value_variants(),
-            &IncidentKind::ALL,
-            "ALL lists every kind"
-        );
     }
 }
