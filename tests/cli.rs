@@ -453,3 +453,229 @@ fn up_says_when_moltgate_cannot_take_its_port() {
     let (code, err) = wait_for_exit(child, Duration::from_secs(30));
     assert_eq!(code, Some(0), "{err}");
 }
+
+// ---- `install`: the whole stack as services, into a private root ----
+
+/// The value of `key=` in a unit file, split as systemd splits a command
+/// line (double quotes group), without its `+`/`-` prefixes.
+fn unit_command(unit: &str, key: &str) -> Vec<String> {
+    let line = unit
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{key}=")))
+        .unwrap_or_else(|| panic!("no {key}= in\n{unit}"));
+    let line = line.trim_start_matches(['+', '-']);
+    let (mut out, mut cur, mut quoted) = (Vec::new(), String::new(), false);
+    for c in line.chars() {
+        match c {
+            '"' => quoted = !quoted,
+            ' ' if !quoted => out.push(std::mem::take(&mut cur)),
+            c => cur.push(c),
+        }
+    }
+    out.push(cur);
+    out.retain(|a| !a.is_empty());
+    out
+}
+
+fn analyze(args: &[&str]) -> std::process::Output {
+    Command::new("systemd-analyze").args(args).output().unwrap()
+}
+
+/// Runs an edge command line until the edge answers, then stops it.
+fn serves_while_running(s: &Stack, cmd: &[String]) -> Response {
+    let mut child = Command::new(&cmd[0])
+        .args(&cmd[1..])
+        .stdin(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut answer = None;
+    eventually(Duration::from_secs(10), || {
+        answer = try_http_get(s.edge(), None, None, &[]).ok();
+        answer.is_some() || child.try_wait().unwrap().is_some()
+    });
+    signal(&child, nix::sys::signal::Signal::SIGQUIT);
+    let status = child.wait().unwrap();
+    let r = answer.unwrap_or_else(|| panic!("{cmd:?} never served ({status})"));
+    assert!(
+        eventually(Duration::from_secs(5), || !listening(s.edge_port)),
+        "the edge still listens after SIGQUIT"
+    );
+    r
+}
+
+#[test]
+fn install_writes_the_stack_as_verified_services_and_the_edge_waits_for_its_include() {
+    // Not under /tmp, as a real setup is not, so the units get a private
+    // /tmp; and where nginx's user may read it (unlike target/).
+    if tool("systemd-analyze").is_none() {
+        return;
+    }
+    let s = Stack::new_in(Path::new("/dev/shm"));
+    let root = tempfile::tempdir().unwrap();
+    let r = root.path().display().to_string();
+
+    let (code, dry) = s.json(&[
+        "install",
+        "--root",
+        &r,
+        "--platform",
+        "systemd",
+        "--dry-run",
+    ]);
+    assert_eq!(code, 0, "{dry}");
+    assert!(!root.path().join("etc").exists(), "--dry-run wrote files");
+    let (code, plan) = s.json(&["install", "--root", &r, "--platform", "systemd"]);
+    assert_eq!(code, 0, "{plan}");
+    assert_eq!(plan["commands_run"], false);
+    let names: Vec<&str> = plan["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "moltguard-gateway.service",
+            "moltguard-edge.service",
+            "moltguard-guardian.service"
+        ]
+    );
+    let units = root.path().join("etc/systemd/system");
+    let files: Vec<String> = names
+        .iter()
+        .map(|n| units.join(n).display().to_string())
+        .collect();
+
+    // systemd's own checks: the units parse, their programs exist.
+    let mut verify = vec!["verify", "--man=no"];
+    verify.extend(files.iter().map(String::as_str));
+    let out = analyze(&verify);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "systemd-analyze verify: {stderr}");
+    // The one warning allowed: the default nginx user, "nobody", is shared
+    // (`[nginx] user` names a dedicated one).
+    let warnings: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("moltguard-") && !l.contains("Special user nobody"))
+        .collect();
+    assert!(
+        warnings.is_empty(),
+        "systemd-analyze verify warns: {stderr}"
+    );
+    // Exposure as `systemd-analyze security` scores it (×10 for --threshold).
+    for (unit, at_most) in [
+        ("moltguard-gateway.service", "25"),
+        ("moltguard-edge.service", "25"),
+        // A root scanner by design; every kept capability is named in the unit.
+        ("moltguard-guardian.service", "30"),
+    ] {
+        let root_arg = format!("--root={r}");
+        let threshold = format!("--threshold={at_most}");
+        let out = analyze(&["security", "--offline=yes", &root_arg, &threshold, unit]);
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{unit} scores above {at_most}/10:\n{}",
+            text.lines().last().unwrap_or_default()
+        );
+    }
+
+    let gateway = read(&units.join("moltguard-gateway.service"));
+    assert!(gateway.contains("PrivateTmp=yes"), "{gateway}");
+
+    // The edge never serves before the breaker include exists: its
+    // ExecStartPre writes it, and ExecStart then serves that state.
+    let edge_unit = read(&units.join("moltguard-edge.service"));
+    std::fs::remove_file(s.path("nginx/breaker.conf")).unwrap();
+    let pre = unit_command(&edge_unit, "ExecStartPre");
+    let out = Command::new(&pre[0]).args(&pre[1..]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{pre:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(s.path("nginx/breaker.conf").is_file());
+    let answer = serves_while_running(&s, &unit_command(&edge_unit, "ExecStart"));
+    assert_eq!(answer.status, 503);
+    // A missing include is drift: settled toward OPEN, as a new generation.
+    let served = format!("open; generation={}", s.state()["generation"]);
+    assert_eq!(answer.header("X-Breaker-State"), Some(served.as_str()));
+
+    // `uninstall --root` removes exactly what install wrote.
+    let (code, removed) = s.json(&["uninstall", "--root", &r, "--platform", "systemd"]);
+    assert_eq!(code, 0, "{removed}");
+    assert_eq!(std::fs::read_dir(&units).unwrap().count(), 0);
+}
+
+#[test]
+fn install_for_launchd_writes_plists_plistlib_reads_and_nginx_run_orders_itself() {
+    let s = Stack::new();
+    let root = tempfile::tempdir().unwrap();
+    let r = root.path().display().to_string();
+    let (code, plan) = s.json(&["install", "--root", &r, "--platform", "launchd"]);
+    assert_eq!(code, 0, "{plan}");
+    let daemons = root.path().join("Library/LaunchDaemons");
+    let check = r#"
+import plistlib, sys, os
+for path in sys.argv[1:]:
+    with open(path, "rb") as f:
+        p = plistlib.load(f)
+    label = os.path.basename(path)[:-len(".plist")]
+    assert p["Label"] == label, (path, p["Label"])
+    assert os.path.isabs(p["ProgramArguments"][0]) and os.path.exists(p["ProgramArguments"][0]), p
+    assert p["KeepAlive"] is True and p["RunAtLoad"] is True, p
+    assert "EnvironmentVariables" not in p or set(p["EnvironmentVariables"]) == {"MOLTGUARD_HOME"}, p
+    print(label, " ".join(p["ProgramArguments"]))
+"#;
+    let mut cmd = Command::new("python3");
+    cmd.args(["-c", check]);
+    for l in [
+        "dev.moltguard.gateway",
+        "dev.moltguard.edge",
+        "dev.moltguard.guardian",
+    ] {
+        cmd.arg(daemons.join(format!("{l}.plist")));
+    }
+    let out = cmd.output().unwrap();
+    let listed = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "plistlib: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rotate = read(&root.path().join("etc/newsyslog.d/dev.moltguard.conf"));
+    assert!(rotate.contains("runtime/logs/error.log"), "{rotate}");
+
+    // launchd cannot order daemons: the edge's own command writes the
+    // include, then becomes nginx in the foreground.
+    let edge: Vec<String> = listed
+        .lines()
+        .find_map(|l| l.strip_prefix("dev.moltguard.edge "))
+        .unwrap()
+        .split(' ')
+        .map(String::from)
+        .collect();
+    assert_eq!(edge[edge.len() - 2..], ["nginx", "run"]);
+    std::fs::remove_file(s.path("nginx/breaker.conf")).unwrap();
+    let answer = serves_while_running(&s, &edge);
+    assert_eq!(answer.status, 503);
+    // A missing include is drift: settled toward OPEN, as a new generation.
+    let served = format!("open; generation={}", s.state()["generation"]);
+    assert_eq!(answer.header("X-Breaker-State"), Some(served.as_str()));
+}
+
+#[test]
+fn status_lists_each_service_and_install_refuses_without_root_or_the_gateway() {
+    let s = Stack::new();
+    let (_, st) = s.json(&["status"]);
+    let services = st["services"].as_array().unwrap();
+    assert_eq!(services.len(), 3, "{st}");
+    assert!(services.iter().all(|v| v["installed"] == false));
+    let text = String::from_utf8(s.run(&["status"]).stdout).unwrap();
+    assert!(text.contains("services:   not installed"), "{text}");
+    // A wrong manager name is a usage error.
+    let out = s.run(&["install", "--platform", "upstart", "--dry-run"]);
+    assert_eq!(out.status.code(), Some(2));
+}

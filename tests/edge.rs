@@ -749,24 +749,6 @@ fn wrong_edge_passwords_are_what_the_fail2ban_jail_bans() {
     );
 }
 
-/// A tool the test needs: `None` (skip) on a developer's machine without
-/// it, a failure in CI, which installs it.
-fn tool(name: &str) -> Option<std::path::PathBuf> {
-    let found = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|d| d.join(name))
-            .find(|p| p.is_file())
-    });
-    if found.is_none() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "{name} is not installed (scripts/install-deps.sh installs it)"
-        );
-        eprintln!("SKIPPED: {name} is not installed");
-    }
-    found
-}
-
 /// 1,200 connections from one address that never finish their headers
 /// (more than nginx's old 1,024 worker connections) leave room for
 /// everyone else: `limit_conn` cannot count them, so the edge must hold

@@ -87,9 +87,9 @@ enum Command {
     /// Store provider API keys for moltgate outside the environment.
     #[command(subcommand)]
     Secrets(secrets_cmd::SecretsCmd),
-    /// Install the guardian as a system service (LaunchDaemon / systemd unit).
+    /// Install the stack as system services: the edge (nginx), moltgate and the guardian.
     Install(service_cmd::ServiceArgs),
-    /// Remove the guardian service.
+    /// Remove the services `install` wrote (the breaker keeps its state).
     Uninstall(service_cmd::ServiceArgs),
     /// Bring the stack up in the foreground (init if needed, start nginx); Ctrl-C stops it.
     Up(up::UpArgs),

@@ -1,4 +1,4 @@
-//! `moltguard nginx start|stop|reload|test`.
+//! `moltguard nginx start|stop|reload|test|prepare|run`.
 
 use super::output::{emit, CliError, Exit};
 use super::Ctx;
@@ -18,6 +18,12 @@ pub enum NginxCmd {
     Reload,
     /// Run `nginx -t` on the configuration.
     Test,
+    /// Write the breaker include from the committed state and test the
+    /// configuration: what a service runs before nginx starts.
+    Prepare,
+    /// Prepare, then become the private nginx in the foreground (for a
+    /// service manager; `start` daemonizes instead).
+    Run,
     /// Print a fail2ban jail that bans addresses with wrong edge passwords
     /// (for /etc/fail2ban/jail.d/moltguard.local).
     Fail2banJail,
@@ -73,6 +79,27 @@ pub fn run(ctx: &Ctx, cmd: NginxCmd) -> Result<Exit, CliError> {
                 serde_json::json!({"jail": jail, "logpath": log}),
                 || print!("{jail}"),
             );
+        }
+        NginxCmd::Prepare => {
+            let nginx = nginx()?;
+            let settled = breaker::settle(&cfg)?;
+            nginx.test().map_err(nginx_err)?;
+            emit(
+                ctx.json,
+                serde_json::json!({"ok": true, "settled": settled}),
+                || {
+                    for s in &settled {
+                        println!("note: {}", s.message);
+                    }
+                    println!("breaker include written and nginx configuration valid");
+                },
+            );
+        }
+        NginxCmd::Run => {
+            let nginx = nginx()?;
+            breaker::settle(&cfg)?;
+            nginx.test().map_err(nginx_err)?;
+            return Err(nginx_err(nginx.exec_foreground()));
         }
         NginxCmd::Test => {
             nginx()?.test().map_err(nginx_err)?;

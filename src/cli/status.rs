@@ -7,6 +7,7 @@ use crate::breaker::{self, store, Actor, ReasonCode, Request, Settlement, Settle
 use crate::guardian::daemon;
 use crate::nginx::control::Nginx;
 use crate::nginx::probe;
+use crate::service::status::ServiceState;
 use chrono::Utc;
 use serde_json::json;
 
@@ -105,6 +106,8 @@ pub fn run(ctx: &Ctx) -> Result<Exit, CliError> {
         None => json!({"running": false, "findings": []}),
     };
 
+    let services = services_of(&cfg);
+
     let value = json!({
         "ok": healthy,
         "state": r.state,
@@ -129,6 +132,7 @@ pub fn run(ctx: &Ctx) -> Result<Exit, CliError> {
             "summary": edge_summary,
         },
         "guardian": guardian_json,
+        "services": services,
         "containment": contained,
         "paths": {
             "config": cfg.layout.config_file,
@@ -197,6 +201,7 @@ pub fn run(ctx: &Ctx) -> Result<Exit, CliError> {
             }
             None => println!("guardian:   never ran here (`moltguard guardian run`, or `sudo moltguard install`)"),
         }
+        print_services(&services);
         for s in &settled {
             let label = if s.kind.is_repair() {
                 "repaired:  "
@@ -214,4 +219,34 @@ pub fn run(ctx: &Ctx) -> Result<Exit, CliError> {
         println!("health:     {}", if healthy { "ok" } else { "NOT OK" });
     });
     Ok(if healthy { Exit::Ok } else { Exit::Unhealthy })
+}
+
+/// The installed services, as the service manager sees them (none when
+/// this setup has no plan, e.g. nginx is not installed).
+fn services_of(cfg: &crate::config::Config) -> Vec<ServiceState> {
+    let exe = std::env::current_exe().unwrap_or_default();
+    match super::service_cmd::plan_for(cfg, &exe, crate::service::Platform::host()) {
+        Ok(plan) => crate::service::status::query(&plan),
+        Err(_) => Vec::new(),
+    }
+}
+
+fn print_services(services: &[ServiceState]) {
+    if !services.iter().any(|s| s.installed) {
+        println!("services:   not installed (`sudo moltguard install` runs the stack at boot)");
+        return;
+    }
+    for (i, s) in services.iter().enumerate() {
+        println!(
+            "{}{:<9} {}: {}",
+            if i == 0 {
+                "services:   "
+            } else {
+                "            "
+            },
+            s.service.as_str(),
+            s.name,
+            s.state
+        );
+    }
 }

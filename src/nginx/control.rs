@@ -310,6 +310,26 @@ impl Nginx {
         })
     }
 
+    /// Becomes a managed nginx in the foreground (`daemon off`), for a
+    /// service manager that supervises it (launchd). Returns only on failure.
+    pub fn exec_foreground(&self) -> NginxError {
+        use std::os::unix::process::CommandExt;
+        let Mode::Managed { prefix, .. } = &self.mode else {
+            return NginxError::Command {
+                action: "run in the foreground",
+                detail: "this setup drives the system nginx; its own service runs it".into(),
+            };
+        };
+        if let Err(e) = self.prepare_prefix(prefix) {
+            return e;
+        }
+        let e = self.command().arg("-g").arg("daemon off;").exec();
+        NginxError::Command {
+            action: "start",
+            detail: e.to_string(),
+        }
+    }
+
     /// Stops nginx: a graceful quit first, then a fast stop, then SIGKILL,
     /// so a stop meant to fail closed really ends the serving.
     pub fn stop(&self, grace: Duration) -> Result<(), NginxError> {

@@ -59,9 +59,14 @@ pub struct Stack {
 impl Stack {
     /// init + a user + a running upstream; nginx not started yet.
     pub fn new() -> Self {
+        Self::new_in(&std::env::temp_dir())
+    }
+
+    /// Like `new`, with the home in `parent` (not every path may be under /tmp).
+    pub fn new_in(parent: &Path) -> Self {
         let home = tempfile::Builder::new()
             .prefix("moltguard-test-")
-            .tempdir()
+            .tempdir_in(parent)
             .unwrap();
         let edge_port = free_port();
         let upstream = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -477,4 +482,22 @@ impl Drop for Guardian {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A tool the test needs: `None` (skip) on a developer's machine without
+/// it, a failure in CI, which installs it.
+pub fn tool(name: &str) -> Option<PathBuf> {
+    let found = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|d| d.join(name))
+            .find(|p| p.is_file())
+    });
+    if found.is_none() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "{name} is not installed (scripts/install-deps.sh installs it)"
+        );
+        eprintln!("SKIPPED: {name} is not installed");
+    }
+    found
 }
