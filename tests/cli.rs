@@ -135,6 +135,38 @@ fn man_pages_of_both_binaries_render() {
     }
     let close = std::fs::read_to_string(out.join("moltguard-breaker-close.1")).unwrap();
     assert!(close.contains("MOLTGUARD_HOME"), "env vars are documented");
+    // Every page: the exit table (the one `--help` prints), environment, files.
+    for name in ["moltguard.1", "moltguard-breaker-close.1"] {
+        let page = std::fs::read_to_string(out.join(name)).unwrap();
+        for section in [
+            ".SH \"EXIT STATUS\"",
+            ".SH ENVIRONMENT",
+            ".SH FILES",
+            ".SH EXAMPLES",
+        ] {
+            assert!(page.contains(section), "{name}: no {section}");
+        }
+    }
+    assert!(
+        close.contains("breaker close \\-\\-for 30m"),
+        "its own example"
+    );
+    let help = output(bin(), &["--help"]);
+    let main = std::fs::read_to_string(out.join("moltguard.1")).unwrap();
+    for code in 0..=9 {
+        assert!(
+            help.contains(&format!("\n  {code:>2}  ")),
+            "--help: no exit {code}"
+        );
+        assert!(
+            main.contains(&format!(".TP\n\\fB{code}\\fR")),
+            "man: no exit {code}"
+        );
+    }
+    assert!(
+        !main.contains(".SH EXTRA"),
+        "the exit table is EXIT STATUS, not EXTRA"
+    );
 
     output(moltgate(), &["man", "--out", out.to_str().unwrap()]);
     for name in ["moltgate.1", "moltgate-check-config.1", "moltgate-serve.1"] {

@@ -782,3 +782,40 @@ fn a_slowloris_from_one_address_does_not_fill_the_edge() {
     assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
     drop(held);
 }
+
+#[test]
+fn asking_for_the_state_in_force_changes_nothing_and_reloads_nothing() {
+    let s = Stack::started();
+    s.ok(&["breaker", "half-open"]);
+    let before = s.state();
+    let audit = read(&s.path("state/audit.jsonl"));
+    let (code, again) = s.json(&["breaker", "half-open"]);
+    assert_eq!(code, 0, "{again}");
+    assert_eq!(again["outcome"], "unchanged");
+    assert_eq!(again["message"], "already half-open; nothing reloaded");
+    assert_eq!(s.state()["generation"], before["generation"]);
+    assert_eq!(
+        read(&s.path("state/audit.jsonl")),
+        audit,
+        "nothing recorded"
+    );
+    let text = s.ok(&["breaker", "half-open"]);
+    assert!(text.contains("already HALF-OPEN"), "{text}");
+    // A new lifetime is a change; so is a served edge that does not match.
+    let (_, timed) = s.json(&["breaker", "half-open", "--for", "10m"]);
+    assert_eq!(timed["outcome"], "applied", "{timed}");
+    let (_, open) = s.json(&["breaker", "open"]);
+    assert_eq!(open["outcome"], "applied");
+    s.ok(&["nginx", "stop"]);
+    s.edit_include(|t| t.replace("open", "closed"));
+    let (_, repaired) = s.json(&["breaker", "open"]);
+    // The hand edit is drift: settled to OPEN as a new generation, and said.
+    assert!(
+        repaired["generation"].as_u64() > open["generation"].as_u64(),
+        "{repaired}"
+    );
+    assert!(
+        !repaired["preliminary"].as_array().unwrap().is_empty(),
+        "{repaired}"
+    );
+}

@@ -846,6 +846,27 @@ async fn open_websockets_lose_a_revoked_key_and_remote_ones_end_with_lockdown() 
     );
     let (code, v) = g.cli(&["keys", "revoke", &id]);
     assert_eq!(code, 0, "{v}");
+    // A key that is not there is "not found" (9), like every such name.
+    let (code, v) = g.cli(&["keys", "revoke", &id]);
+    assert_eq!(code, 9, "{v}");
+    assert_eq!(g.cli(&["blocked", "remove", "192.0.2.77"]).0, 9);
+    // Lists are arrays; times are RFC 3339.
+    let (_, list) = g.cli(&["keys", "list"]);
+    let row = list["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["id"] == id.as_str())
+        .unwrap();
+    assert_eq!(row["scopes"], json!(["operator.admin"]), "{row}");
+    assert_eq!(row["state"], "revoked");
+    for t in ["created_at", "revoked_at"] {
+        let ts = row[t].as_str().unwrap_or_else(|| panic!("{t}: {row}"));
+        assert!(
+            chrono::DateTime::parse_from_rfc3339(ts).is_ok(),
+            "{t}: {ts}"
+        );
+    }
     // The running gateway sees the revocation within a second or so.
     let refused = first_refusal(&mut ws).await;
     assert_eq!(refused["error"]["code"], "unauthorized", "{refused}");

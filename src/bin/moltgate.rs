@@ -51,13 +51,68 @@ enum Cmd {
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// moltgate's man page sections beyond its flags.
+fn man_extras() -> docgen::ManExtras {
+    let s = |a: &str, b: &str| (a.to_string(), b.to_string());
+    docgen::ManExtras {
+        exit_status: vec![
+            (
+                0,
+                "stopped cleanly (SIGTERM, SIGINT), or check-config found no problem".into(),
+            ),
+            (
+                1,
+                "failed while serving, or check-config found a problem".into(),
+            ),
+            (
+                2,
+                "the configuration is invalid, or the listen address is not loopback".into(),
+            ),
+        ],
+        files: vec![
+            s(
+                "$MOLTGUARD_HOME/moltgate.toml",
+                "the config, when --config is not given",
+            ),
+            s(
+                "STATE_DIR/moltgate.db",
+                "keys, bans, modes and incidents (SQLite, shared with `moltguard`)",
+            ),
+            s(
+                "STATE_DIR/secrets/",
+                "provider API keys stored by `moltguard secrets set`",
+            ),
+        ],
+        environment: vec![
+            s(
+                "MOLTGUARD_HOME",
+                "where moltgate.toml and the state dir are found",
+            ),
+            s(
+                "LLM_*, GATEWAY_*",
+                "every setting of moltgate.toml (docs/GATEWAY.md lists them)",
+            ),
+        ],
+        examples: vec![
+            s(
+                "moltgate check-config",
+                "validate the configuration and the provider keys",
+            ),
+            s(
+                "moltgate --listen 127.0.0.1:8765 --state-dir /var/lib/moltguard",
+                "serve on loopback",
+            ),
+        ],
+    }
+}
+
 fn main() -> ExitCode {
     moltguard::logging::init_gateway();
     let cli = Cli::parse();
     // Generated from the definitions above; no config needed.
     match &cli.cmd {
         Some(Cmd::Completions(a)) => return docgen::run_completions(Cli::command(), a),
-        Some(Cmd::Man(a)) => return docgen::run_man(Cli::command(), a),
+        Some(Cmd::Man(a)) => return docgen::run_man(Cli::command(), &man_extras(), a),
         _ => {}
     }
     let mut env = config::process_env();

@@ -115,7 +115,7 @@ fn map_err(e: HtpasswdError) -> CliError {
             CliError::usage(e.to_string(), "")
         }
         HtpasswdError::NoSuchUser(_) => {
-            CliError::refused(e.to_string(), "see `moltguard auth list`")
+            CliError::not_found(e.to_string(), "see `moltguard auth list`")
         }
         HtpasswdError::Io { .. } => {
             CliError::error(e.to_string(), "check the file's owner and permissions")

@@ -2,8 +2,11 @@
 
 use super::output::{emit, relative, CliError, Exit};
 use super::Ctx;
+use crate::breaker::edge;
 use crate::breaker::state::ApplyOutcome;
-use crate::breaker::{self, Actor, BreakerState, ReasonCode, Report, Request};
+use crate::breaker::state::BreakerRecord;
+use crate::breaker::{self, Actor, BreakerState, ReasonCode, Report, Request, Settlement};
+use crate::nginx::control::Nginx;
 use chrono::Utc;
 use clap::{Args, Subcommand};
 use std::time::Duration;
@@ -81,7 +84,14 @@ pub fn run(ctx: &Ctx, cmd: BreakerCmd) -> Result<Exit, CliError> {
             "shorten it",
         ));
     }
-    let report = breaker::transition(
+    // Asking for what is already in force, and served, changes nothing: no
+    // new generation, no reload. A new lifetime or reason is a change.
+    let asks_nothing_new = ttl.is_none() && reason.is_none();
+    // Drift is settled (toward OPEN) and said first, whatever happens next.
+    let settled = breaker::settle(&cfg)?;
+    let nginx = Nginx::from_config(&cfg);
+    let mut unchanged = None;
+    let report = breaker::transition_if(
         &cfg,
         Request {
             target,
@@ -91,9 +101,52 @@ pub fn run(ctx: &Ctx, cmd: BreakerCmd) -> Result<Exit, CliError> {
             ttl,
             keep_running_config: false,
         },
+        |current| {
+            let already = asks_nothing_new
+                && current.state == target
+                && current.expires_at.is_none()
+                && edge::observe(&cfg, &nginx, current).live.is_exact();
+            if already {
+                unchanged = Some(current.clone());
+            }
+            !already
+        },
     )?;
-    watch_expiry(ctx, &report);
-    Ok(print_report(ctx, &report))
+    match (report, unchanged) {
+        (Some(mut report), _) => {
+            report.preliminary.splice(0..0, settled);
+            watch_expiry(ctx, &report);
+            Ok(print_report(ctx, &report))
+        }
+        (None, Some(current)) => Ok(print_already(ctx, &current, &settled)),
+        (None, None) => unreachable!("transition_if skips only when the check said so"),
+    }
+}
+
+/// `breaker half-open` twice: the second says so, and reloads nothing.
+fn print_already(ctx: &Ctx, r: &BreakerRecord, settled: &[Settlement]) -> Exit {
+    let value = serde_json::json!({
+        "ok": true,
+        "outcome": "unchanged",
+        "message": format!("already {}; nothing reloaded", r.state.as_str()),
+        "from": r.state,
+        "to": r.state,
+        "label": r.state.label(),
+        "generation": r.generation,
+        "expires_at": r.expires_at,
+        "preliminary": settled,
+    });
+    emit(ctx.json, value, || {
+        for p in settled {
+            println!("note: {}", p.message);
+        }
+        println!(
+            "breaker: already {} (generation {}); nothing reloaded",
+            r.state.label(),
+            r.generation
+        );
+    });
+    Exit::Ok
 }
 
 /// A lifetime granted: leave the watcher that ends open connections at its

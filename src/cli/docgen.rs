@@ -39,32 +39,215 @@ pub fn completion_script(mut cmd: Command, shell: Shell) -> Vec<u8> {
     buf
 }
 
+/// What a binary's man pages say beyond its flags: the sections clap
+/// knows nothing of. The exit codes come from the binary's one table.
+#[derive(Debug, Clone, Default)]
+pub struct ManExtras {
+    pub exit_status: Vec<(u8, String)>,
+    /// Paths and what they hold.
+    pub files: Vec<(String, String)>,
+    /// Variables beyond those a flag reads (those are listed from the flags).
+    pub environment: Vec<(String, String)>,
+    /// Command lines and what they do; each shows on the main page and on
+    /// the page of the subcommand it runs.
+    pub examples: Vec<(String, String)>,
+}
+
 /// The main man page (roff), section 1.
-pub fn man_page(cmd: Command) -> io::Result<Vec<u8>> {
-    let mut buf = Vec::new();
-    clap_mangen::Man::new(cmd).render(&mut buf)?;
-    Ok(buf)
+pub fn man_page(cmd: Command, extras: &ManExtras) -> io::Result<Vec<u8>> {
+    let mut cmd = without_exit_help(cmd);
+    cmd.build();
+    page(&cmd, extras, true)
+}
+
+/// The exit table in `--help` becomes the EXIT STATUS section instead of
+/// clap_mangen's EXTRA.
+fn without_exit_help(cmd: Command) -> Command {
+    cmd.after_help(None::<&str>).after_long_help(None::<&str>)
+}
+
+/// One page: clap_mangen's sections, then ours before VERSION.
+fn page(cmd: &Command, extras: &ManExtras, main: bool) -> io::Result<Vec<u8>> {
+    use roff::{bold, roman, Roff};
+    let mut base = Vec::new();
+    clap_mangen::Man::new(cmd.clone()).render(&mut base)?;
+    let base = String::from_utf8_lossy(&base).into_owned();
+
+    let mut r = Roff::new();
+    let list = |r: &mut Roff, title: &str, items: &[(String, String)]| {
+        if items.is_empty() {
+            return;
+        }
+        r.control("SH", [title]);
+        for (term, what) in items {
+            r.control("TP", []);
+            r.text([bold(term.as_str())]);
+            r.text([roman(what.as_str())]);
+        }
+    };
+    let exits: Vec<(String, String)> = extras
+        .exit_status
+        .iter()
+        .map(|(c, m)| (c.to_string(), m.clone()))
+        .collect();
+    list(&mut r, "EXIT STATUS", &exits);
+    let mut env: Vec<(String, String)> = cmd
+        .get_arguments()
+        .filter(|a| !a.is_hide_set())
+        .filter_map(|a| {
+            let var = a.get_env()?.to_string_lossy().into_owned();
+            let flag = a.get_long().map(|l| format!("--{l}")).unwrap_or_default();
+            Some((var, format!("the same as {flag}")))
+        })
+        .collect();
+    env.extend(extras.environment.iter().cloned());
+    list(&mut r, "ENVIRONMENT", &env);
+    list(&mut r, "FILES", &extras.files);
+    // The page's command line: `moltguard-breaker-close` runs as `moltguard breaker close`.
+    let invoked = format!(
+        "{} ",
+        cmd.get_display_name()
+            .unwrap_or(cmd.get_name())
+            .replace('-', " ")
+    );
+    let examples: Vec<(String, String)> = extras
+        .examples
+        .iter()
+        .filter(|(line, _)| main || format!("{line} ").starts_with(&invoked))
+        .cloned()
+        .collect();
+    if !examples.is_empty() {
+        r.control("SH", ["EXAMPLES"]);
+        for (line, what) in &examples {
+            r.control("TP", []);
+            r.text([roman(what.as_str())]);
+            r.control("EX", []);
+            r.text([roman(line.as_str())]);
+            r.control("EE", []);
+        }
+    }
+    // Our sections without roff's preamble, which the page already has.
+    let preamble = Roff::new().render();
+    let ours = r.render();
+    let ours = ours.strip_prefix(&preamble).unwrap_or(&ours);
+    let text = match base.find("\n.SH VERSION") {
+        Some(at) => format!("{}\n{}{}", &base[..at], ours, &base[at + 1..]),
+        None => format!("{base}{ours}"),
+    };
+    Ok(text.into_bytes())
 }
 
 /// Writes `NAME.1` and one page per visible subcommand, recursively
 /// (`NAME-breaker.1`, `NAME-breaker-open.1`, ...) into `dir`; returns the
 /// files written, the main page first.
-pub fn write_man_pages(cmd: Command, dir: &Path) -> io::Result<Vec<PathBuf>> {
-    fn walk(cmd: &Command, dir: &Path, out: &mut Vec<PathBuf>) -> io::Result<()> {
-        out.push(clap_mangen::Man::new(cmd.clone()).generate_to(dir)?);
+pub fn write_man_pages(cmd: Command, extras: &ManExtras, dir: &Path) -> io::Result<Vec<PathBuf>> {
+    fn walk(
+        cmd: &Command,
+        extras: &ManExtras,
+        main: bool,
+        dir: &Path,
+        out: &mut Vec<PathBuf>,
+    ) -> io::Result<()> {
+        let file = dir.join(clap_mangen::Man::new(cmd.clone()).get_filename());
+        crate::fsutil::write_atomic(&file, &page(cmd, extras, main)?, 0o644)?;
+        out.push(file);
         for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
-            walk(sub, dir, out)?;
+            walk(sub, extras, false, dir, out)?;
         }
         Ok(())
     }
     std::fs::create_dir_all(dir)?;
     // Built once at the top so subcommands get their full names
     // (`moltguard-breaker`); the implicit `help` subcommand gets no page.
-    let mut cmd = cmd.disable_help_subcommand(true);
+    let mut cmd = without_exit_help(cmd).disable_help_subcommand(true);
     cmd.build();
     let mut written = Vec::new();
-    walk(&cmd, dir, &mut written)?;
+    walk(&cmd, extras, true, dir, &mut written)?;
     Ok(written)
+}
+
+/// moltguard's sections: its exit table, its files on this platform, examples.
+pub fn moltguard_extras() -> ManExtras {
+    let d = crate::config::PlatformDefaults::detect();
+    let conf = d.config_dir.display().to_string();
+    let state = d.state_dir.display().to_string();
+    let s = |a: &str, b: &str| (a.to_string(), b.to_string());
+    ManExtras {
+        exit_status: Exit::TABLE
+            .iter()
+            .map(|(c, m)| (*c as u8, m.to_string()))
+            .collect(),
+        files: vec![
+            s(
+                &format!("{conf}/moltguard.toml"),
+                "the config (with --home DIR: DIR/moltguard.toml)",
+            ),
+            s(
+                &format!("{state}/breaker.json"),
+                "the breaker state, written atomically",
+            ),
+            s(
+                &format!("{state}/audit.jsonl"),
+                "every breaker transition, hash-chained",
+            ),
+            s(
+                &format!("{state}/moltgate.db"),
+                "moltgate's keys, bans, modes and incidents (SQLite)",
+            ),
+            s(
+                &format!("{conf}/nginx/breaker.conf"),
+                "the nginx include rendered from the state",
+            ),
+            s(
+                &format!("{conf}/htpasswd"),
+                "the users allowed through the edge",
+            ),
+            s(&format!("{}", d.log_dir.display()), "logs"),
+        ],
+        environment: vec![
+            s("NO_COLOR", "no colour in text output"),
+            s(
+                "SUDO_USER",
+                "under sudo, the user whose agent setup is meant",
+            ),
+        ],
+        examples: vec![
+            s(
+                "moltguard up",
+                "run the whole stack in the foreground on its defaults",
+            ),
+            s(
+                "moltguard status --json",
+                "the breaker state, what nginx really serves, and each service",
+            ),
+            s(
+                "moltguard breaker close --for 30m --reason demo",
+                "let traffic through (password required) for 30 minutes",
+            ),
+            s(
+                "moltguard breaker open --reason \"leaving\"",
+                "block everything now",
+            ),
+            s(
+                "moltguard breaker half-open --for 2h",
+                "only this machine, with a password, for two hours",
+            ),
+            s("moltguard audit", "run the guardian's checks once"),
+            s(
+                "moltguard incidents --kind auth_failure --since 2h --json",
+                "moltgate's failed logins of the last two hours",
+            ),
+            s("moltguard blocked remove --all", "lift every ban"),
+            s(
+                "moltguard keys create --label agent --scopes operator.write",
+                "an API key for an agent (shown once)",
+            ),
+            s(
+                "sudo moltguard install --dry-run",
+                "what installing the stack as services would write and run",
+            ),
+        ],
+    }
 }
 
 /// Writes to stdout. A reader that went away (`| head`) is not an error:
@@ -83,11 +266,11 @@ pub fn run_completions(cmd: Command, args: &CompletionsArgs) -> ExitCode {
 }
 
 /// `man` for a binary without moltguard's output conventions (moltgate).
-pub fn run_man(cmd: Command, args: &ManArgs) -> ExitCode {
+pub fn run_man(cmd: Command, extras: &ManExtras, args: &ManArgs) -> ExitCode {
     let name = cmd.get_name().to_string();
     match &args.out {
-        None => report(man_page(cmd).and_then(|page| write_stdout(&page))),
-        Some(dir) => match write_man_pages(cmd, dir) {
+        None => report(man_page(cmd, extras).and_then(|page| write_stdout(&page))),
+        Some(dir) => match write_man_pages(cmd, extras, dir) {
             Ok(files) => {
                 let mut text = format!("wrote {} man pages to {}:\n", files.len(), dir.display());
                 for f in &files {
@@ -115,11 +298,11 @@ pub(crate) fn man_cmd(ctx: &Ctx, args: &ManArgs) -> Result<Exit, CliError> {
     use clap::CommandFactory;
     let cmd = super::Cli::command();
     let Some(dir) = &args.out else {
-        let page = man_page(cmd).map_err(stdout_err)?;
+        let page = man_page(cmd, &moltguard_extras()).map_err(stdout_err)?;
         write_stdout(&page).map_err(stdout_err)?;
         return Ok(Exit::Ok);
     };
-    let files = write_man_pages(cmd, dir).map_err(|e| {
+    let files = write_man_pages(cmd, &moltguard_extras(), dir).map_err(|e| {
         CliError::error(
             format!("cannot write man pages to {}: {e}", dir.display()),
             "pick a directory you can write to, e.g. --out ./man",
@@ -185,7 +368,7 @@ mod tests {
     #[test]
     fn man_pages_cover_every_subcommand() {
         let dir = tempfile::tempdir().unwrap();
-        let files = write_man_pages(moltguard(), dir.path()).unwrap();
+        let files = write_man_pages(moltguard(), &moltguard_extras(), dir.path()).unwrap();
         let names: Vec<String> = files
             .iter()
             .map(|f| f.file_name().unwrap().to_string_lossy().into_owned())

@@ -166,7 +166,7 @@ pub fn keys(ctx: &Ctx, cmd: KeysCmd) -> Result<Exit, CliError> {
             let k = insert_key(&mut store, &label, scopes, expires_at, rate_limit, &models)?;
             emit(
                 ctx.json,
-                json!({"id": k.row.id, "label": label, "scopes": scopes.names(), "key": k.plaintext, "expires_at": expires_at}),
+                json!({"id": k.row.id, "label": label, "scopes": scopes.names(), "key": k.plaintext, "expires_at": expires_at.map(rfc3339_ms)}),
                 || {
                     println!("{}", k.plaintext);
                     eprintln!(
@@ -190,9 +190,20 @@ pub fn keys(ctx: &Ctx, cmd: KeysCmd) -> Result<Exit, CliError> {
                     } else {
                         "active"
                     };
-                    json!({"id": r.id, "label": r.label, "scopes": r.scopes, "state": state,
-                           "created_at": r.created_at, "expires_at": r.expires_at,
-                           "rate_per_minute": r.rate_per_minute, "models": r.models})
+                    // Lists as arrays, times in RFC 3339, as in every --json.
+                    let list = |s: &str| -> Vec<String> {
+                        s.split(',')
+                            .map(str::trim)
+                            .filter(|x| !x.is_empty())
+                            .map(String::from)
+                            .collect()
+                    };
+                    json!({"id": r.id, "label": r.label, "scopes": list(&r.scopes), "state": state,
+                           "created_at": rfc3339_ms(r.created_at),
+                           "expires_at": r.expires_at.map(rfc3339_ms),
+                           "revoked_at": r.revoked_at.map(rfc3339_ms),
+                           "rate_per_minute": r.rate_per_minute,
+                           "models": r.models.as_deref().map(list)})
                 })
                 .collect();
             emit(ctx.json, json!({"keys": list}), || {
@@ -200,12 +211,18 @@ pub fn keys(ctx: &Ctx, cmd: KeysCmd) -> Result<Exit, CliError> {
                     println!("no keys; create one with `moltguard keys create --label NAME --scopes operator.write`");
                 }
                 for k in &list {
+                    let scopes: Vec<&str> = k["scopes"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|v| v.as_str())
+                        .collect();
                     println!(
                         "{}  {:8}  {:24}  {}",
                         k["id"].as_str().unwrap_or(""),
                         k["state"].as_str().unwrap_or(""),
                         k["label"].as_str().unwrap_or(""),
-                        k["scopes"].as_str().unwrap_or("")
+                        scopes.join(",")
                     );
                 }
             });
@@ -213,7 +230,7 @@ pub fn keys(ctx: &Ctx, cmd: KeysCmd) -> Result<Exit, CliError> {
         KeysCmd::Revoke { id_or_label } => {
             let n = store.revoke_key(&id_or_label).map_err(db_err)?;
             if n == 0 {
-                return Err(CliError::usage(
+                return Err(CliError::not_found(
                     format!("no active key with id or label {id_or_label:?}"),
                     "see `moltguard keys list`",
                 ));
@@ -364,7 +381,7 @@ pub fn blocked(ctx: &Ctx, cmd: BlockedCmd) -> Result<Exit, CliError> {
         } => {
             let n = store.lift_ban(target.trim()).map_err(db_err)?;
             if n == 0 {
-                return Err(CliError::usage(
+                return Err(CliError::not_found(
                     format!("{target} is not blocked"),
                     "see `moltguard blocked list` (give the target exactly as listed)",
                 ));

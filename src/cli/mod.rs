@@ -38,9 +38,9 @@ pub use output::Exit;
     long_about = "moltguard puts a circuit breaker in front of your agent's panel, in nginx.\n\
                   OPEN = all traffic blocked (the default), HALF-OPEN = only this machine, with a password,\n\
                   CLOSED = traffic flows, password required.",
-    after_help = "Exit codes: 0 ok, 1 error, 2 usage, 3 refused (a precondition is not met), \
-                  4 change not applied (rolled back or nginx stopped), 5 unhealthy (status), \
-                  6 audit log tampered, 7 audit found warnings, 8 audit found critical problems."
+    after_help = "Exit status: 0 ok; 1 error; 2 usage; 3 refused; 4 not applied; 5 unhealthy; \
+                  6-8 audit; 9 not found (--help says more).",
+    after_long_help = Exit::help_text()
 )]
 pub struct Cli {
     /// Put everything (config, state, logs, the nginx prefix) under DIR.

@@ -3,26 +3,46 @@
 use chrono::{DateTime, Utc};
 use std::time::Duration;
 
-/// Exit codes scripts can rely on.
+/// Exit codes scripts can rely on. [`Exit::TABLE`] says what each means,
+/// once: `--help` and the man pages' EXIT STATUS are generated from it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
 pub enum Exit {
     Ok = 0,
     Error = 1,
     Usage = 2,
-    /// A precondition is not met (e.g. closing without a user); nothing changed.
     Refused = 3,
-    /// The change could not be applied: rolled back, or nginx stopped.
     NotApplied = 4,
-    /// `status`: the edge does not serve what the state file says, or the
-    /// state had to be repaired.
     Unhealthy = 5,
-    /// `audit-log verify`: the hash chain is broken.
     AuditBroken = 6,
-    /// `audit`: warnings, nothing critical.
     AuditWarnings = 7,
-    /// `audit`: at least one critical finding (the guardian would open the breaker).
     AuditCritical = 8,
+    NotFound = 9,
+}
+
+impl Exit {
+    /// Every code and its meaning, in order.
+    pub const TABLE: &'static [(Exit, &'static str)] = &[
+        (Exit::Ok, "success (for `breaker`: the state is in force, changed or already so)"),
+        (Exit::Error, "an error: a file, nginx or the system failed; the message says which"),
+        (Exit::Usage, "a usage error: an unknown flag, value or kind; nothing was done"),
+        (Exit::Refused, "refused: a precondition is not met (no user to close with, not root, ...); nothing changed"),
+        (Exit::NotApplied, "a breaker change was not applied: rolled back, or nginx stopped"),
+        (Exit::Unhealthy, "`status`: the edge does not serve what the state says, or the state had to be repaired"),
+        (Exit::AuditBroken, "`audit-log verify`: the hash chain is broken"),
+        (Exit::AuditWarnings, "`audit`: warnings, nothing critical"),
+        (Exit::AuditCritical, "`audit`: at least one critical finding (the guardian would open the breaker)"),
+        (Exit::NotFound, "what was named does not exist: a key, an edge user, a block"),
+    ];
+
+    /// The table as `--help` prints it.
+    pub fn help_text() -> String {
+        let mut s = String::from("Exit status:\n");
+        for (code, meaning) in Self::TABLE {
+            s.push_str(&format!("  {:>2}  {meaning}\n", *code as u8));
+        }
+        s
+    }
 }
 
 /// An error with what to do next.
@@ -47,6 +67,15 @@ impl CliError {
             message: message.into(),
             hint: hint.into(),
             exit: Exit::Refused,
+        }
+    }
+
+    /// What was named (a key, a user, a block) does not exist.
+    pub fn not_found(message: impl Into<String>, hint: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            hint: hint.into(),
+            exit: Exit::NotFound,
         }
     }
 
@@ -210,5 +239,18 @@ pub fn relative(t: DateTime<Utc>, now: DateTime<Utc>) -> String {
         format!("in {d}")
     } else {
         format!("{d} ago")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Exit;
+
+    #[test]
+    fn the_exit_table_lists_every_code_once_in_order() {
+        for (i, (code, meaning)) in Exit::TABLE.iter().enumerate() {
+            assert_eq!(*code as usize, i, "{meaning}");
+        }
+        assert!(Exit::help_text().contains(" 9  what was named does not exist"));
     }
 }

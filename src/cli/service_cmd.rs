@@ -18,7 +18,7 @@ pub struct ServiceArgs {
     #[arg(long)]
     dry_run: bool,
     /// Write the files under DIR instead of / and run no service manager
-    /// (an image build, a test). DIR/etc/systemd/system/… or DIR/Library/LaunchDaemons/…
+    /// (an image build, a test). DIR/etc/systemd/system/ or DIR/Library/LaunchDaemons/.
     #[arg(long, value_name = "DIR")]
     root: Option<PathBuf>,
     /// The service manager to write for [default: this machine's].
