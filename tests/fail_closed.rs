@@ -95,11 +95,13 @@ fn state_json(s: &Stack) -> serde_json::Value {
 /// What one random step asks for.
 fn random_command(rng: &mut impl Rng) -> Vec<&'static str> {
     match rng.gen_range(0..20) {
-        0..=5 => vec!["breaker", "close"],
+        // With a reason each is a change, even to the state in force
+        // (which, asked for bare, is a no-op with nothing to cut off).
+        0..=5 => vec!["breaker", "close", "--reason", "chaos"],
         6 => vec!["breaker", "close", "--for", "10m"],
         7 => vec!["breaker", "close", "--for", "2s"],
-        8..=11 => vec!["breaker", "half-open"],
-        12..=16 => vec!["breaker", "open"],
+        8..=11 => vec!["breaker", "half-open", "--reason", "chaos"],
+        12..=16 => vec!["breaker", "open", "--reason", "chaos"],
         17 => vec!["breaker", "reapply"],
         18 => vec!["status"],
         _ => vec!["nginx", "reload"],
@@ -273,7 +275,8 @@ fn every_step_cut_off_ends_open_at_the_next_command() {
         ("half-open", "close"),
     ] {
         for point in crashpoint::POINTS {
-            s.ok(&["breaker", from]);
+            // A reason makes it a change even when `from` is in force.
+            s.ok(&["breaker", from, "--reason", "from here"]);
             let out = s
                 .command(&["breaker", to])
                 .env(crashpoint::ENV, point)
