@@ -327,20 +327,18 @@ pub fn plan(spec: &ServiceSpec) -> Plan {
     let mut files = Vec::new();
     let mut services = Vec::new();
     let mut names = Vec::new();
-    let mut gateway_first = |files: &mut Vec<PlannedFile>| {
-        files.push(PlannedFile {
-            path: unit(GATEWAY_UNIT),
-            contents: render_gateway(spec),
-            mode: 0o644,
-            purpose: "moltgate, the LLM gateway".into(),
-        });
-        services.push(Installed {
-            service: Service::Gateway,
-            name: GATEWAY_UNIT.into(),
-            file: unit(GATEWAY_UNIT),
-        });
-    };
-    gateway_first(&mut files);
+    // In start order: the gateway, the edge, the guardian.
+    files.push(PlannedFile {
+        path: unit(GATEWAY_UNIT),
+        contents: render_gateway(spec),
+        mode: 0o644,
+        purpose: "moltgate, the LLM gateway".into(),
+    });
+    services.push(Installed {
+        service: Service::Gateway,
+        name: GATEWAY_UNIT.into(),
+        file: unit(GATEWAY_UNIT),
+    });
     names.push(GATEWAY_UNIT.to_string());
     match render_edge(spec) {
         Some(text) => {
