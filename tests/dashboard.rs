@@ -4,8 +4,14 @@
 //! chromedriver) logs in with the gateway password, reads the state,
 //! switches lockdown on, unblocks an address and blocks another, each
 //! checked with the `moltguard` CLI, then logs out and back in with an
-//! admin API key (a read-only key is turned away). The screenshots are left
-//! in `target/dashboard.png` and `target/dashboard-narrow.png`.
+//! admin API key (a read-only key is turned away). On the way it checks the
+//! breaker banner (OPEN, red, why once, the commands; the copy button puts
+//! the command on the clipboard), the activity charts, the incident
+//! filters, and that at 1280x800 and 390x844 no element overflows its box
+//! or the window and no chart labels overlap. The screenshots at those two
+//! sizes are left in `target/dashboard.png` and `target/dashboard-narrow.png`
+//! (whole pages in `target/dashboard-full.png` and
+//! `target/dashboard-narrow-full.png`).
 
 #[path = "support/fake_provider.rs"]
 mod fake_provider;
@@ -22,7 +28,8 @@ use moltgate::{cli, Gate, PASSWORD};
 use moltguard::breaker::audit::{self, NewEntry};
 use moltguard::breaker::state::{ApplyOutcome, ApplyRecord};
 use moltguard::breaker::{Actor, BreakerRecord, BreakerState, ReasonCode};
-use moltguard::gateway::security::store::{LatencyRow, Store};
+use moltguard::gateway::security::store::{IncidentRow, LatencyRow, Store};
+use moltguard::gateway::security::IncidentKind;
 use serde_json::{json, Value};
 
 const BANNED: &str = "203.0.113.7";
@@ -32,9 +39,18 @@ fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// The guardian's finding that opened the breaker, as the seed writes it.
+const FINDING: &str = "NGINX_LISTEN_PUBLIC";
+const FINDING_FIX: &str =
+    "listen on 127.0.0.1:8080 in nginx/moltguard-site.conf, then reload nginx";
+/// The address most of the seeded incidents come from.
+const ATTACKER: &str = "192.0.2.66";
+
 /// What the page shows besides the gateway's own state: a breaker that
-/// was opened at setup and closed by a person, a guardian with one
-/// finding, an hour of per-minute latency, and a ban.
+/// was opened at setup, closed by a person and opened again by the
+/// guardian for a public listener, a guardian with that finding and a
+/// warning, an hour of per-minute latency and tokens, an hour of refused
+/// requests and bans, and a ban.
 fn seed(home: &Path) {
     let state = home.join("state");
     std::fs::create_dir_all(&state).unwrap();
@@ -57,7 +73,7 @@ fn seed(home: &Path) {
         init,
     )
     .unwrap();
-    let head = audit::append(
+    audit::append(
         &log,
         NewEntry {
             actor: Actor::User,
@@ -73,25 +89,40 @@ fn seed(home: &Path) {
         now - chrono::Duration::minutes(5),
     )
     .unwrap();
+    let detail = format!("{FINDING}: nginx listens on 0.0.0.0:8080, which other machines reach");
+    let opened = now - chrono::Duration::minutes(2);
+    let head = audit::append(
+        &log,
+        NewEntry {
+            actor: Actor::Guardian,
+            from: BreakerState::Closed,
+            to: BreakerState::Open,
+            reason: ReasonCode::ExposurePublicBind,
+            detail: detail.clone(),
+            generation: 3,
+            expires_at: None,
+            outcome: "applied".into(),
+            message: "live at nginx".into(),
+        },
+        opened,
+    )
+    .unwrap();
     let mut rec = BreakerRecord::initial(init);
-    rec.state = BreakerState::Closed;
-    rec.reason = ReasonCode::Manual;
-    rec.detail = "dashboard test".into();
-    rec.actor = Actor::User;
-    rec.generation = 2;
-    rec.changed_at = now - chrono::Duration::minutes(5);
+    rec.state = BreakerState::Open;
+    rec.reason = ReasonCode::ExposurePublicBind;
+    rec.detail = detail;
+    rec.actor = Actor::Guardian;
+    rec.generation = 3;
+    rec.changed_at = opened;
     rec.last_apply = Some(ApplyRecord {
-        at: rec.changed_at,
-        target: BreakerState::Closed,
-        generation: 2,
+        at: opened,
+        target: BreakerState::Open,
+        generation: 3,
         outcome: ApplyOutcome::Applied,
         message: "live at nginx".into(),
     });
     rec.audit_head = Some(head);
     moltguard::breaker::store::save(&state.join("breaker.json"), &rec).unwrap();
-    std::fs::create_dir_all(state.join("edge")).unwrap();
-    let token = moltguard::nginx::render::render_allow_token(&rec).unwrap();
-    std::fs::write(state.join("edge/breaker.allow"), token).unwrap();
 
     let guardian = json!({
         "pid": std::process::id(),
@@ -101,6 +132,12 @@ fn seed(home: &Path) {
         "scan_wall_us": 4200,
         "scan_cpu_us": 3100,
         "findings": [{
+            "id": FINDING,
+            "severity": "critical",
+            "what": "nginx listens on 0.0.0.0:8080, which other machines reach",
+            "fix": FINDING_FIX,
+            "location": "nginx/moltguard-site.conf:3",
+        }, {
             "id": "PERMISSIONS_STATE_DIR",
             "severity": "warning",
             "what": "the state directory is readable by other users",
@@ -126,10 +163,42 @@ fn seed(home: &Path) {
                 p50_ms: 120 + (80.0 * wave) as u32,
                 p95_ms: 260 + (240.0 * wave) as u32,
                 max_ms: 900,
+                input_tokens: 400 + 10 * i as u64,
+                output_tokens: 120 + (60.0 * wave) as u64,
             }
         })
         .collect();
     store.upsert_latency(&rows).unwrap();
+    // Refused requests and bans spread over the hour: most from one address.
+    let incident = |ago_min: i64, ip: &str, kind: IncidentKind, action: &str| IncidentRow {
+        id: 0,
+        ts: now.timestamp_millis() - ago_min * 60_000,
+        client_ip: Some(ip.into()),
+        kind: kind.as_str().into(),
+        rule: (kind == IncidentKind::FirewallBlock).then(|| "941100".into()),
+        action: action.into(),
+        request_id: None,
+        detail: Some(format!("seeded {} minutes ago", ago_min)),
+    };
+    let mut incidents = Vec::new();
+    for m in (3..58).step_by(3) {
+        incidents.push(incident(
+            m,
+            ATTACKER,
+            IncidentKind::FirewallBlock,
+            "blocked",
+        ));
+    }
+    for m in [50, 40, 30] {
+        incidents.push(incident(
+            m,
+            "198.51.100.23",
+            IncidentKind::AuthFailure,
+            "refused",
+        ));
+    }
+    incidents.push(incident(45, ATTACKER, IncidentKind::AutoBlock, "banned"));
+    store.insert_incidents(&incidents).unwrap();
     drop(store);
 
     let (code, v) = cli(
@@ -269,11 +338,77 @@ async fn dashboard_page_and_assets_have_strict_headers() {
     assert_eq!(modes["lockdown"], false, "{modes}");
     assert_eq!(modes["emergency"], false, "{modes}");
     let history = d["breaker_history"].as_array().expect("breaker_history");
-    assert_eq!(history.len(), 2, "{d}");
+    assert_eq!(history.len(), 3, "{d}");
     assert_eq!(history[1]["to"], "closed");
+    assert_eq!(history[2]["to"], "open");
     assert!(history[1].get("hash").is_none());
-    assert_eq!(d["breaker"]["state"], "closed");
-    assert_eq!(d["guardian"]["findings"][0]["id"], "PERMISSIONS_STATE_DIR");
+    assert_eq!(d["breaker"]["state"], "open");
+    // What to do about it, with the finding's own fix and this setup's
+    // command line.
+    let remedy = &d["breaker"]["remedy"];
+    let prefix = format!("moltguard --home {}", g.home.path().display());
+    assert_eq!(remedy["state"], "open", "{remedy}");
+    assert_eq!(remedy["reason"], "EXPOSURE_PUBLIC_BIND");
+    assert_eq!(
+        remedy["first"],
+        format!("Fix what the guardian found: {FINDING_FIX}")
+    );
+    let runs: Vec<&str> = remedy["commands"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["run"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        runs,
+        [
+            format!("{prefix} audit"),
+            format!("{prefix} breaker close --for 30m")
+        ]
+    );
+    assert_eq!(d["guardian"]["findings"][1]["id"], "PERMISSIONS_STATE_DIR");
+    let kinds = d["incident_kinds"].as_array().unwrap();
+    assert_eq!(kinds.len(), IncidentKind::all().len());
+    assert!(kinds.iter().any(|k| k == "firewall_block"));
+
+    // The charts' data: traffic with tokens per minute, incidents per bucket.
+    let a: Value = http
+        .post(format!("{}/api/security/activity", g.base()))
+        .header("cookie", cookie.clone())
+        .json(&json!({"since_ms": Utc::now().timestamp_millis() - 3_600_000, "bucket_ms": 300_000}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(a["bucket_ms"], 300_000, "{a}");
+    // The seeded hour (20 requests a minute), summed per five minutes: 58
+    // to 60 of its minutes fall in the last hour, as the clock turns.
+    let traffic = a["traffic"].as_array().unwrap();
+    assert!((12..=13).contains(&traffic.len()), "{traffic:?}");
+    assert!(traffic
+        .iter()
+        .all(|r| r["minute"].as_i64().unwrap() % 300_000 == 0 && r["count"].as_u64().unwrap() > 0));
+    let sum = |k: &str| -> u64 { traffic.iter().map(|r| r[k].as_u64().unwrap()).sum() };
+    assert!((1160..=1200).contains(&sum("count")), "{}", sum("count"));
+    assert!(sum("input_tokens") > 20_000, "{}", sum("input_tokens"));
+    let counted = |kind: &str| -> u64 {
+        a["incidents"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|c| c["kind"] == kind)
+            .map(|c| {
+                assert_eq!(c["at"].as_i64().unwrap() % 300_000, 0, "{c}");
+                c["count"].as_u64().unwrap()
+            })
+            .sum()
+    };
+    assert_eq!(counted("firewall_block"), 19);
+    assert_eq!(counted("auth_failure"), 3);
+    assert_eq!(counted("auto_block"), 1);
+    assert_eq!(counted("manual_block"), 1);
     assert!(d["blocked"]
         .as_array()
         .unwrap()
@@ -407,6 +542,7 @@ async fn dashboard_in_headless_chromium() {
         .arg("--narrow-screenshot")
         .arg(&narrow)
         .args(["--admin-key", &key, "--read-key", &read_key])
+        .args(["--attacker", ATTACKER, "--finding-fix", FINDING_FIX])
         .env("SE_OFFLINE", "true")
         .output();
     let out = tokio::time::timeout(Duration::from_secs(180), out)

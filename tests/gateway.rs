@@ -1604,19 +1604,24 @@ async fn client_disconnect_mid_stream_cancels_upstream() {
 async fn latency_history_summarises_each_providers_minute() {
     let (_a, _b, g) = pair("").await;
     let from = chrono::Utc::now();
+    let mut meter = gateway::history::TokenMeter::starting_at(g.gw.metrics.tokens_by_provider());
     for _ in 0..3 {
         assert_eq!(post(&g, chat("a/fake-ok")).await.status, 200);
     }
     assert_eq!(post(&g, chat("b/fake-503")).await.status, 502);
-    let rows = gateway::history::summarise(&g.gw, from, chrono::Utc::now());
+    let tokens = meter.take(g.gw.metrics.tokens_by_provider());
+    let rows = gateway::history::summarise(&g.gw, from, chrono::Utc::now(), &tokens);
     let a = rows.iter().find(|r| r.provider == "a").expect("a used");
     assert_eq!((a.count, a.errors), (3, 0));
+    // The fake reports 5 prompt and 3 completion tokens per answer.
+    assert_eq!((a.input_tokens, a.output_tokens), (15, 9), "{a:?}");
     assert!(a.p50_ms <= a.p95_ms && a.p95_ms <= a.max_ms);
     let b = rows.iter().find(|r| r.provider == "b").expect("b used");
     assert_eq!(b.errors, b.count, "{b:?}");
     g.gw.security.record_latency(&rows);
     let stored = g.gw.security.latency_history(0).unwrap();
     assert_eq!(stored.len(), rows.len());
+    assert!(stored.contains(a), "{stored:?}");
 }
 
 #[tokio::test]

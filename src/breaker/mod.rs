@@ -3,6 +3,7 @@
 pub mod audit;
 pub mod crashpoint;
 pub mod edge;
+pub mod remedy;
 pub mod state;
 pub mod store;
 pub mod transition;

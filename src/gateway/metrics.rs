@@ -2,6 +2,7 @@
 //! Labels carry provider names, model names and error classes only — never
 //! keys, URLs or message text.
 
+use std::collections::HashMap;
 use std::sync::{Mutex, OnceLock};
 
 use prometheus::{
@@ -308,6 +309,30 @@ impl Metrics {
         }
     }
 
+    /// Tokens counted so far, summed per provider: `(input, output)`.
+    pub fn tokens_by_provider(&self) -> HashMap<String, (u64, u64)> {
+        use prometheus::core::Collector;
+        let mut out: HashMap<String, (u64, u64)> = HashMap::new();
+        for family in self.tokens.collect() {
+            for m in family.get_metric() {
+                let label = |name: &str| {
+                    m.get_label()
+                        .iter()
+                        .find(|l| l.get_name() == name)
+                        .map(|l| l.get_value().to_string())
+                        .unwrap_or_default()
+                };
+                let n = m.get_counter().get_value().max(0.0) as u64;
+                let e = out.entry(label("provider")).or_default();
+                match label("kind").as_str() {
+                    "input" => e.0 += n,
+                    _ => e.1 += n,
+                }
+            }
+        }
+        out
+    }
+
     pub fn render(&self) -> String {
         let mut buf = Vec::new();
         TextEncoder::new()
@@ -320,5 +345,26 @@ impl Metrics {
 impl Default for Metrics {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_are_summed_per_provider_over_models_and_keys() {
+        let m = Metrics::new();
+        let u = |i, o| Usage {
+            prompt_tokens: Some(i),
+            completion_tokens: o,
+        };
+        m.count_tokens("groq", "llama", "key-a", &u(10, Some(3)));
+        m.count_tokens("groq", "mixtral", "key-b", &u(5, Some(2)));
+        m.count_tokens("ollama", "qwen", "key-a", &u(7, None));
+        let t = m.tokens_by_provider();
+        assert_eq!(t.len(), 2, "{t:?}");
+        assert_eq!(t["groq"], (15, 5));
+        assert_eq!(t["ollama"], (7, 0));
     }
 }

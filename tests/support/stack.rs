@@ -68,9 +68,13 @@ impl Stack {
             .prefix("moltguard-test-")
             .tempdir_in(parent)
             .unwrap();
-        let edge_port = free_port();
+        // The upstream holds its port; the edge's, picked and let go, could
+        // otherwise be handed out again at once to the upstream.
         let upstream = TcpListener::bind("127.0.0.1:0").unwrap();
         let upstream_port = upstream.local_addr().unwrap().port();
+        let edge_port = std::iter::repeat_with(free_port)
+            .find(|&p| p != upstream_port)
+            .expect("a free port");
         std::thread::spawn(move || serve_upstream(upstream));
         let s = Stack { home, edge_port };
         s.ok(&[

@@ -28,8 +28,10 @@
     again: false,
     updated: null,
     lastEvent: null,
-    chart: null, // the chart's last data, redrawn on resize
+    last: null, // the last data, redrawn on resize
+    filter: { since: '', ip: '', kind: '' }, // the incident filters in force
     seenIncidents: null, // ids of the last render, to mark new rows
+    bannerKey: null, // what the banner shows, to redraw it only on a change
   };
 
   // ------------------------------------------------------------ DOM helpers
@@ -118,8 +120,9 @@
     return el('td', { class: cls }, content);
   }
 
-  // Each cell is labelled with its column's header, which narrow screens
-  // show when the rows are stacked as cards.
+  // Each cell carries its column's name as a label that narrow screens
+  // show when the rows are stacked as cards (a real element, so it wraps
+  // and can be measured, unlike generated content).
   function fillTable(id, rows, cols, empty) {
     const table = $(id);
     const body = table.tBodies[0];
@@ -130,7 +133,15 @@
       return;
     }
     for (const r of rows) {
-      [...r.cells].forEach((c, i) => c.setAttribute('data-label', heads[i] || ''));
+      [...r.cells].forEach((c, i) => {
+        const value = el('span', { class: 'cell-value' });
+        value.append(...c.childNodes);
+        const label = heads[i] && !c.classList.contains('actions')
+          ? el('span', { class: 'cell-label', 'aria-hidden': 'true' }, heads[i])
+          : null;
+        c.replaceChildren(...[label, value].filter(Boolean));
+        c.classList.toggle('labelled', !!label);
+      });
       body.append(r);
     }
   }
@@ -415,10 +426,6 @@
 
   // -------------------------------------------------------------- refresh
 
-  function rangeMs() {
-    return Number($('range').value) || 21600000;
-  }
-
   function soon(ms) {
     clearTimeout(st.soon);
     st.soon = setTimeout(() => refresh(), ms);
@@ -432,14 +439,16 @@
     }
     st.refreshing = true;
     try {
-      const since = Date.now() - rangeMs();
-      const [d, conns, lat] = await Promise.all([
+      const range = rangeMs();
+      const f = incidentQuery();
+      const [d, conns, act, filtered] = await Promise.all([
         call('security.dashboard'),
         call('security.gateway.connections').catch(() => null),
-        call('providers.latency', { since_ms: since }).catch(() => null),
+        call('security.activity', { since_ms: Date.now() - range, bucket_ms: bucketFor(range) }).catch(() => null),
+        f ? call('security.incidents.list', f).catch((e) => ({ incidents: [], error: e.message })) : null,
       ]);
       st.updated = new Date();
-      render(d, conns, lat ? lat.latency : d.latency || []);
+      render(d, conns, act, filtered);
       showLink();
     } catch (e) {
       if (e.unauthorized) sessionLost(e.message);
@@ -465,13 +474,18 @@
 
   // --------------------------------------------------------------- render
 
-  function render(d, conns, latency) {
+  function render(d, conns, act, filtered) {
+    st.last = { d, act };
     renderModes(d.modes || {});
+    renderBanner(d.breaker, d.modes || {});
     renderBreaker(d.breaker, d.breaker_history || []);
     renderGuardian(d.guardian);
-    renderProviders(d.providers || {}, latency);
+    renderProviders(d.providers || {});
+    renderLatency(act, (d.providers || {}).providers || []);
+    renderActivity(act, (d.providers || {}).providers || []);
     renderBlocked(d.blocked || []);
-    renderIncidents(d.incidents || []);
+    renderKinds(d.incident_kinds || []);
+    renderIncidents(filtered ? filtered.incidents : d.incidents || [], !!filtered);
     renderConnections(d.connections || {}, conns, d);
   }
 
@@ -484,49 +498,113 @@
     }
   }
 
-  const BREAKER = {
-    open: ['bad', 'all traffic blocked'],
-    'half-open': ['warn', 'only this machine (loopback) may connect, with a password'],
-    closed: ['ok', 'traffic flows, password required'],
-  };
+  const STATE_KIND = { open: 'bad', 'half-open': 'warn', closed: 'ok' };
+
+  // A command to paste, with a button that copies it.
+  function command(run) {
+    const code = el('code', { class: 'cmd' }, run);
+    const btn = el('button', { type: 'button', class: 'small secondary copy', 'aria-label': 'Copy: ' + run }, 'Copy');
+    btn.addEventListener('click', () => copy(run, code, btn));
+    return el('span', { class: 'cmd-row' }, code, btn);
+  }
+
+  async function copy(text, code, btn) {
+    try {
+      await navigator.clipboard.writeText(text);
+      btn.textContent = 'Copied';
+      announce('Copied: ' + text);
+    } catch (e) {
+      // No clipboard access (an insecure origin, a refused permission):
+      // select the text, so one keystroke copies it.
+      const r = document.createRange();
+      r.selectNodeContents(code);
+      const sel = window.getSelection();
+      sel.removeAllRanges();
+      sel.addRange(r);
+      announce('Selected: press Ctrl+C (⌘C on a Mac) to copy it.');
+    }
+    setTimeout(() => {
+      btn.textContent = 'Copy';
+    }, 2000);
+  }
+
+  // The one place that says whether traffic flows: red when OPEN, with why
+  // and the commands that change it (the gateway cannot change it itself).
+  function renderBanner(b, modes) {
+    // Redrawn only when it changes: a refresh must not undo a selection
+    // or a "Copied".
+    const key = JSON.stringify([b, modes.lockdown, modes.emergency]);
+    if (key === st.bannerKey) return;
+    st.bannerKey = key;
+    const box = $('banner');
+    const body = $('banner-body');
+    body.replaceChildren();
+    box.className = 'banner wide';
+    document.body.classList.remove('breaker-open', 'breaker-half-open', 'breaker-closed');
+    if (!b || !b.remedy) {
+      box.classList.add('unknown');
+      body.append(el('p', { class: 'banner-head' }, el('strong', { id: 'banner-state' }, 'NO BREAKER'),
+        ' This gateway runs without moltguard: no breaker state here (state/breaker.json is missing). ',
+        el('code', {}, 'moltguard init'), ' creates it.'));
+      document.title = 'moltgate dashboard';
+      return;
+    }
+    const r = b.remedy;
+    const kind = STATE_KIND[r.state] || 'bad';
+    box.classList.add(kind);
+    document.body.classList.add('breaker-' + r.state);
+    document.title = r.state.toUpperCase() + ' · moltgate dashboard';
+    body.append(el('p', { class: 'banner-head' },
+      el('strong', { id: 'banner-state', class: 'banner-state' }, 'Breaker ' + r.state.toUpperCase()),
+      ' ', el('span', { id: 'banner-headline' }, r.headline)));
+    const why = el('p', { class: 'banner-why' }, 'Why: ' + r.why + ' ', el('code', { class: 'reason' }, r.reason));
+    if (r.detail) why.append(' — ', r.detail);
+    why.append(el('span', { class: 'meta' }, ' · set by ' + (b.actor || '?') + ' ', when(b.changed_at)));
+    if (b.expires_at && r.state !== 'open') why.append(el('span', { class: 'meta' }, ' · returns to OPEN ', when(b.expires_at)));
+    body.append(why);
+    if (modes.lockdown || modes.emergency) {
+      body.append(el('p', { class: 'banner-modes' },
+        modes.lockdown ? badge('lockdown on', 'warn') : null, ' ',
+        modes.emergency ? badge('kill switch on', 'bad') : null));
+    }
+    if (r.first) body.append(el('p', { class: 'banner-first', id: 'banner-first' }, r.first));
+    const steps = el('ol', { class: 'banner-steps', id: 'banner-steps' });
+    for (const s of r.commands || []) steps.append(el('li', {}, el('span', { class: 'does' }, s.does + ':'), ' ', command(s.run)));
+    body.append(el('p', { class: 'banner-to' }, r.state === 'open' ? 'To fix it:' : 'To change it:'), steps);
+  }
 
   function renderBreaker(b, history) {
     const box = $('breaker');
     box.replaceChildren();
     if (!b) {
-      box.append(el('p', { class: 'meta' },
-        'No breaker state here (state/breaker.json is missing): moltguard is not set up on this machine, ',
-        'or this gateway runs stand-alone. ', el('code', {}, 'moltguard init'), ' creates it.'));
+      box.append(el('p', { class: 'meta' }, 'No breaker state here: moltguard is not set up on this machine, or this gateway runs stand-alone.'));
     } else {
-      // A closed or half-open lifetime that ran out is OPEN at the edge
-      // before anyone records the transition.
-      const exp = toDate(b.expires_at);
-      const expired = b.state !== 'open' && exp && exp.getTime() <= Date.now();
-      const state = expired ? 'open' : b.state;
-      const [kind, meaning] = BREAKER[state] || ['warn', 'unknown state'];
-      box.append(
-        el('div', { class: 'state' },
-          el('span', { class: 'big', id: 'breaker-state' }, String(state || '?').toUpperCase()),
-          badge(meaning, kind),
-          expired ? badge(String(b.state).toUpperCase() + ' ran out', 'warn') : null),
-        el('p', {}, el('strong', {}, b.reason || ''), b.detail ? ' — ' + b.detail : ''),
-        el('p', { class: 'meta' },
-          'Changed ', when(b.changed_at), ' by ', b.actor || '?', ' · generation ', String(b.generation ?? '?'),
-          b.expires_at ? el('span', {}, ' · returns to OPEN ', when(b.expires_at)) : null),
-      );
+      // The state and its reason are in the banner; here, the record's facts.
+      // (A damaged state file's problem is the banner's detail.)
+      box.append(el('p', { class: 'meta' },
+        'Changed ', when(b.changed_at), ' by ', b.actor || '?', ' · generation ', String(b.generation ?? '?')));
       if (b.last_apply) {
         const ok = b.last_apply.outcome === 'applied';
         box.append(el('p', { class: 'meta' }, 'Last apply: ',
           badge(b.last_apply.outcome, ok ? 'ok' : 'warn'), ' ', b.last_apply.message || ''));
       }
     }
-    const rows = history.slice().reverse().map((h) => el('tr', {},
-      td(when(h.at), 'when'),
-      td(el('span', {}, String(h.from || '?') + ' → ' + String(h.to || '?'), el('br'),
-        el('span', { class: 'meta' }, 'by ' + (h.actor || '?') + ' '),
-        badge(h.outcome || '?', h.outcome === 'applied' ? 'ok' : 'warn'))),
-      td(el('span', { title: h.message || '' }, el('strong', {}, h.reason || ''), h.detail ? ' ' + h.detail : ''))));
-    fillTable('breaker-history', rows, 3, 'No transitions recorded (state/audit.jsonl).');
+    const list = $('breaker-history');
+    list.replaceChildren();
+    if (!history.length) {
+      list.append(el('li', { class: 'empty' }, 'No transitions recorded (state/audit.jsonl).'));
+      return;
+    }
+    for (const h of history.slice().reverse()) {
+      const to = String(h.to || '?');
+      list.append(el('li', {},
+        el('div', { class: 'history-head' },
+          when(h.at), ' ',
+          el('span', {}, String(h.from || '?') + ' → '), badge(to, STATE_KIND[to] || 'warn'), ' ',
+          el('span', { class: 'meta' }, 'by ' + (h.actor || '?') + ' '),
+          badge(h.outcome || '?', h.outcome === 'applied' ? 'ok' : 'warn')),
+        el('div', { class: 'history-why', title: h.message || '' }, el('code', {}, h.reason || ''), h.detail ? ' ' + h.detail : '')));
+    }
   }
 
   function renderGuardian(g) {
@@ -561,7 +639,7 @@
 
   const CIRCUIT = { closed: 'ok', 'half-open': 'warn', half_open: 'warn', open: 'bad' };
 
-  function renderProviders(ps, latency) {
+  function renderProviders(ps) {
     const list = ps.providers || [];
     $('providers-meta').textContent = list.length
       ? 'Default: ' + (ps.default_provider || '?') + ' / ' + (ps.default_model || '?') +
@@ -580,7 +658,7 @@
       const test = el('button', { type: 'button', class: 'small secondary', 'aria-label': 'Test ' + p.name }, 'Test');
       test.addEventListener('click', () => testProvider(p.name, test));
       return el('tr', {},
-        td(el('span', {}, el('strong', {}, p.name), el('br'), el('span', { class: 'meta' }, p.kind + ' · ' + p.base_url))),
+        td(el('span', {}, el('strong', {}, p.name), el('br'), el('span', { class: 'meta' }, p.kind + ' · ' + p.base_url)), 'detail'),
         td(badge(p.circuit + (p.consecutive_failures ? ' (' + p.consecutive_failures + ' failures)' : ''), CIRCUIT[p.circuit] || 'warn')),
         td(el('span', {}, key, p.key_problem ? el('span', { class: 'meta' }, ' ' + p.key_problem) : null)),
         td(p.last_latency_ms !== null && p.last_latency_ms !== undefined ? p.last_latency_ms + ' ms' : '–', 'num'),
@@ -589,7 +667,6 @@
         td(test, 'actions'));
     });
     fillTable('providers', rows, 7, 'No provider is configured.');
-    renderChart(latency, list);
   }
 
   async function testProvider(name, btn) {
@@ -607,19 +684,208 @@
     }
   }
 
-  // Latency chart: one line per provider (p50 solid, p95 dashed) from the
-  // per-minute history; without history yet, the recent requests as dots.
-  function renderChart(rows, providers) {
-    st.chart = [rows, providers];
-    const box = $('chart');
-    const legend = $('legend');
-    box.replaceChildren();
-    legend.replaceChildren();
-    // Drawn at the box's own width, so labels keep their size on a phone.
-    const W = Math.max(300, Math.round(box.clientWidth || 800)), H = 220, L = 52, R = 14, T = 12, B = 30;
+  // ---------------------------------------------------------------- charts
+
+  // A figure's caption, drawing box and legend, made afresh.
+  function figure(id, caption) {
+    const fig = $(id);
+    const box = el('div', { class: 'chart-box' });
+    const legend = el('ul', { class: 'legend' });
+    fig.replaceChildren(el('figcaption', {}, caption), box, legend);
+    return { box, legend };
+  }
+
+  // Drawn at the box's own width, so labels keep their size on a phone.
+  function frame(box, id, title, desc) {
+    const W = Math.max(260, Math.round(box.clientWidth || 600));
+    const H = W < 420 ? 160 : 190;
+    const g = { W, H, L: 48, R: 10, T: 10, B: 24 };
+    g.svg = svg('svg', { viewBox: '0 0 ' + W + ' ' + H, role: 'img', 'aria-labelledby': id + '-title ' + id + '-desc', id });
+    g.svg.append(svg('title', { id: id + '-title' }, title), svg('desc', { id: id + '-desc' }, desc));
+    box.append(g.svg);
+    return g;
+  }
+
+  function timeLabel(t, span) {
+    const d = new Date(t);
+    const hm = pad(d.getHours()) + ':' + pad(d.getMinutes());
+    return span > 2 * 86400000 ? MONTHS[d.getMonth()] + ' ' + d.getDate() + ' ' + hm : hm;
+  }
+
+  // Grid lines with their values at the left, times along the bottom.
+  function axes(g, x0, x1, ymax, fmt) {
+    const Y = (y) => g.T + (1 - y / ymax) * (g.H - g.T - g.B);
+    for (const f of [0, 0.5, 1]) {
+      const y = Y(ymax * f);
+      g.svg.append(svg('line', { x1: g.L, x2: g.W - g.R, y1: y, y2: y, class: f === 0 ? 'axis' : 'grid-line' }));
+      g.svg.append(svg('text', { x: g.L - 6, y: y + 4, 'text-anchor': 'end' }, fmt(ymax * f)));
+    }
+    const span = x1 - x0;
+    // About one label per 130 px (long labels for a week), never fewer than two.
+    const ticks = Math.max(1, Math.floor((g.W - g.L - g.R) / (span > 2 * 86400000 ? 170 : 110)));
+    for (let i = 0; i <= ticks; i++) {
+      const t = x0 + (span * i) / ticks;
+      const x = g.L + ((t - x0) / (span || 1)) * (g.W - g.L - g.R);
+      g.svg.append(svg('text', { x, y: g.H - 6, 'text-anchor': i === 0 ? 'start' : i === ticks ? 'end' : 'middle' }, timeLabel(t, span)));
+    }
+    return Y;
+  }
+
+  function fmtCount(v) {
+    if (v >= 1e6) return (v / 1e6).toFixed(v >= 1e7 ? 0 : 1) + 'M';
+    if (v >= 1e4) return Math.round(v / 1e3) + 'k';
+    if (v >= 1e3) return (v / 1e3).toFixed(1) + 'k';
+    return String(Math.round(v * 10) / 10);
+  }
+
+  // Stacked bars, one per time bucket: spec.series[i].values[bucket].
+  function barChart(id, spec) {
+    const { box, legend } = figure(id, spec.caption);
+    const n = spec.buckets;
+    const totals = spec.series.map((s) => s.values.reduce((a, b) => a + b, 0));
+    const desc = totals.some((t) => t > 0)
+      ? spec.series.map((s, i) => s.name + ': ' + fmtCount(totals[i])).join('; ')
+      : spec.empty;
+    const g = frame(box, id + '-svg', spec.caption, desc);
+    const x0 = spec.x0;
+    const x1 = spec.x0 + n * spec.bucket;
+    let ymaxRaw = 1;
+    for (let b = 0; b < n; b++) {
+      let sum = 0;
+      for (const s of spec.series) sum += s.values[b];
+      ymaxRaw = Math.max(ymaxRaw, sum);
+    }
+    // Counts: a small scale is even, so its middle line is a whole number.
+    let ymax = niceCeil(ymaxRaw);
+    if (ymax < 10) ymax = Math.max(2, Math.ceil(ymax / 2) * 2);
+    const Y = axes(g, x0, x1, ymax, fmtCount);
+    const bw = (g.W - g.L - g.R) / n;
+    for (let b = 0; b < n; b++) {
+      let base = 0;
+      const x = g.L + b * bw;
+      for (const s of spec.series) {
+        const v = s.values[b];
+        if (!v) continue;
+        const y = Y(base + v);
+        const rect = svg('rect', {
+          x: (x + bw * 0.1).toFixed(1), y: y.toFixed(1), width: Math.max(1, bw * 0.8).toFixed(1),
+          height: Math.max(1, Y(base) - y).toFixed(1), class: 'bar ' + s.cls, 'data-series': s.name,
+        });
+        rect.append(svg('title', {}, timeLabel(x0 + b * spec.bucket, x1 - x0) + ' · ' + s.name + ': ' + fmtCount(v)));
+        g.svg.append(rect);
+        base += v;
+      }
+    }
+    if (!totals.some((t) => t > 0)) {
+      g.svg.append(svg('text', { x: g.W / 2, y: g.H / 2, 'text-anchor': 'middle', class: 'none' }, spec.empty));
+    }
+    spec.series.forEach((s, i) => {
+      legend.append(el('li', {}, el('span', { class: 'sw ' + s.cls, 'aria-hidden': 'true' }), s.name,
+        el('span', { class: 'meta' }, ' ' + fmtCount(totals[i]) + (s.note ? ' ' + s.note(totals[i]) : ''))));
+    });
+  }
+
+  // Which incident kinds each chart counts.
+  const BLOCK_KINDS = [
+    ['firewall_block', 'firewall', 'c1'],
+    ['auth_failure', 'bad API keys', 'c3'],
+    ['login_failure', 'wrong passwords', 'c5'],
+    ['ws_origin', 'foreign origins', 'c2'],
+    ['csrf', 'CSRF', 'c4'],
+  ];
+  const BAN_KINDS = [
+    ['auto_block', 'automatic bans', 'err'],
+    ['manual_block', 'bans by hand', 'c3'],
+    ['manual_unblock', 'unblocked', 'c2'],
+  ];
+
+  function rangeMs() {
+    return Number($('range').value) || 3600000;
+  }
+
+  // 60 to 168 buckets, whatever the range.
+  function bucketFor(range) {
+    if (range <= 3600000) return 60000;
+    if (range <= 21600000) return 300000;
+    if (range <= 86400000) return 900000;
+    return 3600000;
+  }
+
+  function renderActivity(act, providers) {
+    if (!act) {
+      $('activity-meta').textContent = 'Activity unavailable (the gateway did not answer security.activity).';
+      return;
+    }
+    const bucket = act.bucket_ms;
+    const x0 = Math.floor(act.since_ms / bucket) * bucket;
+    const n = Math.max(1, Math.ceil((act.until_ms - x0) / bucket));
+    const slot = (t) => Math.min(n - 1, Math.max(0, Math.floor((t - x0) / bucket)));
+    const zeros = () => new Array(n).fill(0);
+    const ok = zeros();
+    const errors = zeros();
+    const names = providers.map((p) => p.name);
+    for (const r of act.traffic) if (!names.includes(r.provider)) names.push(r.provider);
+    const tokens = new Map(names.map((p) => [p, { values: zeros(), input: 0, output: 0 }]));
+    for (const r of act.traffic) {
+      if (r.minute < x0) continue;
+      const i = slot(r.minute);
+      ok[i] += r.count - r.errors;
+      errors[i] += r.errors;
+      const t = tokens.get(r.provider);
+      t.values[i] += r.input_tokens + r.output_tokens;
+      t.input += r.input_tokens;
+      t.output += r.output_tokens;
+    }
+    const kinds = new Map();
+    for (const c of act.incidents) {
+      if (!kinds.has(c.kind)) kinds.set(c.kind, zeros());
+      kinds.get(c.kind)[slot(c.at)] += c.count;
+    }
+    $('activity-meta').textContent = 'Per ' + per(bucket) + ', from ' + stamp(new Date(x0)) + ' to now.';
+    const base = { buckets: n, bucket, x0 };
+    barChart('chart-requests', Object.assign({}, base, {
+      caption: 'LLM requests per ' + per(bucket),
+      empty: 'No requests in this range',
+      series: [{ name: 'answered', cls: 'c0', values: ok }, { name: 'failed', cls: 'err', values: errors }],
+    }));
+    barChart('chart-blocks', Object.assign({}, base, {
+      caption: 'Refused requests per ' + per(bucket),
+      empty: 'Nothing refused in this range',
+      series: BLOCK_KINDS.map(([k, name, cls]) => ({ name, cls, values: kinds.get(k) || zeros() })),
+    }));
+    barChart('chart-bans', Object.assign({}, base, {
+      caption: 'Bans and unblocks per ' + per(bucket),
+      empty: 'No bans in this range',
+      series: BAN_KINDS.map(([k, name, cls]) => ({ name, cls, values: kinds.get(k) || zeros() })),
+    }));
+    barChart('chart-tokens', Object.assign({}, base, {
+      caption: 'Tokens per provider, per ' + per(bucket),
+      empty: 'No tokens reported in this range',
+      series: [...tokens.entries()].map(([name, t], i) => ({
+        name, cls: 'c' + (i % 6), values: t.values,
+        note: () => '(' + fmtCount(t.input) + ' in, ' + fmtCount(t.output) + ' out)',
+      })),
+    }));
+  }
+
+  function per(bucket) {
+    return bucket >= 3600000 ? bucket / 3600000 + ' h' : bucket / 60000 + ' min';
+  }
+
+  // Latency: one line per provider (p50 solid, p95 dashed) from the
+  // per-minute history (summed into the activity's buckets); without
+  // history yet, the recent requests as dots.
+  function renderLatency(act, providers) {
+    const rows = (act ? act.traffic : []).filter((r) => r.count > 0);
+    const bucket = act ? act.bucket_ms : 60000;
+    const perMinute = rows.length > 0;
+    const { box, legend } = figure('chart-latency', !perMinute
+      ? 'Latency of recent requests, ms (no per-minute history in this range yet); red dots are failures'
+      : bucket === 60000
+        ? 'Latency per minute, ms: p50 solid, p95 dashed; red dots are minutes with errors'
+        : 'Latency per ' + per(bucket) + ', ms: p50 (mean of the minutes\' medians) solid, p95 (the worst minute\'s) dashed; red dots are errors');
     const now = Date.now();
-    let series = [];
-    let perMinute = rows && rows.length > 0;
+    let series;
     if (perMinute) {
       const by = new Map();
       for (const r of rows) {
@@ -636,59 +902,31 @@
         }))
         .filter((s) => s.pts.length);
     }
-    const caption = $('chart-caption');
-    caption.textContent = perMinute
-      ? 'Latency per minute, ms: p50 solid, p95 dashed; red dots are minutes with errors'
-      : 'Latency of recent requests, ms (no per-minute history in this range yet); red dots are failures';
-    const s = svg('svg', { viewBox: '0 0 ' + W + ' ' + H, role: 'img', 'aria-labelledby': 'chart-title chart-desc', id: 'latency-svg' });
-    const title = svg('title', { id: 'chart-title' }, caption.textContent);
-    const descText = series.length
+    const desc = series.length
       ? series.map((x) => {
         const last = x.pts[x.pts.length - 1];
         return x.name + ': ' + x.pts.length + (perMinute ? ' minutes' : ' requests') + ', latest ' + last.y + ' ms' +
           (last.y2 !== undefined ? ' (p95 ' + last.y2 + ' ms)' : '');
       }).join('; ')
       : 'no data in this range';
-    s.append(title, svg('desc', { id: 'chart-desc' }, descText));
-
+    const g = frame(box, 'latency-svg', box.previousSibling.textContent, desc);
     const all = series.flatMap((x) => x.pts);
-    let x0, x1;
-    if (perMinute) {
-      x1 = now;
-      x0 = now - rangeMs();
-    } else if (all.length) {
+    let x0 = now - rangeMs();
+    let x1 = now;
+    if (!perMinute && all.length) {
       x0 = Math.min(...all.map((p) => p.x));
       x1 = Math.max(...all.map((p) => p.x));
       if (x1 - x0 < 60000) {
         x0 -= 30000;
         x1 += 30000;
       }
-    } else {
-      x1 = now;
-      x0 = now - rangeMs();
     }
-    const ymaxRaw = Math.max(1, ...all.map((p) => Math.max(p.y || 0, p.y2 || 0)));
-    const ymax = niceCeil(ymaxRaw);
-    const X = (x) => L + ((x - x0) / (x1 - x0 || 1)) * (W - L - R);
-    const Y = (y) => T + (1 - y / ymax) * (H - T - B);
-
-    // Axes, grid and labels.
-    for (const f of [0, 0.25, 0.5, 0.75, 1]) {
-      const y = Y(ymax * f);
-      s.append(svg('line', { x1: L, x2: W - R, y1: y, y2: y, class: f === 0 ? 'axis' : 'grid-line' }));
-      s.append(svg('text', { x: L - 6, y: y + 4, 'text-anchor': 'end' }, fmtMs(ymax * f)));
-    }
-    const ticks = W < 500 ? 2 : 4;
-    for (let i = 0; i <= ticks; i++) {
-      const t = x0 + ((x1 - x0) * i) / ticks;
-      const d = new Date(t);
-      s.append(svg('text', { x: X(t), y: H - 10, 'text-anchor': i === 0 ? 'start' : i === ticks ? 'end' : 'middle' },
-        pad(d.getHours()) + ':' + pad(d.getMinutes()) + (perMinute ? '' : ':' + pad(d.getSeconds()))));
-    }
+    const ymax = niceCeil(Math.max(1, ...all.map((p) => Math.max(p.y || 0, p.y2 || 0))));
+    const Y = axes(g, x0, x1, ymax, fmtMs);
+    const X = (x) => g.L + ((x - x0) / (x1 - x0 || 1)) * (g.W - g.L - g.R);
     if (!all.length) {
-      s.append(svg('text', { x: W / 2, y: H / 2, 'text-anchor': 'middle', class: 'none' }, 'No requests in this range yet'));
+      g.svg.append(svg('text', { x: g.W / 2, y: g.H / 2, 'text-anchor': 'middle', class: 'none' }, 'No requests in this range yet'));
     }
-
     series.forEach((ser, i) => {
       const c = 'c' + (i % 6);
       if (perMinute) {
@@ -696,31 +934,30 @@
           let d = '';
           let prev = null;
           for (const p of ser.pts) {
-            const gap = prev === null || p.x - prev > 90000;
+            const gap = prev === null || p.x - prev > 1.5 * bucket;
             d += (gap ? 'M' : 'L') + X(p.x).toFixed(1) + ' ' + Y(p[key]).toFixed(1) + ' ';
             prev = p.x;
           }
-          s.append(svg('path', { d: d.trim(), class: 'line ' + c + extra, 'data-provider': ser.name }));
+          g.svg.append(svg('path', { d: d.trim(), class: 'line ' + c + extra, 'data-provider': ser.name }));
         }
         // A minute with no neighbour would be invisible as a line: a dot.
         ser.pts.forEach((p, j) => {
-          const before = j > 0 && p.x - ser.pts[j - 1].x <= 90000;
-          const after = j + 1 < ser.pts.length && ser.pts[j + 1].x - p.x <= 90000;
-          if (!before && !after) s.append(svg('circle', { cx: X(p.x).toFixed(1), cy: Y(p.y).toFixed(1), r: 2.5, class: c }));
+          const before = j > 0 && p.x - ser.pts[j - 1].x <= 1.5 * bucket;
+          const after = j + 1 < ser.pts.length && ser.pts[j + 1].x - p.x <= 1.5 * bucket;
+          if (!before && !after) g.svg.append(svg('circle', { cx: X(p.x).toFixed(1), cy: Y(p.y).toFixed(1), r: 2.5, class: c }));
         });
       }
       for (const p of ser.pts) {
         if (!perMinute) {
-          s.append(svg('circle', { cx: X(p.x).toFixed(1), cy: Y(p.y).toFixed(1), r: 3, class: p.err ? 'err' : c }));
+          g.svg.append(svg('circle', { cx: X(p.x).toFixed(1), cy: Y(p.y).toFixed(1), r: 3, class: p.err ? 'err' : c }));
         } else if (p.err) {
-          s.append(svg('circle', { cx: X(p.x).toFixed(1), cy: Y(p.y2 ?? p.y).toFixed(1), r: 4, class: 'err' }));
+          g.svg.append(svg('circle', { cx: X(p.x).toFixed(1), cy: Y(p.y2 ?? p.y).toFixed(1), r: 4, class: 'err' }));
         }
       }
       const last = ser.pts[ser.pts.length - 1];
       legend.append(el('li', {}, el('span', { class: 'sw ' + c, 'aria-hidden': 'true' }), ser.name,
         el('span', { class: 'meta' }, ' latest ' + last.y + ' ms' + (last.y2 !== undefined ? ', p95 ' + last.y2 + ' ms' : ''))));
     });
-    box.append(s);
   }
 
   function niceCeil(v) {
@@ -785,7 +1022,48 @@
     }
   }
 
-  function renderIncidents(list) {
+  // The filter form's values as security.incidents.list parameters, or
+  // null when nothing is filtered (the dashboard's own newest 50 then).
+  function incidentQuery() {
+    const f = st.filter;
+    if (!f.since && !f.ip && !f.kind) return null;
+    const q = { limit: 200 };
+    if (f.since) q.since_ms = Date.now() - Number(f.since);
+    if (f.ip) q.ip = f.ip;
+    if (f.kind) q.kind = f.kind;
+    return q;
+  }
+
+  function applyFilter(e) {
+    if (e) e.preventDefault();
+    const form = $('incident-filter');
+    st.filter = {
+      since: form.elements.since.value,
+      ip: form.elements.ip.value.trim(),
+      kind: form.elements.kind.value,
+    };
+    soon(0);
+  }
+
+  function clearFilter() {
+    const form = $('incident-filter');
+    form.reset();
+    applyFilter();
+  }
+
+  function filterByIp(ip) {
+    $('f-ip').value = ip;
+    applyFilter();
+  }
+
+  // The kinds the gateway knows, once (a select keeps the user's choice).
+  function renderKinds(kinds) {
+    const sel = $('f-kind');
+    if (sel.options.length > 1 || !kinds.length) return;
+    for (const k of kinds) sel.append(el('option', { value: k }, k));
+  }
+
+  function renderIncidents(list, filtered) {
     const seen = st.seenIncidents || new Set();
     const first = !st.seenIncidents;
     const next = new Set();
@@ -794,15 +1072,31 @@
       const detail = el('span', {}, i.detail || '');
       if (i.rule) detail.append(' ', el('span', { class: 'meta' }, 'rule ' + i.rule));
       if (i.request_id) detail.append(' ', el('span', { class: 'meta' }, i.request_id));
-      return el('tr', { class: !first && !seen.has(i.id) ? 'fresh' : null },
+      let client = '–';
+      if (i.client_ip) {
+        client = el('button', { type: 'button', class: 'link-button', title: 'Show only ' + i.client_ip, 'data-ip': i.client_ip }, el('code', {}, i.client_ip));
+        client.addEventListener('click', () => filterByIp(i.client_ip));
+      }
+      return el('tr', { class: !first && !seen.has(i.id) ? 'fresh' : null, 'data-kind': i.kind, 'data-ts': i.ts },
         td(when(i.ts), 'when'),
         td(el('code', {}, i.kind)),
         td(i.action),
-        td(i.client_ip ? el('code', {}, i.client_ip) : '–'),
+        td(client),
         td(detail, 'detail'));
     });
     st.seenIncidents = next;
-    fillTable('incidents', rows, 5, 'No incidents recorded.');
+    const f = st.filter;
+    const meta = $('incidents-meta');
+    if (filtered) {
+      const parts = [];
+      if (f.kind) parts.push('kind ' + f.kind);
+      if (f.ip) parts.push('client ' + f.ip);
+      if (f.since) parts.push($('f-since').selectedOptions[0].textContent);
+      meta.textContent = list.length + (list.length === 1 ? ' incident' : ' incidents') + ' (' + parts.join(', ') + '), newest first.';
+    } else {
+      meta.textContent = 'The newest ' + list.length + ', newest first. Click an address to see only its incidents.';
+    }
+    fillTable('incidents', rows, 5, filtered ? 'No incidents match these filters.' : 'No incidents recorded.');
   }
 
   function renderConnections(summary, conns, d) {
@@ -847,11 +1141,16 @@
     $('lockdown').addEventListener('click', () => toggle('lockdown'));
     $('emergency').addEventListener('click', () => toggle('emergency'));
     $('range').addEventListener('change', () => soon(0));
+    $('incident-filter').addEventListener('submit', applyFilter);
+    $('f-clear').addEventListener('click', clearFilter);
     let resize = null;
     window.addEventListener('resize', () => {
       clearTimeout(resize);
       resize = setTimeout(() => {
-        if (st.chart) renderChart(...st.chart);
+        if (st.last) {
+          renderLatency(st.last.act, (st.last.d.providers || {}).providers || []);
+          renderActivity(st.last.act, (st.last.d.providers || {}).providers || []);
+        }
       }, 150);
     });
     document.addEventListener('visibilitychange', () => {

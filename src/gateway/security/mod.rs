@@ -709,6 +709,22 @@ impl Security {
         Ok(self.store().latency(since_ms)?)
     }
 
+    pub fn latency_buckets(
+        &self,
+        since_ms: i64,
+        bucket_ms: i64,
+    ) -> anyhow::Result<Vec<store::LatencyRow>> {
+        Ok(self.store().latency_buckets(since_ms, bucket_ms)?)
+    }
+
+    pub fn incident_counts(
+        &self,
+        since_ms: i64,
+        bucket_ms: i64,
+    ) -> anyhow::Result<Vec<store::IncidentCount>> {
+        Ok(self.store().incident_counts(since_ms, bucket_ms)?)
+    }
+
     pub fn record_latency(&self, rows: &[store::LatencyRow]) {
         if let Err(e) = self.store().upsert_latency(rows) {
             tracing::warn!("cannot store provider latency history: {e}");

@@ -225,6 +225,28 @@ pub async fn call(
             Ok(json!({"open": c.count(), "max": c.max(), "connections": c.list()}))
         }
         "security.dashboard" => dashboard(gw).await,
+        "security.activity" => {
+            let now = super::store::now_ms();
+            let since = p_u64(&params, "since_ms")?
+                .map(|v| v.min(i64::MAX as u64) as i64)
+                .unwrap_or(now - 3600 * 1000)
+                .min(now);
+            let bucket = activity_bucket(now - since, p_u64(&params, "bucket_ms")?);
+            let (traffic, incidents) = blocking(gw, move |sec| {
+                Ok((
+                    sec.latency_buckets(since, bucket)?,
+                    sec.incident_counts(since, bucket)?,
+                ))
+            })
+            .await?;
+            Ok(json!({
+                "since_ms": since,
+                "until_ms": now,
+                "bucket_ms": bucket,
+                "traffic": traffic,
+                "incidents": incidents,
+            }))
+        }
         "providers.status" => Ok(status::status_json(gw)),
         "providers.latency" => {
             let since = p_u64(&params, "since_ms")?
@@ -280,6 +302,18 @@ pub async fn call(
     }
 }
 
+/// The bucket width of `security.activity`: what was asked, at least a
+/// minute (the traffic rows' own grain), and wide enough that a range gives
+/// at most 1440 buckets.
+fn activity_bucket(range_ms: i64, asked: Option<u64>) -> i64 {
+    const MINUTE: i64 = 60_000;
+    let asked = asked.map_or(MINUTE, |v| v.min(i64::MAX as u64) as i64);
+    let floor = (range_ms.max(0) / 1440).max(MINUTE);
+    let b = asked.max(floor);
+    // Whole minutes, so traffic minutes never straddle two buckets.
+    (b + MINUTE - 1) / MINUTE * MINUTE
+}
+
 fn modes(sec: &Security) -> Value {
     json!({"lockdown": sec.mode(Mode::Lockdown), "emergency": sec.mode(Mode::Emergency)})
 }
@@ -306,8 +340,6 @@ async fn dashboard(gw: &Arc<Gateway>) -> Result<Value, RpcError> {
     let sec = &gw.security;
     let state_dir = gw.cfg.state_dir.clone();
     let incidents = blocking(gw, |sec| sec.incidents(50, &Default::default())).await?;
-    let since = super::store::now_ms() - 6 * 3600 * 1000;
-    let latency = blocking(gw, move |sec| sec.latency_history(since)).await?;
     let read_json = |name: &str| -> Value {
         std::fs::read(state_dir.join(name))
             .ok()
@@ -315,13 +347,14 @@ async fn dashboard(gw: &Arc<Gateway>) -> Result<Value, RpcError> {
             .unwrap_or(Value::Null)
     };
     let now = super::store::now_ms();
+    let guardian = read_json("guardian.json");
     Ok(json!({
         "modes": modes(sec),
-        "breaker": breaker_view(&state_dir),
+        "breaker": breaker_view(&state_dir, &guardian),
         "breaker_history": crate::gateway::dashboard::audit_tail(&state_dir, 20),
-        "guardian": read_json("guardian.json"),
+        "guardian": guardian,
+        "incident_kinds": super::IncidentKind::all().iter().map(|k| k.as_str()).collect::<Vec<_>>(),
         "providers": status::status_json(gw),
-        "latency": latency,
         "blocked": sec.bans.active(now),
         "incidents": incidents,
         "connections": {"open": sec.limits.connections.count(), "max": sec.limits.connections.max()},
@@ -332,16 +365,32 @@ async fn dashboard(gw: &Arc<Gateway>) -> Result<Value, RpcError> {
 
 /// The breaker as moltguard trusts it: a hand-edited, unbound or mid-change
 /// state file shows as the OPEN it is taken for, with why; `null` for a
-/// stand-alone gateway (no state file, no history).
-fn breaker_view(state_dir: &std::path::Path) -> Value {
+/// stand-alone gateway (no state file, no history). `remedy` says what the
+/// state does and the commands that change it; `guardian` (its status
+/// file) gives the fix for the finding that opened it.
+fn breaker_view(state_dir: &std::path::Path, guardian: &Value) -> Value {
+    use crate::breaker::remedy;
     use crate::breaker::store::{self, StateFiles, StateProblem};
     let files = StateFiles::in_dir(state_dir);
-    let loaded = store::load(&files, chrono::Utc::now());
+    let now = chrono::Utc::now();
+    let loaded = store::load(&files, now);
     if loaded.problem == Some(StateProblem::Missing) && !files.audit_log.exists() {
         return Value::Null;
     }
-    let mut v = serde_json::to_value(&loaded.record).unwrap_or(Value::Null);
+    let rec = &loaded.record;
+    // The guardian writes "FINDING_ID: what" as the detail.
+    let finding = rec.detail.split(':').next().unwrap_or_default().trim();
+    let fix = guardian["findings"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|f| f["id"] == finding)
+        .and_then(|f| f["fix"].as_str());
+    let prefix = remedy::command_prefix(state_dir);
+    let mut v = serde_json::to_value(rec).unwrap_or(Value::Null);
     v["problem"] = json!(loaded.problem.map(|p| p.to_string()));
+    v["remedy"] =
+        serde_json::to_value(remedy::remedy(rec, now, &prefix, fix)).unwrap_or(Value::Null);
     v
 }
 
@@ -842,4 +891,21 @@ async fn connect(
         "unauthorized",
         "connect needs params.key, params.password or params.session",
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::activity_bucket;
+
+    #[test]
+    fn activity_buckets_are_whole_minutes_and_at_most_1440_per_range() {
+        const H: i64 = 3600 * 1000;
+        assert_eq!(activity_bucket(H, None), 60_000);
+        assert_eq!(activity_bucket(H, Some(1)), 60_000);
+        assert_eq!(activity_bucket(H, Some(90_000)), 120_000);
+        assert_eq!(activity_bucket(24 * H, Some(60_000)), 60_000);
+        // A week in minutes would be 10080 buckets: 7 minutes each instead.
+        assert_eq!(activity_bucket(7 * 24 * H, None), 7 * 60_000);
+        assert_eq!(activity_bucket(-5, None), 60_000);
+    }
 }

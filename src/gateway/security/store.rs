@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use rusqlite::{params, Connection, OptionalExtension};
 
 /// Bumped with every migration below.
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 
 const MIGRATIONS: &[&str] = &[
     // 1: the first schema.
@@ -65,6 +65,11 @@ const MIGRATIONS: &[&str] = &[
         max_ms INTEGER NOT NULL,
         PRIMARY KEY (provider, minute)
     );
+    "#,
+    // 2: tokens per provider and minute, for the dashboard's token chart.
+    r#"
+    ALTER TABLE latency ADD COLUMN input_tokens INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE latency ADD COLUMN output_tokens INTEGER NOT NULL DEFAULT 0;
     "#,
 ];
 
@@ -159,6 +164,18 @@ pub struct LatencyRow {
     pub p50_ms: u32,
     pub p95_ms: u32,
     pub max_ms: u32,
+    /// Tokens the provider reported (`usage`) in this minute.
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+}
+
+/// How many incidents of one kind fell in one time bucket.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct IncidentCount {
+    /// The bucket's start (epoch ms, a multiple of the bucket width).
+    pub at: i64,
+    pub kind: String,
+    pub count: u64,
 }
 
 impl Store {
@@ -354,13 +371,14 @@ impl Store {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
-    /// The newest `limit` incidents that pass `filter`, newest first.
+    /// The newest `limit` incidents that pass `filter`, newest first (by
+    /// time, then by arrival).
     pub fn incidents(&self, limit: u32, filter: &IncidentFilter) -> Result<Vec<IncidentRow>> {
         let mut st = self.conn.prepare(
             "SELECT id, ts, client_ip, kind, rule, action, request_id, detail FROM incidents
              WHERE (?1 IS NULL OR kind = ?1) AND (?2 IS NULL OR client_ip = ?2)
                AND (?3 IS NULL OR ts >= ?3)
-             ORDER BY id DESC LIMIT ?4",
+             ORDER BY ts DESC, id DESC LIMIT ?4",
         )?;
         let kind = filter.kind.map(super::IncidentKind::as_str);
         let rows = st.query_map(
@@ -422,12 +440,22 @@ impl Store {
         let tx = self.conn.transaction()?;
         {
             let mut st = tx.prepare_cached(
-                "INSERT INTO latency (provider, minute, count, errors, p50_ms, p95_ms, max_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
-                 ON CONFLICT(provider, minute) DO UPDATE SET count = ?3, errors = ?4, p50_ms = ?5, p95_ms = ?6, max_ms = ?7",
+                "INSERT INTO latency (provider, minute, count, errors, p50_ms, p95_ms, max_ms, input_tokens, output_tokens)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+                 ON CONFLICT(provider, minute) DO UPDATE SET count = ?3, errors = ?4, p50_ms = ?5, p95_ms = ?6,
+                     max_ms = ?7, input_tokens = ?8, output_tokens = ?9",
             )?;
             for r in rows {
                 st.execute(params![
-                    r.provider, r.minute, r.count, r.errors, r.p50_ms, r.p95_ms, r.max_ms
+                    r.provider,
+                    r.minute,
+                    r.count,
+                    r.errors,
+                    r.p50_ms,
+                    r.p95_ms,
+                    r.max_ms,
+                    r.input_tokens as i64,
+                    r.output_tokens as i64
                 ])?;
             }
         }
@@ -437,7 +465,8 @@ impl Store {
 
     pub fn latency(&self, since_ms: i64) -> Result<Vec<LatencyRow>> {
         let mut st = self.conn.prepare(
-            "SELECT provider, minute, count, errors, p50_ms, p95_ms, max_ms FROM latency WHERE minute >= ?1 ORDER BY provider, minute",
+            "SELECT provider, minute, count, errors, p50_ms, p95_ms, max_ms, input_tokens, output_tokens
+             FROM latency WHERE minute >= ?1 ORDER BY provider, minute",
         )?;
         let rows = st.query_map([since_ms], |r| {
             Ok(LatencyRow {
@@ -448,6 +477,54 @@ impl Store {
                 p50_ms: r.get(4)?,
                 p95_ms: r.get(5)?,
                 max_ms: r.get(6)?,
+                input_tokens: r.get::<_, i64>(7)?.max(0) as u64,
+                output_tokens: r.get::<_, i64>(8)?.max(0) as u64,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// The latency rows since `since_ms` summed per provider into buckets
+    /// `bucket_ms` wide (aligned to the epoch; `minute` is the bucket's
+    /// start): counts, errors and tokens add up; p50 is the mean of the
+    /// minutes' medians weighted by their requests, p95 and max the worst
+    /// minute's. A one-minute bucket gives the rows as stored.
+    pub fn latency_buckets(&self, since_ms: i64, bucket_ms: i64) -> Result<Vec<LatencyRow>> {
+        let mut st = self.conn.prepare(
+            "SELECT provider, (minute / ?2) * ?2 AS at, SUM(count), SUM(errors),
+                    COALESCE(SUM(p50_ms * count) / NULLIF(SUM(count), 0), 0),
+                    MAX(p95_ms), MAX(max_ms), SUM(input_tokens), SUM(output_tokens)
+             FROM latency WHERE minute >= ?1 GROUP BY provider, at ORDER BY provider, at",
+        )?;
+        let rows = st.query_map(params![since_ms, bucket_ms.max(1)], |r| {
+            Ok(LatencyRow {
+                provider: r.get(0)?,
+                minute: r.get(1)?,
+                count: r.get::<_, i64>(2)?.clamp(0, u32::MAX as i64) as u32,
+                errors: r.get::<_, i64>(3)?.clamp(0, u32::MAX as i64) as u32,
+                p50_ms: r.get::<_, i64>(4)?.clamp(0, u32::MAX as i64) as u32,
+                p95_ms: r.get(5)?,
+                max_ms: r.get(6)?,
+                input_tokens: r.get::<_, i64>(7)?.max(0) as u64,
+                output_tokens: r.get::<_, i64>(8)?.max(0) as u64,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Incidents since `since_ms`, counted per kind in buckets `bucket_ms`
+    /// wide (aligned to the epoch), oldest bucket first.
+    pub fn incident_counts(&self, since_ms: i64, bucket_ms: i64) -> Result<Vec<IncidentCount>> {
+        let bucket = bucket_ms.max(1);
+        let mut st = self.conn.prepare(
+            "SELECT (ts / ?2) * ?2 AS at, kind, COUNT(*) FROM incidents
+             WHERE ts >= ?1 GROUP BY at, kind ORDER BY at, kind",
+        )?;
+        let rows = st.query_map(params![since_ms, bucket], |r| {
+            Ok(IncidentCount {
+                at: r.get(0)?,
+                kind: r.get(1)?,
+                count: r.get::<_, i64>(2)?.max(0) as u64,
             })
         })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
@@ -507,6 +584,130 @@ mod tests {
         drop(s);
         let e = Store::open(dir.path()).err().unwrap().to_string();
         assert!(e.contains("newer"), "{e}");
+    }
+
+    #[test]
+    fn a_first_schema_database_keeps_its_rows_and_gains_token_columns() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let c = Connection::open(db_path(dir.path())).unwrap();
+            c.execute_batch(MIGRATIONS[0]).unwrap();
+            c.pragma_update(None, "user_version", 1).unwrap();
+            c.execute(
+                "INSERT INTO latency (provider, minute, count, errors, p50_ms, p95_ms, max_ms) VALUES ('groq', 60000, 3, 1, 10, 20, 30)",
+                [],
+            )
+            .unwrap();
+        }
+        let mut s = Store::open(dir.path()).unwrap();
+        let rows = s.latency(0).unwrap();
+        assert_eq!(rows.len(), 1);
+        assert_eq!((rows[0].count, rows[0].errors), (3, 1));
+        assert_eq!((rows[0].input_tokens, rows[0].output_tokens), (0, 0));
+        let mut r = rows[0].clone();
+        r.input_tokens = 1200;
+        r.output_tokens = 345;
+        s.upsert_latency(&[r.clone()]).unwrap();
+        assert_eq!(s.latency(0).unwrap(), vec![r]);
+    }
+
+    #[test]
+    fn incidents_are_listed_by_time_not_by_arrival() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(dir.path()).unwrap();
+        let row = |ts| IncidentRow {
+            id: 0,
+            ts,
+            client_ip: None,
+            kind: "auth_failure".into(),
+            rule: None,
+            action: "refused".into(),
+            request_id: None,
+            detail: None,
+        };
+        // A batch written late (an overloaded queue drained) holds older times.
+        s.insert_incidents(&[row(300), row(100)]).unwrap();
+        s.insert_incidents(&[row(200)]).unwrap();
+        let ts: Vec<i64> = s
+            .incidents(10, &IncidentFilter::default())
+            .unwrap()
+            .iter()
+            .map(|r| r.ts)
+            .collect();
+        assert_eq!(ts, [300, 200, 100]);
+    }
+
+    #[test]
+    fn latency_buckets_add_counts_and_tokens_and_keep_the_worst_tail() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(dir.path()).unwrap();
+        let row = |minute: i64, count, p50, p95, tokens| LatencyRow {
+            provider: "groq".into(),
+            minute: minute * 60_000,
+            count,
+            errors: 1,
+            p50_ms: p50,
+            p95_ms: p95,
+            max_ms: p95 + 1,
+            input_tokens: tokens,
+            output_tokens: tokens / 2,
+        };
+        s.upsert_latency(&[
+            row(10, 1, 100, 150, 10),
+            row(11, 3, 200, 900, 30),
+            // Tokens that arrived after their minute's last request.
+            row(12, 0, 0, 0, 4),
+            row(15, 2, 50, 60, 20),
+        ])
+        .unwrap();
+        let b = s.latency_buckets(0, 5 * 60_000).unwrap();
+        assert_eq!(b.len(), 2, "{b:?}");
+        assert_eq!(b[0].minute, 10 * 60_000);
+        assert_eq!((b[0].count, b[0].errors), (4, 3));
+        // (1×100 + 3×200) / 4
+        assert_eq!(b[0].p50_ms, 175);
+        assert_eq!((b[0].p95_ms, b[0].max_ms), (900, 901));
+        assert_eq!((b[0].input_tokens, b[0].output_tokens), (44, 22));
+        assert_eq!(b[1].minute, 15 * 60_000);
+        assert_eq!(s.latency_buckets(0, 60_000).unwrap(), s.latency(0).unwrap());
+    }
+
+    #[test]
+    fn incident_counts_group_by_bucket_and_kind() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(dir.path()).unwrap();
+        let row = |ts, kind: &str| IncidentRow {
+            id: 0,
+            ts,
+            client_ip: None,
+            kind: kind.into(),
+            rule: None,
+            action: "refused".into(),
+            request_id: None,
+            detail: None,
+        };
+        s.insert_incidents(&[
+            row(500, "firewall_block"),
+            row(61_000, "firewall_block"),
+            row(61_500, "auto_block"),
+            row(119_999, "firewall_block"),
+            row(120_000, "firewall_block"),
+        ])
+        .unwrap();
+        let got: Vec<(i64, String, u64)> = s
+            .incident_counts(60_000, 60_000)
+            .unwrap()
+            .into_iter()
+            .map(|c| (c.at, c.kind, c.count))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (60_000, "auto_block".to_string(), 1),
+                (60_000, "firewall_block".to_string(), 2),
+                (120_000, "firewall_block".to_string(), 1),
+            ]
+        );
     }
 
     #[test]
