@@ -10,6 +10,6 @@ pub mod transition;
 
 pub use state::{Actor, BreakerRecord, BreakerState, ReasonCode};
 pub use transition::{
-    initialize, reapply, settle, transition, transition_if, BreakerError, Report, Request,
-    Settlement, SettlementKind,
+    initialize, reapply, settle, transition, transition_if, BreakerError, Conditional, Report,
+    Request, Settlement, SettlementKind,
 };

@@ -174,25 +174,37 @@ pub fn transition(config: &Config, req: Request) -> Result<Report, BreakerError>
     })
 }
 
+/// What [`transition_if`] did.
+#[derive(Debug)]
+pub enum Conditional {
+    /// The check held and the transition ran (what was settled first is
+    /// the report's `preliminary`).
+    Ran(Box<Report>),
+    /// The check said nothing was needed. Drift found under the lock was
+    /// settled all the same, and is said here.
+    NotNeeded { settled: Vec<Settlement> },
+}
+
 /// Like [`transition`], but only if `still_needed` holds for the record
-/// found under the lock: the guardian's findings were made without the lock,
-/// and a person's transition may have finished since. Returns `None` when
-/// nothing needed doing.
+/// found under the lock (after settling): the guardian's findings were made
+/// without the lock, and a person's transition may have finished since.
 pub fn transition_if(
     config: &Config,
     req: Request,
     still_needed: impl FnOnce(&BreakerRecord) -> bool,
-) -> Result<Option<Report>, BreakerError> {
+) -> Result<Conditional, BreakerError> {
     let mut session = Session::begin(config)?;
     let preliminary = session.settle()?;
     if !still_needed(&session.current) {
-        return Ok(None);
+        return Ok(Conditional::NotNeeded {
+            settled: preliminary,
+        });
     }
     let report = session.apply(req)?;
-    Ok(Some(Report {
+    Ok(Conditional::Ran(Box::new(Report {
         preliminary,
         ..report
-    }))
+    })))
 }
 
 /// Records what is already true before anyone acts, always toward OPEN:

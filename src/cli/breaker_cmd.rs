@@ -5,7 +5,9 @@ use super::Ctx;
 use crate::breaker::edge;
 use crate::breaker::state::ApplyOutcome;
 use crate::breaker::state::BreakerRecord;
-use crate::breaker::{self, Actor, BreakerState, ReasonCode, Report, Request, Settlement};
+use crate::breaker::{
+    self, Actor, BreakerState, Conditional, ReasonCode, Report, Request, Settlement,
+};
 use crate::nginx::control::Nginx;
 use chrono::Utc;
 use clap::{Args, Subcommand};
@@ -87,11 +89,11 @@ pub fn run(ctx: &Ctx, cmd: BreakerCmd) -> Result<Exit, CliError> {
     // Asking for what is already in force, and served, changes nothing: no
     // new generation, no reload. A new lifetime or reason is a change.
     let asks_nothing_new = ttl.is_none() && reason.is_none();
-    // Drift is settled (toward OPEN) and said first, whatever happens next.
-    let settled = breaker::settle(&cfg)?;
+    // Drift is settled (toward OPEN, under the same lock) and said first,
+    // whatever happens next.
     let nginx = Nginx::from_config(&cfg);
     let mut unchanged = None;
-    let report = breaker::transition_if(
+    let done = breaker::transition_if(
         &cfg,
         Request {
             target,
@@ -112,14 +114,17 @@ pub fn run(ctx: &Ctx, cmd: BreakerCmd) -> Result<Exit, CliError> {
             !already
         },
     )?;
-    match (report, unchanged) {
-        (Some(mut report), _) => {
-            report.preliminary.splice(0..0, settled);
+    match (done, unchanged) {
+        (Conditional::Ran(report), _) => {
             watch_expiry(ctx, &report);
             Ok(print_report(ctx, &report))
         }
-        (None, Some(current)) => Ok(print_already(ctx, &current, &settled)),
-        (None, None) => unreachable!("transition_if skips only when the check said so"),
+        (Conditional::NotNeeded { settled }, Some(current)) => {
+            Ok(print_already(ctx, &current, &settled))
+        }
+        (Conditional::NotNeeded { .. }, None) => {
+            unreachable!("transition_if skips only when the check said so")
+        }
     }
 }
 

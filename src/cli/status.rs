@@ -3,7 +3,9 @@
 use super::output::{emit, relative, CliError, Exit};
 use super::Ctx;
 use crate::breaker::edge::{self, Live};
-use crate::breaker::{self, store, Actor, ReasonCode, Request, Settlement, SettlementKind};
+use crate::breaker::{
+    self, store, Actor, Conditional, ReasonCode, Request, Settlement, SettlementKind,
+};
 use crate::guardian::daemon;
 use crate::nginx::control::Nginx;
 use crate::nginx::probe;
@@ -38,7 +40,7 @@ pub fn run(ctx: &Ctx) -> Result<Exit, CliError> {
             },
         );
         match repaired {
-            Ok(Some(r)) => settled.push(Settlement {
+            Ok(Conditional::Ran(r)) => settled.push(Settlement {
                 kind: SettlementKind::RepairedDrift,
                 message: format!(
                     "{why}: the breaker was forced OPEN (generation {}, {}): {}",
@@ -47,7 +49,8 @@ pub fn run(ctx: &Ctx) -> Result<Exit, CliError> {
                     r.message
                 ),
             }),
-            Ok(None) => {}
+            // Settled a moment ago; anything found since is said too.
+            Ok(Conditional::NotNeeded { settled: more }) => settled.extend(more),
             Err(e) => settle_error = Some(e.to_string()),
         }
         loaded = store::load(&cfg.layout.state_files(), Utc::now());

@@ -348,7 +348,7 @@ fn act(config: &Config, report: &ScanReport) {
         },
     );
     match result {
-        Ok(Some(r)) => tracing::warn!(
+        Ok(breaker::Conditional::Ran(r)) => tracing::warn!(
             finding = id,
             reason = %reason,
             generation = r.after.generation,
@@ -356,7 +356,11 @@ fn act(config: &Config, report: &ScanReport) {
             "breaker OPENED — all traffic blocked: {}",
             r.message
         ),
-        Ok(None) => {}
+        Ok(breaker::Conditional::NotNeeded { settled }) => {
+            for s in settled {
+                tracing::warn!(finding = id, "{}", s.message);
+            }
+        }
         Err(e) => tracing::error!(finding = id, error = %e, "could not open the breaker"),
     }
 }
