@@ -707,6 +707,12 @@ fn status_lists_each_service_and_install_refuses_without_root_or_the_gateway() {
     assert!(services.iter().all(|v| v["installed"] == false));
     let text = String::from_utf8(s.run(&["status"]).stdout).unwrap();
     assert!(text.contains("services:   not installed"), "{text}");
+    // A new setup is OPEN; status says what lets traffic through.
+    let fix = format!(
+        "to fix:     moltguard --home {} breaker close --for 30m",
+        s.home.path().display()
+    );
+    assert!(text.contains(&fix), "{text}");
     // A wrong manager name is a usage error.
     let out = s.run(&["install", "--platform", "upstart", "--dry-run"]);
     assert_eq!(out.status.code(), Some(2));

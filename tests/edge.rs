@@ -194,6 +194,15 @@ fn lifetime_expiry_blocks_without_any_moltguard_process() {
     assert_eq!(v["state"], "open");
     assert_eq!(v["reason"], "TTL_EXPIRED");
     assert_eq!(s.get(true).json()["error"]["reason"], "TTL_EXPIRED");
+    // And says how to let traffic through again, for this setup.
+    assert_eq!(v["remedy"]["state"], "open", "{v}");
+    assert_eq!(
+        v["remedy"]["commands"][0]["run"],
+        format!(
+            "moltguard --home {} breaker close --for 30m",
+            s.home.path().display()
+        )
+    );
 }
 
 /// A WebSocket through the edge (Basic auth), as a raw stream.

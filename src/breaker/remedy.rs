@@ -88,21 +88,29 @@ pub fn command_prefix(state_dir: &Path) -> String {
     )
 }
 
+/// The guardian's finding id in a detail it wrote (`FINDING_ID: what`).
+pub fn finding_id(detail: &str) -> &str {
+    detail.split(':').next().unwrap_or_default().trim()
+}
+
 /// A path as one shell word.
-fn quote(s: &str) -> String {
+pub fn quote(s: &str) -> String {
     shlex::try_quote(s)
         .map(|q| q.into_owned())
         .unwrap_or_else(|_| s.to_string())
 }
 
-/// `finding_fix` is the guardian's advice for the finding that opened the
-/// breaker, when it is known.
-pub fn remedy(
-    rec: &BreakerRecord,
-    now: DateTime<Utc>,
-    prefix: &str,
-    finding_fix: Option<&str>,
-) -> Remedy {
+/// What is known besides the record, to make the steps right.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Known<'a> {
+    /// The guardian's advice for the finding that opened the breaker.
+    pub finding_fix: Option<&'a str>,
+    /// No password user exists yet: closing would be refused until one does.
+    pub auth_missing: bool,
+}
+
+pub fn remedy(rec: &BreakerRecord, now: DateTime<Utc>, prefix: &str, known: Known<'_>) -> Remedy {
+    let finding_fix = known.finding_fix;
     let interrupted = rec.pending.is_some();
     let expired = rec.is_expired(now);
     let state = if interrupted {
@@ -164,6 +172,12 @@ pub fn remedy(
                 }
                 _ if interrupted => commands.push(step("see what nginx serves and why", "status")),
                 _ => {}
+            }
+            if known.auth_missing && reason != ReasonCode::AuthMissing {
+                commands.push(step(
+                    "add a user for the password prompt",
+                    "auth add-user NAME",
+                ));
             }
             commands.push(close);
             ("All traffic to the agent is blocked.", first, commands)
@@ -228,7 +242,10 @@ mod tests {
             ),
             Utc::now(),
             "moltguard",
-            Some("listen on 127.0.0.1 only"),
+            Known {
+                finding_fix: Some("listen on 127.0.0.1 only"),
+                ..Known::default()
+            },
         );
         assert_eq!(r.state, BreakerState::Open);
         assert_eq!(r.headline, "All traffic to the agent is blocked.");
@@ -257,7 +274,7 @@ mod tests {
             ),
             Utc::now(),
             "moltguard",
-            None,
+            Known::default(),
         );
         assert_eq!(r.detail, "a Groq key in ~/.bash_history");
         assert_eq!(without_code("MANUAL", ReasonCode::Manual), "MANUAL");
@@ -277,7 +294,7 @@ mod tests {
             &rec(BreakerState::Open, ReasonCode::AuthMissing, ""),
             Utc::now(),
             "sudo moltguard",
-            None,
+            Known::default(),
         );
         assert_eq!(
             runs(&r),
@@ -290,10 +307,30 @@ mod tests {
     }
 
     #[test]
+    fn a_new_setup_without_a_user_adds_one_first() {
+        let m = remedy(
+            &rec(BreakerState::Open, ReasonCode::Init, "new setup"),
+            Utc::now(),
+            "moltguard",
+            Known {
+                auth_missing: true,
+                ..Known::default()
+            },
+        );
+        assert_eq!(
+            runs(&m),
+            [
+                "moltguard auth add-user NAME",
+                "moltguard breaker close --for 30m"
+            ]
+        );
+    }
+
+    #[test]
     fn an_expired_lifetime_is_open_and_just_needs_closing_again() {
         let mut r = rec(BreakerState::Closed, ReasonCode::Manual, "demo");
         r.expires_at = Some(Utc::now() - chrono::Duration::seconds(1));
-        let m = remedy(&r, Utc::now(), "moltguard", None);
+        let m = remedy(&r, Utc::now(), "moltguard", Known::default());
         assert_eq!(m.state, BreakerState::Open);
         assert_eq!(m.why, "the time given to CLOSED with --for ran out");
         assert_eq!(runs(&m), ["moltguard breaker close --for 30m"]);
@@ -310,7 +347,7 @@ mod tests {
             actor: Actor::User,
             started_at: Utc::now(),
         });
-        let m = remedy(&r, Utc::now(), "moltguard", None);
+        let m = remedy(&r, Utc::now(), "moltguard", Known::default());
         assert_eq!(m.state, BreakerState::Open);
         assert_eq!(
             runs(&m),
@@ -324,14 +361,14 @@ mod tests {
             &rec(BreakerState::Closed, ReasonCode::Manual, ""),
             Utc::now(),
             "moltguard",
-            None,
+            Known::default(),
         );
         assert_eq!(runs(&c), ["moltguard breaker open"]);
         let h = remedy(
             &rec(BreakerState::HalfOpen, ReasonCode::Manual, ""),
             Utc::now(),
             "moltguard",
-            None,
+            Known::default(),
         );
         assert_eq!(h.commands.len(), 2);
         assert!(h.headline.starts_with("Only this machine"));

@@ -218,7 +218,10 @@ fn write_agent_config(
 /// `moltguard` plus the flags that found this setup, for printed commands.
 pub fn command_prefix(cfg: &Config) -> String {
     match &cfg.layout.home {
-        Some(h) => format!("moltguard --home {}", h.display()),
+        Some(h) => format!(
+            "moltguard --home {}",
+            crate::breaker::remedy::quote(&h.to_string_lossy())
+        ),
         None if exec::running_as_root() => "sudo moltguard".into(),
         None => "moltguard".into(),
     }

@@ -1,10 +1,11 @@
 //! `moltguard status`: the state, what it means, and what nginx really serves.
 
 use super::output::{emit, relative, CliError, Exit};
-use super::Ctx;
+use super::{init, Ctx};
 use crate::breaker::edge::{self, Live};
+use crate::breaker::remedy;
 use crate::breaker::{
-    self, store, Actor, Conditional, ReasonCode, Request, Settlement, SettlementKind,
+    self, store, Actor, BreakerState, Conditional, ReasonCode, Request, Settlement, SettlementKind,
 };
 use crate::guardian::daemon;
 use crate::nginx::control::Nginx;
@@ -110,6 +111,17 @@ pub fn run(ctx: &Ctx) -> Result<Exit, CliError> {
     };
 
     let services = services_of(&cfg);
+    // What to do about it: the dashboard's banner, as text.
+    let finding = remedy::finding_id(&r.detail);
+    let fix = guardian
+        .as_ref()
+        .and_then(|g| g.findings.iter().find(|f| f.id == finding))
+        .map(|f| f.fix.as_str());
+    let known = remedy::Known {
+        finding_fix: fix,
+        auth_missing: crate::auth::htpasswd::auth_problem(&cfg.layout.htpasswd).is_some(),
+    };
+    let remedy = remedy::remedy(r, now, &init::command_prefix(&cfg), known);
 
     let value = json!({
         "ok": healthy,
@@ -124,6 +136,7 @@ pub fn run(ctx: &Ctx) -> Result<Exit, CliError> {
         "changed_at": r.changed_at,
         "expires_at": r.expires_at,
         "last_apply": r.last_apply,
+        "remedy": remedy,
         "state_problem": loaded.problem.as_ref().map(|p| p.to_string()),
         "settled": settled,
         "settle_error": settle_error,
@@ -218,6 +231,24 @@ pub fn run(ctx: &Ctx) -> Result<Exit, CliError> {
         }
         if let Some(p) = &loaded.problem {
             println!("warning:    {p}");
+        }
+        if remedy.state == BreakerState::Open {
+            let lines = remedy.first.iter().cloned().chain(
+                remedy
+                    .commands
+                    .iter()
+                    .map(|c| format!("{}    ({})", c.run, c.does)),
+            );
+            for (i, line) in lines.enumerate() {
+                println!(
+                    "{}{line}",
+                    if i == 0 {
+                        "to fix:     "
+                    } else {
+                        "            "
+                    }
+                );
+            }
         }
         println!("health:     {}", if healthy { "ok" } else { "NOT OK" });
     });

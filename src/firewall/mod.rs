@@ -632,11 +632,34 @@ pub fn redact(s: &str) -> String {
 }
 
 fn looks_secret(t: &str) -> bool {
+    // Prefixes of the keys an agent's box holds: OpenAI, Anthropic and
+    // OpenRouter (`sk-`), Stripe (`sk_`), Groq, GitHub, Slack, AWS, JWTs,
+    // Hugging Face, GitLab, xAI, Perplexity, Google, Replicate, npm.
     let known = [
-        "sk-", "sk_", "ghp_", "gho_", "xox", "akia", "eyj", "hf_", "glpat-",
+        "sk-",
+        "sk_",
+        "gsk_",
+        "ghp_",
+        "gho_",
+        "github_pat_",
+        "xox",
+        "akia",
+        "eyj",
+        "hf_",
+        "glpat-",
+        "xai-",
+        "pplx-",
+        "aiza",
+        "ya29.",
+        "r8_",
+        "npm_",
     ];
+    // `api_key=gsk_…` is one token here: a key may follow an `=`.
     let lower = t.to_ascii_lowercase();
-    if known.iter().any(|k| lower.starts_with(k)) && t.len() >= 12 {
+    if lower
+        .split('=')
+        .any(|part| part.len() >= 12 && known.iter().any(|k| part.starts_with(k)))
+    {
         return true;
     }
     if t.len() < 20 {
@@ -645,4 +668,32 @@ fn looks_secret(t: &str) -> bool {
     let digits = t.chars().filter(|c| c.is_ascii_digit()).count();
     let alpha = t.chars().filter(|c| c.is_ascii_alphabetic()).count();
     digits >= 3 && alpha >= 6 && !t.contains('/')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact;
+
+    #[test]
+    fn excerpts_keep_four_characters_of_a_key_and_nothing_more() {
+        for key in [
+            // A Groq key with few digits passes the entropy test; its prefix does not.
+            "gsk_abcdefghijKLMNOPQRSTuvwxyzABCDEFGHIJklmnopqrst",
+            "sk-ant-api03-abcdefghijklmnopqrstuvwxyz",
+            "xai-abcdefghijklmnopqrstuvwxyz",
+            "github_pat_abcdefghijklmnopqrstuvwxyz",
+            "AIzaSyabcdefghijklmnopqrstuvwxyz",
+        ] {
+            let out = redact(&format!("key={key}&x=1"));
+            assert!(!out.contains(&key[5..]), "{out}");
+            assert!(out.contains("…[redacted]"), "{out}");
+        }
+        // Ordinary words and short values stay readable.
+        assert_eq!(
+            redact("union select password from users"),
+            "union select password from users"
+        );
+        assert_eq!(redact("sk-1"), "sk-1");
+        assert_eq!(redact("mode=sk-1"), "mode=sk-1");
+    }
 }

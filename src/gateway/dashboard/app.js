@@ -485,7 +485,7 @@
     renderActivity(act, (d.providers || {}).providers || []);
     renderBlocked(d.blocked || []);
     renderKinds(d.incident_kinds || []);
-    renderIncidents(filtered ? filtered.incidents : d.incidents || [], !!filtered);
+    renderIncidents(filtered ? filtered.incidents : d.incidents || [], filtered);
     renderConnections(d.connections || {}, conns, d);
   }
 
@@ -721,7 +721,7 @@
       g.svg.append(svg('text', { x: g.L - 6, y: y + 4, 'text-anchor': 'end' }, fmt(ymax * f)));
     }
     const span = x1 - x0;
-    // About one label per 130 px (long labels for a week), never fewer than two.
+    // A label per 110 px or so (170 for a week's longer ones), at least two.
     const ticks = Math.max(1, Math.floor((g.W - g.L - g.R) / (span > 2 * 86400000 ? 170 : 110)));
     for (let i = 0; i <= ticks; i++) {
       const t = x0 + (span * i) / ticks;
@@ -1063,6 +1063,7 @@
     for (const k of kinds) sel.append(el('option', { value: k }, k));
   }
 
+  // `filtered` is the answer to the filter form's query, or null.
   function renderIncidents(list, filtered) {
     const seen = st.seenIncidents || new Set();
     const first = !st.seenIncidents;
@@ -1087,7 +1088,9 @@
     st.seenIncidents = next;
     const f = st.filter;
     const meta = $('incidents-meta');
-    if (filtered) {
+    if (filtered && filtered.error) {
+      meta.textContent = 'Cannot filter: ' + filtered.error;
+    } else if (filtered) {
       const parts = [];
       if (f.kind) parts.push('kind ' + f.kind);
       if (f.ip) parts.push('client ' + f.ip);

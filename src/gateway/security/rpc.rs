@@ -378,8 +378,7 @@ fn breaker_view(state_dir: &std::path::Path, guardian: &Value) -> Value {
         return Value::Null;
     }
     let rec = &loaded.record;
-    // The guardian writes "FINDING_ID: what" as the detail.
-    let finding = rec.detail.split(':').next().unwrap_or_default().trim();
+    let finding = remedy::finding_id(&rec.detail);
     let fix = guardian["findings"]
         .as_array()
         .into_iter()
@@ -389,8 +388,13 @@ fn breaker_view(state_dir: &std::path::Path, guardian: &Value) -> Value {
     let prefix = remedy::command_prefix(state_dir);
     let mut v = serde_json::to_value(rec).unwrap_or(Value::Null);
     v["problem"] = json!(loaded.problem.map(|p| p.to_string()));
+    // (The gateway does not read the edge's htpasswd: no auth check here.)
+    let known = remedy::Known {
+        finding_fix: fix,
+        auth_missing: false,
+    };
     v["remedy"] =
-        serde_json::to_value(remedy::remedy(rec, now, &prefix, fix)).unwrap_or(Value::Null);
+        serde_json::to_value(remedy::remedy(rec, now, &prefix, known)).unwrap_or(Value::Null);
     v
 }
 
