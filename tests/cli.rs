@@ -707,10 +707,11 @@ fn status_lists_each_service_and_install_refuses_without_root_or_the_gateway() {
     assert!(services.iter().all(|v| v["installed"] == false));
     let text = String::from_utf8(s.run(&["status"]).stdout).unwrap();
     assert!(text.contains("services:   not installed"), "{text}");
-    // A new setup is OPEN; status says what lets traffic through.
+    // A new setup is OPEN and has no user; status says what lets traffic
+    // through, in order.
+    let home = s.home.path().display();
     let fix = format!(
-        "to fix:     moltguard --home {} breaker close --for 30m",
-        s.home.path().display()
+        "to fix:     moltguard --home {home} auth add-user NAME    (add a user for the password prompt)\n            moltguard --home {home} breaker close --for 30m"
     );
     assert!(text.contains(&fix), "{text}");
     // A wrong manager name is a usage error.

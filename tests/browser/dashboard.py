@@ -211,7 +211,8 @@ def main():
         step("the state: lockdown off, the ban listed, breaker, guardian, providers, charts")
         assert not pressed("lockdown") and not pressed("emergency")
         wait.until(lambda _: args.banned in blocked_rows())
-        hist = [" ".join(r.text.split()) for r in d.find_elements(By.CSS_SELECTOR, "#breaker-history li")]
+        # Read in one go, like every list the refresh redraws.
+        hist = [" ".join(t.split()) for t in js("return [...document.querySelectorAll('#breaker-history li')].map(li => li.innerText)")]
         assert len(hist) == 3, hist
         assert "closed → open by guardian applied EXPOSURE_PUBLIC_BIND" in hist[0], hist[0]
         assert "open → closed by user" in hist[1], hist[1]
@@ -235,7 +236,7 @@ def main():
         assert bars("chart-blocks", "bad API keys"), bars("chart-blocks")
         assert bars("chart-bans", "automatic bans") and bars("chart-bans", "bans by hand"), bars("chart-bans")
         assert len(bars("chart-tokens", "ollama")) >= 55, bars("chart-tokens")
-        legend = d.find_element(By.CSS_SELECTOR, "#chart-tokens .legend").text
+        legend = js("return document.querySelector('#chart-tokens .legend').innerText")
         assert re.search(r"ollama [\d.]+k \([\d.]+k in, [\d.]+k out\)", legend), legend
         desc = js("return document.getElementById('chart-blocks-svg-desc').textContent")
         assert desc.startswith("firewall: 19"), desc

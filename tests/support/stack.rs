@@ -57,7 +57,7 @@ pub struct Stack {
 }
 
 impl Stack {
-    /// init + a user + a running upstream; nginx not started yet.
+    /// init + a running upstream; no user yet, nginx not started yet.
     pub fn new() -> Self {
         Self::new_in(&std::env::temp_dir())
     }
