@@ -5,12 +5,13 @@
 //! Module map:
 //! - [`breaker`]: the state file, the audit log, transitions as transactions.
 //! - [`nginx`]: rendering the breaker into config, running and probing nginx.
-//! - [`nginxconf`]: reading nginx configuration (any, not only ours) for checks.
+//! - [`nginxconf`]: reading nginx configuration (any, not only ours) for
+//!   checks (the `moltguard-nginxconf` crate).
 //! - [`auth`]: the htpasswd file and its hashes.
 //! - [`config`]: `moltguard.toml` and where every file lives.
 //! - [`guardian`]: the checks and the daemon that opens the breaker.
 //! - [`gateway`]: `moltgate`, the OpenAI-compatible LLM gateway.
-//! - [`firewall`]: the request firewall engine (not yet wired into moltgate).
+//! - [`firewall`]: moltgate's request firewall (the `moltguard-waf` crate).
 //! - [`cli`]: the `moltguard` command.
 
 pub mod auth;
@@ -18,7 +19,7 @@ pub mod breaker;
 pub mod cli;
 pub mod config;
 pub mod exec;
-pub mod firewall;
+pub use moltguard_waf as firewall;
 pub mod fsutil;
 pub mod gateway;
 #[cfg(test)]
@@ -26,5 +27,5 @@ mod golden;
 pub mod guardian;
 pub mod logging;
 pub mod nginx;
-pub mod nginxconf;
+pub use moltguard_nginxconf as nginxconf;
 pub mod service;

@@ -4,9 +4,9 @@
 //! pages is ordinary URL-rewriting session tracking.
 
 use super::{code, re, Category, Rule, Transform};
-use crate::firewall::fields::{loc, Field};
-use crate::firewall::score::Severity;
-use crate::firewall::{Hits, RequestView};
+use crate::fields::{loc, Field};
+use crate::score::Severity;
+use crate::{Hits, RequestView};
 
 use Category::SessionFixation as S;
 use Severity::Critical as C;

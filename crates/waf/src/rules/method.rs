@@ -2,9 +2,9 @@
 //! else (WebDAV, `TRACE`, made-up verbs) is a probe.
 
 use super::{code, Category, Rule};
-use crate::firewall::fields::loc;
-use crate::firewall::score::Severity;
-use crate::firewall::{FirewallConfig, Hits, RequestView};
+use crate::fields::loc;
+use crate::score::Severity;
+use crate::{FirewallConfig, Hits, RequestView};
 
 /// Method rules.
 #[rustfmt::skip]

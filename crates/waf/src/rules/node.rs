@@ -3,9 +3,9 @@
 //! strings, SSRF to metadata endpoints, template injection.
 
 use super::{code, re, Category, Rule, Transform};
-use crate::firewall::fields::{loc, Field};
-use crate::firewall::score::Severity;
-use crate::firewall::Hits;
+use crate::fields::{loc, Field};
+use crate::score::Severity;
+use crate::Hits;
 
 use Category::Node as N;
 use Severity::Critical as C;

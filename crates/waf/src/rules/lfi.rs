@@ -3,8 +3,8 @@
 //! (see `llm.rs`).
 
 use super::{lit, re, Category, Rule, Transform};
-use crate::firewall::fields::loc;
-use crate::firewall::score::Severity;
+use crate::fields::loc;
+use crate::score::Severity;
 
 use Category::Lfi as L;
 use Severity::Critical as C;

@@ -3,8 +3,8 @@
 //! numbers and short strings; HTML in chat content is exempt (`llm.rs`).
 
 use super::{lit, re, Category, Rule, Transform};
-use crate::firewall::fields::loc;
-use crate::firewall::score::Severity;
+use crate::fields::loc;
+use crate::score::Severity;
 
 use Category::Xss as X;
 use Severity::Critical as C;

@@ -4,8 +4,8 @@
 //! class names and `${jndi:` never appear in ordinary API arguments.
 
 use super::{lit, re, Category, Matcher, Rule, Transform};
-use crate::firewall::fields::loc;
-use crate::firewall::score::Severity;
+use crate::fields::loc;
+use crate::score::Severity;
 
 use Category::Java as J;
 use Severity::Critical as C;

@@ -11,8 +11,8 @@
 //! vocabulary (catalog tables, timing functions, `UNION ... SELECT`).
 
 use super::{code, re, Category, Rule, Transform};
-use crate::firewall::fields::{loc, Field};
-use crate::firewall::score::Severity;
+use crate::fields::{loc, Field};
+use crate::score::Severity;
 
 use Category::Sqli as S;
 use Severity::Critical as C;

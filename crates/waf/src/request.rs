@@ -32,8 +32,8 @@ pub struct RequestView {
 
 /// The protocol token (`HTTP/1.1`), as `http`'s `Debug` spells it, without
 /// going through the formatter for the known versions.
-fn version_token(v: axum::http::Version) -> String {
-    use axum::http::Version;
+fn version_token(v: http::Version) -> String {
+    use http::Version;
     match v {
         Version::HTTP_09 => "HTTP/0.9".to_string(),
         Version::HTTP_10 => "HTTP/1.0".to_string(),
@@ -80,7 +80,7 @@ impl RequestView {
     }
 
     /// Builds a view from `http` request parts and a collected body.
-    pub fn from_http_parts(parts: &axum::http::request::Parts, body: Bytes) -> Self {
+    pub fn from_http_parts(parts: &http::request::Parts, body: Bytes) -> Self {
         let target = parts
             .uri
             .path_and_query()
@@ -92,7 +92,7 @@ impl RequestView {
             .map(|(n, v)| (n.as_str().to_string(), v.as_bytes().to_vec()))
             .collect();
         // HTTP/2 and HTTP/3 carry the host in `:authority`, not in a header.
-        if !parts.headers.contains_key(axum::http::header::HOST) {
+        if !parts.headers.contains_key(http::header::HOST) {
             if let Some(authority) = parts.uri.authority() {
                 headers.push(("host".to_string(), authority.as_str().as_bytes().to_vec()));
             }

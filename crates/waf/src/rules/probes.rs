@@ -3,8 +3,8 @@
 //! reconnaissance, whatever the route.
 
 use super::{lit, re, Category, Rule, Transform};
-use crate::firewall::fields::loc;
-use crate::firewall::score::Severity;
+use crate::fields::loc;
+use crate::score::Severity;
 
 use Category::SecretProbe as S;
 use Severity::Critical as C;

@@ -4,8 +4,8 @@
 //! words themselves in prose never match.
 
 use super::{lit, re, Category, Rule, Transform};
-use crate::firewall::fields::loc;
-use crate::firewall::score::Severity;
+use crate::fields::loc;
+use crate::score::Severity;
 
 use Category::Php as P;
 use Severity::Critical as C;

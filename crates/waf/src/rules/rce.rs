@@ -5,8 +5,8 @@
 //! "cat") in prose do not match on their own.
 
 use super::{lit, re, Category, Rule, Transform};
-use crate::firewall::fields::loc;
-use crate::firewall::score::Severity;
+use crate::fields::loc;
+use crate::score::Severity;
 
 use Category::{RceUnix as U, RceWindows as W};
 use Severity::Critical as C;

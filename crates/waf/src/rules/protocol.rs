@@ -5,10 +5,10 @@
 //! libraries never produce these shapes.
 
 use super::{code, re, Category, Rule, Transform};
-use crate::firewall::fields::loc;
-use crate::firewall::normalize::ascii_lowercase;
-use crate::firewall::score::Severity;
-use crate::firewall::{FirewallConfig, Hits, RequestView};
+use crate::fields::loc;
+use crate::normalize::ascii_lowercase;
+use crate::score::Severity;
+use crate::{FirewallConfig, Hits, RequestView};
 
 use Category::{Protocol as P, ProtocolAttack as PA};
 use Severity::{Critical as C, Notice as N, Warning as W};
@@ -525,7 +525,7 @@ fn check_args_shape(req: &RequestView, hits: &mut Hits<'_>) {
         }
         for raw in [name, value] {
             if raw.contains('%') {
-                let bytes = crate::firewall::normalize::url_decode_once(raw.as_bytes(), true);
+                let bytes = crate::normalize::url_decode_once(raw.as_bytes(), true);
                 if std::str::from_utf8(&bytes).is_err() {
                     hits.hit(920250, "ARGS", raw);
                 }

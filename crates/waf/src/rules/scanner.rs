@@ -3,8 +3,8 @@
 //! contain these names.
 
 use super::{lit, Category, Rule, Transform};
-use crate::firewall::fields::loc;
-use crate::firewall::score::Severity;
+use crate::fields::loc;
+use crate::score::Severity;
 
 /// Scanner rules.
 #[rustfmt::skip]

@@ -3,8 +3,8 @@
 //! include-only schemes. Ordinary callback URLs use host names.
 
 use super::{re, Category, Rule, Transform};
-use crate::firewall::fields::loc;
-use crate::firewall::score::Severity;
+use crate::fields::loc;
+use crate::score::Severity;
 
 use Category::Rfi as R;
 use Severity::Critical as C;
