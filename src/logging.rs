@@ -41,10 +41,24 @@ pub fn init(format: LogFormat, category: &'static str) {
     install(filter, format, category);
 }
 
-/// Installs the global subscriber for `moltgate` (text; `RUST_LOG` filters).
+/// Installs the global subscriber for `moltgate` (text). `MOLTGATE_LOG`
+/// sets the filter, as `MOLTGUARD_LOG` does for `moltguard`.
 pub fn init_gateway() {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    install(filter, LogFormat::Text, "gateway");
+    let filter = gateway_filter(|k| std::env::var(k).ok());
+    install(EnvFilter::new(filter), LogFormat::Text, "gateway");
+}
+
+/// moltgate's filter directives: `MOLTGATE_LOG`, else `RUST_LOG` (what
+/// moltgate read before, still honoured), else `info`. A value that is not
+/// a valid filter falls through to the next, as `MOLTGUARD_LOG` falls back
+/// to `info`.
+fn gateway_filter(env: impl Fn(&str) -> Option<String>) -> String {
+    ["MOLTGATE_LOG", "RUST_LOG"]
+        .into_iter()
+        .filter_map(env)
+        .map(|v| v.trim().to_string())
+        .find(|v| !v.is_empty() && EnvFilter::try_new(v).is_ok())
+        .unwrap_or_else(|| "info".into())
 }
 
 fn install(filter: EnvFilter, format: LogFormat, category: &'static str) {
@@ -162,6 +176,33 @@ impl Visit for EscapingVisitor<'_, '_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn moltgate_reads_moltgate_log_then_rust_log() {
+        let env = |pairs: &'static [(&'static str, &'static str)]| {
+            move |k: &str| {
+                pairs
+                    .iter()
+                    .find(|(n, _)| *n == k)
+                    .map(|(_, v)| v.to_string())
+            }
+        };
+        assert_eq!(gateway_filter(env(&[])), "info");
+        assert_eq!(gateway_filter(env(&[("RUST_LOG", "debug")])), "debug");
+        assert_eq!(
+            gateway_filter(env(&[("MOLTGATE_LOG", "warn"), ("RUST_LOG", "debug")])),
+            "warn"
+        );
+        // Not a filter: the next source decides.
+        assert_eq!(
+            gateway_filter(env(&[
+                ("MOLTGATE_LOG", "moltgate=[bad"),
+                ("RUST_LOG", "debug")
+            ])),
+            "debug"
+        );
+        assert_eq!(gateway_filter(env(&[("MOLTGATE_LOG", " ")])), "info");
+    }
     use std::sync::{Arc, Mutex};
 
     #[test]

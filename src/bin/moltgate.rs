@@ -92,6 +92,10 @@ fn man_extras() -> docgen::ManExtras {
                 "LLM_*, GATEWAY_*",
                 "every setting of moltgate.toml (docs/GATEWAY.md lists them)",
             ),
+            s(
+                "MOLTGATE_LOG",
+                "the log filter (default info; e.g. debug); RUST_LOG is read when it is unset",
+            ),
         ],
         examples: vec![
             s(

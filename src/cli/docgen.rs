@@ -205,6 +205,10 @@ pub fn moltguard_extras() -> ManExtras {
             s(&format!("{}", d.log_dir.display()), "logs"),
         ],
         environment: vec![
+            s(
+                "MOLTGUARD_LOG",
+                "the log filter of the guardian and other log lines (default info; e.g. debug)",
+            ),
             s("NO_COLOR", "no colour in text output"),
             s(
                 "SUDO_USER",
