@@ -27,7 +27,7 @@ total_timeout_ms = 3000
 [providers.b]
 base_url = "http://127.0.0.1:$FAKE_PORT/v1"
 TOML
-env -i PATH="$PATH" RUST_LOG=error MOLTGATE_STATE_DIR="$TMP/state" LLM_STREAMING=true \
+env -i PATH="$PATH" MOLTGATE_LOG=error MOLTGATE_STATE_DIR="$TMP/state" LLM_STREAMING=true \
   target/release/moltgate serve --config "$TMP/m.toml" --listen "127.0.0.1:$GW_PORT" &
 PIDS+=($!)
 for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$GW_PORT/health" >/dev/null && break; sleep 0.1; done

@@ -68,11 +68,11 @@ TOML
 # per-IP limit applies to), sent by every wrk run to every target alike.
 KEY=$(env -i PATH="$PATH" target/release/moltguard --home "$TMP" keys create --label bench \
   --scopes operator.write --rate-limit 0 2>/dev/null)
-env -i PATH="$PATH" RUST_LOG=warn MOLTGATE_STATE_DIR="$TMP/state" \
+env -i PATH="$PATH" MOLTGATE_LOG=warn MOLTGATE_STATE_DIR="$TMP/state" \
   target/release/moltgate serve --config "$TMP/moltgate.toml" --listen "127.0.0.1:$GW_PORT" 2>"$TMP/moltgate.log" &
 GW_PID=$!
 PIDS+=($GW_PID)
-env -i PATH="$PATH" RUST_LOG=warn MOLTGATE_STATE_DIR="$TMP/bare-state" GATEWAY_AUTH_REQUIRED=false SECURITY_FIREWALL=false \
+env -i PATH="$PATH" MOLTGATE_LOG=warn MOLTGATE_STATE_DIR="$TMP/bare-state" GATEWAY_AUTH_REQUIRED=false SECURITY_FIREWALL=false \
   target/release/moltgate serve --config "$TMP/moltgate.toml" --listen "127.0.0.1:$BARE_PORT" 2>"$TMP/bare.log" &
 BARE_PID=$!
 PIDS+=($BARE_PID)

@@ -36,7 +36,7 @@ default_provider = "ollama"
 [providers.ollama]
 base_url = "http://127.0.0.1:9/v1"
 TOML
-env -i PATH="$PATH" RUST_LOG=warn MOLTGATE_STATE_DIR="$TMP/state" \
+env -i PATH="$PATH" MOLTGATE_LOG=warn MOLTGATE_STATE_DIR="$TMP/state" \
   target/release/moltgate serve --config "$TMP/moltgate.toml" --listen "127.0.0.1:$GW_PORT" 2>"$TMP/moltgate.log" &
 GW_PID=$!
 
