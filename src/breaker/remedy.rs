@@ -88,9 +88,18 @@ pub fn command_prefix(state_dir: &Path) -> String {
     )
 }
 
-/// The guardian's finding id in a detail it wrote (`FINDING_ID: what`).
-pub fn finding_id(detail: &str) -> &str {
-    detail.split(':').next().unwrap_or_default().trim()
+/// The guardian's advice for the finding that opened the breaker: the
+/// guardian writes `FINDING_ID: what` as the detail, and its status file
+/// lists each finding's `(id, fix)`.
+pub fn finding_fix<'a>(
+    detail: &str,
+    findings: impl IntoIterator<Item = (&'a str, &'a str)>,
+) -> Option<&'a str> {
+    let id = detail.split(':').next().unwrap_or_default().trim();
+    findings
+        .into_iter()
+        .find(|(f, _)| *f == id)
+        .map(|(_, fix)| fix)
 }
 
 /// A path as one shell word.
@@ -110,7 +119,6 @@ pub struct Known<'a> {
 }
 
 pub fn remedy(rec: &BreakerRecord, now: DateTime<Utc>, prefix: &str, known: Known<'_>) -> Remedy {
-    let finding_fix = known.finding_fix;
     let interrupted = rec.pending.is_some();
     let expired = rec.is_expired(now);
     let state = if interrupted {
@@ -139,41 +147,38 @@ pub fn remedy(rec: &BreakerRecord, now: DateTime<Utc>, prefix: &str, known: Know
     );
     let (headline, first, commands) = match state {
         BreakerState::Open => {
-            let mut first = None;
+            // A finding is fixed by hand first; a failed or cut-off change
+            // is looked at first; a missing user is added before closing.
+            let from_finding = !interrupted
+                && !expired
+                && matches!(
+                    reason,
+                    ReasonCode::ExposurePublicBind
+                        | ReasonCode::NginxConfigInvalid
+                        | ReasonCode::NginxBypass
+                        | ReasonCode::SecretLeak
+                        | ReasonCode::PermissionsUnsafe
+                        | ReasonCode::CheckFailed
+                );
+            let look_first = interrupted
+                || matches!(
+                    reason,
+                    ReasonCode::ApplyFailed
+                        | ReasonCode::NginxDrift
+                        | ReasonCode::StateInvalid
+                        | ReasonCode::TransitionInterrupted
+                );
             let mut commands = Vec::new();
-            match reason {
-                ReasonCode::AuthMissing => {
-                    commands.push(step(
-                        "add a user for the password prompt",
-                        "auth add-user NAME",
-                    ));
-                }
-                ReasonCode::ExposurePublicBind
-                | ReasonCode::NginxConfigInvalid
-                | ReasonCode::NginxBypass
-                | ReasonCode::SecretLeak
-                | ReasonCode::PermissionsUnsafe
-                | ReasonCode::CheckFailed
-                    if !expired && !interrupted =>
-                {
-                    first = Some(match finding_fix {
-                        Some(f) => format!("Fix what the guardian found: {f}"),
-                        None => {
-                            "Fix what the guardian found (its findings are listed below)".into()
-                        }
-                    });
-                    commands.push(step("check that nothing is left to fix", "audit"));
-                }
-                ReasonCode::ApplyFailed
-                | ReasonCode::NginxDrift
-                | ReasonCode::StateInvalid
-                | ReasonCode::TransitionInterrupted => {
-                    commands.push(step("see what nginx serves and why", "status"));
-                }
-                _ if interrupted => commands.push(step("see what nginx serves and why", "status")),
-                _ => {}
+            let first = from_finding.then(|| match known.finding_fix {
+                Some(f) => format!("Fix what the guardian found: {f}"),
+                None => "Fix what the guardian found (its findings are listed below)".into(),
+            });
+            if from_finding {
+                commands.push(step("check that nothing is left to fix", "audit"));
+            } else if look_first {
+                commands.push(step("see what nginx serves and why", "status"));
             }
-            if known.auth_missing && reason != ReasonCode::AuthMissing {
+            if known.auth_missing || reason == ReasonCode::AuthMissing {
                 commands.push(step(
                     "add a user for the password prompt",
                     "auth add-user NAME",
@@ -372,6 +377,19 @@ mod tests {
         );
         assert_eq!(h.commands.len(), 2);
         assert!(h.headline.starts_with("Only this machine"));
+    }
+
+    #[test]
+    fn the_fix_is_the_finding_named_in_the_detail() {
+        let findings = [
+            ("PERMISSIONS_STATE_DIR", "chmod 700"),
+            ("NGINX_LISTEN_PUBLIC", "bind 127.0.0.1"),
+        ];
+        assert_eq!(
+            finding_fix("NGINX_LISTEN_PUBLIC: nginx listens on 0.0.0.0", findings),
+            Some("bind 127.0.0.1")
+        );
+        assert_eq!(finding_fix("a person closed it", findings), None);
     }
 
     #[test]

@@ -112,11 +112,13 @@ pub fn run(ctx: &Ctx) -> Result<Exit, CliError> {
 
     let services = services_of(&cfg);
     // What to do about it: the dashboard's banner, as text.
-    let finding = remedy::finding_id(&r.detail);
-    let fix = guardian
-        .as_ref()
-        .and_then(|g| g.findings.iter().find(|f| f.id == finding))
-        .map(|f| f.fix.as_str());
+    let fix = remedy::finding_fix(
+        &r.detail,
+        guardian
+            .iter()
+            .flat_map(|g| &g.findings)
+            .map(|f| (f.id.as_str(), f.fix.as_str())),
+    );
     let known = remedy::Known {
         finding_fix: fix,
         auth_missing: crate::auth::htpasswd::auth_problem(&cfg.layout.htpasswd).is_some(),

@@ -481,8 +481,7 @@
     renderBreaker(d.breaker, d.breaker_history || []);
     renderGuardian(d.guardian);
     renderProviders(d.providers || {});
-    renderLatency(act, (d.providers || {}).providers || []);
-    renderActivity(act, (d.providers || {}).providers || []);
+    renderCharts(d, act);
     renderBlocked(d.blocked || []);
     renderKinds(d.incident_kinds || []);
     renderIncidents(filtered ? filtered.incidents : d.incidents || [], filtered);
@@ -685,6 +684,14 @@
   }
 
   // ---------------------------------------------------------------- charts
+
+  // Every chart, from the dashboard's data and security.activity's (again
+  // on a resize: they are drawn at their boxes' widths).
+  function renderCharts(d, act) {
+    const providers = (d.providers || {}).providers || [];
+    renderLatency(act, providers);
+    renderActivity(act, providers);
+  }
 
   // A figure's caption, drawing box and legend, made afresh.
   function figure(id, caption) {
@@ -1150,10 +1157,7 @@
     window.addEventListener('resize', () => {
       clearTimeout(resize);
       resize = setTimeout(() => {
-        if (st.last) {
-          renderLatency(st.last.act, (st.last.d.providers || {}).providers || []);
-          renderActivity(st.last.act, (st.last.d.providers || {}).providers || []);
-        }
+        if (st.last) renderCharts(st.last.d, st.last.act);
       }, 150);
     });
     document.addEventListener('visibilitychange', () => {

@@ -378,13 +378,14 @@ fn breaker_view(state_dir: &std::path::Path, guardian: &Value) -> Value {
         return Value::Null;
     }
     let rec = &loaded.record;
-    let finding = remedy::finding_id(&rec.detail);
-    let fix = guardian["findings"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|f| f["id"] == finding)
-        .and_then(|f| f["fix"].as_str());
+    let fix = remedy::finding_fix(
+        &rec.detail,
+        guardian["findings"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|f| Some((f["id"].as_str()?, f["fix"].as_str()?))),
+    );
     let prefix = remedy::command_prefix(state_dir);
     let mut v = serde_json::to_value(rec).unwrap_or(Value::Null);
     v["problem"] = json!(loaded.problem.map(|p| p.to_string()));
