@@ -21,3 +21,32 @@ pub fn check(rel: &str, text: &str) {
         path.display()
     );
 }
+
+/// Asserts that the part of `rel` between `<!-- generated: NAME -->` and
+/// `<!-- end: NAME -->` (a table in a document, say) is exactly `text`.
+pub fn check_section(rel: &str, name: &str, text: &str) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(rel);
+    let on_disk = std::fs::read_to_string(&path).unwrap_or_default();
+    let (start, end) = (
+        format!("<!-- generated: {name} -->\n"),
+        format!("<!-- end: {name} -->"),
+    );
+    let section = on_disk.find(&start).and_then(|a| {
+        let from = a + start.len();
+        on_disk[from..].find(&end).map(|b| (from, from + b))
+    });
+    let Some((from, to)) = section else {
+        panic!("{} has no `{start}` … `{end}` section", path.display());
+    };
+    if std::env::var_os("MOLTGUARD_BLESS").is_some() {
+        let blessed = format!("{}{text}{}", &on_disk[..from], &on_disk[to..]);
+        std::fs::write(&path, blessed).unwrap();
+        return;
+    }
+    assert_eq!(
+        &on_disk[from..to],
+        text,
+        "{}'s `{name}` section is stale: run `MOLTGUARD_BLESS=1 cargo test --lib`",
+        path.display()
+    );
+}

@@ -3,22 +3,19 @@
 //! inline code, nothing from another origin).
 //!
 //! The page itself holds no data and is public
-//! ([`super::security::scope::route_access`]); everything it shows comes
+//! ([`super::api::Route::access`]); everything it shows comes
 //! from the authenticated RPC (`/ws`, or the `/api/` REST mirror), which
 //! admits only admins: the password session the page's login form opens,
 //! or an admin key.
 
 use std::path::Path;
-use std::sync::{Arc, LazyLock};
+use std::sync::LazyLock;
 
 use axum::extract::Path as UrlPath;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, MethodRouter};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
-
-use super::Gateway;
 
 /// The dashboard's own policy, kept by the global header layer (which only
 /// fills in headers a handler did not set).
@@ -61,19 +58,13 @@ static ETAGS: LazyLock<Vec<HeaderValue>> = LazyLock::new(|| {
         .collect()
 });
 
-pub fn routes() -> Vec<(&'static str, MethodRouter<Arc<Gateway>>)> {
-    vec![
-        ("/dashboard", get(index)),
-        ("/dashboard/", get(index)),
-        ("/dashboard/assets/{name}", get(asset)),
-    ]
-}
-
-async fn index(headers: HeaderMap) -> Response {
+/// `GET /dashboard`.
+pub async fn index(headers: HeaderMap) -> Response {
     serve(&INDEX, &ETAGS[0], &headers)
 }
 
-async fn asset(UrlPath(name): UrlPath<String>, headers: HeaderMap) -> Response {
+/// `GET /dashboard/assets/{name}`.
+pub async fn asset(UrlPath(name): UrlPath<String>, headers: HeaderMap) -> Response {
     match ASSETS.iter().position(|a| a.name == name) {
         Some(i) => serve(&ASSETS[i], &ETAGS[i + 1], &headers),
         None => {

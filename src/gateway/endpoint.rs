@@ -48,12 +48,12 @@ impl Endpoint {
 
     /// The paths clients call: with `/v1`, and without it for clients whose
     /// base URL is the gateway's root.
-    pub fn paths(self) -> [&'static str; 2] {
+    pub fn paths(self) -> &'static [&'static str] {
         match self {
-            Endpoint::Chat => ["/v1/chat/completions", "/chat/completions"],
-            Endpoint::Completions => ["/v1/completions", "/completions"],
-            Endpoint::Embeddings => ["/v1/embeddings", "/embeddings"],
-            Endpoint::Responses => ["/v1/responses", "/responses"],
+            Endpoint::Chat => &["/v1/chat/completions", "/chat/completions"],
+            Endpoint::Completions => &["/v1/completions", "/completions"],
+            Endpoint::Embeddings => &["/v1/embeddings", "/embeddings"],
+            Endpoint::Responses => &["/v1/responses", "/responses"],
         }
     }
 

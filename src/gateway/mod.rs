@@ -6,6 +6,7 @@
 //! provider has a circuit breaker, and streams are either complete or end
 //! with an explicit error event.
 
+pub mod api;
 pub mod assemble;
 pub mod check;
 pub mod circuit;

@@ -2,11 +2,10 @@
 //!
 //! The security layer ([`super::security::layer`]) wraps the router once
 //! instead of every route, so its own answers (a CORS preflight, a
-//! refusal) no longer pass through axum's method router. Two things came
-//! from there and are kept here, from the router's own list of paths: a
-//! matched route missing from the scope table needs admin
-//! ([`Routes::serves`]), and such answers carry the path's `Allow` when
-//! the path does not take the request's method ([`Routes::with_allow`]).
+//! refusal) no longer pass through axum's method router. The one thing
+//! that came from there is kept here, from the API's table
+//! ([`super::api::Route`]): such answers carry the path's `Allow` when the
+//! path does not take the request's method ([`Routes::with_allow`]).
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -21,29 +20,29 @@ use axum::Router;
 use futures_util::FutureExt;
 use tower::{Layer, Service};
 
+use super::api::Route;
+
 pub struct Routes {
     router: Router,
     /// Handlers read at most this much of a body (axum's `DefaultBodyLimit`).
     body_limit: usize,
-    /// Each route's path pattern, with the methods the router answers
-    /// there, as its `Allow` header lists them.
-    allow: matchit::Router<HeaderValue>,
 }
 
 impl Routes {
-    /// `paths` are the patterns `router` was built with.
-    pub fn new(router: Router, paths: &[&str], body_limit: usize) -> Self {
-        let mut allow = matchit::Router::new();
-        for pattern in paths {
-            allow
-                .insert(*pattern, allow_header(&router, pattern))
-                .expect("the router took this pattern");
+    /// `router` serves the API's table ([`Route::ALL`]). A route whose
+    /// methods differ from the table's is a bug that stops the start here
+    /// (every test that starts a gateway runs this), not a wrong `Allow`.
+    pub fn new(router: Router, body_limit: usize) -> Self {
+        for route in Route::ALL {
+            for pattern in route.patterns() {
+                assert_eq!(
+                    allow_header(&router, pattern),
+                    route.methods().join(","),
+                    "{pattern}: the router's methods are not the API table's"
+                );
+            }
         }
-        Routes {
-            router,
-            body_limit,
-            allow,
-        }
+        Routes { router, body_limit }
     }
 
     /// Runs the router on an admitted request.
@@ -56,23 +55,16 @@ impl Routes {
             .map(|r: Result<Response, Infallible>| r.unwrap_or_else(|e| match e {}))
     }
 
-    /// Does a route match this path (with any method)?
-    pub fn serves(&self, path: &str) -> bool {
-        self.allow.at(path).is_ok()
-    }
-
     /// An answer given instead of the router's, with its `Allow` if the
     /// path has routes but none for this method (axum's method router
     /// added it when the security layers ran inside each route).
     pub fn with_allow(&self, req: &Parts, mut resp: Response) -> Response {
-        if let Ok(m) = self.allow.at(req.uri.path()) {
-            let allow = m.value;
-            let method = req.method.as_str();
-            let served = allow
-                .to_str()
-                .is_ok_and(|a| a.split(',').any(|m| m == method));
+        if let Some(route) = Route::of_path(req.uri.path()) {
+            let served = route.methods().contains(&req.method.as_str());
             if !served && !resp.headers().contains_key(ALLOW) {
-                resp.headers_mut().insert(ALLOW, allow.clone());
+                if let Ok(allow) = HeaderValue::from_str(&route.methods().join(",")) {
+                    resp.headers_mut().insert(ALLOW, allow);
+                }
             }
         }
         resp
@@ -82,7 +74,7 @@ impl Routes {
 /// The `Allow` the router answers with on `pattern`: an OPTIONS request,
 /// which no route takes (preflights never reach the router), gets the
 /// method-not-allowed answer, which lists the methods the path takes.
-fn allow_header(router: &Router, pattern: &str) -> HeaderValue {
+fn allow_header(router: &Router, pattern: &str) -> String {
     // A path the pattern matches: `{param}` and `{*rest}` segments as "x".
     let path = pattern
         .split('/')
@@ -105,24 +97,35 @@ fn allow_header(router: &Router, pattern: &str) -> HeaderValue {
         StatusCode::METHOD_NOT_ALLOWED,
         "{pattern}: no route may take OPTIONS (preflights are answered before the router)"
     );
-    resp.headers()
-        .get(ALLOW)
-        .cloned()
+    let allow = resp.headers().get(ALLOW);
+    let allow = allow.and_then(|v| v.to_str().ok());
+    allow
         .expect("a 405 lists the methods the path takes")
+        .to_string()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use axum::routing::{get, post};
+    use axum::routing::{get, post, MethodRouter};
 
-    fn routes() -> Routes {
-        let router = Router::new()
-            .route("/chat", post(|| async {}))
-            .route("/api/{*method}", get(|| async {}).post(|| async {}))
-            .route("/assets/{name}", get(|| async {}))
-            .method_not_allowed_fallback(|| async { StatusCode::METHOD_NOT_ALLOWED });
-        Routes::new(router, &["/chat", "/api/{*method}", "/assets/{name}"], 1024)
+    /// A router of the table's routes, with handlers that do nothing.
+    fn router(wrong: Option<Route>) -> Router {
+        let handler = |route: Route| -> MethodRouter {
+            let mut m = MethodRouter::new();
+            if route.methods().contains(&"GET") {
+                m = m.merge(get(|| async {}));
+            }
+            if route.methods().contains(&"POST") != (Some(route) == wrong) {
+                m = m.merge(post(|| async {}));
+            }
+            m
+        };
+        Route::ALL
+            .into_iter()
+            .flat_map(|r| r.patterns().iter().map(move |p| (r, *p)))
+            .fold(Router::new(), |router, (r, p)| router.route(p, handler(r)))
+            .method_not_allowed_fallback(|| async { StatusCode::METHOD_NOT_ALLOWED })
     }
 
     fn allow_on(r: &Routes, method: Method, path: &str) -> Option<String> {
@@ -140,27 +143,29 @@ mod tests {
     }
 
     #[test]
-    fn matched_paths_and_their_allow() {
-        let r = routes();
-        assert!(r.serves("/chat"));
-        assert!(r.serves("/api/providers/status"));
-        assert!(r.serves("/assets/app.js"));
-        assert!(!r.serves("/assets/a/b"));
-        assert!(!r.serves("/chat/"));
-        assert!(!r.serves("/nope"));
-
-        // Only a method the path does not take gets the path's `Allow`.
-        assert_eq!(allow_on(&r, Method::POST, "/chat"), None);
-        assert_eq!(allow_on(&r, Method::GET, "/chat").as_deref(), Some("POST"));
+    fn a_method_the_path_does_not_take_gets_the_paths_allow() {
+        let r = Routes::new(router(None), 1024);
+        assert_eq!(allow_on(&r, Method::POST, "/v1/chat/completions"), None);
+        assert_eq!(
+            allow_on(&r, Method::GET, "/v1/chat/completions").as_deref(),
+            Some("POST")
+        );
         assert_eq!(
             allow_on(&r, Method::OPTIONS, "/api/x").as_deref(),
             Some("GET,HEAD,POST")
         );
-        assert_eq!(allow_on(&r, Method::HEAD, "/assets/x"), None);
+        assert_eq!(allow_on(&r, Method::HEAD, "/dashboard/assets/x"), None);
         assert_eq!(
-            allow_on(&r, Method::PUT, "/assets/x").as_deref(),
+            allow_on(&r, Method::PUT, "/dashboard/assets/x").as_deref(),
             Some("GET,HEAD")
         );
         assert_eq!(allow_on(&r, Method::GET, "/nope"), None);
+        assert_eq!(allow_on(&r, Method::GET, "/dashboard/assets/a/b"), None);
+    }
+
+    #[test]
+    #[should_panic(expected = "the router's methods are not the API table's")]
+    fn a_router_that_differs_from_the_table_stops_the_start() {
+        Routes::new(router(Some(Route::Metrics)), 1024);
     }
 }

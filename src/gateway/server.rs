@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request, State};
-use axum::http::{HeaderName, HeaderValue, StatusCode};
+use axum::http::{HeaderName, HeaderValue, StatusCode, Uri};
 use axum::response::sse::Sse;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, MethodRouter};
@@ -21,6 +21,8 @@ use axum::{Json, Router};
 use serde_json::{json, Value};
 use tokio::time::Instant;
 
+use super::api;
+use super::dashboard;
 use super::deadline::Deadline;
 use super::endpoint::Endpoint;
 use super::errors::{ApiError, AttemptReport};
@@ -40,51 +42,50 @@ use super::Gateway;
 /// Largest request body accepted (long prompts are big, but not unbounded).
 const MAX_REQUEST_BYTES: usize = 16 << 20;
 
-/// Every route. The security layer ([`super::security::layer`]) wraps
-/// them once, so they carry no layers of their own.
+/// Every route of the API's table ([`api::Route::ALL`]). The security layer
+/// ([`super::security::layer`]) wraps them once, so they carry no layers
+/// of their own.
 pub fn routes(gw: Arc<Gateway>) -> Routes {
-    let mut list: Vec<(&'static str, MethodRouter<Arc<Gateway>>)> = Endpoint::ALL
+    let router = api::Route::ALL
         .into_iter()
-        .flat_map(|e| {
-            e.paths().map(|path| {
-                let handler = move |gw: State<Arc<Gateway>>, req: Request| infer(e, gw, req);
-                (path, post(handler))
-            })
-        })
-        .collect();
-    list.extend([
-        ("/v1/models", get(models)),
-        ("/health", get(|| async { Json(json!({"status": "ok"})) })),
-        ("/ready", get(ready)),
-        ("/metrics", get(metrics)),
-        ("/api/login", post(rpc::login)),
-        ("/api/logout", post(rpc::logout)),
-        ("/api/{*method}", get(rpc::rest).post(rpc::rest)),
-        ("/ws", get(rpc::ws)),
-    ]);
-    list.extend(super::dashboard::routes());
-    let paths: Vec<&str> = list.iter().map(|(path, _)| *path).collect();
-    let router = list
-        .into_iter()
-        .fold(Router::new(), |r, (path, handlers)| r.route(path, handlers))
+        .flat_map(|route| route.patterns().iter().map(move |p| (*p, handler(route))))
+        .fold(Router::new(), |r, (path, handler)| r.route(path, handler))
         .fallback(|| async {
             ApiError::new(
                 StatusCode::NOT_FOUND,
                 "invalid_request_error",
                 "not_found",
-                "unknown endpoint; moltgate serves POST /v1/chat/completions, /v1/completions, /v1/embeddings and /v1/responses, GET /v1/models, /health, /ready, /metrics, /api/<method> and /ws",
+                api::not_found_message(),
             )
         })
-        .method_not_allowed_fallback(|| async {
+        .method_not_allowed_fallback(|uri: Uri| async move {
             ApiError::new(
                 StatusCode::METHOD_NOT_ALLOWED,
                 "invalid_request_error",
                 "method_not_allowed",
-                "method not allowed on this endpoint (chat completions, completions, embeddings and responses take POST)",
+                api::method_not_allowed_message(uri.path()),
             )
         })
         .with_state(gw);
-    Routes::new(router, &paths, MAX_REQUEST_BYTES)
+    Routes::new(router, MAX_REQUEST_BYTES)
+}
+
+/// The handler of each route.
+fn handler(route: api::Route) -> MethodRouter<Arc<Gateway>> {
+    use api::Route;
+    match route {
+        Route::Infer(e) => post(move |gw: State<Arc<Gateway>>, req: Request| infer(e, gw, req)),
+        Route::Models => get(models),
+        Route::Health => get(|| async { Json(json!({"status": "ok"})) }),
+        Route::Ready => get(ready),
+        Route::Metrics => get(metrics),
+        Route::Login => post(rpc::login),
+        Route::Logout => post(rpc::logout),
+        Route::Rpc => get(rpc::rest).post(rpc::rest),
+        Route::Ws => get(rpc::ws),
+        Route::Dashboard => get(dashboard::index),
+        Route::DashboardAsset => get(dashboard::asset),
+    }
 }
 
 async fn ready(State(gw): State<Arc<Gateway>>) -> Response {

@@ -15,8 +15,9 @@ use tracing::Instrument;
 
 use super::keys::KeyRejection;
 use super::limits::{ConnGuard, Limited};
-use super::scope::{route_access, Access};
+use super::scope::Access;
 use super::{headers, session, Incident, IncidentKind, Principal, RequestContext, Security};
+use crate::gateway::api::{self, Route};
 use crate::gateway::errors::ApiError;
 use crate::gateway::routes::Routes;
 
@@ -128,7 +129,7 @@ pub async fn admit(sec: &Security, routes: &Routes, conn: &ConnMeta, req: Reques
     // Every log line of this request carries its id (as do incidents).
     let span = tracing::info_span!("request", id = %ctx.request_id);
     let mut resp = async {
-        match admit_inner(sec, routes, ctx, &mut parts, body).await {
+        match admit_inner(sec, ctx, &mut parts, body).await {
             Ok(body) => routes.call(Request::from_parts(parts, body)).await,
             Err(refusal) => routes.with_allow(&parts, refusal),
         }
@@ -147,7 +148,6 @@ pub async fn admit(sec: &Security, routes: &Routes, conn: &ConnMeta, req: Reques
 #[allow(clippy::result_large_err)]
 async fn admit_inner(
     sec: &Security,
-    routes: &Routes,
     ctx: RequestContext,
     parts: &mut Parts,
     body: Body,
@@ -173,8 +173,9 @@ async fn admit_inner(
     }
     let method = &parts.method;
     let path = parts.uri.path();
-    let access = route_access(method.as_str(), path);
-    if access == Access::Public && matches!(path, "/health" | "/ready") {
+    let route = Route::of_path(path);
+    let access = api::access(route, path);
+    if route.is_some_and(Route::is_probe) {
         return Ok(body);
     }
 
@@ -356,23 +357,6 @@ async fn admit_inner(
     // were refused above): the login, the dashboard page (it holds no
     // data) and /ws, which authenticates in its first frame and then
     // serves only admins.
-
-    // 8. A matched route missing from the scope table needs admin, so
-    // forgetting to list one fails closed (an unknown path gets its 404).
-    if access == Access::Unlisted
-        && routes.serves(path)
-        && !principal
-            .as_ref()
-            .is_some_and(|p| p.scopes().allows(super::scope::Scope::Admin))
-    {
-        return Err(refuse(
-            StatusCode::FORBIDDEN,
-            "permission_error",
-            "insufficient_scope",
-            format!("{method} {path} needs the operator.admin scope"),
-        ));
-    }
-
     parts.extensions.insert(Admitted {
         principal,
         ctx,

@@ -1,7 +1,7 @@
 //! The `security.*` and `providers.*` methods, over a WebSocket RPC at
 //! `/ws` and mirrored as REST under `/api/` (`security.blocked.list` is
 //! `/api/security/blocked/list`). Both transports go through [`call`], so
-//! scopes are enforced by one table ([`super::scope::method_access`]).
+//! scopes are enforced by the API's one table ([`crate::gateway::api::RpcMethod`]).
 //!
 //! WebSocket frames: the first is `{"id", "method": "connect", "params":
 //! {"key" | "password" | "session"}}` (or empty params when the upgrade
@@ -23,8 +23,9 @@ use axum::{Extension, Json};
 use serde_json::{json, Map, Value};
 
 use super::admission::Admitted;
-use super::scope::{method_access, rest_method_name, Access, Scope};
+use super::scope::{Access, Scope};
 use super::{session, Incident, IncidentKind, Mode, Principal, RequestContext, Security};
+use crate::gateway::api::{rest_method_name, RpcMethod};
 use crate::gateway::errors::ApiError;
 use crate::gateway::{status, Gateway};
 
@@ -108,7 +109,7 @@ pub async fn call(
     params: Params,
 ) -> Result<Value, RpcError> {
     let sec = &gw.security;
-    match method_access(method) {
+    match RpcMethod::access_of(method) {
         Access::Public => {}
         Access::Authenticated => {
             if principal.is_none() {
@@ -120,7 +121,7 @@ pub async fn call(
             }
         }
         access @ (Access::Needs(_) | Access::EitherOf(..) | Access::Unlisted) => {
-            // method_access never says Unlisted; if it did, admin it is.
+            // The table never says Unlisted; if it did, admin it is.
             let access = match access {
                 Access::Unlisted => Access::Needs(Scope::Admin),
                 a => a,
@@ -146,8 +147,20 @@ pub async fn call(
         }
     }
     let by = principal.map(Principal::label).unwrap_or_default();
+    let Some(method) = RpcMethod::parse(method) else {
+        return Err(err(
+            StatusCode::NOT_FOUND,
+            "unknown_method",
+            format!("unknown method {method:?}"),
+        ));
+    };
     match method {
-        "security.admin.check" => {
+        RpcMethod::Subscribe => Err(err(
+            StatusCode::BAD_REQUEST,
+            "websocket_only",
+            "subscribe pushes events: call it over the WebSocket at /ws",
+        )),
+        RpcMethod::AdminCheck => {
             let p = principal.expect("authenticated");
             Ok(json!({
                 "admin": p.scopes().allows(Scope::Admin),
@@ -155,9 +168,9 @@ pub async fn call(
                 "scopes": p.scopes().names(),
             }))
         }
-        "security.lockdown.status" => Ok(modes(sec)),
-        "security.lockdown.toggle" | "security.emergency.toggle" => {
-            let mode = if method == "security.lockdown.toggle" {
+        RpcMethod::LockdownStatus => Ok(modes(sec)),
+        RpcMethod::LockdownToggle | RpcMethod::EmergencyToggle => {
+            let mode = if method == RpcMethod::LockdownToggle {
                 match p_str(&params, "mode") {
                     None => Mode::Lockdown,
                     Some(m) => Mode::parse(m)
@@ -172,12 +185,12 @@ pub async fn call(
             sec.publish(json!({"event": "modes", "modes": modes(sec)}));
             Ok(modes(sec))
         }
-        "security.blocked.list" => {
+        RpcMethod::BlockedList => {
             let now = super::store::now_ms();
             let bans: Vec<_> = sec.bans.active(now);
             Ok(json!({"blocked": bans}))
         }
-        "security.blocked.add" => {
+        RpcMethod::BlockedAdd => {
             let target = p_str(&params, "target")
                 .ok_or_else(|| bad_params("params.target (an IP or CIDR block) is required"))?;
             let reason = p_str(&params, "reason").unwrap_or("blocked by an operator");
@@ -187,7 +200,7 @@ pub async fn call(
                 .map_err(bad_params)?;
             Ok(json!({"blocked": &ban}))
         }
-        "security.blocked.remove" => {
+        RpcMethod::BlockedRemove => {
             let target = p_str(&params, "target")
                 .ok_or_else(|| bad_params("params.target (an IP or CIDR block) is required"))?;
             match sec.unblock(target, &by, Some(ctx)).map_err(bad_params)? {
@@ -199,7 +212,7 @@ pub async fn call(
                 )),
             }
         }
-        "security.incidents.list" => {
+        RpcMethod::IncidentsList => {
             let limit = p_u64(&params, "limit")?.unwrap_or(100).min(1000) as u32;
             let kind = match p_str(&params, "kind") {
                 None => None,
@@ -220,12 +233,12 @@ pub async fn call(
             let rows = blocking(gw, move |sec| sec.incidents(limit, &filter)).await?;
             Ok(json!({"incidents": rows}))
         }
-        "security.gateway.connections" => {
+        RpcMethod::GatewayConnections => {
             let c = &sec.limits.connections;
             Ok(json!({"open": c.count(), "max": c.max(), "connections": c.list()}))
         }
-        "security.dashboard" => dashboard(gw).await,
-        "security.activity" => {
+        RpcMethod::Dashboard => dashboard(gw).await,
+        RpcMethod::Activity => {
             let now = super::store::now_ms();
             let since = p_u64(&params, "since_ms")?
                 .map(|v| v.min(i64::MAX as u64) as i64)
@@ -247,15 +260,15 @@ pub async fn call(
                 "incidents": incidents,
             }))
         }
-        "providers.status" => Ok(status::status_json(gw)),
-        "providers.latency" => {
+        RpcMethod::ProvidersStatus => Ok(status::status_json(gw)),
+        RpcMethod::ProvidersLatency => {
             let since = p_u64(&params, "since_ms")?
                 .map(|v| v as i64)
                 .unwrap_or(super::store::now_ms() - 24 * 3600 * 1000);
             let rows = blocking(gw, move |sec| sec.latency_history(since)).await?;
             Ok(json!({"latency": rows}))
         }
-        "providers.test" => {
+        RpcMethod::ProvidersTest => {
             if sec.mode(Mode::Emergency) {
                 return Err(err(
                     StatusCode::SERVICE_UNAVAILABLE,
@@ -294,11 +307,6 @@ pub async fn call(
                 .await
                 .map_err(|e| err(e.status, "unknown_provider", e.message))
         }
-        _ => Err(err(
-            StatusCode::NOT_FOUND,
-            "unknown_method",
-            format!("unknown method {method:?}"),
-        )),
     }
 }
 
@@ -409,10 +417,11 @@ pub async fn rest(
     Query(query): Query<HashMap<String, String>>,
     body: Bytes,
 ) -> Response {
-    let Some(name) = rest_method_name(method.as_str(), uri.path()) else {
+    let Some(name) = rest_method_name(uri.path()) else {
         return err(StatusCode::NOT_FOUND, "unknown_method", "unknown API path").into_response();
     };
-    if !matches!(method, axum::http::Method::POST) && super::scope::changes_state(&name) {
+    let changes_state = RpcMethod::parse(&name).is_some_and(|m| m.spec().changes_state);
+    if !matches!(method, axum::http::Method::POST) && changes_state {
         let mut r = err(
             StatusCode::METHOD_NOT_ALLOWED,
             "method_not_allowed",
@@ -758,7 +767,7 @@ async fn ws_call(
             ),
         ));
     }
-    if method == "subscribe" {
+    if RpcMethod::parse(method) == Some(RpcMethod::Subscribe) {
         if !principal.scopes().allows(Scope::Admin) {
             return Err(err(
                 StatusCode::FORBIDDEN,

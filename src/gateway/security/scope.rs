@@ -1,6 +1,7 @@
-//! Scopes and the table of what each route and method needs.
+//! Scopes, and what a request needs before its handler runs ([`Access`]).
 //!
-//! The rule: a route or RPC method that is not in [`required`] needs
+//! What each route and RPC method needs is in the API's one table
+//! ([`crate::gateway::api`]); a method name that is no method needs
 //! `operator.admin`. An empty scope set grants nothing, on every transport.
 
 use std::fmt;
@@ -110,9 +111,8 @@ pub enum Access {
     /// Either of two scopes (`/v1/models`: readers, and the agents that
     /// write, which list models before their first call).
     EitherOf(Scope, Scope),
-    /// Not in the table: an unknown path (a typo gets its 404 once the
-    /// caller is authenticated) or a route someone forgot to list, which
-    /// admission holds to admin ([`super::admission::admit`], step 8).
+    /// A path no route serves: a typo gets its 404 once the caller has
+    /// credentials, so probing without a key learns nothing.
     Unlisted,
 }
 
@@ -136,71 +136,6 @@ impl Access {
             _ => "any".into(),
         }
     }
-}
-
-/// The scope an RPC method needs; methods not listed need admin.
-pub fn method_access(method: &str) -> Access {
-    match method {
-        "security.admin.check" => Access::Authenticated,
-        "providers.status" | "security.lockdown.status" => Access::Needs(Scope::Read),
-        "models.list" => Access::EitherOf(Scope::Read, Scope::Write),
-        "providers.test" | "chat" => Access::Needs(Scope::Write),
-        _ => Access::Needs(Scope::Admin),
-    }
-}
-
-/// Whether an RPC method changes something (or spends money upstream):
-/// such methods take POST only over HTTP, never GET, so that a link or an
-/// `<img>` on another site cannot trigger them with the session cookie.
-pub fn changes_state(method: &str) -> bool {
-    matches!(
-        method,
-        "security.lockdown.toggle"
-            | "security.emergency.toggle"
-            | "security.blocked.add"
-            | "security.blocked.remove"
-            | "providers.test"
-    )
-}
-
-/// The scope an HTTP route needs. Paths not listed need credentials (so
-/// probing them without a key learns nothing), and a matched route that is
-/// not listed needs admin.
-pub fn route_access(method: &str, path: &str) -> Access {
-    // By path: a wrong method on a known path then gets its 405 from the
-    // router, with the path's own access rule.
-    match path {
-        "/health" | "/ready" => Access::Public,
-        "/api/login" | "/api/logout" => Access::Public,
-        // The WebSocket authenticates in its first frame.
-        "/ws" => Access::Public,
-        p if crate::gateway::endpoint::Endpoint::of_path(p).is_some() => {
-            Access::Needs(Scope::Write)
-        }
-        "/v1/models" | "/models" => Access::EitherOf(Scope::Read, Scope::Write),
-        "/metrics" => Access::Needs(Scope::Read),
-        // The page itself holds no data; every call it makes is checked.
-        "/dashboard" | "/dashboard/" => Access::Public,
-        p if p.starts_with("/dashboard/assets/") => Access::Public,
-        p if p.starts_with("/api/") => {
-            method_access(&rest_method_name(method, p).unwrap_or_default())
-        }
-        _ => Access::Unlisted,
-    }
-}
-
-/// `/api/security/blocked/list` -> `security.blocked.list`; the REST mirror
-/// of an RPC method is its name with dots as slashes.
-pub fn rest_method_name(_http_method: &str, path: &str) -> Option<String> {
-    let rest = path.strip_prefix("/api/")?.trim_end_matches('/');
-    if rest.is_empty()
-        || !rest
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'/' || b == b'_')
-    {
-        return None;
-    }
-    Some(rest.replace('/', "."))
 }
 
 #[cfg(test)]
@@ -228,61 +163,10 @@ mod tests {
     }
 
     #[test]
-    fn agents_that_write_may_list_models_and_nothing_else_read() {
-        let write = Scopes::parse_list("operator.write").unwrap();
-        let read = Scopes::parse_list("operator.read").unwrap();
-        for path in ["/v1/models", "/models"] {
-            let a = route_access("GET", path);
-            assert!(a.granted_to(write) && a.granted_to(read), "{path}");
-            assert!(!a.granted_to(Scopes::NONE), "{path}");
-            assert_eq!(a.needed(), "operator.read or operator.write");
-        }
-        assert!(method_access("models.list").granted_to(write));
-        assert!(!route_access("GET", "/metrics").granted_to(write));
-        assert!(!method_access("providers.status").granted_to(write));
-    }
-
-    #[test]
-    fn every_inference_endpoint_needs_write() {
-        use crate::gateway::endpoint::Endpoint;
-        for e in Endpoint::ALL {
-            for path in e.paths() {
-                let a = route_access("POST", path);
-                assert_eq!(a, Access::Needs(Scope::Write), "{path}");
-                assert!(!a.granted_to(Scopes::parse_list("operator.read").unwrap()));
-            }
-        }
-    }
-
-    #[test]
     fn unknown_scope_names_are_errors() {
         assert!(Scopes::parse_list("operator.red").is_err());
         assert!(Scopes::parse_list("admin").is_err());
         let both = Scopes::parse_list("operator.read, operator.write").unwrap();
         assert_eq!(both.to_string(), "operator.read,operator.write");
-    }
-
-    #[test]
-    fn unlisted_routes_and_methods_need_admin() {
-        assert_eq!(
-            route_access("POST", "/v1/chat/completions"),
-            Access::Needs(Scope::Write)
-        );
-        assert_eq!(route_access("GET", "/health"), Access::Public);
-        assert_eq!(route_access("GET", "/.env"), Access::Unlisted);
-        assert_eq!(
-            route_access("POST", "/api/security/blocked/add"),
-            Access::Needs(Scope::Admin)
-        );
-        assert_eq!(
-            route_access("GET", "/api/providers/status"),
-            Access::Needs(Scope::Read)
-        );
-        assert_eq!(
-            route_access("GET", "/api/providers/%2e%2e"),
-            Access::Needs(Scope::Admin)
-        );
-        assert_eq!(method_access("security.nope"), Access::Needs(Scope::Admin));
-        assert_eq!(method_access("security.admin.check"), Access::Authenticated);
     }
 }
