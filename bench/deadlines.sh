@@ -17,7 +17,7 @@ PIDS+=($!)
 cat >"$TMP/m.toml" <<TOML
 default_provider = "a"
 request_timeout_ms = ${REQUEST_TIMEOUT_MS:-5000}
-[breaker]
+[circuit]
 failure_threshold = 1000   # keep provider a in play for every scenario
 [providers.a]
 base_url = "http://127.0.0.1:$FAKE_PORT/v1"

@@ -41,7 +41,7 @@ async fn main() {
     .map(|(k, v)| (k.to_string(), v.to_string()))
     .collect();
     let toml = format!(
-        "default_provider = \"a\"\n[providers.a]\nbase_url = \"{}\"\nlocal = true\n[providers.b]\nbase_url = \"{}\"\nlocal = true\n[breaker]\nfailure_threshold = 1000000\n",
+        "default_provider = \"a\"\n[providers.a]\nbase_url = \"{}\"\nlocal = true\n[providers.b]\nbase_url = \"{}\"\nlocal = true\n[circuit]\nfailure_threshold = 1000000\n",
         a.base_url(),
         b.base_url()
     );

@@ -949,7 +949,8 @@ fn assert_tokens(metrics: &str, provider: &str, kind: &str, n: u64) {
 
 #[tokio::test]
 async fn embeddings_completions_and_responses_get_retries_fallbacks_and_labels() {
-    // The same failing model each time: its circuit must not open here.
+    // `[breaker]`, the older name of `[circuit]`, is still read: the
+    // same failing model each time must not open its circuit here.
     let (a, b, g) = pair("[breaker]\nfailure_threshold = 100").await;
     let fb = json!(["b/fake-ok"]);
     let cases = [
@@ -1437,7 +1438,7 @@ async fn metrics_label_only_configured_models() {
 #[tokio::test]
 async fn breaker_opens_skips_probes_and_recovers() {
     let (a, b, g) =
-        pair("fallbacks = [\"b/fake-ok\"]\n[breaker]\nfailure_threshold = 2\ncooldown_ms = 700")
+        pair("fallbacks = [\"b/fake-ok\"]\n[circuit]\nfailure_threshold = 2\ncooldown_ms = 700")
             .await;
     a.set_down(true);
     // 503 + one retry = two failures: breaker opens.
@@ -1486,7 +1487,7 @@ async fn breaker_opens_skips_probes_and_recovers() {
 async fn a_failing_model_opens_its_own_circuit_not_its_providers() {
     let a = FakeProvider::start().await;
     let toml = format!(
-        "[providers.a]\nbase_url = \"{}\"\n[breaker]\nfailure_threshold = 1\ncooldown_ms = 60000\n",
+        "[providers.a]\nbase_url = \"{}\"\n[circuit]\nfailure_threshold = 1\ncooldown_ms = 60000\n",
         a.base_url()
     );
     let g = start_gateway(&toml, &[("LLM_MAX_RETRIES", "0")]).await;
@@ -1511,7 +1512,7 @@ async fn an_unreachable_provider_opens_for_every_model_and_is_not_ready() {
         .unwrap()
         .port();
     let toml = format!(
-        "[providers.a]\nbase_url = \"http://127.0.0.1:{dead}/v1\"\n[breaker]\nfailure_threshold = 1\ncooldown_ms = 60000\n"
+        "[providers.a]\nbase_url = \"http://127.0.0.1:{dead}/v1\"\n[circuit]\nfailure_threshold = 1\ncooldown_ms = 60000\n"
     );
     let g = start_gateway(&toml, &[("LLM_MAX_RETRIES", "0")]).await;
     assert_eq!(get(&g, "/ready").await.0, 200);

@@ -13,21 +13,21 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::time::Instant;
 
-use super::config::BreakerConfig;
+use super::config::CircuitConfig;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BreakerState {
+pub enum CircuitState {
     Closed,
     Open,
     HalfOpen,
 }
 
-impl BreakerState {
+impl CircuitState {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Closed => "closed",
             Self::Open => "open",
-            Self::HalfOpen => "half_open",
+            Self::HalfOpen => "half-open",
         }
     }
     /// Gauge value for `/metrics`: 0 closed, 1 half-open, 2 open.
@@ -42,15 +42,15 @@ impl BreakerState {
 
 #[derive(Debug)]
 struct Inner {
-    state: BreakerState,
+    state: CircuitState,
     consecutive_failures: u32,
     open_until: Option<Instant>,
     probe_started: Option<Instant>,
 }
 
 #[derive(Debug)]
-pub struct Breaker {
-    cfg: BreakerConfig,
+pub struct Circuit {
+    cfg: CircuitConfig,
     inner: Mutex<Inner>,
 }
 
@@ -60,12 +60,12 @@ pub struct Rejected {
     pub retry_in: Duration,
 }
 
-impl Breaker {
-    pub fn new(cfg: BreakerConfig) -> Self {
+impl Circuit {
+    pub fn new(cfg: CircuitConfig) -> Self {
         Self {
             cfg,
             inner: Mutex::new(Inner {
-                state: BreakerState::Closed,
+                state: CircuitState::Closed,
                 consecutive_failures: 0,
                 open_until: None,
                 probe_started: None,
@@ -74,15 +74,15 @@ impl Breaker {
     }
 
     /// Current state, moving Open -> HalfOpen once the cool-down has passed.
-    pub fn state(&self) -> BreakerState {
+    pub fn state(&self) -> CircuitState {
         let mut g = self.inner.lock().unwrap();
         Self::advance(&mut g);
         g.state
     }
 
     fn advance(g: &mut Inner) {
-        if g.state == BreakerState::Open && g.open_until.is_some_and(|t| Instant::now() >= t) {
-            g.state = BreakerState::HalfOpen;
+        if g.state == CircuitState::Open && g.open_until.is_some_and(|t| Instant::now() >= t) {
+            g.state = CircuitState::HalfOpen;
             g.probe_started = None;
         }
     }
@@ -96,11 +96,11 @@ impl Breaker {
         Self::advance(&mut g);
         let now = Instant::now();
         match g.state {
-            BreakerState::Closed => Ok(false),
-            BreakerState::Open => Err(Rejected {
+            CircuitState::Closed => Ok(false),
+            CircuitState::Open => Err(Rejected {
                 retry_in: g.open_until.map(|t| t - now).unwrap_or_default(),
             }),
-            BreakerState::HalfOpen => match g.probe_started {
+            CircuitState::HalfOpen => match g.probe_started {
                 Some(t) if now.duration_since(t) < self.cfg.cooldown => Err(Rejected {
                     retry_in: self.cfg.cooldown - now.duration_since(t),
                 }),
@@ -116,14 +116,14 @@ impl Breaker {
     /// request may probe at once, without a new cool-down.
     fn release_probe(&self) {
         let mut g = self.inner.lock().unwrap();
-        if g.state == BreakerState::HalfOpen {
+        if g.state == CircuitState::HalfOpen {
             g.probe_started = None;
         }
     }
 
     pub fn record_success(&self) {
         let mut g = self.inner.lock().unwrap();
-        g.state = BreakerState::Closed;
+        g.state = CircuitState::Closed;
         g.consecutive_failures = 0;
         g.open_until = None;
         g.probe_started = None;
@@ -132,10 +132,10 @@ impl Breaker {
     pub fn record_failure(&self) {
         let mut g = self.inner.lock().unwrap();
         g.consecutive_failures = g.consecutive_failures.saturating_add(1);
-        let trip = g.state == BreakerState::HalfOpen
+        let trip = g.state == CircuitState::HalfOpen
             || g.consecutive_failures >= self.cfg.failure_threshold;
         if trip {
-            g.state = BreakerState::Open;
+            g.state = CircuitState::Open;
             g.open_until = Some(Instant::now() + self.cfg.cooldown);
             g.probe_started = None;
         }
@@ -162,9 +162,9 @@ pub enum Blame {
 /// A provider's circuit and its models' circuits.
 #[derive(Debug)]
 pub struct Circuits {
-    cfg: BreakerConfig,
-    provider: Breaker,
-    models: Mutex<HashMap<String, Arc<Breaker>>>,
+    cfg: CircuitConfig,
+    provider: Circuit,
+    models: Mutex<HashMap<String, Arc<Circuit>>>,
 }
 
 /// Leave to send one request for a model. Record its outcome with
@@ -173,34 +173,34 @@ pub struct Circuits {
 #[must_use]
 pub struct Permit<'a> {
     circuits: &'a Circuits,
-    model: Arc<Breaker>,
+    model: Arc<Circuit>,
     probes: Option<Blame>,
 }
 
 impl Circuits {
-    pub fn new(cfg: BreakerConfig) -> Self {
+    pub fn new(cfg: CircuitConfig) -> Self {
         Self {
             cfg,
-            provider: Breaker::new(cfg),
+            provider: Circuit::new(cfg),
             models: Mutex::default(),
         }
     }
 
     /// The provider-wide circuit (what readiness looks at).
-    pub fn provider(&self) -> &Breaker {
+    pub fn provider(&self) -> &Circuit {
         &self.provider
     }
 
-    fn model(&self, model: &str) -> Arc<Breaker> {
+    fn model(&self, model: &str) -> Arc<Circuit> {
         let mut m = self.models.lock().unwrap();
         if let Some(b) = m.get(model) {
             return b.clone();
         }
         if m.len() >= MAX_MODEL_CIRCUITS {
             // Healthy circuits hold nothing worth keeping.
-            m.retain(|_, b| b.state() != BreakerState::Closed || b.consecutive_failures() > 0);
+            m.retain(|_, b| b.state() != CircuitState::Closed || b.consecutive_failures() > 0);
         }
-        let b = Arc::new(Breaker::new(self.cfg));
+        let b = Arc::new(Circuit::new(self.cfg));
         if m.len() < MAX_MODEL_CIRCUITS {
             m.insert(model.to_string(), b.clone());
         }
@@ -244,7 +244,7 @@ impl Circuits {
     }
 
     /// The worst state of the provider and its models (for the gauge).
-    pub fn worst(&self) -> BreakerState {
+    pub fn worst(&self) -> CircuitState {
         let mut worst = self.provider.state();
         for b in self.models.lock().unwrap().values() {
             if b.state().gauge() > worst.gauge() {
@@ -255,14 +255,14 @@ impl Circuits {
     }
 
     /// Models whose circuit is not closed or has failures, by name.
-    pub fn troubled_models(&self) -> Vec<(String, BreakerState, u32)> {
+    pub fn troubled_models(&self) -> Vec<(String, CircuitState, u32)> {
         let mut v: Vec<_> = self
             .models
             .lock()
             .unwrap()
             .iter()
             .map(|(m, b)| (m.clone(), b.state(), b.consecutive_failures()))
-            .filter(|(_, s, n)| *s != BreakerState::Closed || *n > 0)
+            .filter(|(_, s, n)| *s != CircuitState::Closed || *n > 0)
             .collect();
         v.sort_by(|a, b| a.0.cmp(&b.0));
         v
@@ -308,30 +308,30 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn opens_probes_and_recovers() {
-        let b = Breaker::new(BreakerConfig {
+        let b = Circuit::new(CircuitConfig {
             failure_threshold: 2,
             cooldown: Duration::from_secs(5),
         });
         b.record_failure();
-        assert_eq!(b.state(), BreakerState::Closed);
+        assert_eq!(b.state(), CircuitState::Closed);
         b.record_failure();
-        assert_eq!(b.state(), BreakerState::Open);
+        assert_eq!(b.state(), CircuitState::Open);
         assert!(b.try_acquire().is_err());
         tokio::time::advance(Duration::from_secs(6)).await;
-        assert_eq!(b.state(), BreakerState::HalfOpen);
+        assert_eq!(b.state(), CircuitState::HalfOpen);
         assert!(b.try_acquire().is_ok());
         assert!(b.try_acquire().is_err(), "only one probe at a time");
         b.record_failure();
-        assert_eq!(b.state(), BreakerState::Open);
+        assert_eq!(b.state(), CircuitState::Open);
         tokio::time::advance(Duration::from_secs(6)).await;
         assert!(b.try_acquire().is_ok());
         b.record_success();
-        assert_eq!(b.state(), BreakerState::Closed);
+        assert_eq!(b.state(), CircuitState::Closed);
         assert!(b.try_acquire().is_ok());
     }
 
     fn circuits() -> Circuits {
-        Circuits::new(BreakerConfig {
+        Circuits::new(CircuitConfig {
             failure_threshold: 3,
             cooldown: Duration::from_secs(30),
         })
@@ -350,8 +350,8 @@ mod tests {
         c.try_acquire("small")
             .expect("the provider's other models are served")
             .success();
-        assert_eq!(c.provider().state(), BreakerState::Closed);
-        assert_eq!(c.worst(), BreakerState::Open);
+        assert_eq!(c.provider().state(), CircuitState::Closed);
+        assert_eq!(c.worst(), CircuitState::Open);
         assert_eq!(c.troubled_models()[0].0, "big");
     }
 
@@ -362,7 +362,7 @@ mod tests {
             c.try_acquire(m).unwrap().failure(Blame::Provider);
         }
         assert!(c.try_acquire("d").is_err());
-        assert_eq!(c.provider().state(), BreakerState::Open);
+        assert_eq!(c.provider().state(), CircuitState::Open);
     }
 
     #[tokio::test(start_paused = true)]
@@ -379,7 +379,7 @@ mod tests {
             .try_acquire("m")
             .expect("the next request probes without a new cool-down");
         probe.success();
-        assert_eq!(c.worst(), BreakerState::Closed);
+        assert_eq!(c.worst(), CircuitState::Closed);
         // The same for the provider's own probe.
         for _ in 0..3 {
             c.try_acquire("m").unwrap().failure(Blame::Provider);

@@ -154,15 +154,16 @@ pub struct ProviderConfig {
     pub local: bool,
 }
 
+/// The providers' circuits (`[circuit]` in moltgate.toml).
 #[derive(Debug, Clone, Copy)]
-pub struct BreakerConfig {
-    /// Consecutive failures that open the breaker.
+pub struct CircuitConfig {
+    /// Consecutive failures that open the circuit.
     pub failure_threshold: u32,
-    /// How long an open breaker skips the provider before one probe.
+    /// How long an open circuit skips the provider before one probe.
     pub cooldown: Duration,
 }
 
-impl Default for BreakerConfig {
+impl Default for CircuitConfig {
     fn default() -> Self {
         Self {
             failure_threshold: 3,
@@ -204,7 +205,7 @@ pub struct GatewayConfig {
     pub aliases: BTreeMap<String, Vec<String>>,
     /// Appended after wildcard (non-alias) routes.
     pub fallbacks: Vec<String>,
-    pub breaker: BreakerConfig,
+    pub circuit: CircuitConfig,
     pub security: super::security::SecurityConfig,
     /// Where the config came from, for messages.
     pub source: Option<PathBuf>,
@@ -248,7 +249,9 @@ struct FileConfig {
     providers: BTreeMap<String, FileProvider>,
     #[serde(default)]
     aliases: BTreeMap<String, Vec<String>>,
-    breaker: Option<FileBreaker>,
+    /// `[circuit]`; `[breaker]` is its older name, still read.
+    #[serde(alias = "breaker")]
+    circuit: Option<FileCircuit>,
     security: Option<super::security::config::FileSecurity>,
 }
 
@@ -270,7 +273,7 @@ struct FileProvider {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct FileBreaker {
+struct FileCircuit {
     failure_threshold: Option<u32>,
     cooldown_ms: Option<u64>,
 }
@@ -434,10 +437,10 @@ impl GatewayConfig {
             .or(file.default_model)
             .unwrap_or_else(|| DEFAULT_MODEL.to_string());
 
-        let breaker = {
-            let fb = file.breaker.unwrap_or_default();
-            let d = BreakerConfig::default();
-            BreakerConfig {
+        let circuit = {
+            let fb = file.circuit.unwrap_or_default();
+            let d = CircuitConfig::default();
+            CircuitConfig {
                 failure_threshold: fb.failure_threshold.unwrap_or(d.failure_threshold).max(1),
                 cooldown: fb
                     .cooldown_ms
@@ -464,7 +467,7 @@ impl GatewayConfig {
             providers,
             aliases: file.aliases,
             fallbacks: file.fallbacks.unwrap_or_default(),
-            breaker,
+            circuit,
             security,
             source: None,
         })
@@ -606,6 +609,17 @@ mod tests {
                 .to_string();
             assert!(e.contains("LLM_ATTEMPT_SHARE_PCT"), "{bad}: {e}");
         }
+    }
+
+    #[test]
+    fn circuit_is_read_under_its_old_name_too_but_not_both() {
+        let parse = |t: &str| GatewayConfig::from_toml_str(t, &env(&[]), "t");
+        let c = parse("[circuit]\nfailure_threshold = 7\n").unwrap();
+        assert_eq!(c.circuit.failure_threshold, 7);
+        let c = parse("[breaker]\ncooldown_ms = 1500\n").unwrap();
+        assert_eq!(c.circuit.cooldown, Duration::from_millis(1500));
+        let e = parse("[circuit]\nfailure_threshold = 1\n[breaker]\nfailure_threshold = 2\n");
+        assert!(e.unwrap_err().to_string().contains("circuit"));
     }
 
     #[test]

@@ -76,7 +76,7 @@ pub struct Metrics {
     pub errors: IntCounterVec,
     pub retries: IntCounterVec,
     pub fallbacks: IntCounterVec,
-    pub breaker_state: IntGaugeVec,
+    pub circuit_state: IntGaugeVec,
     pub stream_aborts: IntCounterVec,
     /// Broken streams continued on a fallback (`outcome`: resumed, failed).
     pub stream_resumes: IntCounterVec,
@@ -171,7 +171,8 @@ impl Metrics {
             "Moves from a failed route to the next one",
             &["from_provider"],
         );
-        let breaker_state = gauge(
+        // The series keeps its first name: dashboards and alerts query it.
+        let circuit_state = gauge(
             "moltgate_breaker_state",
             "Worst circuit state of a provider and its models: 0 closed, 1 half-open, 2 open",
             &["provider"],
@@ -238,7 +239,7 @@ impl Metrics {
             errors,
             retries,
             fallbacks,
-            breaker_state,
+            circuit_state,
             stream_aborts,
             stream_resumes,
             outcomes: Outcomes {

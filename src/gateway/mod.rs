@@ -75,7 +75,7 @@ impl Gateway {
                 key,
                 origin,
                 key_error,
-                cfg.breaker,
+                cfg.circuit,
             )?));
         }
         let password = match secrets.resolve(&cfg.security.password_ref) {
@@ -104,7 +104,7 @@ impl Gateway {
             known_models,
         });
         for p in &gw.providers {
-            gw.refresh_breaker_gauge(p);
+            gw.refresh_circuit_gauge(p);
         }
         Ok(gw)
     }
@@ -122,21 +122,21 @@ impl Gateway {
         self.providers.iter().find(|p| p.name() == name)
     }
 
-    /// Breaker states change with time (open -> half-open), so the gauge is
+    /// Circuit states change with time (open -> half-open), so the gauge is
     /// refreshed when scraped and on failures, not on every success.
-    pub fn refresh_breaker_gauge(&self, p: &Provider) {
+    pub fn refresh_circuit_gauge(&self, p: &Provider) {
         self.metrics
-            .breaker_state
+            .circuit_state
             .with_label_values(&[p.name()])
             .set(p.circuits.worst().gauge());
     }
 
-    /// Usable: key present (if one is needed) and breaker not open.
+    /// Usable: key present (if one is needed) and circuit not open.
     pub fn ready(&self) -> bool {
         self.providers.iter().any(|p| {
             !p.key_missing()
                 && p.key_error.is_none()
-                && p.circuits.provider().state() != circuit::BreakerState::Open
+                && p.circuits.provider().state() != circuit::CircuitState::Open
         })
     }
 }

@@ -138,7 +138,7 @@ impl State {
         p.provider
             .circuits
             .record_failure(&p.route_model, Blame::Model);
-        p.gw.refresh_breaker_gauge(&p.provider);
+        p.gw.refresh_circuit_gauge(&p.provider);
         p.provider
             .record(p.started.elapsed().as_millis() as u64, Err(what.clone()));
         let msg = format!(

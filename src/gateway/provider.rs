@@ -24,7 +24,7 @@ use serde_json::Value;
 use tokio::time::{timeout_at, Instant};
 
 use super::circuit::Circuits;
-use super::config::{BreakerConfig, ProviderConfig};
+use super::config::{CircuitConfig, ProviderConfig};
 use super::deadline::Deadline;
 use super::endpoint::Endpoint;
 use super::json;
@@ -146,7 +146,7 @@ impl Provider {
         key: Option<SecretString>,
         key_origin: Option<SecretOrigin>,
         key_error: Option<String>,
-        breaker: BreakerConfig,
+        circuit: CircuitConfig,
     ) -> anyhow::Result<Self> {
         let settings = upstream::Settings {
             connect_timeout: cfg.timeouts.connect,
@@ -212,7 +212,7 @@ impl Provider {
             key,
             key_origin,
             key_error,
-            circuits: Circuits::new(breaker),
+            circuits: Circuits::new(circuit),
             stats: Mutex::new(Stats::default()),
         })
     }
@@ -892,7 +892,7 @@ mod tests {
             timeouts: Timeouts::default(),
             local: true,
         };
-        let mut p = Provider::new(cfg, None, None, None, BreakerConfig::default()).unwrap();
+        let mut p = Provider::new(cfg, None, None, None, CircuitConfig::default()).unwrap();
         assert!(p.direct.is_some(), "http upstreams go direct");
         if !direct {
             p.direct = None;

@@ -102,7 +102,7 @@ async fn ready(State(gw): State<Arc<Gateway>>) -> Response {
 
 async fn metrics(State(gw): State<Arc<Gateway>>) -> Response {
     for p in &gw.providers {
-        gw.refresh_breaker_gauge(p);
+        gw.refresh_circuit_gauge(p);
     }
     let sec = &gw.security;
     let now = super::security::store::now_ms();
@@ -704,7 +704,7 @@ async fn run_chain<'c>(
                         // It answered: reachable and healthy, whatever it said.
                         None => permit.success(),
                     }
-                    gw.refresh_breaker_gauge(p);
+                    gw.refresh_circuit_gauge(p);
                     let rep = AttemptReport::failed(p.name(), &route.model, &f, ms);
                     tracing::warn!(provider = p.name(), model = %model_l, class = f.class(), elapsed_ms = ms, "attempt failed: {}", rep.detail);
                     p.record(ms, Err(rep.detail.clone()));

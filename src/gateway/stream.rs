@@ -256,7 +256,7 @@ impl State {
             .provider
             .circuits
             .record_failure(&self.r.route_model, super::circuit::Blame::Model);
-        self.r.gw.refresh_breaker_gauge(&self.r.provider);
+        self.r.gw.refresh_circuit_gauge(&self.r.provider);
         self.r.provider.record(
             self.r.started.elapsed().as_millis() as u64,
             Err(what.to_string()),

@@ -636,7 +636,7 @@
     });
   }
 
-  const CIRCUIT = { closed: 'ok', 'half-open': 'warn', half_open: 'warn', open: 'bad' };
+  const CIRCUIT = { closed: 'ok', 'half-open': 'warn', open: 'bad' };
 
   function renderProviders(ps) {
     const list = ps.providers || [];
