@@ -19,6 +19,8 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 use moltguard::firewall::{Firewall, FirewallConfig, RequestView, Verdict};
+use moltguard::gateway::security::config::FileSecurity;
+use moltguard::gateway::security::SecurityConfig;
 
 async fn firewall(
     State(fw): State<Arc<Firewall>>,
@@ -53,7 +55,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .nth(1)
         .unwrap_or_else(|| "127.0.0.1:8099".to_string())
         .parse()?;
-    let fw = Arc::new(Firewall::new(FirewallConfig::from_env())?);
+    // The firewall moltgate would run with this environment (its
+    // SECURITY_FIREWALL, SECURITY_STRICT_MODE and SECURITY_PARANOIA_LEVEL).
+    let env = moltguard::gateway::config::process_env();
+    let sec = SecurityConfig::load(FileSecurity::default(), &env)?;
+    let cfg = sec.firewall_config().unwrap_or_else(|| FirewallConfig {
+        enabled: false,
+        ..Default::default()
+    });
+    let fw = Arc::new(Firewall::new(cfg)?);
     let app = Router::new()
         .fallback(|| async { "ok\n" })
         .layer(middleware::from_fn_with_state(fw, firewall));

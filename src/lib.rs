@@ -18,6 +18,7 @@ pub mod auth;
 pub mod breaker;
 pub mod cli;
 pub mod config;
+pub mod envvar;
 pub mod exec;
 pub use moltguard_waf as firewall;
 pub mod fsutil;

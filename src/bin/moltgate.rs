@@ -187,10 +187,14 @@ fn serve(cfg: GatewayConfig, secrets: SecretSource) -> ExitCode {
     raise_open_file_limit();
     // One serving thread per core (see gateway::workers); set before the
     // gateway builds its per-thread upstream pools.
-    let threads = std::env::var("MOLTGATE_WORKER_THREADS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let threads = match moltguard::envvar::number_var::<usize>("MOLTGATE_WORKER_THREADS") {
+        Ok(Some(n)) if n > 0 => n,
+        Ok(None) => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        Ok(Some(_)) | Err(_) => {
+            eprintln!("moltgate: MOLTGATE_WORKER_THREADS must be a number of threads, at least 1");
+            return ExitCode::from(2);
+        }
+    };
     workers::set_count(threads);
     // A small runtime of its own for signals and the startup health check.
     let rt = match tokio::runtime::Builder::new_current_thread()

@@ -29,14 +29,14 @@ const GRACE: Duration = Duration::from_millis(100);
 const MAX_NAP: Duration = Duration::from_secs(30);
 
 fn disabled() -> bool {
-    std::env::var(ENV_SWITCH)
-        .map(|v| {
-            matches!(
-                v.trim().to_ascii_lowercase().as_str(),
-                "off" | "0" | "false" | "no"
-            )
-        })
-        .unwrap_or(false)
+    match crate::envvar::bool_var(ENV_SWITCH) {
+        Ok(on) => on == Some(false),
+        // A typo keeps the watcher: it is what closes the edge on time.
+        Err(e) => {
+            eprintln!("moltguard: {e}; the expiry watcher stays on");
+            false
+        }
+    }
 }
 
 /// Starts the watcher for `generation`'s lifetime ending at `at`. Returns

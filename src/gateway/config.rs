@@ -553,14 +553,9 @@ fn implicitly_local(kind: ProviderKind, base_url: &str) -> bool {
     }
 }
 
+/// A boolean setting, in the one vocabulary of [`crate::envvar`].
 pub(crate) fn parse_bool(var: &str, v: &str) -> Result<bool, ConfigError> {
-    match v.trim().to_ascii_lowercase().as_str() {
-        "1" | "true" | "yes" | "on" => Ok(true),
-        "0" | "false" | "no" | "off" => Ok(false),
-        _ => Err(ConfigError::Invalid(format!(
-            "{var}={v:?} is not a boolean (true/false)"
-        ))),
-    }
+    crate::envvar::parse_bool(var, v).map_err(ConfigError::Invalid)
 }
 
 pub(crate) fn parse_u64(var: &str, v: &str) -> Result<u64, ConfigError> {

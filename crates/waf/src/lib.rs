@@ -34,12 +34,14 @@ use fields::Field;
 use rules::Matcher;
 use score::Score;
 
-/// Firewall settings.
+/// Firewall settings. This crate reads no environment: moltgate builds
+/// them from its `[security]` config (`SECURITY_FIREWALL`,
+/// `SECURITY_STRICT_MODE`, `SECURITY_PARANOIA_LEVEL`).
 #[derive(Debug, Clone)]
 pub struct FirewallConfig {
-    /// `SECURITY_FIREWALL` (default on). Off means every request is allowed.
+    /// On by default. Off means every request is allowed.
     pub enabled: bool,
-    /// `SECURITY_STRICT_MODE`: raises the paranoia level to at least 2.
+    /// Raises the paranoia level to at least 2.
     pub strict: bool,
     /// Paranoia level 1–4: higher enables more (and noisier) rules.
     pub paranoia: u8,
@@ -73,35 +75,7 @@ impl Default for FirewallConfig {
     }
 }
 
-fn env_flag(name: &str) -> Option<bool> {
-    std::env::var(name).ok().map(|v| {
-        !matches!(
-            v.trim().to_ascii_lowercase().as_str(),
-            "0" | "false" | "off" | "no" | ""
-        )
-    })
-}
-
 impl FirewallConfig {
-    /// Defaults overridden by `SECURITY_FIREWALL`, `SECURITY_STRICT_MODE`
-    /// and `SECURITY_PARANOIA_LEVEL`.
-    pub fn from_env() -> Self {
-        let mut cfg = Self::default();
-        if let Some(on) = env_flag("SECURITY_FIREWALL") {
-            cfg.enabled = on;
-        }
-        if let Some(strict) = env_flag("SECURITY_STRICT_MODE") {
-            cfg.strict = strict;
-        }
-        if let Some(pl) = std::env::var("SECURITY_PARANOIA_LEVEL")
-            .ok()
-            .and_then(|v| v.trim().parse::<u8>().ok())
-        {
-            cfg.paranoia = pl.clamp(1, 4);
-        }
-        cfg
-    }
-
     /// Paranoia level in force (strict mode means at least 2).
     pub fn effective_paranoia(&self) -> u8 {
         let pl = self.paranoia.clamp(1, 4);

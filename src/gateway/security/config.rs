@@ -63,6 +63,8 @@ pub struct SecurityConfig {
     pub emergency: bool,
     pub firewall: bool,
     pub strict: bool,
+    /// The firewall's paranoia level, 1–4 (`SECURITY_PARANOIA_LEVEL`).
+    pub paranoia: u8,
 
     pub incident_retention: Duration,
     pub max_incidents: u64,
@@ -107,6 +109,7 @@ impl Default for SecurityConfig {
             emergency: false,
             firewall: true,
             strict: false,
+            paranoia: crate::firewall::score::DEFAULT_PARANOIA,
             incident_retention: Duration::from_secs(30 * 24 * 3600),
             max_incidents: 100_000,
             session_ttl: Duration::from_secs(12 * 3600),
@@ -142,6 +145,7 @@ pub struct FileSecurity {
     emergency: Option<bool>,
     firewall: Option<bool>,
     strict: Option<bool>,
+    paranoia_level: Option<u64>,
     incident_retention_days: Option<u64>,
     max_incidents: Option<u64>,
     session_ttl_ms: Option<u64>,
@@ -278,6 +282,18 @@ impl SecurityConfig {
             emergency,
             firewall: boolean("SECURITY_FIREWALL", file.firewall, d.firewall)?,
             strict: boolean("SECURITY_STRICT_MODE", file.strict, d.strict)?,
+            paranoia: match number(
+                "SECURITY_PARANOIA_LEVEL",
+                file.paranoia_level,
+                d.paranoia.into(),
+            )? {
+                level @ 1..=4 => level as u8,
+                other => {
+                    return Err(ConfigError::Invalid(format!(
+                        "SECURITY_PARANOIA_LEVEL (paranoia_level) is {other}: it is 1 to 4"
+                    )))
+                }
+            },
             incident_retention: Duration::from_secs(
                 24 * 3600
                     * number(
@@ -326,6 +342,18 @@ impl SecurityConfig {
     }
 }
 
+impl SecurityConfig {
+    /// The request firewall this config asks for (`None`: it is off).
+    pub fn firewall_config(&self) -> Option<crate::firewall::FirewallConfig> {
+        self.firewall.then(|| crate::firewall::FirewallConfig {
+            strict: self.strict,
+            paranoia: self.paranoia,
+            max_body_bytes: self.max_body_bytes,
+            ..Default::default()
+        })
+    }
+}
+
 /// An IP address or a CIDR block.
 pub fn parse_net(s: &str) -> Result<IpNet, String> {
     let s = s.trim();
@@ -341,6 +369,41 @@ pub fn parse_net(s: &str) -> Result<IpNet, String> {
 mod tests {
     use super::super::super::config::env;
     use super::*;
+
+    #[test]
+    fn the_firewall_settings_are_read_strictly_and_reach_the_firewall() {
+        let load =
+            |vars: &[(&str, &str)]| SecurityConfig::load(FileSecurity::default(), &env(vars));
+        let fw = load(&[]).unwrap().firewall_config().unwrap();
+        assert_eq!((fw.strict, fw.paranoia), (false, 1));
+        let c = load(&[
+            ("SECURITY_PARANOIA_LEVEL", "3"),
+            ("SECURITY_STRICT_MODE", "on"),
+        ])
+        .unwrap();
+        let fw = c.firewall_config().unwrap();
+        assert_eq!(
+            (fw.strict, fw.paranoia, fw.max_body_bytes),
+            (true, 3, c.max_body_bytes)
+        );
+        assert!(load(&[("SECURITY_FIREWALL", "off")])
+            .unwrap()
+            .firewall_config()
+            .is_none());
+        // A typo is an error naming the variable, never a silent default.
+        for (var, bad) in [
+            ("SECURITY_PARANOIA_LEVEL", "0"),
+            ("SECURITY_PARANOIA_LEVEL", "5"),
+            ("SECURITY_PARANOIA_LEVEL", "high"),
+            ("SECURITY_FIREWALL", "of"),
+            ("SECURITY_STRICT_MODE", "sure"),
+        ] {
+            let e = load(&[(var, bad)]).unwrap_err().to_string();
+            assert!(e.contains(var), "{var}={bad}: {e}");
+        }
+        let file: FileSecurity = toml::from_str("paranoia_level = 2").unwrap();
+        assert_eq!(SecurityConfig::load(file, &env(&[])).unwrap().paranoia, 2);
+    }
 
     #[test]
     fn defaults_are_the_designs() {

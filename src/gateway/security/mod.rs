@@ -290,16 +290,7 @@ impl Security {
             (Some(p), _) => Some(session::Password::new(p).map_err(anyhow::Error::msg)?),
             (None, _) => None,
         };
-        let firewall = if cfg.firewall {
-            let mut fc = crate::firewall::FirewallConfig::default();
-            if cfg.strict {
-                fc.strict = true;
-            }
-            fc.max_body_bytes = cfg.max_body_bytes;
-            Some(Firewall::new(fc)?)
-        } else {
-            None
-        };
+        let firewall = cfg.firewall_config().map(Firewall::new).transpose()?;
         let (tx, rx) = mpsc::sync_channel(10_000);
         let (events, _) = tokio::sync::broadcast::channel(256);
         let sec = Arc::new(Security {

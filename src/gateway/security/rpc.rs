@@ -94,8 +94,10 @@ fn p_bool(p: &Params, name: &str) -> Result<Option<bool>, RpcError> {
     match p.get(name) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::Bool(b)) => Ok(Some(*b)),
-        Some(Value::String(s)) if s == "true" || s == "on" => Ok(Some(true)),
-        Some(Value::String(s)) if s == "false" || s == "off" => Ok(Some(false)),
+        // A query string's `on=1`: the words the config's booleans take.
+        Some(Value::String(s)) => crate::gateway::config::parse_bool(name, s)
+            .map(Some)
+            .map_err(|_| bad_params(format!("{name} must be true or false"))),
         Some(_) => Err(bad_params(format!("{name} must be true or false"))),
     }
 }
