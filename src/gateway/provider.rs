@@ -54,27 +54,18 @@ pub struct Stats {
     pub last_ok_at: Option<DateTime<Utc>>,
 }
 
-/// Replaces every known secret value in text that may reach a client or log.
+/// Replaces every key this gateway holds, and masks any other key-shaped
+/// token, in text that may reach a client or a log
+/// ([`moltguard_secrets::KnownValues`]).
 #[derive(Default)]
-pub struct Redactor {
-    secrets: Vec<String>,
-}
+pub struct Redactor(moltguard_secrets::KnownValues);
 
 impl Redactor {
     pub fn add(&mut self, s: &SecretString) {
-        // Very short values would redact ordinary words; keys are long.
-        if s.expose().len() >= 6 {
-            self.secrets.push(s.expose().to_string());
-        }
+        self.0.add(s.expose());
     }
     pub fn redact(&self, text: &str) -> String {
-        let mut out = text.to_string();
-        for s in &self.secrets {
-            if out.contains(s.as_str()) {
-                out = out.replace(s.as_str(), "[redacted]");
-            }
-        }
-        out
+        self.0.redact(text)
     }
 }
 

@@ -537,7 +537,7 @@ impl<'a> Hits<'a> {
     pub fn hit(&mut self, id: u32, field: &str, detail: &str) {
         if let Some(rule) = self.fw.rule(id).copied() {
             if !self.seen(id) {
-                let excerpt = redact(&truncate_chars(detail, EXCERPT_MAX));
+                let excerpt = moltguard_secrets::mask_tokens(&truncate_chars(detail, EXCERPT_MAX));
                 self.add(&rule, field, excerpt);
             }
         }
@@ -576,98 +576,5 @@ pub fn excerpt_around(s: &str, start: usize, end: usize, sensitive: bool) -> Str
         let head: String = piece.chars().take(4).collect();
         return format!("{head}…[redacted]");
     }
-    redact(&piece)
-}
-
-/// Masks tokens that look like secrets (API keys, bearer tokens, long
-/// high-entropy strings): keeps the first 4 characters.
-pub fn redact(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    let mut token = String::new();
-    let flush = |token: &mut String, out: &mut String| {
-        if looks_secret(token) {
-            out.extend(token.chars().take(4));
-            out.push_str("…[redacted]");
-        } else {
-            out.push_str(token);
-        }
-        token.clear();
-    };
-    for c in s.chars() {
-        if c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '+' | '/' | '=' | '.') {
-            token.push(c);
-        } else {
-            flush(&mut token, &mut out);
-            out.push(c);
-        }
-    }
-    flush(&mut token, &mut out);
-    out
-}
-
-fn looks_secret(t: &str) -> bool {
-    // Prefixes of the keys an agent's box holds: OpenAI, Anthropic and
-    // OpenRouter (`sk-`), Stripe (`sk_`), Groq, GitHub, Slack, AWS, JWTs,
-    // Hugging Face, GitLab, xAI, Perplexity, Google, Replicate, npm.
-    let known = [
-        "sk-",
-        "sk_",
-        "gsk_",
-        "ghp_",
-        "gho_",
-        "github_pat_",
-        "xox",
-        "akia",
-        "eyj",
-        "hf_",
-        "glpat-",
-        "xai-",
-        "pplx-",
-        "aiza",
-        "ya29.",
-        "r8_",
-        "npm_",
-    ];
-    // `api_key=gsk_…` is one token here: a key may follow an `=`.
-    let lower = t.to_ascii_lowercase();
-    if lower
-        .split('=')
-        .any(|part| part.len() >= 12 && known.iter().any(|k| part.starts_with(k)))
-    {
-        return true;
-    }
-    if t.len() < 20 {
-        return false;
-    }
-    let digits = t.chars().filter(|c| c.is_ascii_digit()).count();
-    let alpha = t.chars().filter(|c| c.is_ascii_alphabetic()).count();
-    digits >= 3 && alpha >= 6 && !t.contains('/')
-}
-
-#[cfg(test)]
-mod tests {
-    use super::redact;
-
-    #[test]
-    fn excerpts_keep_four_characters_of_a_key_and_nothing_more() {
-        for key in [
-            // A Groq key with few digits passes the entropy test; its prefix does not.
-            "gsk_abcdefghijKLMNOPQRSTuvwxyzABCDEFGHIJklmnopqrst",
-            "sk-ant-api03-abcdefghijklmnopqrstuvwxyz",
-            "xai-abcdefghijklmnopqrstuvwxyz",
-            "github_pat_abcdefghijklmnopqrstuvwxyz",
-            "AIzaSyabcdefghijklmnopqrstuvwxyz",
-        ] {
-            let out = redact(&format!("key={key}&x=1"));
-            assert!(!out.contains(&key[5..]), "{out}");
-            assert!(out.contains("…[redacted]"), "{out}");
-        }
-        // Ordinary words and short values stay readable.
-        assert_eq!(
-            redact("union select password from users"),
-            "union select password from users"
-        );
-        assert_eq!(redact("sk-1"), "sk-1");
-        assert_eq!(redact("mode=sk-1"), "mode=sk-1");
-    }
+    moltguard_secrets::mask_tokens(&piece)
 }

@@ -1,22 +1,19 @@
-//! Finding provider keys and tokens where they can leak.
+//! Finding provider keys and tokens where they can leak: the places the
+//! guardian looks (web roots, nginx config, logs, agent configs and
+//! workspaces, process environments) and the findings it makes.
 //!
-//! One `RegexSet` pass says which kinds occur at all; only those kinds'
-//! regexes then run to find where. The `regex` crate is linear in the input,
-//! so a scan costs O(kinds × bytes) whatever the text.
-//!
-//! A secret never leaves this module whole: a [`SecretHit`] holds only a
-//! redacted form (`gsk_ab…(56 chars)`), and findings are built from hits.
+//! What a secret looks like is `moltguard-secrets`' ([`scan_text`]), the
+//! same table the firewall and the gateway mask with. A secret never leaves
+//! it whole: a [`SecretHit`] holds only a redacted form
+//! (`gsk_ab…(56 chars)`), and findings are built from hits.
 
 use crate::breaker::ReasonCode;
 use crate::guardian::{Finding, Severity};
 use crate::nginxconf::Tree;
-use regex::{Regex, RegexSet};
-use serde::Serialize;
 use std::fs;
 use std::io::{self, Read};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
 
 /// A secret in a file the web server can serve. Why: anyone who can reach
 /// the site can download it. Fix: move it out of the web root and revoke it.
@@ -48,253 +45,7 @@ pub const SECRET_IN_PROCESS_ENV: &str = "SECRET_IN_PROCESS_ENV";
 /// was not checked. Fix: raise the limits or fix permissions.
 pub const SECRET_SCAN_INCOMPLETE: &str = "SECRET_SCAN_INCOMPLETE";
 
-/// What a secret is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum SecretKind {
-    PrivateKey,
-    AnthropicKey,
-    OpenRouterKey,
-    OpenAiProjectKey,
-    OpenAiKey,
-    GroqKey,
-    AwsAccessKeyId,
-    AwsSecretKey,
-    GitHubToken,
-    SlackToken,
-    GoogleApiKey,
-    StripeLiveKey,
-    /// `api_key = "<long, high-entropy value>"` and `FOO_TOKEN=…` lines.
-    Generic,
-}
-
-impl SecretKind {
-    pub fn describe(self) -> &'static str {
-        match self {
-            SecretKind::PrivateKey => "a private key",
-            SecretKind::AnthropicKey => "an Anthropic API key",
-            SecretKind::OpenRouterKey => "an OpenRouter API key",
-            SecretKind::OpenAiProjectKey => "an OpenAI project/service key",
-            SecretKind::OpenAiKey => "an OpenAI API key",
-            SecretKind::GroqKey => "a Groq API key",
-            SecretKind::AwsAccessKeyId => "an AWS access key id",
-            SecretKind::AwsSecretKey => "an AWS secret access key",
-            SecretKind::GitHubToken => "a GitHub token",
-            SecretKind::SlackToken => "a Slack token",
-            SecretKind::GoogleApiKey => "a Google API key",
-            SecretKind::StripeLiveKey => "a Stripe live key",
-            SecretKind::Generic => "a high-entropy credential",
-        }
-    }
-}
-
-/// A secret found: its kind, line, and a redacted form safe to show.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct SecretHit {
-    pub kind: SecretKind,
-    /// 1-based.
-    pub line: usize,
-    /// At most a short prefix and the length, e.g. `gsk_ab…(56 chars)`.
-    pub redacted: String,
-    /// The label the caller gave the text (a path, `pid 12 env`).
-    pub source: String,
-}
-
-/// A pattern: which kind, the regex, the capture group holding the secret
-/// (0: the whole match), and how many leading characters are a public prefix.
-struct Pattern {
-    kind: SecretKind,
-    re: String,
-    group: usize,
-    prefix: usize,
-}
-
-const GENERIC_VALUE: &str = r"[A-Za-z0-9_\-+/=.~]{20,200}";
-
-fn patterns() -> &'static [Pattern] {
-    // Order is priority: when two overlap, the earlier one names the hit.
-    static P: OnceLock<Vec<Pattern>> = OnceLock::new();
-    P.get_or_init(|| {
-        let p = |kind, re: &str, group, prefix| Pattern {
-            kind,
-            re: re.to_string(),
-            group,
-            prefix,
-        };
-        vec![
-            p(SecretKind::PrivateKey, r"-----BEGIN[ A-Z0-9]{0,40}PRIVATE KEY( BLOCK)?-----", 0, 0),
-            p(SecretKind::AnthropicKey, r"\bsk-ant-[A-Za-z0-9_\-]{20,}", 0, 7),
-            p(SecretKind::OpenRouterKey, r"\bsk-or-v1-[A-Za-z0-9]{32,}", 0, 9),
-            p(SecretKind::OpenAiProjectKey, r"\bsk-(?:proj|svcacct|admin)-[A-Za-z0-9_\-]{20,}", 0, 8),
-            p(SecretKind::OpenAiKey, r"\bsk-[A-Za-z0-9]{32,}", 0, 3),
-            p(SecretKind::GroqKey, r"\bgsk_[A-Za-z0-9]{20,}", 0, 4),
-            p(SecretKind::AwsAccessKeyId, r"\b(?:AKIA|ASIA)[A-Z0-9]{16}\b", 0, 4),
-            p(
-                SecretKind::AwsSecretKey,
-                r#"(?i)aws_?secret_?access_?key["']?\s*[:=]\s*["']?([A-Za-z0-9/+]{40})(?:[^A-Za-z0-9/+]|$)"#,
-                1,
-                0,
-            ),
-            p(
-                SecretKind::GitHubToken,
-                r"\b(?:(?:ghp|gho|ghs|ghu|ghr)_[A-Za-z0-9]{36,}|github_pat_[A-Za-z0-9_]{22,})",
-                0,
-                4,
-            ),
-            p(SecretKind::SlackToken, r"\bxox[abprs]-[A-Za-z0-9\-]{10,}", 0, 5),
-            p(SecretKind::GoogleApiKey, r"\bAIza[0-9A-Za-z_\-]{35}", 0, 4),
-            p(SecretKind::StripeLiveKey, r"\b(?:sk|rk)_live_[0-9A-Za-z]{20,}", 0, 8),
-            p(
-                SecretKind::Generic,
-                &format!(
-                    r#"(?i)\b(?:api[_-]?key|apikey|secret[_-]?key|client[_-]?secret|access[_-]?token|auth[_-]?token|bearer[_-]?token|secret|token|password|passwd)["']?\s*[:=]\s*["']({GENERIC_VALUE})["']"#
-                ),
-                1,
-                0,
-            ),
-            p(
-                SecretKind::Generic,
-                &format!(
-                    r"(?m)^[ \t]*(?:export[ \t]+)?[A-Z0-9_]*(?:API_KEY|TOKEN|SECRET|PASSWORD)[A-Z0-9_]*[ \t]*=[ \t]*({GENERIC_VALUE})[ \t\r]*$"
-                ),
-                1,
-                0,
-            ),
-        ]
-    })
-}
-
-struct Compiled {
-    set: RegexSet,
-    each: Vec<Regex>,
-}
-
-fn compiled() -> Option<&'static Compiled> {
-    static C: OnceLock<Option<Compiled>> = OnceLock::new();
-    C.get_or_init(|| {
-        let ps = patterns();
-        let set = RegexSet::new(ps.iter().map(|p| p.re.as_str())).ok()?;
-        let each = ps
-            .iter()
-            .map(|p| Regex::new(&p.re))
-            .collect::<Result<_, _>>()
-            .ok()?;
-        Some(Compiled { set, each })
-    })
-    .as_ref()
-}
-
-/// Bits per character; random base64 is ~6, English words ~3.
-fn entropy(s: &str) -> f64 {
-    let mut counts = [0u32; 256];
-    for b in s.bytes() {
-        counts[b as usize] += 1;
-    }
-    let n = s.len() as f64;
-    counts
-        .iter()
-        .filter(|&&c| c > 0)
-        .map(|&c| {
-            let p = f64::from(c) / n;
-            -p * p.log2()
-        })
-        .sum()
-}
-
-/// Whether a generic `key = "value"` looks like a real credential, not a
-/// path, word or placeholder.
-fn generic_plausible(v: &str) -> bool {
-    let lower = v.to_ascii_lowercase();
-    v.bytes().any(|b| b.is_ascii_digit())
-        && v.bytes().any(|b| b.is_ascii_alphabetic())
-        && !v.starts_with('/')
-        && ![
-            "xxxx",
-            "your",
-            "example",
-            "changeme",
-            "placeholder",
-            "redacted",
-            "<",
-            "0000",
-        ]
-        .iter()
-        .any(|w| lower.contains(w))
-        && entropy(v) >= 3.5
-}
-
-/// Shows at most the public prefix and two more characters (and never more
-/// than a third of the secret), then the length.
-pub fn redact(secret: &str, public_prefix: usize) -> String {
-    let len = secret.chars().count();
-    let visible = (public_prefix + 2).min(len / 3);
-    let shown: String = secret.chars().take(visible).collect();
-    format!("{shown}…({len} chars)")
-}
-
-/// Most hits kept per text; a file full of keys needs no more to be flagged.
-const MAX_HITS: usize = 100;
-
-/// Scans text for secrets. `source_label` is copied into each hit.
-pub fn scan_text(text: &str, source_label: &str) -> Vec<SecretHit> {
-    let Some(c) = compiled() else {
-        return Vec::new();
-    };
-    let ps = patterns();
-    let matched = c.set.matches(text);
-    if !matched.matched_any() {
-        return Vec::new();
-    }
-    // (start, end, pattern index)
-    let mut spans: Vec<(usize, usize, usize)> = Vec::new();
-    for i in matched.iter() {
-        let (Some(re), Some(p)) = (c.each.get(i), ps.get(i)) else {
-            continue;
-        };
-        for caps in re.captures_iter(text) {
-            let Some(m) = caps.get(p.group) else { continue };
-            if p.kind == SecretKind::Generic && !generic_plausible(m.as_str()) {
-                continue;
-            }
-            spans.push((m.start(), m.end(), i));
-            if spans.len() > MAX_HITS * 4 {
-                break;
-            }
-        }
-    }
-    spans.sort_unstable_by_key(|&(start, _, i)| (start, i));
-    let mut line_starts: Option<Vec<usize>> = None;
-    let mut out = Vec::new();
-    let mut last_end = 0usize;
-    // Among spans starting at the same place, the first pattern wins.
-    for (start, end, i) in spans {
-        if start < last_end || out.len() >= MAX_HITS {
-            continue;
-        }
-        let Some(p) = ps.get(i) else { continue };
-        let secret = text.get(start..end).unwrap_or("");
-        let ls = line_starts.get_or_insert_with(|| {
-            std::iter::once(0)
-                .chain(text.match_indices('\n').map(|(k, _)| k + 1))
-                .collect()
-        });
-        let line = ls.partition_point(|&s| s <= start);
-        let redacted = if p.kind == SecretKind::PrivateKey {
-            // The BEGIN line names the key type; the key itself follows it.
-            secret.to_string()
-        } else {
-            redact(secret, p.prefix)
-        };
-        out.push(SecretHit {
-            kind: p.kind,
-            line,
-            redacted,
-            source: source_label.to_string(),
-        });
-        last_end = end;
-    }
-    out
-}
+pub use moltguard_secrets::{redact, scan_text, SecretHit, SecretKind};
 
 /// Bounds on what a scan reads.
 #[derive(Debug, Clone)]
@@ -860,45 +611,6 @@ pub(crate) mod tests {
             assert!(!shown.contains(&secret), "{kind:?} leaked: {shown}");
             assert!(!shown.contains(&tail), "{kind:?} leaked its tail: {shown}");
         }
-    }
-
-    #[test]
-    fn redaction_shape() {
-        let k = format!("gsk_{}", "ab".repeat(26));
-        assert_eq!(redact(&k, 4), "gsk_ab…(56 chars)");
-        assert_eq!(redact("short", 4), "s…(5 chars)");
-        assert_eq!(redact("", 4), "…(0 chars)");
-    }
-
-    #[test]
-    fn generic_rule_ignores_low_entropy_and_placeholders() {
-        for v in [
-            "aaaaaaaaaaaaaaaaaaaaaaaa",
-            "your-api-key-goes-here-1",
-            "/etc/moltguard/token/file1",
-            "xxxxxxxxxxxxxxxxxxxxxxxx1",
-        ] {
-            assert!(
-                scan_text(&format!("api_key = \"{v}\""), "f").is_empty(),
-                "{v}"
-            );
-        }
-        assert!(scan_text("password: \"${SECRET_FROM_ENV}\"", "f").is_empty());
-        assert_eq!(
-            scan_text("OPENAI_API_KEY=q8Zr2LmX9vB4nT7kW1pY5sD3\n", "f").len(),
-            1
-        );
-        assert!(scan_text("just text with sk- and gsk_ and AKIA", "f").is_empty());
-    }
-
-    #[test]
-    fn overlapping_patterns_yield_one_hit_with_the_specific_kind() {
-        let k = format!("gsk_{}", "Qw3Er4Ty5Ui6".repeat(4));
-        let hits = scan_text(&format!("api_key = \"{k}\"\nGROQ_API_KEY={k}\n"), "f");
-        assert_eq!(
-            hits.iter().map(|h| (h.kind, h.line)).collect::<Vec<_>>(),
-            [(SecretKind::GroqKey, 1), (SecretKind::GroqKey, 2)]
-        );
     }
 
     #[test]
