@@ -50,3 +50,25 @@ pub fn check_section(rel: &str, name: &str, text: &str) {
         path.display()
     );
 }
+
+#[cfg(test)]
+mod tests {
+    /// Documents of the crates that cannot see this module.
+    #[test]
+    fn the_firewall_rule_table_is_the_code() {
+        super::check_section(
+            "crates/waf/WAF.md",
+            "rules",
+            &crate::firewall::rules::table_markdown(),
+        );
+    }
+
+    #[test]
+    fn the_exit_codes_table_is_the_code() {
+        super::check_section(
+            "docs/BREAKER.md",
+            "exit-codes",
+            &crate::cli::Exit::markdown(),
+        );
+    }
+}

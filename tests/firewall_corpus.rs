@@ -48,7 +48,7 @@ fn crs_corpus_paranoia_1_detection_target() {
 }
 
 /// Regression ceiling for false positives: the value measured when this
-/// was written (44/600, see WAF.md). It must only go down.
+/// was written (44/600, see crates/waf/WAF.md). It must only go down.
 #[test]
 fn crs_corpus_paranoia_1_false_positive_ceiling() {
     let total = pl1_total();
@@ -62,11 +62,11 @@ fn crs_corpus_paranoia_1_false_positive_ceiling() {
 /// Issue 6 target: ≤ 2% of PL1 must-not-fire stages blocked. Not met: every
 /// must-not-fire stage still blocked at the default level is one that CRS v4
 /// itself blocks at paranoia 1 (its payload is a real attack for another
-/// rule, or a CRS paranoia-1 protocol policy applies); WAF.md lists each
+/// rule, or a CRS paranoia-1 protocol policy applies); crates/waf/WAF.md lists each
 /// with the CRS rule that fires. Run with
 /// `cargo test --test firewall_corpus -- --ignored --nocapture`.
 #[test]
-#[ignore = "issue-6 false-positive target: the remaining stages are blocked by CRS at PL1 too, see WAF.md"]
+#[ignore = "issue-6 false-positive target: the remaining stages are blocked by CRS at PL1 too, see crates/waf/WAF.md"]
 fn crs_corpus_paranoia_1_false_positive_target() {
     let total = pl1_total();
     assert!(

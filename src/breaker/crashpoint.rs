@@ -10,7 +10,7 @@
 //! Only debug builds (what the tests run) read the variable; in a release
 //! build every point compiles to nothing.
 
-/// Every point, in the order a transition passes them (PHASE1.md).
+/// Every point, in the order a transition passes them (docs/BREAKER.md).
 pub const POINTS: &[&str] = &[
     "token-removed",
     "pending-written",

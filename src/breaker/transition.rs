@@ -1,4 +1,4 @@
-//! A breaker transition as one write-ahead transaction (PHASE1.md, "A
+//! A breaker transition as one write-ahead transaction (docs/BREAKER.md, "A
 //! transition", has each step with what a crash there leaves behind):
 //!
 //! 1. take the lock, load the state, and [`settle`] what is already true;

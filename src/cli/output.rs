@@ -35,6 +35,15 @@ impl Exit {
         (Exit::NotFound, "what was named does not exist: a key, an edge user, a block"),
     ];
 
+    /// The table as docs/BREAKER.md shows it (a test keeps them equal).
+    pub fn markdown() -> String {
+        let mut s = String::from("| code | meaning |\n|---|---|\n");
+        for (code, meaning) in Self::TABLE {
+            s.push_str(&format!("| {} | {meaning} |\n", *code as u8));
+        }
+        s
+    }
+
     /// The table as `--help` prints it.
     pub fn help_text() -> String {
         let mut s = String::from("Exit status:\n");

@@ -300,3 +300,56 @@ pub fn all() -> Vec<Rule> {
     ]
     .concat()
 }
+
+/// The rule table as crates/waf/WAF.md shows it (one markdown row per rule,
+/// by id); a test keeps the document equal to it.
+pub fn table_markdown() -> String {
+    use crate::fields::loc;
+    let targets = |t: u16| -> String {
+        if t == loc::ALL {
+            return "request".to_string();
+        }
+        let names = [
+            (loc::PATH, "path"),
+            (loc::ARG_NAMES, "arg names"),
+            (loc::ARGS, "args"),
+            (loc::COOKIE_NAMES, "cookie names"),
+            (loc::COOKIES, "cookies"),
+            (loc::HEADERS, "headers"),
+            (loc::UA, "UA"),
+            (loc::REFERER, "referer"),
+            (loc::FILENAMES, "file names"),
+            (loc::HEADER_NAMES, "header names"),
+        ];
+        let named: Vec<&str> = names
+            .iter()
+            .filter(|(bit, _)| t & bit != 0)
+            .map(|(_, n)| *n)
+            .collect();
+        named.join(", ")
+    };
+    let mut out = String::from(
+        "| id | category | severity | PL | kind | inspects | catches / why not a false positive |\n|---|---|---|---|---|---|---|\n",
+    );
+    let mut rules = all();
+    rules.sort_by_key(|r| r.id);
+    for r in rules {
+        let kind = match r.matcher {
+            Matcher::Regex(_) => format!("regex/{:?}", r.transform).to_lowercase(),
+            Matcher::Literals(l) => format!("{} literals", l.len()),
+            Matcher::Base64Of(l) => format!("base64 of {} literals", l.len()),
+            Matcher::Check => "code".to_string(),
+        };
+        out += &format!(
+            "| {} | {} | {} | {} | {} | {} | {} |\n",
+            r.id,
+            r.category,
+            r.severity,
+            r.paranoia,
+            kind,
+            targets(r.targets),
+            r.description.replace('|', "\\|")
+        );
+    }
+    out
+}
