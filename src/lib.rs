@@ -3,7 +3,8 @@
 //! when something is exposed, and `moltgate`, the LLM gateway behind it.
 //!
 //! Module map:
-//! - [`breaker`]: the state file, the audit log, transitions as transactions.
+//! - [`breaker`]: the state file and the audit log (the `moltguard-breaker`
+//!   crate), transitions as transactions.
 //! - [`nginx`]: rendering the breaker into config, running and probing nginx.
 //! - [`nginxconf`]: reading nginx configuration (any, not only ours) for
 //!   checks (the `moltguard-nginxconf` crate).
@@ -13,6 +14,7 @@
 //! - [`gateway`]: `moltgate`, the OpenAI-compatible LLM gateway.
 //! - [`firewall`]: moltgate's request firewall (the `moltguard-waf` crate).
 //! - [`cli`]: the `moltguard` command.
+//! - [`fsutil`]: durable writes (the `moltguard-fsutil` crate).
 
 pub mod auth;
 pub mod breaker;
@@ -20,8 +22,8 @@ pub mod cli;
 pub mod config;
 pub mod envvar;
 pub mod exec;
+pub use moltguard_fsutil as fsutil;
 pub use moltguard_waf as firewall;
-pub mod fsutil;
 pub mod gateway;
 #[cfg(test)]
 mod golden;

@@ -1,11 +1,12 @@
-//! The circuit breaker: its state file, its audit log, and transitions.
+//! The circuit breaker: its state, store and audit log (the
+//! `moltguard-breaker` crate, re-exported here), how the edge enforces it
+//! ([`edge`]), and the transactions that change it ([`transition`]).
 
-pub mod audit;
+pub use moltguard_breaker::{audit, state, store};
+
 pub mod crashpoint;
 pub mod edge;
 pub mod remedy;
-pub mod state;
-pub mod store;
 pub mod transition;
 
 pub use state::{Actor, BreakerRecord, BreakerState, ReasonCode};

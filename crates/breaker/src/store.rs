@@ -15,8 +15,8 @@
 
 use super::audit::{self, AuditEntry};
 use super::state::{Actor, BreakerRecord, BreakerState, Pending, ReasonCode, SCHEMA_VERSION};
-use crate::fsutil;
 use chrono::{DateTime, Utc};
+use moltguard_fsutil as fsutil;
 use std::fs;
 use std::io;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -366,7 +366,7 @@ pub fn quarantine(path: &Path, now: DateTime<Utc>) -> io::Result<Option<PathBuf>
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::breaker::audit::NewEntry;
+    use crate::audit::NewEntry;
 
     /// A state directory whose breaker.json is bound to a one-line log.
     fn bound(

@@ -8,8 +8,8 @@
 //! ([`Tail`], `store::load`).
 
 use super::state::{Actor, AuditHead, BreakerState, ReasonCode};
-use crate::fsutil;
 use chrono::{DateTime, Utc};
+use moltguard_fsutil as fsutil;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::fs::{self, File, OpenOptions};
