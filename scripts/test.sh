@@ -22,13 +22,18 @@ fi
 # The real agent tests/agent.rs runs against (pinned; a no-op once installed).
 scripts/install-openclaw.sh
 # Unit tests and every integration test binary (examples are built by clippy
-# in CI; they hold no tests), all of them even when one fails. The last line
-# sums all binaries' results.
+# in CI; they hold no tests), then the crates' doc examples, all of them even
+# when one fails. The last line sums all binaries' results.
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 set +e
 cargo test --no-fail-fast --lib --tests "$@" 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
+if [ "$#" -eq 0 ]; then
+  cargo test --no-fail-fast --doc --workspace 2>&1 | tee -a "$log"
+  doc_status=${PIPESTATUS[0]}
+  [ "$status" -ne 0 ] || status=$doc_status
+fi
 set -e
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
      END { printf "total: %d passed, %d failed\n", p, f }' "$log"

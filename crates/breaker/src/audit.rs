@@ -23,22 +23,36 @@ pub const GENESIS: &str = "00000000000000000000000000000000000000000000000000000
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AuditEntry {
+    /// 1-based position in the log; each entry is one more than the last.
     pub seq: u64,
+    /// When the entry was written.
     pub at: DateTime<Utc>,
+    /// Who caused the transition.
     pub actor: Actor,
+    /// The state before it.
     pub from: BreakerState,
+    /// The state it aimed at (whether it got there: `outcome`).
     pub to: BreakerState,
+    /// Why it was asked for.
     pub reason: ReasonCode,
+    /// The reason in words; may be empty.
     pub detail: String,
+    /// The generation the transition used.
     pub generation: u64,
+    /// How applying it at the edge ended, as
+    /// [`ApplyOutcome::as_str`](crate::state::ApplyOutcome::as_str) spells it.
     pub outcome: String,
+    /// What applying it reported.
     pub message: String,
     /// The lifetime of the state this entry committed. Absent in entries
     /// written before it was recorded, and for states without a lifetime,
     /// so older lines keep their hashes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<DateTime<Utc>>,
+    /// The previous entry's hash ([`GENESIS`] for the first entry).
     pub prev: String,
+    /// This entry's hash, hex: SHA-256 of `prev` and the entry without it.
+    /// Absent only in a damaged line.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hash: Option<String>,
 }
@@ -73,14 +87,24 @@ impl AuditEntry {
 /// What a caller supplies; sequence and chaining are filled in here.
 #[derive(Debug, Clone)]
 pub struct NewEntry {
+    /// Who caused the transition.
     pub actor: Actor,
+    /// The state before it.
     pub from: BreakerState,
+    /// The state it aimed at.
     pub to: BreakerState,
+    /// Why it was asked for.
     pub reason: ReasonCode,
+    /// The reason in words; may be empty.
     pub detail: String,
+    /// The generation the transition used.
     pub generation: u64,
+    /// The lifetime of the state it commits, if it has one.
     pub expires_at: Option<DateTime<Utc>>,
+    /// How applying it at the edge ended, as
+    /// [`ApplyOutcome::as_str`](crate::state::ApplyOutcome::as_str) spells it.
     pub outcome: String,
+    /// What applying it reported.
     pub message: String,
 }
 
@@ -213,10 +237,13 @@ pub fn read_all(path: &Path) -> io::Result<Vec<AuditEntry>> {
 /// The verdict of `audit-log verify`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Verification {
+    /// Entries that verified: all of them when intact, else those before the break.
     pub entries: u64,
+    /// Whether the whole chain verified and holds the head the state file names.
     pub intact: bool,
     /// 1-based line of the first problem, and what it is.
     pub first_break: Option<(u64, String)>,
+    /// The last entry that verified, as a state file names it.
     pub head: Option<AuditHead>,
 }
 

@@ -23,6 +23,8 @@ pub enum BreakerState {
 }
 
 impl BreakerState {
+    /// The name the state file, the nginx include and every printer use:
+    /// `open`, `half-open`, `closed`.
     pub fn as_str(self) -> &'static str {
         match self {
             BreakerState::Open => "open",
@@ -55,6 +57,20 @@ impl BreakerState {
         self == BreakerState::Closed
     }
 
+    /// The state [`as_str`](Self::as_str) names; `None` for anything else.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use moltguard_breaker::BreakerState;
+    ///
+    /// for s in [BreakerState::Open, BreakerState::HalfOpen, BreakerState::Closed] {
+    ///     assert_eq!(BreakerState::parse(s.as_str()), Some(s));
+    /// }
+    /// assert_eq!(BreakerState::HalfOpen.as_str(), "half-open");
+    /// assert_eq!(BreakerState::parse("OPEN"), None); // exact spelling only
+    /// assert_eq!(BreakerState::parse("ajar"), None);
+    /// ```
     pub fn parse(s: &str) -> Option<Self> {
         match s {
             "open" => Some(BreakerState::Open),
@@ -108,6 +124,7 @@ pub enum ReasonCode {
 }
 
 impl ReasonCode {
+    /// The stable identifier, as serialized: `TTL_EXPIRED`.
     pub fn as_str(self) -> &'static str {
         match self {
             ReasonCode::Manual => "MANUAL",
@@ -138,8 +155,11 @@ impl fmt::Display for ReasonCode {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Actor {
+    /// A person, through a moltguard command.
     User,
+    /// The guardian daemon, on a finding.
     Guardian,
+    /// moltguard itself: a new setup, an expired lifetime, a repair.
     System,
 }
 
@@ -173,6 +193,7 @@ pub enum ApplyOutcome {
 }
 
 impl ApplyOutcome {
+    /// The name the audit log records: `rolled-back`.
     pub fn as_str(self) -> &'static str {
         match self {
             ApplyOutcome::Applied => "applied",
@@ -188,10 +209,15 @@ impl ApplyOutcome {
 /// The record of the last apply attempt, kept in the state file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ApplyRecord {
+    /// When the attempt ended.
     pub at: DateTime<Utc>,
+    /// The state it applied.
     pub target: BreakerState,
+    /// The generation it applied.
     pub generation: u64,
+    /// How it ended.
     pub outcome: ApplyOutcome,
+    /// What applying it reported.
     pub message: String,
 }
 
@@ -199,7 +225,9 @@ pub struct ApplyRecord {
 /// notice a log whose tail was cut off.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuditHead {
+    /// The entry's sequence number.
     pub seq: u64,
+    /// The entry's hash, hex.
     pub hash: String,
 }
 
@@ -208,20 +236,30 @@ pub struct AuditHead {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BreakerRecord {
+    /// The file's schema version; [`SCHEMA_VERSION`] is the only one read.
     pub schema_version: u32,
+    /// The committed state.
     pub state: BreakerState,
+    /// Why the breaker is in it.
     pub reason: ReasonCode,
+    /// The reason in words (a person's `--reason`, a check's finding); may be empty.
     #[serde(default)]
     pub detail: String,
+    /// Who made the change.
     pub actor: Actor,
     /// Increases by one with every state change; nginx echoes it back in the
     /// `X-Breaker-State` header so moltguard can see which config is live.
     pub generation: u64,
+    /// When the change to this state was made.
     pub changed_at: DateTime<Utc>,
+    /// When a closed or half-open state's lifetime (`--for`) ends; `None`: never.
     #[serde(default)]
     pub expires_at: Option<DateTime<Utc>>,
+    /// The last attempt to apply a state at the edge.
     #[serde(default)]
     pub last_apply: Option<ApplyRecord>,
+    /// The audit entry this state was recorded in; the file is trusted only
+    /// while the two agree ([`store::load`](crate::store::load)).
     #[serde(default)]
     pub audit_head: Option<AuditHead>,
     /// A transition under way (write-ahead): recorded before the edge is
@@ -236,12 +274,18 @@ pub struct BreakerRecord {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Pending {
+    /// The state being applied.
     pub target: BreakerState,
+    /// The generation it commits as, one above the committed record's.
     pub generation: u64,
+    /// Why it was asked for.
     pub reason: ReasonCode,
+    /// The reason in words; may be empty.
     #[serde(default)]
     pub detail: String,
+    /// Who asked for it.
     pub actor: Actor,
+    /// When the transition began.
     pub started_at: DateTime<Utc>,
 }
 

@@ -37,6 +37,7 @@ pub struct StateFiles {
 }
 
 impl StateFiles {
+    /// The breaker's files in `state_dir`.
     pub fn in_dir(state_dir: &Path) -> Self {
         Self {
             state: state_dir.join("breaker.json"),
@@ -50,18 +51,24 @@ impl StateFiles {
 /// Why a state file could not be trusted.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StateProblem {
+    /// There is no state file.
     Missing,
+    /// It could not be read: the I/O error.
     Unreadable(String),
     /// A symbolic link, another user's file, or one others may write.
     Unsafe(String),
+    /// It does not parse, or a field is invalid: what is wrong.
     Corrupt(String),
+    /// Its `schema_version` is not [`SCHEMA_VERSION`]: the version found.
     UnknownVersion(u64),
     /// The file does not match the history it names (a hand edit, an older
     /// copy, a log that was cut or replaced).
     Unbound(String),
     /// A transition was cut off before it committed.
     Interrupted {
+        /// The state the file last committed.
         committed: BreakerState,
+        /// The transition that was cut off.
         pending: Pending,
     },
 }
@@ -117,6 +124,7 @@ impl std::fmt::Display for StateProblem {
 pub struct Loaded {
     /// The committed record, or an OPEN stand-in when anything is doubtful.
     pub record: BreakerRecord,
+    /// Why the file was not trusted; `None` when it was.
     pub problem: Option<StateProblem>,
 }
 

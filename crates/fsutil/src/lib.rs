@@ -11,6 +11,23 @@ use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 /// Atomically replaces `path` with `contents`, creating it with `mode`.
+///
+/// # Examples
+///
+/// ```
+/// use std::os::unix::fs::PermissionsExt;
+///
+/// let dir = tempfile::tempdir()?;
+/// let path = dir.path().join("state.json");
+/// moltguard_fsutil::write_atomic(&path, b"{\"v\":1}", 0o600)?;
+/// moltguard_fsutil::write_atomic(&path, b"{\"v\":2}", 0o640)?;
+///
+/// assert_eq!(std::fs::read(&path)?, b"{\"v\":2}");
+/// assert_eq!(std::fs::metadata(&path)?.permissions().mode() & 0o777, 0o640);
+/// // The temp file was renamed over the target: nothing else is left.
+/// assert_eq!(std::fs::read_dir(dir.path())?.count(), 1);
+/// # Ok::<(), std::io::Error>(())
+/// ```
 pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> io::Result<()> {
     let dir = parent_dir(path);
     let mut tmp = tempfile::Builder::new()
@@ -164,6 +181,7 @@ impl ExclusiveLock {
         })
     }
 
+    /// The lock file this lock is held on.
     pub fn path(&self) -> &Path {
         &self.path
     }

@@ -17,7 +17,7 @@
 
 /// What a token is.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Tok {
+pub(crate) enum Tok {
     /// A bare or quoted word, unescaped.
     Word(String),
     /// `;`
@@ -30,20 +30,20 @@ pub enum Tok {
 
 /// A token and the 1-based line it starts on.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Token {
-    pub tok: Tok,
-    pub line: usize,
+pub(crate) struct Token {
+    pub(crate) tok: Tok,
+    pub(crate) line: usize,
 }
 
 /// A tokenizing error: where and what.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LexError {
-    pub line: usize,
-    pub message: String,
+pub(crate) struct LexError {
+    pub(crate) line: usize,
+    pub(crate) message: String,
 }
 
 /// Tokenizes nginx config text.
-pub struct Lexer<'a> {
+pub(crate) struct Lexer<'a> {
     src: &'a [u8],
     pos: usize,
     line: usize,
@@ -65,7 +65,7 @@ fn unescape(n: u8) -> Option<u8> {
 }
 
 impl<'a> Lexer<'a> {
-    pub fn new(text: &'a str) -> Self {
+    pub(crate) fn new(text: &'a str) -> Self {
         Self {
             src: text.as_bytes(),
             pos: 0,
@@ -87,7 +87,7 @@ impl<'a> Lexer<'a> {
     }
 
     /// The next token, `Ok(None)` at the end of the input.
-    pub fn next_token(&mut self) -> Result<Option<Token>, LexError> {
+    pub(crate) fn next_token(&mut self) -> Result<Option<Token>, LexError> {
         loop {
             let Some(c) = self.peek() else {
                 return Ok(None);
@@ -218,7 +218,7 @@ impl<'a> Lexer<'a> {
     /// Skips a Lua body after its opening `{` up to the matching `}`, and
     /// returns the text between them. Lua strings (`'…'`, `"…"`, `[[…]]`,
     /// `[==[…]==]`) and comments (`--…`, `--[[…]]`) may hold braces.
-    pub fn raw_block(&mut self, start_line: usize) -> Result<String, LexError> {
+    pub(crate) fn raw_block(&mut self, start_line: usize) -> Result<String, LexError> {
         let start = self.pos;
         let mut depth = 1usize;
         let unclosed = |what: &str| LexError {

@@ -27,6 +27,7 @@ use std::path::PathBuf;
 /// One directive: `name args… ;` or `name args… { block }`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Directive {
+    /// The directive's name, the first word (`listen`, `server`).
     pub name: String,
     /// Unquoted and unescaped. For `*_by_lua_block`, the last one is the Lua body.
     pub args: Vec<String>,
@@ -61,7 +62,9 @@ impl Directive {
 /// A loaded configuration: the main file with includes inlined.
 #[derive(Debug, Clone, Default)]
 pub struct Tree {
+    /// The main file, as given.
     pub main: PathBuf,
+    /// The main file's directives, with included files' directives in place.
     pub directives: Vec<Directive>,
     /// Every file read (parsed or not), main first, each once.
     pub files: Vec<PathBuf>,
@@ -72,8 +75,11 @@ pub struct Tree {
 /// A problem in the configuration, at `file:line` (line 0: the whole file).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfError {
+    /// The file the problem is in.
     pub file: PathBuf,
+    /// 1-based line, or 0 when the problem is with the whole file.
     pub line: usize,
+    /// What is wrong.
     pub message: String,
 }
 

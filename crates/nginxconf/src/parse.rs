@@ -37,6 +37,27 @@ fn shown_name(w: Option<&String>) -> String {
 }
 
 /// Parses one file's text. `file` is recorded in every directive and error.
+///
+/// # Examples
+///
+/// ```
+/// use moltguard_nginxconf::parse;
+/// use std::path::Path;
+///
+/// let text = "server {\n    listen 127.0.0.1:8080;\n    add_header X-Who \"a b\";\n}\n";
+/// let dirs = parse(text, Path::new("site.conf"))?;
+/// assert_eq!(dirs.len(), 1);
+/// assert_eq!(dirs[0].name, "server");
+/// let listen = &dirs[0].children()[0];
+/// assert_eq!((listen.name.as_str(), listen.arg0()), ("listen", "127.0.0.1:8080"));
+/// assert_eq!(listen.location(), "site.conf:2");
+/// assert_eq!(dirs[0].children()[1].args, ["X-Who", "a b"]);
+///
+/// let err = parse("server {\n    listen 80\n}\n", Path::new("bad.conf")).unwrap_err();
+/// assert_eq!(err.line, 2);
+/// assert!(err.to_string().starts_with("bad.conf:2: missing ';'"));
+/// # Ok::<(), moltguard_nginxconf::ConfError>(())
+/// ```
 pub fn parse(text: &str, file: &Path) -> Result<Vec<Directive>, ConfError> {
     let err = |line: usize, message: String| ConfError {
         file: file.to_path_buf(),

@@ -23,23 +23,43 @@ use serde::Serialize;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum SecretKind {
+    /// A PEM private key block (`-----BEGIN … PRIVATE KEY-----`).
     PrivateKey,
+    /// An Anthropic API key, `sk-ant-…`.
     AnthropicKey,
+    /// An OpenRouter API key, `sk-or-v1-…`.
     OpenRouterKey,
+    /// An OpenAI project, service-account or admin key: `sk-proj-…`,
+    /// `sk-svcacct-…`, `sk-admin-…`.
     OpenAiProjectKey,
+    /// An OpenAI API key, `sk-` and 32 or more letters and digits.
     OpenAiKey,
+    /// A Groq API key, `gsk_…`.
     GroqKey,
+    /// An AWS access key id, `AKIA…` or `ASIA…` and 16 more characters.
     AwsAccessKeyId,
+    /// An AWS secret access key: the 40 characters given to an
+    /// `aws_secret_access_key` (any case, `=` or `:`).
     AwsSecretKey,
+    /// A GitHub token, `ghp_…` (also `gho_`, `ghs_`, `ghu_`, `ghr_`) or `github_pat_…`.
     GitHubToken,
+    /// A Slack token, `xoxb-…` (also `xoxa-`, `xoxp-`, `xoxr-`, `xoxs-`).
     SlackToken,
+    /// A Google API key, `AIza…`.
     GoogleApiKey,
+    /// A Stripe live secret or restricted key, `sk_live_…` or `rk_live_…`.
     StripeLiveKey,
+    /// A Hugging Face token, `hf_…`.
     HuggingFaceToken,
+    /// A GitLab personal access token, `glpat-…`.
     GitLabToken,
+    /// An xAI API key, `xai-…`.
     XaiKey,
+    /// A Perplexity API key, `pplx-…`.
     PerplexityKey,
+    /// A Replicate API token, `r8_…`.
     ReplicateToken,
+    /// An npm access token, `npm_…`.
     NpmToken,
     /// `api_key = "<long, high-entropy value>"` and `FOO_TOKEN=…` lines.
     Generic,
@@ -122,6 +142,7 @@ impl SecretKind {
 /// A secret found: its kind, line, and a redacted form safe to show.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct SecretHit {
+    /// What kind of secret it is.
     pub kind: SecretKind,
     /// 1-based.
     pub line: usize,
@@ -398,6 +419,18 @@ fn mask(text: &str, secret: impl Fn(&str) -> bool) -> String {
 /// Masks every token that looks like a credential: a key prefix, or a long
 /// token mixing letters and digits (the firewall's excerpts, where a
 /// request id lost to the mask costs nothing).
+///
+/// # Examples
+///
+/// ```
+/// use moltguard_secrets::mask_tokens;
+///
+/// // Built at run time, so no key-shaped literal sits in the source.
+/// let key = format!("gsk_{}", "Ab1".repeat(12));
+/// let masked = mask_tokens(&format!("invalid key {key} for model llama-3"));
+/// assert_eq!(masked, "invalid key gsk_…[redacted] for model llama-3");
+/// assert!(!masked.contains(&key));
+/// ```
 pub fn mask_tokens(text: &str) -> String {
     mask(text, looks_secret)
 }
@@ -410,6 +443,23 @@ pub fn mask_keys(text: &str) -> String {
 
 /// The secret values this process holds (provider keys), replaced
 /// wherever they would be shown, and every other key-shaped token masked.
+///
+/// # Examples
+///
+/// ```
+/// use moltguard_secrets::KnownValues;
+///
+/// // Built at run time, so no key-shaped literal sits in the source.
+/// let held = format!("prov{}", "x7Q".repeat(10)); // a key with no known prefix
+/// let other = format!("sk-ant-{}", "Ab1".repeat(12));
+/// let mut known = KnownValues::default();
+/// known.add(&held);
+/// known.add("abc"); // too short to be a key: not added
+///
+/// let shown = known.redact(&format!("401 for {held}; body had {other} (req 7f3a)"));
+/// assert_eq!(shown, "401 for [redacted]; body had sk-a…[redacted] (req 7f3a)");
+/// assert_eq!(known.redact("abc"), "abc");
+/// ```
 #[derive(Debug, Default)]
 pub struct KnownValues {
     values: Vec<String>,

@@ -224,6 +224,30 @@ pub const EXCERPT_MAX: usize = 96;
 
 impl Firewall {
     /// Compiles the rules active at the configured paranoia level.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use moltguard_waf::{Category, Firewall, FirewallConfig, RequestView, Verdict};
+    ///
+    /// let fw = Firewall::new(FirewallConfig::default())?;
+    ///
+    /// let body = r#"{"model":"llama-3","messages":[{"role":"user","content":"hi"}]}"#;
+    /// let chat = RequestView::new("POST", "/v1/chat/completions")
+    ///     .header("Host", "gateway.local")
+    ///     .header("Content-Type", "application/json")
+    ///     .header("Content-Length", body.len().to_string())
+    ///     .body(body);
+    /// assert_eq!(fw.inspect(&chat), Verdict::Allow);
+    ///
+    /// let traversal = RequestView::new("GET", "/files?name=../../../../etc/passwd")
+    ///     .header("Host", "gateway.local");
+    /// match fw.inspect(&traversal) {
+    ///     Verdict::Block(b) => assert_eq!(b.category, Category::Lfi),
+    ///     Verdict::Allow => panic!("path traversal let through"),
+    /// }
+    /// # Ok::<(), moltguard_waf::FirewallError>(())
+    /// ```
     pub fn new(cfg: FirewallConfig) -> Result<Self, FirewallError> {
         let pl = cfg.effective_paranoia();
         let rules: Vec<Rule> = rules::all()

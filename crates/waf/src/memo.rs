@@ -26,7 +26,7 @@ static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
 /// A distinct id for each compiled firewall, so one configuration's
 /// results never answer for another's.
-pub fn new_firewall_id() -> u64 {
+pub(crate) fn new_firewall_id() -> u64 {
     NEXT_ID.fetch_add(1, Ordering::Relaxed)
 }
 
@@ -42,7 +42,7 @@ thread_local! {
 }
 
 /// Whether `text` at `loc` is known to match no rule of `firewall`.
-pub fn is_clean(firewall: u64, loc: u16, text: &str) -> bool {
+pub(crate) fn is_clean(firewall: u64, loc: u16, text: &str) -> bool {
     CLEAN.with(|c| {
         let c = c.borrow();
         c.firewall == firewall && c.texts.get(text).is_some_and(|locs| locs.contains(&loc))
@@ -50,7 +50,7 @@ pub fn is_clean(firewall: u64, loc: u16, text: &str) -> bool {
 }
 
 /// Records that `text` at `loc` matched no rule of `firewall`.
-pub fn remember_clean(firewall: u64, loc: u16, text: &str) {
+pub(crate) fn remember_clean(firewall: u64, loc: u16, text: &str) {
     if text.len() > MAX_TEXT {
         return;
     }

@@ -1,5 +1,6 @@
-//! Admission: the steps of the module docs, in order, each answering with
-//! a status and a message a person can act on; then the router.
+//! Admission: the steps of the module docs, in order, one function each.
+//! A step that refuses says why as a [`Refusal`], which is answered with a
+//! status and a message a person can act on; then the router.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -7,18 +8,18 @@ use std::sync::Arc;
 use axum::body::{Body, Bytes};
 use axum::extract::Request;
 use axum::http::request::Parts;
-use axum::http::{HeaderName, HeaderValue, Method, StatusCode};
+use axum::http::{HeaderName, HeaderValue, Method};
 use axum::response::{IntoResponse, Response};
 use bytes::BytesMut;
 use http_body_util::BodyExt;
 use tracing::Instrument;
 
 use super::keys::KeyRejection;
-use super::limits::{ConnGuard, Limited};
+use super::limits::ConnGuard;
+use super::refusal::Refusal;
 use super::scope::Access;
 use super::{headers, session, Incident, IncidentKind, Principal, RequestContext, Security};
 use crate::gateway::api::{self, Route};
-use crate::gateway::errors::ApiError;
 use crate::gateway::routes::Routes;
 
 /// Body bytes read from a request that carries no credential (enough for
@@ -67,59 +68,12 @@ pub struct Admitted {
 const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 const X_API_KEY: HeaderName = HeaderName::from_static("x-api-key");
 
-fn refuse(status: StatusCode, kind: &'static str, code: &str, msg: impl Into<String>) -> Response {
-    ApiError::new(status, kind, code, msg).into_response()
-}
-
-fn limited(what: &str, l: Limited) -> Response {
-    let secs = l.retry_after.as_secs_f64().ceil().max(1.0) as u64;
-    let mut e = ApiError::new(
-        StatusCode::TOO_MANY_REQUESTS,
-        "rate_limit_error",
-        "rate_limited",
-        format!("{what}; retry after {secs} s"),
-    );
-    e.retry_after_secs = Some(secs);
-    e.into_response()
-}
-
-fn unauthorized(msg: impl Into<String>) -> Response {
-    let mut r = refuse(
-        StatusCode::UNAUTHORIZED,
-        "authentication_error",
-        "unauthorized",
-        msg,
-    );
-    r.headers_mut().insert(
-        axum::http::header::WWW_AUTHENTICATE,
-        HeaderValue::from_static("Bearer realm=\"moltgate\""),
-    );
-    r
-}
-
 /// Admits `req` and runs it through `routes`, or refuses it.
 pub async fn admit(sec: &Security, routes: &Routes, conn: &ConnMeta, req: Request) -> Response {
     let (mut parts, body) = req.into_parts();
-
-    // 1. Connection cap: a full gateway still says it is alive.
-    if conn.over_limit() && parts.uri.path() != "/health" {
-        let mut r = refuse(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "overloaded_error",
-            "too_many_connections",
-            format!(
-                "the gateway is at its connection limit ({}, GATEWAY_MAX_CONNECTIONS); try again shortly",
-                sec.limits.connections.max()
-            ),
-        );
-        r.headers_mut().insert(
-            axum::http::header::CONNECTION,
-            HeaderValue::from_static("close"),
-        );
-        return routes.with_allow(&parts, r);
+    if let Err(refusal) = within_connection_cap(sec, conn, &parts) {
+        return routes.with_allow(&parts, refusal.into_response());
     }
-
-    // 2. Who is it, and are they banned?
     let client_ip = super::client_ip::resolve(conn.peer, &parts.headers, &sec.cfg.trusted_proxies);
     let ctx = RequestContext {
         client_ip,
@@ -129,9 +83,9 @@ pub async fn admit(sec: &Security, routes: &Routes, conn: &ConnMeta, req: Reques
     // Every log line of this request carries its id (as do incidents).
     let span = tracing::info_span!("request", id = %ctx.request_id);
     let mut resp = async {
-        match admit_inner(sec, ctx, &mut parts, body).await {
+        match admit_request(sec, ctx, &mut parts, body).await {
             Ok(body) => routes.call(Request::from_parts(parts, body)).await,
-            Err(refusal) => routes.with_allow(&parts, refusal),
+            Err(refusal) => routes.with_allow(&parts, refusal.into_response()),
         }
     }
     .instrument(span)
@@ -142,95 +96,111 @@ pub async fn admit(sec: &Security, routes: &Routes, conn: &ConnMeta, req: Reques
     resp
 }
 
-/// Steps 2 to 8: the body to hand to the router (with [`Admitted`] in
-/// the extensions, except for liveness and readiness), or the refusal.
-// The refusal is the response itself, built once per refused request.
-#[allow(clippy::result_large_err)]
-async fn admit_inner(
+/// Steps 2 to 7, in the order of the module docs: the body to hand to the
+/// router (with [`Admitted`] in the extensions, except for liveness and
+/// readiness), or why not.
+async fn admit_request(
     sec: &Security,
     ctx: RequestContext,
     parts: &mut Parts,
     body: Body,
-) -> Result<Body, Response> {
+) -> Result<Body, Refusal> {
     let received = tokio::time::Instant::now();
-    let now = super::store::now_ms();
-    if let Some(ban) = sec.bans.banned(ctx.client_ip, now) {
-        let until = match ban.expires_at {
-            Some(t) => chrono::DateTime::from_timestamp_millis(t)
-                .map(|d| format!("until {}", d.format("%Y-%m-%d %H:%M:%S UTC")))
-                .unwrap_or_default(),
-            None => "until an operator lifts it".into(),
-        };
-        return Err(refuse(
-            StatusCode::FORBIDDEN,
-            "access_denied",
-            "ip_blocked",
-            format!(
-                "your address {} is blocked {until} ({})",
-                ctx.client_ip, ban.reason
-            ),
-        ));
-    }
-    let method = &parts.method;
+    not_banned(sec, &ctx)?;
     let path = parts.uri.path();
     let route = Route::of_path(path);
     let access = api::access(route, path);
     if route.is_some_and(Route::is_probe) {
         return Ok(body);
     }
-
     // "This machine": the local-admin addresses (SECURITY_IGNORE_IPS,
     // loopback by default); through nginx the client is the forwarded one.
     let local_admin = sec.bans.ignored(ctx.client_ip);
-
-    // The moltguard breaker, enforced here too: not closed, not served.
-    if !local_admin {
-        if let Some(b) = sec
-            .breaker()
-            .filter(|b| !b.admits_remote(chrono::Utc::now()))
-        {
-            return Err(refuse(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "service_unavailable",
-                "breaker_open",
-                format!(
-                    "the moltguard breaker is {} ({}); only this machine is served until it is closed (`moltguard breaker close`)",
-                    b.state.as_str().to_uppercase(),
-                    b.reason
-                ),
-            ));
-        }
-    }
-
-    // 3. Lockdown: this machine only (then admin only, below).
     let lockdown = sec.mode(super::Mode::Lockdown);
-    if lockdown && !local_admin {
-        return Err(refuse(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "service_unavailable",
-            "lockdown",
-            "the gateway is in lockdown: only an administrator on this machine is served (`moltguard lockdown off` ends it)",
-        ));
-    }
-
-    // 4. Per-IP rate limit (the local admin is exempt), before any body
-    // is read.
     if !local_admin {
-        if let Err(l) = sec.limits.check_api(ctx.client_ip) {
-            return Err(limited(
-                &format!(
-                    "too many requests from {} (RATE_LIMIT_API_PER_MINUTE={})",
-                    ctx.client_ip, sec.cfg.api_per_minute
-                ),
-                l,
-            ));
+        breaker_admits_remote(sec)?;
+        if lockdown {
+            return Err(Refusal::Lockdown);
         }
+        within_address_rate(sec, &ctx)?;
     }
+    let body = read_body_for(sec, parts, access, body).await?;
+    passes_firewall(sec, parts, &ctx, &body)?;
+    // In lockdown, public routes stay open to this machine (remote clients
+    // were refused above): the login, the dashboard page (it holds no
+    // data) and /ws, which authenticates in its first frame and then
+    // serves only admins.
+    let principal = authorize(sec, parts, access, &ctx, lockdown)?;
+    parts.extensions.insert(Admitted {
+        principal,
+        ctx,
+        body: body.clone(),
+        received,
+    });
+    Ok(Body::from(body))
+}
 
-    // 5. The request firewall, on the whole request including the body.
-    // A request that carries no credential at all for a route that needs
-    // one will be refused anyway: only a little of its body is read, so
-    // strangers cannot make the gateway buffer 16 MiB per connection.
+/// Step 1. Over the connection cap only `/health` is answered: a full
+/// gateway still says it is alive.
+fn within_connection_cap(sec: &Security, conn: &ConnMeta, parts: &Parts) -> Result<(), Refusal> {
+    if conn.over_limit() && parts.uri.path() != "/health" {
+        return Err(Refusal::TooManyConnections {
+            max: sec.limits.connections.max(),
+        });
+    }
+    Ok(())
+}
+
+/// Step 2, once the client's address is known: the ban list.
+fn not_banned(sec: &Security, ctx: &RequestContext) -> Result<(), Refusal> {
+    match sec.bans.banned(ctx.client_ip, super::store::now_ms()) {
+        Some(ban) => Err(Refusal::Banned {
+            ip: ctx.client_ip,
+            until_ms: ban.expires_at,
+            reason: ban.reason,
+        }),
+        None => Ok(()),
+    }
+}
+
+/// Step 3: the moltguard breaker, enforced here too. Not closed, not
+/// served to anyone but this machine.
+fn breaker_admits_remote(sec: &Security) -> Result<(), Refusal> {
+    match sec
+        .breaker()
+        .filter(|b| !b.admits_remote(chrono::Utc::now()))
+    {
+        Some(b) => Err(Refusal::BreakerOpen {
+            state: b.state.as_str().to_uppercase(),
+            reason: b.reason.clone(),
+        }),
+        None => Ok(()),
+    }
+}
+
+/// Step 4: the per-address rate limit, before any body is read.
+fn within_address_rate(sec: &Security, ctx: &RequestContext) -> Result<(), Refusal> {
+    sec.limits
+        .check_api(ctx.client_ip)
+        .map_err(|limited| Refusal::RateLimited {
+            what: format!(
+                "too many requests from {} (RATE_LIMIT_API_PER_MINUTE={})",
+                ctx.client_ip, sec.cfg.api_per_minute
+            ),
+            limited,
+        })
+}
+
+/// Step 5, first half: the body. A request that carries no credential at
+/// all for a route that needs one will be refused anyway: only a little
+/// of its body is read, so strangers cannot make the gateway buffer
+/// 16 MiB per connection.
+async fn read_body_for(
+    sec: &Security,
+    parts: &Parts,
+    access: Access,
+    body: Body,
+) -> Result<Bytes, Refusal> {
     let anonymous = access != Access::Public
         && !parts
             .headers
@@ -243,138 +213,107 @@ async fn admit_inner(
     } else {
         sec.cfg.max_body_bytes
     };
-    let body = match read_body(body, limit, sec.cfg.body_timeout).await {
-        Ok(b) => b,
-        Err(BodyError::Stalled) => {
-            return Err(refuse(
-                StatusCode::REQUEST_TIMEOUT,
-                "invalid_request_error",
-                "body_timeout",
-                format!(
-                    "the request body stopped arriving: nothing for {} (GATEWAY_BODY_TIMEOUT_MS)",
-                    humantime::format_duration(sec.cfg.body_timeout)
-                ),
-            ))
-        }
-        Err(_) if anonymous => {
-            return Err(unauthorized("missing credentials: send `Authorization: Bearer <key>` (create one with `moltguard keys create`)"))
-        }
-        Err(_) => {
-            return Err(refuse(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "invalid_request_error",
-                "body_too_large",
-                format!(
-                    "the request body is too large or could not be read; the limit is {} (MAX_BODY_BYTES)",
-                    human_bytes(sec.cfg.max_body_bytes)
-                ),
-            ))
-        }
-    };
-    if let Some(fw) = sec.firewall() {
-        let view = crate::firewall::RequestView::from_http_parts(parts, body.clone())
-            .client_ip(ctx.client_ip)
-            .request_id(ctx.request_id.clone());
-        let blocked = match fw.inspect(&view) {
-            crate::firewall::Verdict::Block(b) => Some(b),
-            _ => None,
-        };
-        // A malformed LLM body alone is a client bug, not an attack: it
-        // goes on (through auth) to the handler's precise 400.
-        let blocked = blocked.filter(|b| {
-            let score: u32 = b
-                .matches
-                .iter()
-                .filter(|m| m.category != crate::firewall::Category::LlmBody)
-                .map(|m| m.severity.points())
-                .sum();
-            score >= fw.config().threshold
-        });
-        if let Some(b) = blocked {
-            let detail = format!(
-                "{} rule {} (score {}) on {}: {}",
-                b.category, b.rule_id, b.score, b.matched_field, b.redacted_excerpt
-            );
-            sec.incident(
-                Some(&ctx),
-                Incident::new(IncidentKind::FirewallBlock, "blocked", detail)
-                    .rule(b.rule_id.to_string()),
-            );
-            sec.failure(&ctx, "request firewall");
-            return Err(refuse(
-                StatusCode::FORBIDDEN,
-                "access_denied",
-                "request_blocked",
-                format!(
-                    "request blocked by the firewall (rule {}, {}); request id {}",
-                    b.rule_id, b.category, ctx.request_id
-                ),
-            ));
-        }
-    }
-
-    // 6. Authentication and scope.
-    let principal = match access {
-        Access::Public => None,
-        needed => match authenticate(sec, parts, method, &ctx) {
-            Err(resp) => return Err(resp),
-            Ok(p) => {
-                if !needed.granted_to(p.scopes()) {
-                    let scope = needed.needed();
-                    return Err(refuse(
-                        StatusCode::FORBIDDEN,
-                        "permission_error",
-                        "insufficient_scope",
-                        format!(
-                            "{} may not {} {path}: it needs the {scope} scope (it has: {})",
-                            p.label(),
-                            method,
-                            if p.scopes().is_empty() {
-                                "none".to_string()
-                            } else {
-                                p.scopes().to_string()
-                            }
-                        ),
-                    ));
-                }
-                if lockdown && !p.scopes().allows(super::scope::Scope::Admin) {
-                    return Err(refuse(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        "service_unavailable",
-                        "lockdown",
-                        "the gateway is in lockdown: only administrator keys are served",
-                    ));
-                }
-                // 7. Per-key / per-session rate limit.
-                if let Err(l) = sec.check_principal_rate(&p) {
-                    return Err(limited(&format!("too many requests for {}", p.label()), l));
-                }
-                Some(p)
-            }
-        },
-    };
-    // In lockdown, public routes stay open to this machine (remote clients
-    // were refused above): the login, the dashboard page (it holds no
-    // data) and /ws, which authenticates in its first frame and then
-    // serves only admins.
-    parts.extensions.insert(Admitted {
-        principal,
-        ctx,
-        body: body.clone(),
-        received,
-    });
-    Ok(Body::from(body))
+    read_body(body, limit, sec.cfg.body_timeout)
+        .await
+        .map_err(|e| match e {
+            BodyError::Stalled => Refusal::BodyStalled {
+                idle: sec.cfg.body_timeout,
+            },
+            BodyError::TooLargeOrBroken if anonymous => Refusal::Unauthorized(
+                "missing credentials: send `Authorization: Bearer <key>` (create one with `moltguard keys create`)".into(),
+            ),
+            BodyError::TooLargeOrBroken => Refusal::BodyTooLarge {
+                limit: sec.cfg.max_body_bytes,
+            },
+        })
 }
 
-/// Bearer key first, then the session cookie.
-// The refusal is the response itself, built once per refused request.
-#[allow(clippy::result_large_err)]
-fn authenticate(
+/// Step 5: the request firewall, on the whole request including the
+/// body. Its blocks are incidents and count toward a ban.
+fn passes_firewall(
     sec: &Security,
-    parts: &axum::http::request::Parts,
-    method: &Method,
+    parts: &Parts,
     ctx: &RequestContext,
-) -> Result<Principal, Response> {
+    body: &Bytes,
+) -> Result<(), Refusal> {
+    let Some(fw) = sec.firewall() else {
+        return Ok(());
+    };
+    let view = crate::firewall::RequestView::from_http_parts(parts, body.clone())
+        .client_ip(ctx.client_ip)
+        .request_id(ctx.request_id.clone());
+    let crate::firewall::Verdict::Block(b) = fw.inspect(&view) else {
+        return Ok(());
+    };
+    // A malformed LLM body alone is a client bug, not an attack: it goes
+    // on (through auth) to the handler's precise 400.
+    let score: u32 = b
+        .matches
+        .iter()
+        .filter(|m| m.category != crate::firewall::Category::LlmBody)
+        .map(|m| m.severity.points())
+        .sum();
+    if score < fw.config().threshold {
+        return Ok(());
+    }
+    let detail = format!(
+        "{} rule {} (score {}) on {}: {}",
+        b.category, b.rule_id, b.score, b.matched_field, b.redacted_excerpt
+    );
+    sec.incident(
+        Some(ctx),
+        Incident::new(IncidentKind::FirewallBlock, "blocked", detail).rule(b.rule_id.to_string()),
+    );
+    sec.failure(ctx, "request firewall");
+    Err(Refusal::Blocked {
+        rule_id: b.rule_id,
+        category: b.category,
+        request_id: ctx.request_id.clone(),
+    })
+}
+
+/// Steps 6 and 7: who is calling ([`authenticate`]), whether the route's
+/// access grants it, lockdown's admins-only, and the per-key rate limit.
+/// `None` for a public route.
+fn authorize(
+    sec: &Security,
+    parts: &Parts,
+    access: Access,
+    ctx: &RequestContext,
+    lockdown: bool,
+) -> Result<Option<Principal>, Refusal> {
+    if access == Access::Public {
+        return Ok(None);
+    }
+    let p = authenticate(sec, parts, ctx)?;
+    if !access.granted_to(p.scopes()) {
+        let has = if p.scopes().is_empty() {
+            "none".to_string()
+        } else {
+            p.scopes().to_string()
+        };
+        return Err(Refusal::InsufficientScope(format!(
+            "{} may not {} {}: it needs the {} scope (it has: {has})",
+            p.label(),
+            parts.method,
+            parts.uri.path(),
+            access.needed()
+        )));
+    }
+    if lockdown && !p.scopes().allows(super::scope::Scope::Admin) {
+        return Err(Refusal::LockdownAdminsOnly);
+    }
+    sec.check_principal_rate(&p)
+        .map_err(|limited| Refusal::RateLimited {
+            what: format!("too many requests for {}", p.label()),
+            limited,
+        })?;
+    Ok(Some(p))
+}
+
+/// Step 6: the bearer key first, then the session cookie. A bad key is
+/// an incident and counts toward a ban.
+fn authenticate(sec: &Security, parts: &Parts, ctx: &RequestContext) -> Result<Principal, Refusal> {
     if !sec.cfg.auth_required {
         return Ok(Principal::Open);
     }
@@ -407,7 +346,7 @@ fn authenticate(
                     ),
                 );
                 sec.failure(ctx, "failed authentication");
-                Err(unauthorized(match why {
+                Err(Refusal::Unauthorized(match why {
                     KeyRejection::Malformed | KeyRejection::Unknown => why.describe().to_string(),
                     _ => format!(
                         "{}; ask an administrator for a new one (`moltguard keys create`)",
@@ -420,8 +359,8 @@ fn authenticate(
     let basic_only =
         authorization.is_some_and(|v| v.get(..6).is_some_and(|p| p.eq_ignore_ascii_case("basic ")));
     if authorization.is_some() && !basic_only {
-        return Err(unauthorized(
-            "the Authorization header must be `Bearer <key>`",
+        return Err(Refusal::Unauthorized(
+            "the Authorization header must be `Bearer <key>`".into(),
         ));
     }
     let cookie = parts
@@ -432,13 +371,13 @@ fn authenticate(
         .find_map(session::from_cookie_header);
     if let Some(token) = cookie {
         if !sec.sessions.valid(token) {
-            return Err(unauthorized(
-                "your session has expired or is unknown; log in again",
+            return Err(Refusal::Unauthorized(
+                "your session has expired or is unknown; log in again".into(),
             ));
         }
         // Cookies ride along on cross-site requests: writes must come
         // from an allowed origin (SameSite=Strict is the first line).
-        if !matches!(*method, Method::GET | Method::HEAD)
+        if !matches!(parts.method, Method::GET | Method::HEAD)
             && !headers::browser_origin_ok(&parts.headers, &sec.cfg.cors_origins, sec.loopback)
         {
             sec.incident(
@@ -449,19 +388,14 @@ fn authenticate(
                     "cookie-authenticated write from a foreign origin",
                 ),
             );
-            return Err(refuse(
-                StatusCode::FORBIDDEN,
-                "permission_error",
-                "bad_origin",
-                "this request carries a session cookie but comes from another site's page; refused",
-            ));
+            return Err(Refusal::BadOrigin);
         }
         return Ok(Principal::Session);
     }
-    Err(unauthorized(if basic_only {
-        "nginx's password is not a moltgate key: also send the key as `X-Api-Key: <key>` (create one with `moltguard keys create`)"
+    Err(Refusal::Unauthorized(if basic_only {
+        "nginx's password is not a moltgate key: also send the key as `X-Api-Key: <key>` (create one with `moltguard keys create`)".into()
     } else {
-        "missing credentials: send `Authorization: Bearer <key>` (create one with `moltguard keys create`) or log in with the gateway password"
+        "missing credentials: send `Authorization: Bearer <key>` (create one with `moltguard keys create`) or log in with the gateway password".into()
     }))
 }
 
@@ -513,16 +447,6 @@ async fn read_body(
         }
     }
     Ok(joined.map_or(first, BytesMut::freeze))
-}
-
-fn human_bytes(n: usize) -> String {
-    if n >= 1 << 20 && n.is_multiple_of(1 << 20) {
-        format!("{} MiB", n >> 20)
-    } else if n >= 1 << 10 && n.is_multiple_of(1 << 10) {
-        format!("{} KiB", n >> 10)
-    } else {
-        format!("{n} bytes")
-    }
 }
 
 #[cfg(test)]

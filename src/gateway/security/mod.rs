@@ -16,9 +16,10 @@
 //!    read: it will be refused anyway);
 //! 6. authentication (API key or password session) and the scope the
 //!    route needs ([`scope`]); failed attempts count toward bans;
-//! 7. the per-key rate limit;
-//! 8. a route the router serves but the scope table does not list needs
-//!    admin (forgetting to list one fails closed).
+//! 7. the per-key rate limit.
+//!
+//! What each route and RPC method needs is the API's one table
+//! ([`crate::gateway::api`]); each refusal is a [`refusal::Refusal`].
 //!
 //! Keys, bans, incidents, mode toggles and provider latency history live in
 //! SQLite ([`store`]); the in-memory copies used on the hot path are
@@ -32,6 +33,7 @@ pub mod headers;
 pub mod keys;
 pub mod layer;
 pub mod limits;
+pub mod refusal;
 pub mod rpc;
 pub mod scope;
 pub mod session;
