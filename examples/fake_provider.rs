@@ -3,8 +3,7 @@
 //!
 //! `cargo run --release --example fake_provider -- 127.0.0.1:18001`
 
-#[path = "../tests/support/fake_provider.rs"]
-mod fake_provider;
+use moltguard_test_support::fake_provider;
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 1)]
 async fn main() {

@@ -11,8 +11,7 @@
 //! cut) and the 6th (the first from the fallback). Then the fallback is
 //! streamed alone: its time to first content is its TTFB.
 
-#[path = "../tests/support/fake_provider.rs"]
-mod fake_provider;
+use moltguard_test_support::fake_provider;
 
 use std::time::{Duration, Instant};
 

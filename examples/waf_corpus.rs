@@ -6,8 +6,7 @@
 //! cargo run --release --example waf_corpus -- --dump /tmp/waf         # write misses/FPs
 //! ```
 
-#[path = "../tests/support/crs.rs"]
-mod crs;
+use moltguard_test_support::crs;
 
 use moltguard::firewall::{Firewall, FirewallConfig};
 

@@ -10,13 +10,9 @@
 //! Creating it needs root (CI runs as root); elsewhere the test says it is
 //! skipped, and CI fails instead.
 
-#[path = "support/fake_provider.rs"]
-mod fake_provider;
-#[path = "support/netns.rs"]
-mod netns;
-#[path = "support/stack.rs"]
-#[allow(dead_code)] // shared by several test binaries; each uses a part
-mod stack;
+use moltguard_test_support::fake_provider;
+use moltguard_test_support::netns;
+use moltguard_test_support::stack;
 
 use stack::{eventually, free_port, read, try_http_get_path, Response};
 use std::io::{BufRead, BufReader, Read, Write};

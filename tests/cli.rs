@@ -2,9 +2,7 @@
 //! binaries, and `moltguard up` (a real nginx and moltgate) ending cleanly
 //! however it is stopped, its stdout closed included (`up | head`).
 
-#[path = "support/stack.rs"]
-#[allow(dead_code)] // shared by several test binaries; each uses a part
-mod stack;
+use moltguard_test_support::stack;
 
 use stack::*;
 use std::io::{BufRead, BufReader, Write};

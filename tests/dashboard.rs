@@ -13,10 +13,8 @@
 //! (whole pages in `target/dashboard-full.png` and
 //! `target/dashboard-narrow-full.png`).
 
-#[path = "support/fake_provider.rs"]
-mod fake_provider;
-#[path = "support/moltgate.rs"]
-mod moltgate;
+use moltguard_test_support::fake_provider;
+use moltguard_test_support::moltgate;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};

@@ -4,9 +4,7 @@
 //! pid/logs/temp inside the prefix). When the tests run as root, moltguard
 //! runs that nginx as the unprivileged `nobody`.
 
-#[path = "support/stack.rs"]
-#[allow(dead_code)] // shared by several test binaries; each uses a part
-mod stack;
+use moltguard_test_support::stack;
 
 use stack::*;
 use std::time::Duration;

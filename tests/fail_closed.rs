@@ -8,9 +8,7 @@
 //! not allow. A pending change, an untrusted file or an expired lifetime
 //! allows nobody.
 
-#[path = "support/stack.rs"]
-#[allow(dead_code)] // shared by several test binaries; each uses a part
-mod stack;
+use moltguard_test_support::stack;
 
 use moltguard::breaker::crashpoint;
 use rand::Rng;

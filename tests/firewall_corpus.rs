@@ -7,8 +7,7 @@
 //! `cargo test --test firewall_corpus -- --nocapture` prints the table;
 //! `cargo run --release --example waf_corpus` prints all levels.
 
-#[path = "support/crs.rs"]
-mod crs;
+use moltguard_test_support::crs;
 
 use std::sync::OnceLock;
 

@@ -2,8 +2,7 @@
 //! server). Timing bounds are generous ("deadline + margin"); real figures
 //! live in BENCHMARKS.md.
 
-#[path = "support/fake_provider.rs"]
-mod fake_provider;
+use moltguard_test_support::fake_provider;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

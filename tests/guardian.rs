@@ -6,11 +6,8 @@
 //! machine's non-loopback addresses, and tests keep all traffic on loopback
 //! (the probe itself is tested against 127.0.0.2 in the unit tests).
 
-#[path = "support/netns.rs"]
-mod netns;
-#[path = "support/stack.rs"]
-#[allow(dead_code)] // shared by several test binaries; each uses a part
-mod stack;
+use moltguard_test_support::netns;
+use moltguard_test_support::stack;
 
 use stack::*;
 use std::time::{Duration, Instant};

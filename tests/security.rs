@@ -4,10 +4,8 @@
 //! admin; 127.0.0.2 and up are "remote" clients), a real WebSocket client
 //! and the fake provider.
 
-#[path = "support/fake_provider.rs"]
-mod fake_provider;
-#[path = "support/moltgate.rs"]
-mod moltgate;
+use moltguard_test_support::fake_provider;
+use moltguard_test_support::moltgate;
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::Path;

@@ -58,7 +58,6 @@
 //! `set_down(true)` makes every request a 503 (a provider outage), and
 //! counters report attempts per model and connections the client closed
 //! while we were still holding them open.
-#![allow(dead_code)]
 
 use std::collections::HashMap;
 use std::net::SocketAddr;

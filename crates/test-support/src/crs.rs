@@ -8,21 +8,19 @@
 //! requests reach the server byte-exact. Status-code mode: an attack stage
 //! passes when blocked, a must-not-fire stage when not blocked.
 
-#![allow(dead_code)]
-
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use base64::Engine as _;
-use moltguard::firewall::{Firewall, RequestView, Verdict};
+use moltguard_waf::{Firewall, RequestView, Verdict};
 use serde_norway::Value;
 
 /// Corpus root, resolved next to the repository (CI lays `shared/` beside the clone).
 pub fn corpus_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpora/crs-regression")
+    crate::repo_root().join("../shared/corpora/crs-regression")
 }
 
 /// What a stage expects.

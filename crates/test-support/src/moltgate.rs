@@ -1,6 +1,5 @@
 //! A real `moltgate` serving from a temporary moltguard home, and the
 //! `moltguard` CLI pointed at that home (tests/security.rs, tests/dashboard.rs).
-#![allow(dead_code)]
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -9,14 +8,14 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use super::fake_provider::FakeProvider;
+use crate::fake_provider::FakeProvider;
 
 pub const PASSWORD: &str = "a long gateway password";
 
 pub fn bin(name: &str) -> PathBuf {
     match name {
-        "moltgate" => PathBuf::from(env!("CARGO_BIN_EXE_moltgate")),
-        _ => PathBuf::from(env!("CARGO_BIN_EXE_moltguard")),
+        "moltgate" => crate::binary("moltgate"),
+        _ => crate::binary("moltguard"),
     }
 }
 

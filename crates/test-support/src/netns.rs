@@ -3,7 +3,6 @@
 //! a private namespace (with only loopback), and an "outside" namespace is
 //! joined to it by a veth pair. Nothing here can reach any other address
 //! of this machine, or any other machine. Needs root.
-#![allow(dead_code)]
 
 use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::process::Command;

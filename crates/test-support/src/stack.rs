@@ -11,8 +11,9 @@ use std::time::{Duration, Instant};
 pub const USER: &str = "alice";
 pub const PASSWORD: &str = "correct-horse-battery";
 
+/// The `moltguard` binary under test.
 pub fn bin() -> &'static str {
-    env!("CARGO_BIN_EXE_moltguard")
+    crate::binary_str("moltguard")
 }
 
 /// The nginx the tests run (what `moltguard` finds the same way).
@@ -56,6 +57,8 @@ pub struct Stack {
     pub edge_port: u16,
 }
 
+// No `Default`: making a stack starts an upstream server and runs `init`.
+#[allow(clippy::new_without_default)]
 impl Stack {
     /// init + a running upstream; no user yet, nginx not started yet.
     pub fn new() -> Self {
