@@ -107,20 +107,7 @@ impl Moltguard {
     }
 
     fn run(&self, args: &[&str], stdin: &str) -> std::process::Output {
-        let mut child = self
-            .command(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(stdin.as_bytes())
-            .unwrap();
-        child.wait_with_output().unwrap()
+        stack::output_with_stdin(self.command(args), stdin)
     }
 
     fn ok(&self, args: &[&str]) -> String {

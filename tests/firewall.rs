@@ -654,3 +654,14 @@ fn fw_cached() -> &'static Firewall {
     static FW: std::sync::OnceLock<Firewall> = std::sync::OnceLock::new();
     FW.get_or_init(fw)
 }
+
+/// crates/waf/WAF.md's rule table is generated from the rules
+/// (`MOLTGUARD_BLESS=1 cargo test --test firewall` rewrites it).
+#[test]
+fn the_rule_table_of_waf_md_is_the_code() {
+    moltguard_test_support::golden::check_section(
+        "crates/waf/WAF.md",
+        "rules",
+        &moltguard::firewall::rules::table_markdown(),
+    );
+}

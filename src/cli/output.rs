@@ -256,6 +256,15 @@ mod tests {
     use super::Exit;
 
     #[test]
+    fn the_exit_codes_table_of_the_docs_is_the_code() {
+        moltguard_test_support::golden::check_section(
+            "docs/BREAKER.md",
+            "exit-codes",
+            &Exit::markdown(),
+        );
+    }
+
+    #[test]
     fn the_exit_table_lists_every_code_once_in_order() {
         for (i, (code, meaning)) in Exit::TABLE.iter().enumerate() {
             assert_eq!(*code as usize, i, "{meaning}");

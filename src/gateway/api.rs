@@ -582,7 +582,15 @@ mod tests {
 
     #[test]
     fn the_docs_tables_are_the_code() {
-        crate::golden::check_section("docs/GATEWAY.md", "endpoints", &routes_markdown());
-        crate::golden::check_section("docs/SECURITY.md", "rpc-methods", &methods_markdown());
+        moltguard_test_support::golden::check_section(
+            "docs/GATEWAY.md",
+            "endpoints",
+            &routes_markdown(),
+        );
+        moltguard_test_support::golden::check_section(
+            "docs/SECURITY.md",
+            "rpc-methods",
+            &methods_markdown(),
+        );
     }
 }

@@ -318,7 +318,7 @@ pub(crate) mod tests {
         ] {
             for f in plan(&spec, platform).unwrap().files {
                 let name = f.path.file_name().unwrap().to_string_lossy().into_owned();
-                crate::golden::check(&format!("{dir}/{name}"), &f.contents);
+                moltguard_test_support::golden::check(&format!("{dir}/{name}"), &f.contents);
             }
         }
     }

@@ -9,6 +9,8 @@
 //!   pointed at it.
 //! - [`netns`]: network namespaces a test makes for itself (root only).
 //! - [`crs`]: the OWASP CRS regression corpus runner.
+//! - [`golden`]: files and document sections kept equal to what the code
+//!   generates (`MOLTGUARD_BLESS=1` rewrites them).
 //!
 //! The binaries under test are the ones cargo built for the test run
 //! ([`binary`]).
@@ -18,6 +20,7 @@ use std::sync::OnceLock;
 
 pub mod crs;
 pub mod fake_provider;
+pub mod golden;
 pub mod moltgate;
 pub mod netns;
 pub mod stack;

@@ -16,6 +16,23 @@ pub fn bin() -> &'static str {
     crate::binary_str("moltguard")
 }
 
+/// Runs `cmd` with `input` on its standard input, and collects its output.
+pub fn output_with_stdin(mut cmd: Command, input: &str) -> Output {
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
 /// The nginx the tests run (what `moltguard` finds the same way).
 pub fn nginx_binary() -> &'static str {
     [
@@ -151,20 +168,7 @@ impl Stack {
     }
 
     pub fn run_with_stdin(&self, args: &[&str], input: &str) -> Output {
-        let mut child = self
-            .command(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(input.as_bytes())
-            .unwrap();
-        child.wait_with_output().unwrap()
+        output_with_stdin(self.command(args), input)
     }
 
     /// Runs and asserts exit 0; returns stdout.

@@ -1,12 +1,10 @@
 //! Files in the repo that show users exactly what moltguard writes
 //! (`nginx/examples/`, `launchd/`, `systemd/`), kept identical to the code by
-//! tests. `MOLTGUARD_BLESS=1 cargo test --lib` rewrites them.
-
-use std::path::Path;
+//! tests. `MOLTGUARD_BLESS=1 cargo test` rewrites them.
 
 /// Asserts that `rel` (relative to the repo root) holds exactly `text`.
 pub fn check(rel: &str, text: &str) {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(rel);
+    let path = crate::repo_root().join(rel);
     if std::env::var_os("MOLTGUARD_BLESS").is_some() {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).unwrap();
@@ -17,7 +15,7 @@ pub fn check(rel: &str, text: &str) {
     assert_eq!(
         on_disk,
         text,
-        "{} is stale: run `MOLTGUARD_BLESS=1 cargo test --lib`",
+        "{} is stale: run `MOLTGUARD_BLESS=1 cargo test`",
         path.display()
     );
 }
@@ -25,7 +23,7 @@ pub fn check(rel: &str, text: &str) {
 /// Asserts that the part of `rel` between `<!-- generated: NAME -->` and
 /// `<!-- end: NAME -->` (a table in a document, say) is exactly `text`.
 pub fn check_section(rel: &str, name: &str, text: &str) {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(rel);
+    let path = crate::repo_root().join(rel);
     let on_disk = std::fs::read_to_string(&path).unwrap_or_default();
     let (start, end) = (
         format!("<!-- generated: {name} -->\n"),
@@ -46,29 +44,7 @@ pub fn check_section(rel: &str, name: &str, text: &str) {
     assert_eq!(
         &on_disk[from..to],
         text,
-        "{}'s `{name}` section is stale: run `MOLTGUARD_BLESS=1 cargo test --lib`",
+        "{}'s `{name}` section is stale: run `MOLTGUARD_BLESS=1 cargo test`",
         path.display()
     );
-}
-
-#[cfg(test)]
-mod tests {
-    /// Documents of the crates that cannot see this module.
-    #[test]
-    fn the_firewall_rule_table_is_the_code() {
-        super::check_section(
-            "crates/waf/WAF.md",
-            "rules",
-            &crate::firewall::rules::table_markdown(),
-        );
-    }
-
-    #[test]
-    fn the_exit_codes_table_is_the_code() {
-        super::check_section(
-            "docs/BREAKER.md",
-            "exit-codes",
-            &crate::cli::Exit::markdown(),
-        );
-    }
 }

@@ -681,7 +681,7 @@ mod tests {
             render_include(&r, &layout, SESSION).unwrap(),
         ));
         for (name, text) in files {
-            crate::golden::check(&format!("nginx/examples/{name}"), &text);
+            moltguard_test_support::golden::check(&format!("nginx/examples/{name}"), &text);
         }
     }
 
