@@ -22,6 +22,8 @@ pub mod crs;
 pub mod fake_provider;
 pub mod golden;
 pub mod moltgate;
+// Network namespaces are Linux's.
+#[cfg(target_os = "linux")]
 pub mod netns;
 pub mod stack;
 
