@@ -121,7 +121,7 @@ impl RequestView {
         self.headers
             .iter()
             .find(|(n, _)| n.trim().eq_ignore_ascii_case(name))
-            .map(|(_, v)| String::from_utf8_lossy(v))
+            .map(|(_, v)| super::fields::text_of(v))
     }
 
     /// Path part of the target (before `?`), raw.
