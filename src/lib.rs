@@ -10,7 +10,8 @@
 //!   [`auth`] (the htpasswd file and its hashes), [`exec`].
 //! - [`nginxconf`]: reading nginx configuration (any, not only ours) for
 //!   checks (the `moltguard-nginxconf` crate).
-//! - [`guardian`]: the checks and the daemon that opens the breaker.
+//! - [`guardian`]: the checks and the daemon that opens the breaker (the
+//!   `moltguard-guardian` crate).
 //! - [`gateway`]: `moltgate`, the OpenAI-compatible LLM gateway.
 //! - [`firewall`]: moltgate's request firewall (the `moltguard-waf` crate).
 //! - [`cli`]: the `moltguard` command.
@@ -22,7 +23,7 @@ pub use moltguard_edge::{auth, breaker, config, exec, nginx};
 pub use moltguard_fsutil as fsutil;
 pub use moltguard_waf as firewall;
 pub mod gateway;
-pub mod guardian;
+pub use moltguard_guardian as guardian;
 pub mod logging;
 pub use moltguard_nginxconf as nginxconf;
 pub mod service;

@@ -18,7 +18,7 @@
 //! is said, not guessed at.
 
 use crate::breaker::ReasonCode;
-use crate::guardian::Finding;
+use crate::Finding;
 use serde_json::{Map, Value};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -316,7 +316,7 @@ fn is_commit(r: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::guardian::Severity;
+    use crate::Severity;
     use serde_json::json;
 
     fn verdict(id: &str, r: Value) -> Option<bool> {

@@ -29,7 +29,7 @@ pub use secrets::{
 };
 
 use crate::config::Config;
-use crate::guardian::Finding;
+use crate::Finding;
 use std::path::Path;
 
 /// Where the nginx configuration comes from for [`run_static`].

@@ -9,7 +9,7 @@
 use super::net::{is_loopback_ip, split_host_port, Host};
 use super::secrets::{findings_for_file, readable_by_others, scan_text, SecretPlace};
 use crate::breaker::ReasonCode;
-use crate::guardian::Finding;
+use crate::Finding;
 use serde_json::Value;
 use std::fs;
 use std::io;
@@ -545,7 +545,7 @@ pub fn json5_to_json(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::guardian::Severity;
+    use crate::Severity;
     use std::os::unix::fs::PermissionsExt;
 
     fn run(text: &str) -> (Option<AgentConfig>, Vec<(&'static str, Severity)>) {

@@ -4,7 +4,7 @@
 
 use crate::auth::htpasswd::{HashKind, Listing};
 use crate::breaker::ReasonCode;
-use crate::guardian::Finding;
+use crate::Finding;
 use std::fs;
 use std::io;
 use std::os::unix::fs::MetadataExt;
@@ -298,7 +298,7 @@ fn kind_name(k: HashKind) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::guardian::Severity;
+    use crate::Severity;
     use std::os::unix::fs::PermissionsExt;
 
     fn ids(f: &[Finding]) -> Vec<&str> {

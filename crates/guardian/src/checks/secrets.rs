@@ -8,8 +8,8 @@
 //! (`gsk_ab…(56 chars)`), and findings are built from hits.
 
 use crate::breaker::ReasonCode;
-use crate::guardian::{Finding, Severity};
 use crate::nginxconf::Tree;
+use crate::{Finding, Severity};
 use std::fs;
 use std::io::{self, Read};
 use std::os::unix::fs::MetadataExt;

@@ -8,8 +8,8 @@
 
 use super::net::{parse_listen, parse_pass_target, Host};
 use crate::breaker::ReasonCode;
-use crate::guardian::Finding;
 use crate::nginxconf::{self, Directive, Tree};
+use crate::Finding;
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
@@ -348,7 +348,7 @@ fn check_server(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::guardian::Severity;
+    use crate::Severity;
 
     fn check(text: &str) -> Vec<Finding> {
         let tree = nginxconf::parse_nginx_t_output(&format!(

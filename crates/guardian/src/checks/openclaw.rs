@@ -4,7 +4,7 @@
 //! and the fix; docs/CHECKS.md maps them to `openclaw security audit`.
 
 use crate::breaker::ReasonCode;
-use crate::guardian::Finding;
+use crate::Finding;
 use serde_json::Value;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
@@ -239,14 +239,14 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn ids(v: Value, cx: Context) -> Vec<(&'static str, crate::guardian::Severity)> {
+    fn ids(v: Value, cx: Context) -> Vec<(&'static str, crate::Severity)> {
         check_config(&v, "/h/.openclaw/openclaw.json", cx)
             .into_iter()
             .map(|f| (f.id, f.severity))
             .collect()
     }
 
-    use crate::guardian::Severity::{Critical, Warning};
+    use crate::Severity::{Critical, Warning};
 
     #[test]
     fn a_plain_loopback_config_has_nothing_to_say() {
