@@ -3,7 +3,7 @@
 //! and whether it changes state ([`RpcMethod`]).
 //!
 //! The router ([`super::server::routes`]), admission's scope check
-//! ([`route_access`]), the RPC dispatch ([`super::security::rpc::call`]),
+//! ([`access`]), the RPC dispatch ([`super::security::rpc::call`]),
 //! the 404 text ([`not_found_message`]) and the tables in docs/GATEWAY.md
 //! and docs/SECURITY.md (a golden test) are all built from here, so they
 //! cannot drift apart: a route or method exists once, or not at all.
@@ -104,7 +104,7 @@ impl Route {
     }
 
     /// What a request needs before the handler runs. For [`Route::Rpc`]
-    /// that is the named method's ([`route_access`]).
+    /// that is the named method's ([`access`]).
     pub fn access(self) -> Access {
         match self {
             Route::Infer(_) => Access::Needs(Scope::Write),
@@ -176,14 +176,10 @@ impl Route {
     }
 }
 
-/// The access a request for `path` needs: its route's, the RPC method's
-/// for `/api/<method>`, and [`Access::Unlisted`] for a path no route
-/// serves (a caller with credentials then gets the 404).
-pub fn route_access(path: &str) -> Access {
-    access(Route::of_path(path), path)
-}
-
-/// [`route_access`] for a path whose route was already looked up.
+/// The access a request for `path` needs, `route` being
+/// [`Route::of_path`]'s answer: the route's, the RPC method's for
+/// `/api/<method>`, and [`Access::Unlisted`] for a path no route serves
+/// (a caller with credentials then gets the 404).
 pub fn access(route: Option<Route>, path: &str) -> Access {
     match route {
         None => Access::Unlisted,
@@ -425,6 +421,11 @@ fn short(s: Scope) -> &'static str {
 mod tests {
     use super::*;
     use crate::gateway::security::scope::Scopes;
+
+    /// What a request for `path` needs, as admission asks.
+    fn route_access(path: &str) -> Access {
+        access(Route::of_path(path), path)
+    }
 
     #[test]
     fn method_names_are_distinct_and_parse_back() {

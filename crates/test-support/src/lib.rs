@@ -16,7 +16,6 @@
 //! ([`binary`]).
 
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
 
 pub mod crs;
 pub mod fake_provider;
@@ -65,15 +64,4 @@ pub fn binary(name: &str) -> PathBuf {
         path.display()
     );
     path
-}
-
-/// [`binary`] as a `&'static str`, for the helpers that take one.
-pub fn binary_str(name: &'static str) -> &'static str {
-    static MOLTGUARD: OnceLock<String> = OnceLock::new();
-    static MOLTGATE: OnceLock<String> = OnceLock::new();
-    let cell = match name {
-        "moltgate" => &MOLTGATE,
-        _ => &MOLTGUARD,
-    };
-    cell.get_or_init(|| binary(name).to_string_lossy().into_owned())
 }

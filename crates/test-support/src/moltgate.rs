@@ -12,11 +12,9 @@ use crate::fake_provider::FakeProvider;
 
 pub const PASSWORD: &str = "a long gateway password";
 
+/// A binary under test: `moltgate` or `moltguard`.
 pub fn bin(name: &str) -> PathBuf {
-    match name {
-        "moltgate" => crate::binary("moltgate"),
-        _ => crate::binary("moltguard"),
-    }
+    crate::binary(name)
 }
 
 pub fn free_port() -> u16 {

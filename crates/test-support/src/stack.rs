@@ -13,7 +13,8 @@ pub const PASSWORD: &str = "correct-horse-battery";
 
 /// The `moltguard` binary under test.
 pub fn bin() -> &'static str {
-    crate::binary_str("moltguard")
+    static BIN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    BIN.get_or_init(|| crate::binary("moltguard").to_string_lossy().into_owned())
 }
 
 /// Runs `cmd` with `input` on its standard input, and collects its output.

@@ -192,7 +192,7 @@ fn retry_secs(l: &Limited) -> u64 {
 }
 
 /// `16 MiB`, `64 KiB`, `100 bytes`.
-pub(crate) fn human_bytes(n: usize) -> String {
+fn human_bytes(n: usize) -> String {
     if n >= 1 << 20 && n.is_multiple_of(1 << 20) {
         format!("{} MiB", n >> 20)
     } else if n >= 1 << 10 && n.is_multiple_of(1 << 10) {

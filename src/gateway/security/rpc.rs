@@ -111,7 +111,9 @@ pub async fn call(
     params: Params,
 ) -> Result<Value, RpcError> {
     let sec = &gw.security;
-    match RpcMethod::access_of(method) {
+    let parsed = RpcMethod::parse(method);
+    // A name that is no method needs admin: probing for methods learns nothing.
+    match parsed.map_or(Access::Needs(Scope::Admin), |m| m.spec().access) {
         Access::Public => {}
         Access::Authenticated => {
             if principal.is_none() {
@@ -149,7 +151,7 @@ pub async fn call(
         }
     }
     let by = principal.map(Principal::label).unwrap_or_default();
-    let Some(method) = RpcMethod::parse(method) else {
+    let Some(method) = parsed else {
         return Err(err(
             StatusCode::NOT_FOUND,
             "unknown_method",
