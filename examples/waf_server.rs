@@ -19,8 +19,8 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 use moltguard::firewall::{Firewall, FirewallConfig, RequestView, Verdict};
-use moltguard::gateway::security::config::FileSecurity;
-use moltguard::gateway::security::SecurityConfig;
+use moltguard::gateway::inbound::config::FileSecurity;
+use moltguard::gateway::inbound::SecurityConfig;
 
 async fn firewall(
     State(fw): State<Arc<Firewall>>,

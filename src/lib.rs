@@ -12,18 +12,21 @@
 //!   checks (the `moltguard-nginxconf` crate).
 //! - [`guardian`]: the checks and the daemon that opens the breaker (the
 //!   `moltguard-guardian` crate).
-//! - [`gateway`]: `moltgate`, the OpenAI-compatible LLM gateway.
+//! - [`gateway`]: `moltgate`, the OpenAI-compatible LLM gateway (the
+//!   `moltguard-gateway` crate: inbound, api, outbound, admin).
 //! - [`firewall`]: moltgate's request firewall (the `moltguard-waf` crate).
 //! - [`cli`]: the `moltguard` command.
 //! - [`fsutil`]: durable writes (the `moltguard-fsutil` crate).
+//! - [`envvar`]: settings from the environment, parsed strictly (the
+//!   `moltguard-envvar` crate).
 
 pub mod cli;
-pub mod envvar;
 pub use moltguard_edge::{auth, breaker, config, exec, nginx};
+pub use moltguard_envvar as envvar;
 pub use moltguard_fsutil as fsutil;
-pub use moltguard_waf as firewall;
-pub mod gateway;
+pub use moltguard_gateway as gateway;
 pub use moltguard_guardian as guardian;
+pub use moltguard_waf as firewall;
 pub mod logging;
 pub use moltguard_nginxconf as nginxconf;
 pub mod service;

@@ -27,9 +27,12 @@ use tracing_subscriber::{fmt, EnvFilter, Layer};
 /// The unified-logging subsystem moltguard logs under on macOS.
 pub const OSLOG_SUBSYSTEM: &str = "dev.moltguard";
 
+/// How log lines are written to stderr.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum LogFormat {
+    /// One readable line per event.
     Text,
+    /// One JSON object per event.
     Json,
 }
 
@@ -98,7 +101,7 @@ fn needs_escape(c: char) -> bool {
         || matches!(c, '\u{2028}' | '\u{2029}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
 }
 
-/// `s` with every character [`needs_escape`] written as `\n`, `\r`, `\t`
+/// `s` with every character `needs_escape` written as `\n`, `\r`, `\t`
 /// or `\u{..}`, and `\` as `\\` (so an escape cannot be forged either).
 pub fn escape(s: &str) -> Cow<'_, str> {
     if !s.chars().any(|c| needs_escape(c) || c == '\\') {

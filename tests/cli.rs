@@ -174,7 +174,8 @@ fn man_pages_of_both_binaries_render() {
 
 #[test]
 fn listings_into_a_closed_pipe_end_quietly() {
-    use moltguard::gateway::security::{keys, scope::Scopes, store::Store};
+    use moltguard::gateway::admin::store::Store;
+    use moltguard::gateway::inbound::{keys, scope::Scopes};
     let home = tempfile::tempdir().unwrap();
     let store = Store::open(&home.path().join("state")).unwrap();
     for i in 0..2000 {

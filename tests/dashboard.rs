@@ -26,8 +26,8 @@ use moltgate::{cli, Gate, PASSWORD};
 use moltguard::breaker::audit::{self, NewEntry};
 use moltguard::breaker::state::{ApplyOutcome, ApplyRecord};
 use moltguard::breaker::{Actor, BreakerRecord, BreakerState, ReasonCode};
-use moltguard::gateway::security::store::{IncidentRow, LatencyRow, Store};
-use moltguard::gateway::security::IncidentKind;
+use moltguard::gateway::admin::store::{IncidentRow, LatencyRow, Store};
+use moltguard::gateway::inbound::IncidentKind;
 use serde_json::{json, Value};
 
 const BANNED: &str = "203.0.113.7";

@@ -8,9 +8,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use fake_provider::{FakeProvider, CANONICAL};
+use moltguard::gateway::admin::store::Store;
 use moltguard::gateway::config::{Env, GatewayConfig};
+use moltguard::gateway::inbound::{keys, scope::Scopes};
 use moltguard::gateway::secrets::SecretSource;
-use moltguard::gateway::security::{keys, scope::Scopes, store::Store};
 use moltguard::gateway::{self, Gateway};
 use serde_json::{json, Value};
 
@@ -1604,13 +1605,14 @@ async fn client_disconnect_mid_stream_cancels_upstream() {
 async fn latency_history_summarises_each_providers_minute() {
     let (_a, _b, g) = pair("").await;
     let from = chrono::Utc::now();
-    let mut meter = gateway::history::TokenMeter::starting_at(g.gw.metrics.tokens_by_provider());
+    let mut meter =
+        gateway::admin::history::TokenMeter::starting_at(g.gw.metrics.tokens_by_provider());
     for _ in 0..3 {
         assert_eq!(post(&g, chat("a/fake-ok")).await.status, 200);
     }
     assert_eq!(post(&g, chat("b/fake-503")).await.status, 502);
     let tokens = meter.take(g.gw.metrics.tokens_by_provider());
-    let rows = gateway::history::summarise(&g.gw, from, chrono::Utc::now(), &tokens);
+    let rows = gateway::admin::history::summarise(&g.gw, from, chrono::Utc::now(), &tokens);
     let a = rows.iter().find(|r| r.provider == "a").expect("a used");
     assert_eq!((a.count, a.errors), (3, 0));
     // The fake reports 5 prompt and 3 completion tokens per answer.
@@ -1729,7 +1731,7 @@ async fn startup_check_records_unreachable_providers_without_blocking() {
     );
     let g = start_gateway(&toml, &[]).await;
     let t = Instant::now();
-    moltguard::gateway::status::spawn_startup_check(g.gw.clone());
+    moltguard::gateway::admin::status::spawn_startup_check(g.gw.clone());
     assert!(t.elapsed() < Duration::from_millis(50), "does not block");
     let mut st = Value::Null;
     while t.elapsed() < Duration::from_secs(5) {

@@ -5,9 +5,10 @@ use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser, Subcommand};
 use moltguard::cli::docgen;
+use moltguard::gateway::admin::status;
 use moltguard::gateway::config::{self, GatewayConfig};
 use moltguard::gateway::secrets::SecretSource;
-use moltguard::gateway::{check, status, workers, Gateway};
+use moltguard::gateway::{check, workers, Gateway};
 
 #[derive(Parser)]
 #[command(
@@ -229,7 +230,7 @@ fn serve(cfg: GatewayConfig, secrets: SecretSource) -> ExitCode {
             .unwrap_or_default();
         tracing::info!("moltgate listening on http://{addr} ({threads} serving threads)");
         status::spawn_startup_check(gw.clone());
-        moltguard::gateway::history::spawn(&gw);
+        moltguard::gateway::admin::history::spawn(&gw);
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let handles = workers::serve(gw, listeners, stop_rx);
         shutdown_signal().await;

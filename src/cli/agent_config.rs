@@ -29,14 +29,14 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 /// The variable holding moltgate's key for OpenClaw.
-pub const KEY_VAR: &str = "MOLTGATE_API_KEY";
+pub(super) const KEY_VAR: &str = "MOLTGATE_API_KEY";
 /// The variable holding OpenClaw's gateway token.
-pub const TOKEN_VAR: &str = "OPENCLAW_GATEWAY_TOKEN";
+pub(super) const TOKEN_VAR: &str = "OPENCLAW_GATEWAY_TOKEN";
 /// Length of a gateway token made here (alphanumeric: ~190 bits).
 const TOKEN_LEN: usize = 32;
 
 /// What the edit needs to know.
-pub struct Request {
+pub(super) struct Request {
     /// moltgate's OpenAI-compatible base URL (`http://127.0.0.1:PORT/v1`).
     pub base_url: String,
     /// Models to list (`--agent-model`); empty: keep or use `default_model`.
@@ -47,7 +47,7 @@ pub struct Request {
 
 /// The edit, computed before anything is written.
 #[derive(Debug)]
-pub struct Edit {
+pub(super) struct Edit {
     pub config: Value,
     /// Variables to add to the environment file (name, value).
     pub env_add: Vec<(&'static str, String)>,
@@ -58,7 +58,7 @@ pub struct Edit {
 }
 
 /// Variables an environment file defines (`KEY=value`, `export KEY=value`).
-pub fn env_vars(text: &str) -> Vec<(String, String)> {
+pub(super) fn env_vars(text: &str) -> Vec<(String, String)> {
     text.lines()
         .filter_map(|l| {
             let l = l.trim();
@@ -75,7 +75,7 @@ pub fn env_vars(text: &str) -> Vec<(String, String)> {
 
 /// Computes the edit of `existing` (the file's text, `None` if it does not
 /// exist) given what the environment file already defines.
-pub fn plan(
+pub(super) fn plan(
     existing: Option<&str>,
     env: &[(String, String)],
     req: &Request,
@@ -276,7 +276,7 @@ fn object_at<'a>(
 
 /// What was written, for people and `--json`.
 #[derive(Debug, serde::Serialize)]
-pub struct Written {
+pub(super) struct Written {
     pub config_file: PathBuf,
     pub env_file: PathBuf,
     pub backup: Option<PathBuf>,
@@ -287,7 +287,7 @@ pub struct Written {
 
 /// Edits OpenClaw's config in `state_dir` (`~/.openclaw`). `make_key`
 /// creates moltgate's key for OpenClaw when the environment file has none.
-pub fn write(
+pub(super) fn write(
     state_dir: &Path,
     req: &Request,
     make_key: impl FnOnce() -> Result<String, CliError>,

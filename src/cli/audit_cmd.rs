@@ -7,7 +7,7 @@ use chrono::Utc;
 use clap::{Args, Subcommand};
 
 #[derive(Debug, Args)]
-pub struct AuditArgs {
+pub(super) struct AuditArgs {
     #[command(subcommand)]
     action: Option<AuditAction>,
     /// Show only the newest N entries.
@@ -21,7 +21,7 @@ enum AuditAction {
     Verify,
 }
 
-pub fn run(ctx: &Ctx, args: AuditArgs) -> Result<Exit, CliError> {
+pub(super) fn run(ctx: &Ctx, args: AuditArgs) -> Result<Exit, CliError> {
     let cfg = ctx.config()?;
     let path = cfg.layout.audit_log();
     let io_err =

@@ -8,7 +8,7 @@ use crate::nginx::control::{self, Nginx};
 use clap::Subcommand;
 
 #[derive(Debug, Subcommand)]
-pub enum AuthCmd {
+pub(super) enum AuthCmd {
     /// Add a user, or set a new password for an existing one.
     AddUser {
         name: String,
@@ -22,7 +22,7 @@ pub enum AuthCmd {
     List,
 }
 
-pub fn run(ctx: &Ctx, cmd: AuthCmd) -> Result<Exit, CliError> {
+pub(super) fn run(ctx: &Ctx, cmd: AuthCmd) -> Result<Exit, CliError> {
     let cfg = ctx.config()?;
     let path = cfg.layout.htpasswd.clone();
     let run_as = Nginx::from_config(&cfg).ok().and_then(|n| n.run_as());

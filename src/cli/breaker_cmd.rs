@@ -14,7 +14,7 @@ use clap::{Args, Subcommand};
 use std::time::Duration;
 
 #[derive(Debug, Subcommand)]
-pub enum BreakerCmd {
+pub(super) enum BreakerCmd {
     /// OPEN: block all traffic.
     Open(ChangeArgs),
     /// HALF-OPEN: only this machine (loopback) may connect, with a password.
@@ -41,14 +41,14 @@ fn parse_time(s: &str) -> Result<chrono::DateTime<Utc>, String> {
 }
 
 #[derive(Debug, Args)]
-pub struct ChangeArgs {
+pub(super) struct ChangeArgs {
     /// Why, in your words (kept in the state file and the audit log).
     #[arg(long, value_name = "TEXT")]
     reason: Option<String>,
 }
 
 #[derive(Debug, Args)]
-pub struct TimedArgs {
+pub(super) struct TimedArgs {
     /// Return to OPEN by itself after this long, e.g. 30m, 2h (nginx enforces it).
     #[arg(long = "for", value_name = "DURATION", value_parser = parse_duration)]
     lifetime: Option<Duration>,
@@ -61,7 +61,7 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s).map_err(|e| format!("{e} (examples: 90s, 30m, 2h)"))
 }
 
-pub fn run(ctx: &Ctx, cmd: BreakerCmd) -> Result<Exit, CliError> {
+pub(super) fn run(ctx: &Ctx, cmd: BreakerCmd) -> Result<Exit, CliError> {
     if let BreakerCmd::ExpireAt { generation, at } = cmd {
         return super::expiry_watch::run(ctx, generation, at);
     }

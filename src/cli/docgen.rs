@@ -43,6 +43,7 @@ pub fn completion_script(mut cmd: Command, shell: Shell) -> Vec<u8> {
 /// knows nothing of. The exit codes come from the binary's one table.
 #[derive(Debug, Clone, Default)]
 pub struct ManExtras {
+    /// Exit codes and their meanings.
     pub exit_status: Vec<(u8, String)>,
     /// Paths and what they hold.
     pub files: Vec<(String, String)>,

@@ -21,7 +21,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 /// Turns the watcher off when set to `off` (or `0`, `false`).
-pub const ENV_SWITCH: &str = "MOLTGUARD_EXPIRY_WATCHER";
+pub(super) const ENV_SWITCH: &str = "MOLTGUARD_EXPIRY_WATCHER";
 /// After the expiry, so that the include already refuses and `settle`
 /// sees the lifetime as over.
 const GRACE: Duration = Duration::from_millis(100);
@@ -41,7 +41,7 @@ fn disabled() -> bool {
 
 /// Starts the watcher for `generation`'s lifetime ending at `at`. Returns
 /// why it could not, for a warning: nginx still refuses new requests then.
-pub fn spawn(ctx: &Ctx, generation: u64, at: DateTime<Utc>) -> Result<(), String> {
+pub(super) fn spawn(ctx: &Ctx, generation: u64, at: DateTime<Utc>) -> Result<(), String> {
     if disabled() {
         return Ok(());
     }
@@ -81,7 +81,11 @@ pub fn spawn(ctx: &Ctx, generation: u64, at: DateTime<Utc>) -> Result<(), String
 
 /// The watcher itself: sleeps until `at`, then settles if `generation` is
 /// still the committed one.
-pub fn run(ctx: &Ctx, generation: u64, at: DateTime<Utc>) -> Result<super::Exit, super::CliError> {
+pub(super) fn run(
+    ctx: &Ctx,
+    generation: u64,
+    at: DateTime<Utc>,
+) -> Result<super::Exit, super::CliError> {
     // Its own session: a closing terminal or Ctrl-C of the shell that ran
     // `breaker close` does not end it.
     let _ = nix::unistd::setsid();

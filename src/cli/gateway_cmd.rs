@@ -12,11 +12,11 @@ use serde_json::json;
 
 use super::output::{emit, CliError, Exit};
 use super::Ctx;
-use crate::gateway::security::store::{now_ms, IncidentFilter, IncidentRow, Store};
-use crate::gateway::security::{keys, scope::Scopes, IncidentKind, Mode};
+use crate::gateway::admin::store::{now_ms, IncidentFilter, IncidentRow, Store};
+use crate::gateway::inbound::{keys, scope::Scopes, IncidentKind, Mode};
 
 #[derive(Debug, Subcommand)]
-pub enum KeysCmd {
+pub(super) enum KeysCmd {
     /// Create an API key; it is shown once.
     Create {
         /// What the key is for (shown in lists and the audit trail).
@@ -43,14 +43,14 @@ pub enum KeysCmd {
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
-pub enum Switch {
+pub(super) enum Switch {
     On,
     Off,
     Status,
 }
 
 #[derive(Debug, Subcommand)]
-pub enum BlockedCmd {
+pub(super) enum BlockedCmd {
     /// Active blocks (automatic and manual).
     List,
     /// Block an IP address or CIDR block.
@@ -117,7 +117,7 @@ fn audit(
 
 /// Creates a key with no expiry or limits (for `init --write-agent-config`)
 /// and returns its plaintext, recorded like `keys create`.
-pub fn create_key(ctx: &Ctx, label: &str, scopes: &str) -> Result<String, CliError> {
+pub(super) fn create_key(ctx: &Ctx, label: &str, scopes: &str) -> Result<String, CliError> {
     let scopes = Scopes::parse_list(scopes).map_err(|e| CliError::usage(e, ""))?;
     let k = insert_key(&mut open(ctx)?, label, scopes, None, None, &[])?;
     Ok(k.plaintext)
@@ -147,7 +147,7 @@ fn insert_key(
     Ok(k)
 }
 
-pub fn keys(ctx: &Ctx, cmd: KeysCmd) -> Result<Exit, CliError> {
+pub(super) fn keys(ctx: &Ctx, cmd: KeysCmd) -> Result<Exit, CliError> {
     let mut store = open(ctx)?;
     match cmd {
         KeysCmd::Create {
@@ -249,7 +249,7 @@ pub fn keys(ctx: &Ctx, cmd: KeysCmd) -> Result<Exit, CliError> {
     Ok(Exit::Ok)
 }
 
-pub fn mode(ctx: &Ctx, mode: Mode, switch: Switch) -> Result<Exit, CliError> {
+pub(super) fn mode(ctx: &Ctx, mode: Mode, switch: Switch) -> Result<Exit, CliError> {
     let mut store = open(ctx)?;
     let name = mode.setting();
     if let Switch::On | Switch::Off = switch {
@@ -278,7 +278,7 @@ pub fn mode(ctx: &Ctx, mode: Mode, switch: Switch) -> Result<Exit, CliError> {
     Ok(Exit::Ok)
 }
 
-pub fn blocked(ctx: &Ctx, cmd: BlockedCmd) -> Result<Exit, CliError> {
+pub(super) fn blocked(ctx: &Ctx, cmd: BlockedCmd) -> Result<Exit, CliError> {
     let mut store = open(ctx)?;
     let now = now_ms();
     match cmd {
@@ -318,12 +318,12 @@ pub fn blocked(ctx: &Ctx, cmd: BlockedCmd) -> Result<Exit, CliError> {
             for_,
         } => {
             // The same rules as the gateway's own (ignore list, CIDR syntax).
-            let cfg = crate::gateway::security::SecurityConfig::load(
+            let cfg = crate::gateway::inbound::SecurityConfig::load(
                 Default::default(),
                 &crate::gateway::config::process_env(),
             )
             .map_err(|e| CliError::usage(e.to_string(), "fix the environment variable"))?;
-            let bans = crate::gateway::security::bans::Bans::new(
+            let bans = crate::gateway::inbound::bans::Bans::new(
                 cfg.ignore,
                 1,
                 Duration::from_secs(1),
@@ -400,7 +400,7 @@ pub fn blocked(ctx: &Ctx, cmd: BlockedCmd) -> Result<Exit, CliError> {
     Ok(Exit::Ok)
 }
 
-pub fn incidents(ctx: &Ctx, limit: u32, filter: &IncidentFilter) -> Result<Exit, CliError> {
+pub(super) fn incidents(ctx: &Ctx, limit: u32, filter: &IncidentFilter) -> Result<Exit, CliError> {
     let store = open(ctx)?;
     let mut rows = store.incidents(limit, filter).map_err(db_err)?;
     // The store gives the newest first; people read oldest first.
@@ -445,7 +445,7 @@ fn rfc3339_ms(ms: i64) -> String {
 }
 
 /// `--since`: an RFC 3339 time, or an age before now; epoch milliseconds.
-pub fn parse_since(s: &str) -> Result<i64, String> {
+pub(super) fn parse_since(s: &str) -> Result<i64, String> {
     if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
         return Ok(t.timestamp_millis());
     }

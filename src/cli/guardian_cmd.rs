@@ -9,19 +9,19 @@ use crate::logging::{self, LogFormat};
 use clap::{Args, Subcommand};
 
 #[derive(Debug, Subcommand)]
-pub enum GuardianCmd {
+pub(super) enum GuardianCmd {
     /// Run the guardian in the foreground (launchd/systemd run this).
     Run(RunArgs),
 }
 
 #[derive(Debug, Args)]
-pub struct RunArgs {
+pub(super) struct RunArgs {
     /// Log lines as text or JSON (stderr; journald and launchd capture it).
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
 }
 
-pub fn run(ctx: &Ctx, cmd: GuardianCmd) -> Result<Exit, CliError> {
+pub(super) fn run(ctx: &Ctx, cmd: GuardianCmd) -> Result<Exit, CliError> {
     let GuardianCmd::Run(args) = cmd;
     let cfg = ctx.config()?;
     logging::init(args.log_format, "guardian");
@@ -38,7 +38,7 @@ pub fn run(ctx: &Ctx, cmd: GuardianCmd) -> Result<Exit, CliError> {
 /// like every command it first records what is already true (an untrusted
 /// state file, an interrupted change, drift in the edge files: all toward
 /// OPEN), and a repair counts as a critical finding.
-pub fn audit(ctx: &Ctx) -> Result<Exit, CliError> {
+pub(super) fn audit(ctx: &Ctx) -> Result<Exit, CliError> {
     let cfg = ctx.config()?;
     let (settled, settle_error) = match crate::breaker::settle(&cfg) {
         Ok(done) => (done, None),

@@ -13,7 +13,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, Args)]
-pub struct InitArgs {
+pub(super) struct InitArgs {
     /// The port nginx listens on (loopback).
     #[arg(long, value_name = "PORT")]
     pub edge_port: Option<u16>,
@@ -45,13 +45,13 @@ pub struct InitArgs {
 }
 
 /// What init did, for `up` to reuse.
-pub struct InitOutcome {
+pub(super) struct InitOutcome {
     pub config: Config,
     pub wrote_config: bool,
     pub new_state: bool,
 }
 
-pub fn run(ctx: &Ctx, args: InitArgs) -> Result<Exit, CliError> {
+pub(super) fn run(ctx: &Ctx, args: InitArgs) -> Result<Exit, CliError> {
     let out = init(ctx, &args)?;
     let cfg = &out.config;
     let l = &cfg.layout;
@@ -216,7 +216,7 @@ fn write_agent_config(
 }
 
 /// `moltguard` plus the flags that found this setup, for printed commands.
-pub fn command_prefix(cfg: &Config) -> String {
+pub(super) fn command_prefix(cfg: &Config) -> String {
     match &cfg.layout.home {
         Some(h) => format!(
             "moltguard --home {}",
@@ -227,7 +227,7 @@ pub fn command_prefix(cfg: &Config) -> String {
     }
 }
 
-pub fn init(ctx: &Ctx, args: &InitArgs) -> Result<InitOutcome, CliError> {
+pub(super) fn init(ctx: &Ctx, args: &InitArgs) -> Result<InitOutcome, CliError> {
     let mut cfg = ctx.config_allow_missing()?;
     let l = cfg.layout.clone();
     let root = exec::running_as_root();

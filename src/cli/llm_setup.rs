@@ -10,13 +10,13 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 /// Where Ollama listens by default.
-pub const OLLAMA_ADDR: &str = "127.0.0.1:11434";
+pub(super) const OLLAMA_ADDR: &str = "127.0.0.1:11434";
 /// How long `up` waits for a local Ollama to answer: it must not slow startup.
-pub const OLLAMA_PROBE_TIMEOUT: Duration = Duration::from_millis(300);
+pub(super) const OLLAMA_PROBE_TIMEOUT: Duration = Duration::from_millis(300);
 
 /// What moltgate will start with.
 #[derive(Debug, serde::Serialize)]
-pub struct LlmSetup {
+pub(super) struct LlmSetup {
     /// Providers that can answer: `name` and where the key comes from.
     pub usable: Vec<UsableProvider>,
     /// The gateway config could not be loaded (moltgate will say the same).
@@ -28,20 +28,20 @@ pub struct LlmSetup {
 }
 
 #[derive(Debug, serde::Serialize)]
-pub struct UsableProvider {
+pub(super) struct UsableProvider {
     pub name: String,
     /// "file", "keychain", "environment", ... or "no key needed".
     pub key: String,
 }
 
 #[derive(Debug, serde::Serialize)]
-pub struct OllamaFound {
+pub(super) struct OllamaFound {
     pub url: String,
     pub models: Vec<String>,
 }
 
 /// moltgate's default model, as the moltgate `up` starts will load it.
-pub fn default_model(cfg: &Config) -> Option<String> {
+pub(super) fn default_model(cfg: &Config) -> Option<String> {
     let env = gateway_env(cfg);
     let path = gwconfig::default_config_path(&env).filter(|p| p.exists());
     GatewayConfig::load(path.as_deref(), &env)
@@ -66,7 +66,7 @@ fn gateway_env(cfg: &Config) -> gwconfig::Env {
 
 /// Loads the gateway config exactly as the moltgate `up` starts will (same
 /// home, state dir and environment) and sees which providers have a key.
-pub fn inspect(cfg: &Config) -> LlmSetup {
+pub(super) fn inspect(cfg: &Config) -> LlmSetup {
     let env = gateway_env(cfg);
     let config_file = gwconfig::default_config_path(&env);
     let path = config_file.clone().filter(|p| p.exists());
@@ -110,7 +110,7 @@ pub fn inspect(cfg: &Config) -> LlmSetup {
 impl LlmSetup {
     /// Lines for a person, each a complete thought; `prefix` is how to run
     /// moltguard for this setup (`moltguard --home DIR`).
-    pub fn lines(&self, prefix: &str) -> Vec<String> {
+    pub(super) fn lines(&self, prefix: &str) -> Vec<String> {
         if let Some(e) = &self.config_error {
             return vec![
                 format!("llm:      moltgate's config is not valid: {e}"),
@@ -194,7 +194,7 @@ impl LlmSetup {
 
 /// `GET /api/tags` on an Ollama at `addr`: the model names if it answers
 /// like Ollama within `timeout` (all of it: connect, send, read), else None.
-pub fn detect_ollama(addr: SocketAddr, timeout: Duration) -> Option<Vec<String>> {
+pub(super) fn detect_ollama(addr: SocketAddr, timeout: Duration) -> Option<Vec<String>> {
     let deadline = Instant::now() + timeout;
     let left = || {
         deadline

@@ -25,11 +25,12 @@ use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use crate::gateway::security::store::IncidentFilter;
-use crate::gateway::security::Mode;
+use crate::gateway::admin::store::IncidentFilter;
+use crate::gateway::inbound::Mode;
 use output::CliError;
 pub use output::Exit;
 
+/// The `moltguard` command line: global flags and a subcommand.
 #[derive(Debug, Parser)]
 #[command(
     name = "moltguard",
@@ -116,7 +117,7 @@ enum Command {
         limit: u32,
         /// Only this kind.
         #[arg(long, value_enum)]
-        kind: Option<crate::gateway::security::IncidentKind>,
+        kind: Option<crate::gateway::inbound::IncidentKind>,
         /// Only from this client address.
         #[arg(long)]
         ip: Option<std::net::IpAddr>,
@@ -200,6 +201,7 @@ fn run(cli: Cli) -> Result<Exit, CliError> {
 
 /// `moltguard status | head`: end quietly when the reader goes, like any
 /// Unix tool, instead of panicking in `println!` (Rust ignores SIGPIPE).
+#[allow(unsafe_code)]
 fn quiet_broken_pipe() {
     #[cfg(unix)]
     // SAFETY: called at the start of `main`, before any thread exists;

@@ -9,7 +9,7 @@ use clap::Subcommand;
 use std::time::Duration;
 
 #[derive(Debug, Subcommand)]
-pub enum NginxCmd {
+pub(super) enum NginxCmd {
     /// Start the private nginx (managed setups).
     Start,
     /// Stop it.
@@ -29,7 +29,7 @@ pub enum NginxCmd {
     Fail2banJail,
 }
 
-pub fn run(ctx: &Ctx, cmd: NginxCmd) -> Result<Exit, CliError> {
+pub(super) fn run(ctx: &Ctx, cmd: NginxCmd) -> Result<Exit, CliError> {
     let cfg = ctx.config()?;
     // Every command but the jail's drives nginx (and needs its binary).
     let nginx = || Nginx::from_config(&cfg).map_err(nginx_err);
@@ -150,7 +150,7 @@ fn verify_served(
     })
 }
 
-pub fn nginx_err(e: crate::nginx::control::NginxError) -> CliError {
+pub(super) fn nginx_err(e: crate::nginx::control::NginxError) -> CliError {
     use crate::nginx::control::NginxError as N;
     let hint = match &e {
         N::Exec(x) => x.hint(),

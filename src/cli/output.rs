@@ -8,15 +8,25 @@ use std::time::Duration;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
 pub enum Exit {
+    /// 0: success.
     Ok = 0,
+    /// 1: an error.
     Error = 1,
+    /// 2: a usage error.
     Usage = 2,
+    /// 3: refused.
     Refused = 3,
+    /// 4: a breaker change not applied.
     NotApplied = 4,
+    /// 5: `status`: unhealthy.
     Unhealthy = 5,
+    /// 6: `audit-log verify`: the chain is broken.
     AuditBroken = 6,
+    /// 7: `audit`: warnings.
     AuditWarnings = 7,
+    /// 8: `audit`: a critical finding.
     AuditCritical = 8,
+    /// 9: not found.
     NotFound = 9,
 }
 
@@ -56,14 +66,14 @@ impl Exit {
 
 /// An error with what to do next.
 #[derive(Debug)]
-pub struct CliError {
+pub(crate) struct CliError {
     pub message: String,
     pub hint: String,
     pub exit: Exit,
 }
 
 impl CliError {
-    pub fn error(message: impl Into<String>, hint: impl Into<String>) -> Self {
+    pub(crate) fn error(message: impl Into<String>, hint: impl Into<String>) -> Self {
         Self {
             message: message.into(),
             hint: hint.into(),
@@ -71,7 +81,7 @@ impl CliError {
         }
     }
 
-    pub fn refused(message: impl Into<String>, hint: impl Into<String>) -> Self {
+    pub(crate) fn refused(message: impl Into<String>, hint: impl Into<String>) -> Self {
         Self {
             message: message.into(),
             hint: hint.into(),
@@ -80,7 +90,7 @@ impl CliError {
     }
 
     /// What was named (a key, a user, a block) does not exist.
-    pub fn not_found(message: impl Into<String>, hint: impl Into<String>) -> Self {
+    pub(crate) fn not_found(message: impl Into<String>, hint: impl Into<String>) -> Self {
         Self {
             message: message.into(),
             hint: hint.into(),
@@ -88,7 +98,7 @@ impl CliError {
         }
     }
 
-    pub fn usage(message: impl Into<String>, hint: impl Into<String>) -> Self {
+    pub(crate) fn usage(message: impl Into<String>, hint: impl Into<String>) -> Self {
         Self {
             message: message.into(),
             hint: hint.into(),
@@ -98,7 +108,7 @@ impl CliError {
 
     /// Never panics: with stdout or stderr closed there is no one to tell,
     /// and the exit code still says it.
-    pub fn print(&self, json: bool) {
+    pub(crate) fn print(&self, json: bool) {
         use std::io::Write;
         if json {
             let v = serde_json::json!({
@@ -150,7 +160,7 @@ impl From<crate::breaker::BreakerError> for CliError {
 /// Reads a secret typed by a person: the first line of stdin with
 /// `--<flag>`, else a prompt that does not echo (asked twice if `confirm`).
 /// Never a command-line argument: those are visible to every user in `ps`.
-pub fn read_secret(
+pub(super) fn read_secret(
     from_stdin: bool,
     flag: &str,
     prompt: &str,
@@ -180,7 +190,7 @@ pub fn read_secret(
 }
 
 /// Prints JSON, or runs the text printer.
-pub fn emit(json: bool, value: serde_json::Value, text: impl FnOnce()) {
+pub(super) fn emit(json: bool, value: serde_json::Value, text: impl FnOnce()) {
     if json {
         println!(
             "{}",
@@ -198,13 +208,13 @@ pub fn emit(json: bool, value: serde_json::Value, text: impl FnOnce()) {
 /// nginx and moltgate. A failed write is remembered here instead, so the
 /// command can see it, stop what it started, and end.
 #[derive(Debug, Default)]
-pub struct Out {
+pub(super) struct Out {
     closed: std::cell::Cell<bool>,
 }
 
 impl Out {
     /// Prints one line; after a failed write, prints nothing more.
-    pub fn line(&self, text: impl std::fmt::Display) {
+    pub(super) fn line(&self, text: impl std::fmt::Display) {
         use std::io::Write;
         if self.closed.get() {
             return;
@@ -216,12 +226,12 @@ impl Out {
     }
 
     /// One compact JSON value per line (a stream a script can read as it comes).
-    pub fn json(&self, value: &serde_json::Value) {
+    pub(super) fn json(&self, value: &serde_json::Value) {
         self.line(value);
     }
 
     /// Whether a write failed: nobody reads stdout any more.
-    pub fn closed(&self) -> bool {
+    pub(super) fn closed(&self) -> bool {
         self.closed.get()
     }
 }
@@ -229,7 +239,7 @@ impl Out {
 /// Whether stdout's reader has gone away without a write to notice it:
 /// the write end of a pipe whose reader closed reports POLLERR (Linux) or
 /// POLLHUP (macOS), as does a hung-up terminal. A file or /dev/null never does.
-pub fn stdout_hung_up() -> bool {
+pub(super) fn stdout_hung_up() -> bool {
     use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
     use std::os::fd::AsFd;
     let stdout = std::io::stdout();
@@ -241,7 +251,7 @@ pub fn stdout_hung_up() -> bool {
 }
 
 /// "in 29m 59s" / "3m ago".
-pub fn relative(t: DateTime<Utc>, now: DateTime<Utc>) -> String {
+pub(super) fn relative(t: DateTime<Utc>, now: DateTime<Utc>) -> String {
     let secs = (t - now).num_seconds();
     let d = humantime::format_duration(Duration::from_secs(secs.unsigned_abs())).to_string();
     if secs > 0 {

@@ -11,7 +11,7 @@ use crate::gateway::secrets;
 use clap::Subcommand;
 
 #[derive(Debug, Subcommand)]
-pub enum SecretsCmd {
+pub(super) enum SecretsCmd {
     /// Store a key, e.g. `moltguard secrets set GROQ_API_KEY` (prompts, or --value-stdin).
     Set {
         name: String,
@@ -25,7 +25,7 @@ pub enum SecretsCmd {
     List,
 }
 
-pub fn run(ctx: &Ctx, cmd: SecretsCmd) -> Result<Exit, CliError> {
+pub(super) fn run(ctx: &Ctx, cmd: SecretsCmd) -> Result<Exit, CliError> {
     let cfg = ctx.config()?;
     let dir = &cfg.layout.state_dir;
     let err = |e: secrets::SecretError| {

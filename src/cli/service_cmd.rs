@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 #[derive(Debug, Args)]
-pub struct ServiceArgs {
+pub(super) struct ServiceArgs {
     /// Print what would be written and run, and do nothing.
     #[arg(long)]
     dry_run: bool,
@@ -28,7 +28,7 @@ pub struct ServiceArgs {
 
 /// The plan for this setup. `exe` is this moltguard, whose moltgate is
 /// beside it.
-pub fn plan_for(cfg: &Config, exe: &Path, platform: Platform) -> Result<Plan, CliError> {
+pub(super) fn plan_for(cfg: &Config, exe: &Path, platform: Platform) -> Result<Plan, CliError> {
     let nginx = if cfg.nginx_managed() {
         Some(Nginx::from_config(cfg).map_err(nginx_err)?)
     } else {
@@ -44,7 +44,7 @@ fn this_exe() -> Result<PathBuf, CliError> {
         .map_err(|e| CliError::error(format!("cannot find this program's path: {e}"), ""))
 }
 
-pub fn install(ctx: &Ctx, args: ServiceArgs) -> Result<Exit, CliError> {
+pub(super) fn install(ctx: &Ctx, args: ServiceArgs) -> Result<Exit, CliError> {
     let cfg = ctx.config()?;
     let exe = this_exe()?;
     let platform = args.platform.unwrap_or_else(Platform::host);
@@ -109,7 +109,7 @@ pub fn install(ctx: &Ctx, args: ServiceArgs) -> Result<Exit, CliError> {
     ))
 }
 
-pub fn uninstall(ctx: &Ctx, args: ServiceArgs) -> Result<Exit, CliError> {
+pub(super) fn uninstall(ctx: &Ctx, args: ServiceArgs) -> Result<Exit, CliError> {
     let cfg = ctx.config()?;
     let exe = std::env::current_exe().unwrap_or_default();
     let platform = args.platform.unwrap_or_else(Platform::host);

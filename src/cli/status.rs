@@ -14,7 +14,7 @@ use crate::service::status::ServiceState;
 use chrono::Utc;
 use serde_json::json;
 
-pub fn run(ctx: &Ctx) -> Result<Exit, CliError> {
+pub(super) fn run(ctx: &Ctx) -> Result<Exit, CliError> {
     let cfg = ctx.config()?;
     // Record what is already true (repair an untrusted file, finish an
     // interrupted change, an expired lifetime, drift in the edge files).

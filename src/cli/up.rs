@@ -13,7 +13,7 @@ use clap::Args;
 use std::time::Duration;
 
 #[derive(Debug, Args)]
-pub struct UpArgs {
+pub(super) struct UpArgs {
     /// The port nginx listens on (loopback), for a new setup.
     #[arg(long, value_name = "PORT")]
     edge_port: Option<u16>,
@@ -28,7 +28,7 @@ pub struct UpArgs {
     agent: Option<crate::config::Panel>,
 }
 
-pub fn run(ctx: &Ctx, args: UpArgs) -> Result<Exit, CliError> {
+pub(super) fn run(ctx: &Ctx, args: UpArgs) -> Result<Exit, CliError> {
     let existing = ctx.config_allow_missing()?;
     let out = init::init(
         ctx,
@@ -163,7 +163,8 @@ fn nginx_not_installed(cfg: &Config) -> bool {
 /// On a setup's first run the gateway has no keys, so nobody could use
 /// it: make one admin key and show it once.
 fn first_api_key(cfg: &Config) -> Option<String> {
-    use crate::gateway::security::{keys, scope::Scopes, store::Store};
+    use crate::gateway::admin::store::Store;
+    use crate::gateway::inbound::{keys, scope::Scopes};
     let store = Store::open(&cfg.layout.state_dir).ok()?;
     if !store.keys().ok()?.is_empty() {
         return None;
@@ -562,6 +563,7 @@ impl Shutdown {
 
 /// Whether SIGHUP is ignored, as `nohup` leaves it: catching it then would
 /// undo what the person asked for.
+#[allow(unsafe_code)]
 fn hangup_ignored() -> bool {
     use nix::libc;
     let mut current = std::mem::MaybeUninit::<libc::sigaction>::zeroed();

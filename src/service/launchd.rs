@@ -9,10 +9,15 @@ use super::{EdgeSpec, Installed, Plan, PlannedFile, Service, ServiceSpec};
 use plist::{Dictionary, Value};
 use std::path::{Path, PathBuf};
 
+/// Where LaunchDaemon property lists live.
 pub const DAEMON_DIR: &str = "/Library/LaunchDaemons";
+/// The edge's label (a managed nginx).
 pub const EDGE_LABEL: &str = "dev.moltguard.edge";
+/// moltgate's label.
 pub const GATEWAY_LABEL: &str = "dev.moltguard.gateway";
+/// The guardian's label.
 pub const GUARDIAN_LABEL: &str = "dev.moltguard.guardian";
+/// newsyslog's rotation rules for the services' logs.
 pub const NEWSYSLOG_PATH: &str = "/etc/newsyslog.d/dev.moltguard.conf";
 
 const LAUNCHCTL: &str = "/bin/launchctl";
@@ -94,6 +99,7 @@ pub fn render_newsyslog(spec: &ServiceSpec) -> String {
     s
 }
 
+/// The property lists (and log rotation) for `spec`, and the `launchctl` commands that load and unload them.
 pub fn plan(spec: &ServiceSpec) -> Result<Plan, String> {
     let log = |name: &str| spec.log_dir.join(name);
     let mut daemons = vec![(

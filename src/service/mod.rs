@@ -53,6 +53,7 @@ pub enum Service {
 }
 
 impl Service {
+    /// The name, as status and messages show it.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Edge => "edge",
@@ -67,18 +68,26 @@ impl Service {
 pub enum EdgeSpec {
     /// A private nginx moltguard runs from its own prefix.
     Managed {
+        /// The nginx binary.
         binary: PathBuf,
+        /// Its `-p` prefix.
         prefix: PathBuf,
+        /// Its main config.
         conf: PathBuf,
+        /// Its pid file.
         pid_file: PathBuf,
         /// The user (and its primary group) nginx runs as.
         user: String,
+        /// That user's primary group.
         group: String,
         /// The edge listens on loopback only, so nothing else may reach it.
         loopback_only: bool,
     },
     /// The system's nginx includes moltguard's site; its own service runs it.
-    System { unit: String },
+    System {
+        /// The system nginx's own unit or label.
+        unit: String,
+    },
 }
 
 /// Everything the service definitions name.
@@ -88,14 +97,19 @@ pub struct ServiceSpec {
     pub exe: PathBuf,
     /// Absolute path of the moltgate binary (beside moltguard).
     pub gateway_exe: PathBuf,
+    /// `--home`, when the setup lives under one.
     pub home: Option<PathBuf>,
     /// Absolute path of moltguard.toml.
     pub config_file: PathBuf,
+    /// The state directory.
     pub state_dir: PathBuf,
+    /// The generated nginx files.
     pub nginx_dir: PathBuf,
+    /// Where logs go.
     pub log_dir: PathBuf,
     /// moltgate's loopback port (the edge's upstream).
     pub upstream_port: u16,
+    /// The nginx the stack runs (or hooks into).
     pub edge: EdgeSpec,
 }
 
@@ -203,8 +217,11 @@ impl ServiceSpec {
 /// A file `install` writes.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct PlannedFile {
+    /// Where.
     pub path: PathBuf,
+    /// What.
     pub contents: String,
+    /// Its permission bits.
     pub mode: u32,
     /// What it is for, in a few words.
     pub purpose: String,
@@ -213,17 +230,22 @@ pub struct PlannedFile {
 /// What `install` would write and run, for `--dry-run` and for doing it.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Plan {
+    /// The platform it is for.
     pub platform: Platform,
     /// The services, in start order, with their unit name or label.
     pub services: Vec<Installed>,
+    /// The files, in writing order.
     pub files: Vec<PlannedFile>,
+    /// The commands that start the services, in order.
     pub install_commands: Vec<Vec<String>>,
+    /// The commands that stop and remove them, in order.
     pub uninstall_commands: Vec<Vec<String>>,
 }
 
 /// A service and the name its manager knows it by.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Installed {
+    /// Which service.
     pub service: Service,
     /// systemd unit or launchd label.
     pub name: String,

@@ -7,8 +7,11 @@ use std::process::{Command, Stdio};
 /// One service's state, for `moltguard status`.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct ServiceState {
+    /// Which service.
     pub service: super::Service,
+    /// Its unit name or label.
     pub name: String,
+    /// Whether its definition is installed.
     pub installed: bool,
     /// The manager's word for it (`active`, `failed`, `running`, `not loaded`…),
     /// or why it could not be asked.

@@ -8,9 +8,13 @@
 use super::{EdgeSpec, Installed, Plan, PlannedFile, Service, ServiceSpec};
 use std::path::{Path, PathBuf};
 
+/// Where units are installed.
 pub const UNIT_DIR: &str = "/etc/systemd/system";
+/// The edge's unit (a managed nginx).
 pub const EDGE_UNIT: &str = "moltguard-edge.service";
+/// moltgate's unit.
 pub const GATEWAY_UNIT: &str = "moltguard-gateway.service";
+/// The guardian's unit.
 pub const GUARDIAN_UNIT: &str = "moltguard-guardian.service";
 /// The drop-in that hooks a system nginx (`nginx.service`).
 pub const SYSTEM_NGINX_DROPIN: &str = "moltguard.conf";
@@ -321,6 +325,7 @@ ExecStartPre={prepare}
     )
 }
 
+/// The units for `spec`, and the `systemctl` commands that enable and disable them.
 pub fn plan(spec: &ServiceSpec) -> Plan {
     let unit = |name: &str| PathBuf::from(UNIT_DIR).join(name);
     let mut files = Vec::new();

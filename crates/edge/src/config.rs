@@ -13,9 +13,13 @@ use std::time::Duration;
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Settings {
+    /// `[paths]`: where the files live.
     pub paths: PathSettings,
+    /// `[edge]`: the ports nginx serves and what it fronts.
     pub edge: EdgeSettings,
+    /// `[nginx]`: which nginx, and how it is run.
     pub nginx: NginxSettings,
+    /// `[guardian]`: what the guardian watches and how it reacts.
     pub guardian: GuardianSettings,
 }
 
@@ -66,18 +70,25 @@ impl Default for GuardianSettings {
     }
 }
 
+/// `[paths]`: each unset one takes the layout's default (see [`Layout`]).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PathSettings {
+    /// The breaker's state, its audit log and moltgate's database.
     pub state_dir: Option<PathBuf>,
+    /// Where logs go.
     pub log_dir: Option<PathBuf>,
+    /// The htpasswd file the edge checks passwords against.
     pub htpasswd: Option<PathBuf>,
+    /// The generated nginx files (see [`Layout::nginx_dir`]).
     pub nginx_dir: Option<PathBuf>,
 }
 
+/// `[edge]`: the ports nginx serves and what it fronts.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct EdgeSettings {
+    /// The address the edge listens on (loopback unless people are to reach it).
     pub listen_address: IpAddr,
     /// What people open: moltgate, or the agent's panel when `panel` is set.
     pub port: u16,
@@ -133,19 +144,29 @@ impl EdgeSettings {
 /// What an edge server fronts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Upstream {
+    /// moltgate.
     Gateway,
+    /// The agent's panel.
     Panel,
 }
 
+/// `[nginx]`: which nginx, and how it is run.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct NginxSettings {
+    /// The nginx binary; found on the trusted PATH when unset.
     pub binary: Option<PathBuf>,
+    /// Run a private nginx of moltguard's own (on a prefix under `nginx_dir`)
+    /// rather than drive the system's; unset: managed exactly under `--home`.
     pub managed: Option<bool>,
+    /// A system nginx's main config, when it is not at the usual place.
     pub conf: Option<PathBuf>,
+    /// The user a managed nginx's workers run as.
     pub user: String,
+    /// How long a transition waits to see the new generation served.
     #[serde(with = "humantime_serde_compat")]
     pub verify_timeout: Duration,
+    /// How long a reload lets old workers finish requests (a stream into OPEN ends within it).
     #[serde(with = "humantime_serde_compat")]
     pub worker_shutdown_timeout: Duration,
 }
@@ -168,11 +189,11 @@ mod humantime_serde_compat {
     use serde::{Deserialize, Deserializer, Serializer};
     use std::time::Duration;
 
-    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    pub(super) fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(&humantime::format_duration(*d).to_string())
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
         let s = String::deserialize(d)?;
         humantime::parse_duration(&s).map_err(serde::de::Error::custom)
     }
@@ -181,19 +202,28 @@ mod humantime_serde_compat {
 /// Overrides from flags and environment variables (clap merges those two).
 #[derive(Debug, Clone, Default)]
 pub struct Overrides {
+    /// `--home`, `MOLTGUARD_HOME`: everything under one directory.
     pub home: Option<PathBuf>,
+    /// `--config`, `MOLTGUARD_CONFIG`: the config file.
     pub config: Option<PathBuf>,
+    /// `--state-dir`, `MOLTGUARD_STATE_DIR`.
     pub state_dir: Option<PathBuf>,
+    /// `--nginx`, `MOLTGUARD_NGINX`: the nginx binary.
     pub nginx_binary: Option<PathBuf>,
 }
 
 /// Where every file lives, after precedence is applied.
 #[derive(Debug, Clone)]
 pub struct Layout {
+    /// The home directory, when one was given.
     pub home: Option<PathBuf>,
+    /// `moltguard.toml`.
     pub config_file: PathBuf,
+    /// The breaker's state, its audit log, the guardian's status, moltgate's database.
     pub state_dir: PathBuf,
+    /// Logs.
     pub log_dir: PathBuf,
+    /// The htpasswd file.
     pub htpasswd: PathBuf,
     /// Generated nginx files: the site, the breaker include, and for a
     /// managed nginx its main config and runtime prefix.
@@ -205,12 +235,15 @@ impl Layout {
     pub fn state_files(&self) -> crate::breaker::store::StateFiles {
         crate::breaker::store::StateFiles::in_dir(&self.state_dir)
     }
+    /// The breaker's state file, `breaker.json`.
     pub fn state_file(&self) -> PathBuf {
         self.state_files().state
     }
+    /// The hash-chained audit log.
     pub fn audit_log(&self) -> PathBuf {
         self.state_files().audit_log
     }
+    /// The lock every transition holds.
     pub fn lock_file(&self) -> PathBuf {
         self.state_dir.join("breaker.lock")
     }
@@ -218,9 +251,11 @@ impl Layout {
     pub fn allow_token(&self) -> PathBuf {
         self.state_files().allow_token
     }
+    /// The breaker include nginx loads.
     pub fn include_file(&self) -> PathBuf {
         self.nginx_dir.join("breaker.conf")
     }
+    /// The edge's site config.
     pub fn site_file(&self) -> PathBuf {
         self.nginx_dir.join("moltguard-site.conf")
     }
@@ -232,6 +267,7 @@ impl Layout {
     pub fn managed_prefix(&self) -> PathBuf {
         self.nginx_dir.join("runtime")
     }
+    /// The managed nginx's pid file.
     pub fn managed_pid_file(&self) -> PathBuf {
         self.managed_prefix().join("nginx.pid")
     }
@@ -240,7 +276,9 @@ impl Layout {
 /// Settings plus layout: everything a command needs to find its files.
 #[derive(Debug, Clone)]
 pub struct Config {
+    /// What `moltguard.toml` says.
     pub settings: Settings,
+    /// Where each file lives.
     pub layout: Layout,
     /// Whether `layout.config_file` existed when loaded.
     pub config_file_found: bool,
@@ -257,17 +295,33 @@ impl Config {
     }
 }
 
+/// Why `moltguard.toml` could not be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
+    /// The file exists but cannot be read.
     #[error("cannot read the config file {path}: {source}")]
     Read {
+        /// The file.
         path: PathBuf,
+        /// What went wrong.
         source: std::io::Error,
     },
+    /// It is not valid TOML, or has an unknown key.
     #[error("the config file {path} is not valid: {message}")]
-    Parse { path: PathBuf, message: String },
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong, and where.
+        message: String,
+    },
+    /// It parses, but a value is out of range or unsafe.
     #[error("the config file {path} is not valid: {message}")]
-    Invalid { path: PathBuf, message: String },
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
 }
 
 /// Loads settings and resolves the layout.
@@ -416,12 +470,16 @@ pub fn parse(path: &Path, text: &str) -> Result<Settings, ConfigError> {
 /// The platform's conventional locations.
 #[derive(Debug, Clone)]
 pub struct PlatformDefaults {
+    /// `/etc/moltguard` (Linux), Homebrew's `etc/moltguard` (macOS).
     pub config_dir: PathBuf,
+    /// Where the state lives by default.
     pub state_dir: PathBuf,
+    /// Where logs go by default.
     pub log_dir: PathBuf,
 }
 
 impl PlatformDefaults {
+    /// This platform's locations.
     #[cfg(target_os = "macos")]
     pub fn detect() -> Self {
         // Homebrew's prefix: /opt/homebrew on Apple silicon, /usr/local on Intel.
@@ -437,6 +495,7 @@ impl PlatformDefaults {
         }
     }
 
+    /// This platform's locations.
     #[cfg(not(target_os = "macos"))]
     pub fn detect() -> Self {
         Self {
@@ -447,6 +506,7 @@ impl PlatformDefaults {
     }
 }
 
+/// `p` made absolute against the current directory (not resolved: no symbolic link is followed).
 pub fn absolutize(p: &Path) -> PathBuf {
     if p.is_absolute() {
         p.to_path_buf()

@@ -17,18 +17,32 @@ pub const NGINX_CANDIDATES: &[&str] = &[
     "/usr/bin/nginx",
 ];
 
+/// Why a program could not be run.
 #[derive(Debug, thiserror::Error)]
 pub enum ExecError {
+    /// Not on the trusted path, nor at a known place.
     #[error("{name} was not found (looked in {looked})")]
-    NotFound { name: String, looked: String },
+    NotFound {
+        /// The program.
+        name: String,
+        /// Where it was looked for.
+        looked: String,
+    },
+    /// Running as root, and the program could be replaced by another user.
     #[error(
         "refusing to run {path} as root: {why}. As root, moltguard runs only absolute paths \
          to root-owned programs that no other user can replace"
     )]
-    Untrusted { path: PathBuf, why: String },
+    Untrusted {
+        /// The program.
+        path: PathBuf,
+        /// What makes it replaceable.
+        why: String,
+    },
 }
 
 impl ExecError {
+    /// What to do about it, in one line.
     pub fn hint(&self) -> String {
         match self {
             ExecError::NotFound { name, .. } if name == "nginx" => {

@@ -6,7 +6,7 @@
 //! - [`breaker`]: the breaker's state, store and audit log (the
 //!   `moltguard-breaker` crate), how the edge enforces it
 //!   ([`breaker::edge`]: the one observation of what nginx really serves),
-//!   and the transactions that change it ([`breaker::transition`]).
+//!   and the transactions that change it ([`breaker::transition`](mod@breaker::transition)).
 //! - [`nginx`]: rendering the breaker into config, running nginx, probing
 //!   what it answers.
 //! - [`auth`]: the htpasswd file and its password hashes.

@@ -34,12 +34,14 @@ pub struct Containment {
     /// The breaker generation when containment began: it is lifted only
     /// after a later transition that admits traffic (a person closed again).
     pub since_generation: u64,
+    /// When containment began.
     pub since: Option<DateTime<Utc>>,
     /// Which firewall holds the rules, in words (`nftables table inet moltguard`).
     pub firewall: String,
 }
 
 impl Containment {
+    /// Whether any port is blocked.
     pub fn is_active(&self) -> bool {
         !self.ports.is_empty()
     }
@@ -67,8 +69,11 @@ fn write(config: &Config, c: &Containment) -> std::io::Result<()> {
 /// What one reconciliation did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Change {
+    /// Nothing to do.
     Unchanged,
+    /// These ports were blocked.
     Contained(BTreeSet<u16>),
+    /// These ports were released.
     Released(BTreeSet<u16>),
     /// Containment is wanted but cannot be done here (no firewall, no root).
     Unavailable(String),
@@ -157,6 +162,7 @@ impl Firewall {
         Ok(Firewall { binary })
     }
 
+    /// The firewall's name and moltguard's table in it, in words.
     pub fn describe(&self) -> String {
         if cfg!(target_os = "macos") {
             format!("pf anchor {PF_ANCHOR}")

@@ -23,25 +23,38 @@ const DEBOUNCE: Duration = Duration::from_millis(50);
 /// What `moltguard status` reads about the guardian.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct GuardianStatus {
+    /// The guardian's process.
     pub pid: u32,
+    /// When it started.
     pub started_at: DateTime<Utc>,
+    /// When its last scan began.
     pub last_scan_at: DateTime<Utc>,
+    /// When the next one is due (sooner if a watched file changes).
     pub next_scan_at: DateTime<Utc>,
+    /// How long the last scan took, wall clock.
     pub scan_wall_us: u64,
+    /// The CPU time it took, where known.
     pub scan_cpu_us: Option<u64>,
+    /// What the last scan found.
     pub findings: Vec<StatusFinding>,
 }
 
 /// A finding as stored for `status` (owned strings, so it reads back).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StatusFinding {
+    /// The rule's stable identifier.
     pub id: String,
+    /// `info`, `warning` or `critical`.
     pub severity: String,
+    /// What was found.
     pub what: String,
+    /// What to do about it.
     pub fix: String,
+    /// Where, if it has a place.
     pub location: Option<String>,
 }
 
+/// `guardian.json` in the state directory.
 pub fn status_file(config: &Config) -> PathBuf {
     config.layout.state_dir.join("guardian.json")
 }
@@ -66,6 +79,7 @@ pub struct WatchSet {
 }
 
 impl WatchSet {
+    /// Everything the guardian watches under `config`.
     pub fn for_config(config: &Config) -> Self {
         let l = &config.layout;
         let g = &config.settings.guardian;

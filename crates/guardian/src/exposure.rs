@@ -14,21 +14,27 @@ use std::time::Duration;
 /// A port the guardian protects, and what normally listens there.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ProtectedPort {
+    /// The port.
     pub port: u16,
+    /// What listens there when all is well (`agent control`, `moltgate`, ...).
     pub role: String,
 }
 
 /// One listening TCP socket.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ListeningSocket {
+    /// The address it is bound to.
     pub addr: IpAddr,
+    /// The port.
     pub port: u16,
+    /// The processes holding it, where known.
     pub pids: Vec<u32>,
 }
 
 /// The kernel's view, and whether it is known to be complete.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct SocketScan {
+    /// Every listening TCP socket seen.
     pub sockets: Vec<ListeningSocket>,
     /// Why the list may miss sockets (e.g. other users' on macOS without root).
     pub incomplete: Option<String>,

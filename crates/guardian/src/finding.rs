@@ -7,8 +7,11 @@ use serde::Serialize;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
+    /// Worth knowing; nothing to do now.
     Info,
+    /// Should be fixed; the breaker stays as it is.
     Warning,
+    /// Opens the breaker.
     Critical,
 }
 
@@ -17,6 +20,7 @@ pub enum Severity {
 pub struct Finding {
     /// Stable identifier of the rule that fired, e.g. `NGINX_LISTEN_PUBLIC`.
     pub id: &'static str,
+    /// How bad it is.
     pub severity: Severity,
     /// The breaker reason code a critical finding opens the breaker with.
     pub reason: ReasonCode,
@@ -29,6 +33,7 @@ pub struct Finding {
 }
 
 impl Finding {
+    /// A finding that opens the breaker.
     pub fn critical(
         id: &'static str,
         reason: ReasonCode,
@@ -38,6 +43,7 @@ impl Finding {
         Self::new(id, Severity::Critical, reason, what.into(), fix.into())
     }
 
+    /// A finding to fix that does not open the breaker.
     pub fn warning(
         id: &'static str,
         reason: ReasonCode,
@@ -47,6 +53,7 @@ impl Finding {
         Self::new(id, Severity::Warning, reason, what.into(), fix.into())
     }
 
+    /// A finding for information.
     pub fn info(
         id: &'static str,
         reason: ReasonCode,
@@ -73,6 +80,7 @@ impl Finding {
         }
     }
 
+    /// The finding, placed at `location`.
     pub fn at(mut self, location: impl Into<String>) -> Self {
         self.location = Some(location.into());
         self

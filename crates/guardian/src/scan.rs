@@ -18,14 +18,19 @@ const AGENT_CONTROL: &str = "agent control";
 /// The result of one scan.
 #[derive(Debug, Clone, Serialize)]
 pub struct ScanReport {
+    /// When the scan began.
     pub started_at: DateTime<Utc>,
+    /// How long it took, wall clock.
     pub wall_us: u64,
     /// CPU time this process spent on the scan (user + system), where known.
     pub cpu_us: Option<u64>,
+    /// The ports it protected (configured and learned from the agent's config).
     pub protected_ports: Vec<ProtectedPort>,
     /// Protected ports seen listening, or answering, beyond loopback.
     pub exposed_ports: std::collections::BTreeSet<u16>,
+    /// How many listening sockets it saw.
     pub sockets_seen: usize,
+    /// What it found.
     pub findings: Vec<Finding>,
 }
 
@@ -39,6 +44,7 @@ impl ScanReport {
             .collect()
     }
 
+    /// The worst severity found, if any.
     pub fn worst(&self) -> Option<Severity> {
         self.findings.iter().map(|f| f.severity).max()
     }
@@ -65,6 +71,7 @@ pub struct Scanner {
 const CONFIG_TEST_EVERY: u64 = 10;
 
 impl Scanner {
+    /// A scanner for `config`; it holds what repeated scans reuse (the nginx handle, the process table).
     pub fn new(config: Config) -> Self {
         let nginx = Nginx::from_config(&config);
         Self {
@@ -75,6 +82,7 @@ impl Scanner {
         }
     }
 
+    /// The config it scans under.
     pub fn config(&self) -> &Config {
         &self.config
     }

@@ -7,6 +7,7 @@ use crate::config::Config;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
+/// Findings for moltguard's files and binary that other users could write.
 pub fn check(config: &Config) -> Vec<Finding> {
     let l = &config.layout;
     let mut paths: Vec<(PathBuf, &str)> = vec![

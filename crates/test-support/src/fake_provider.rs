@@ -6,7 +6,7 @@
 //!
 //! | model                      | behaviour                                          |
 //! |----------------------------|----------------------------------------------------|
-//! | anything else              | normal answer; `stream: true` → 3 chunks + [DONE]  |
+//! | anything else              | normal answer; `stream: true` → 3 chunks + `[DONE]`  |
 //! | `fake-stream-N`            | N content chunks when streaming                    |
 //! | `fake-slow-MS`             | answer after MS milliseconds                       |
 //! | `fake-hang-headers`        | read the request, never answer                     |
@@ -38,7 +38,7 @@
 //! | `fake-answer-cut-K`        | K words, then the connection closes                |
 //! | `fake-answer-stall-K`      | K words, then silence                              |
 //! | `fake-answer-malformed-K`  | K words, a chunk that is not JSON, the rest        |
-//! | `fake-answer-nodone-K`     | K words, then a clean end with no finish nor [DONE]|
+//! | `fake-answer-nodone-K`     | K words, then a clean end with no finish nor `[DONE]`|
 //! | `fake-answer-tool-K`       | K words, half a tool call, then the close          |
 //! | `fake-answer-noprefill`    | 400 when the last message is the assistant's       |
 //! | `fake-answer-restart`      | ignores a prefill: the whole answer again          |

@@ -14,11 +14,17 @@ use std::path::Path;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum HashKind {
+    /// Apache's `$apr1$` (MD5, 1000 rounds): what `htpasswd -m` writes.
     Apr1,
+    /// `$1$`: glibc's MD5 crypt.
     Md5Crypt,
+    /// `$5$`: SHA-256 crypt.
     Sha256Crypt,
+    /// `$6$`: SHA-512 crypt.
     Sha512Crypt,
+    /// `$2y$` and kin: bcrypt.
     Bcrypt,
+    /// `$y$`: yescrypt.
     Yescrypt,
     /// `{SSHA}`: salted SHA-1, one round.
     SaltedSha1,
@@ -28,6 +34,7 @@ pub enum HashKind {
     Plain,
     /// Traditional 13-character DES crypt: only the first 8 characters count.
     DesCrypt,
+    /// Anything else: nginx may not read it, and it cannot be judged.
     Unknown,
 }
 
@@ -83,7 +90,9 @@ impl HashKind {
 /// One user line of the file.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Entry {
+    /// The user name.
     pub user: String,
+    /// How the password is hashed.
     pub hash_kind: HashKind,
     /// 1-based line number.
     pub line: usize,
@@ -92,12 +101,14 @@ pub struct Entry {
 /// What a read of the file found.
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct Listing {
+    /// The user lines, in file order.
     pub entries: Vec<Entry>,
     /// 1-based numbers of lines that are neither comments nor `user:hash`.
     pub malformed_lines: Vec<usize>,
 }
 
 impl Listing {
+    /// Reads a file's text; never fails: what it cannot read is listed in `malformed_lines`.
     pub fn parse(text: &str) -> Self {
         let mut out = Listing::default();
         for (i, line) in text.lines().enumerate() {
@@ -120,22 +131,36 @@ impl Listing {
     }
 }
 
+/// Why a change to the htpasswd file was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum HtpasswdError {
+    /// A user name outside the allowed characters or length.
     #[error("user names may use letters, digits and . _ @ - (1–64 characters); got {0:?}")]
     BadUserName(String),
+    /// A password shorter than [`MIN_PASSWORD_LEN`].
     #[error("the password is too short: use at least {min} characters")]
-    WeakPassword { min: usize },
+    WeakPassword {
+        /// The shortest length accepted.
+        min: usize,
+    },
+    /// Removing or changing a user that is not there.
     #[error("no user named {0:?} in the htpasswd file")]
     NoSuchUser(String),
+    /// The file cannot be read or written.
     #[error("the htpasswd file {path} cannot be used: {source}")]
-    Io { path: String, source: io::Error },
+    Io {
+        /// The file.
+        path: String,
+        /// What went wrong.
+        source: io::Error,
+    },
 }
 
 /// The shortest password `auth add-user` accepts. The edge guards a panel
 /// with shell access; a short password is the cheapest way in.
 pub const MIN_PASSWORD_LEN: usize = 12;
 
+/// Refuses a user name nginx or a shell could misread (see [`HtpasswdError::BadUserName`]).
 pub fn validate_user_name(name: &str) -> Result<(), HtpasswdError> {
     let ok = !name.is_empty()
         && name.len() <= 64

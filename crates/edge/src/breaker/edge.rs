@@ -22,12 +22,14 @@ use std::path::Path;
 /// One way the edge files differ from a fresh rendering.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Drift {
+    /// The include is not there.
     IncludeMissing,
     /// Not a regular file (a symbolic link, a directory): its content can
     /// change behind moltguard's back.
     IncludeNotRegular,
     /// The bytes differ; `line` is the first line (1-based) that does.
     IncludeEdited {
+        /// The first line (1-based) that differs.
         line: usize,
     },
     /// The allow token exists while the state admits no traffic.
@@ -75,10 +77,17 @@ impl std::fmt::Display for Drift {
 /// Why the edge files could not be rendered to compare with.
 #[derive(Debug, thiserror::Error)]
 pub enum RenderError {
+    /// The include's path cannot be trusted.
     #[error(transparent)]
     Unsafe(#[from] UnsafePath),
+    /// The key the edge's session cookie is signed with cannot be read.
     #[error("the edge session key {path}: {source}")]
-    SessionKey { path: String, source: io::Error },
+    SessionKey {
+        /// The key file.
+        path: String,
+        /// What went wrong.
+        source: io::Error,
+    },
 }
 
 /// The include for `record`, exactly as a transition writes it.
@@ -182,7 +191,10 @@ pub enum Live {
     /// The breaker is OPEN and nginx denies (HTTP 503), but from another
     /// config than the committed one (it could not be reloaded, say).
     /// Nothing flows; `served` is the generation it names, if any.
-    DeniesFromOtherConfig { served: Option<u64> },
+    DeniesFromOtherConfig {
+        /// The generation the denying config names, if any.
+        served: Option<u64>,
+    },
     /// The state admits traffic, but nothing is served: the safe direction.
     NotServing(String),
     /// More may flow than the state allows, or nobody can tell: repair
@@ -242,6 +254,7 @@ pub struct Observed {
     pub orphans: Option<i32>,
     /// The anonymous probe's answer, when something could be probed.
     pub served: Option<Served>,
+    /// What that means for the state.
     pub live: Live,
 }
 

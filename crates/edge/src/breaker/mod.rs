@@ -1,12 +1,11 @@
-//! The circuit breaker: its state, store and audit log (the
+//! The circuit breaker: its state, store, audit log and remedies (the
 //! `moltguard-breaker` crate, re-exported here), how the edge enforces it
-//! ([`edge`]), and the transactions that change it ([`transition`]).
+//! ([`edge`]), and the transactions that change it ([`transition`](mod@transition)).
 
-pub use moltguard_breaker::{audit, state, store};
+pub use moltguard_breaker::{audit, remedy, state, store};
 
 pub mod crashpoint;
 pub mod edge;
-pub mod remedy;
 pub mod transition;
 
 pub use state::{Actor, BreakerRecord, BreakerState, ReasonCode};

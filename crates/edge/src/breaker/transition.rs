@@ -47,10 +47,15 @@ pub const MAX_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
 /// What a caller asks for.
 #[derive(Debug, Clone)]
 pub struct Request {
+    /// The state to go to.
     pub target: BreakerState,
+    /// Why, as a code the audit log and the remedies know.
     pub reason: ReasonCode,
+    /// Why, in the caller's words (shown and audited).
     pub detail: String,
+    /// Who asks.
     pub actor: Actor,
+    /// For how long, when not OPEN; the state falls back to OPEN after it.
     pub ttl: Option<Duration>,
     /// The nginx config on disk is known to be unsafe (a bypass, a public
     /// listen, a failing test): going to OPEN must not reload it. Removing
@@ -75,10 +80,15 @@ impl Request {
 /// What happened, for printing and exit codes.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Report {
+    /// The record before (as trusted: a stand-in OPEN if the file was not).
     pub before: BreakerRecord,
+    /// The record committed.
     pub after: BreakerRecord,
+    /// How applying it at the edge ended.
     pub outcome: ApplyOutcome,
+    /// What happened, in words.
     pub message: String,
+    /// What nginx answered afterwards, when it was probed.
     pub served: Option<probe::Served>,
     /// Transitions done first to record the truth: a repaired state file,
     /// an interrupted change, an expired lifetime, drift at the edge.
@@ -91,10 +101,13 @@ pub struct Report {
 /// A transition `settle` made to record what was already true.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Settlement {
+    /// Which kind of settlement.
     pub kind: SettlementKind,
+    /// What was found and done, in words.
     pub message: String,
 }
 
+/// What a [`Settlement`] recorded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum SettlementKind {
@@ -119,22 +132,43 @@ impl SettlementKind {
     }
 }
 
+/// Why a transition did not run or did not finish.
 #[derive(Debug, thiserror::Error)]
 pub enum BreakerError {
+    /// A precondition does not hold (nothing was changed).
     #[error("{why}")]
-    Refused { why: String, hint: String },
+    Refused {
+        /// What does not hold.
+        why: String,
+        /// What to do about it.
+        hint: String,
+    },
+    /// A file moltguard needs cannot be read or written.
     #[error("cannot use {path}: {source}")]
-    Io { path: String, source: io::Error },
+    Io {
+        /// The file.
+        path: String,
+        /// What went wrong.
+        source: io::Error,
+    },
+    /// A path that nginx would be given cannot be trusted.
     #[error(transparent)]
     Unsafe(#[from] render::UnsafePath),
+    /// The edge files could not be rendered.
     #[error(transparent)]
     Render(#[from] edge::RenderError),
+    /// nginx could not be tested, reloaded or probed.
     #[error(transparent)]
     Nginx(#[from] NginxError),
     /// The edge was brought to OPEN (or nginx stopped), but the change
     /// could not be written down: readers take the pending change as OPEN.
     #[error("{why}. {edge}")]
-    Unrecorded { why: String, edge: String },
+    Unrecorded {
+        /// Why the change could not be written down.
+        why: String,
+        /// What the edge does now.
+        edge: String,
+    },
 }
 
 impl BreakerError {
@@ -182,7 +216,10 @@ pub enum Conditional {
     Ran(Box<Report>),
     /// The check said nothing was needed. Drift found under the lock was
     /// settled all the same, and is said here.
-    NotNeeded { settled: Vec<Settlement> },
+    NotNeeded {
+        /// What was settled under the lock, if anything.
+        settled: Vec<Settlement>,
+    },
 }
 
 /// Like [`transition`], but only if `still_needed` holds for the record

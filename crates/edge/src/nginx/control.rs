@@ -16,23 +16,33 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// Why nginx could not be tested, started, reloaded or stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum NginxError {
+    /// nginx could not be found or trusted.
     #[error(transparent)]
     Exec(#[from] exec::ExecError),
+    /// `nginx -t` failed; its output.
     #[error("`nginx -t` rejects the configuration:\n{0}")]
     TestFailed(String),
+    /// A command nginx was given failed.
     #[error("nginx could not {action}: {detail}")]
     Command {
+        /// What was asked (`reload`, `start`, ...).
         action: &'static str,
+        /// nginx's own words.
         detail: String,
     },
+    /// Reloading or stopping an nginx that does not run.
     #[error("nginx is not running")]
     NotRunning,
+    /// The configured `nginx.user` does not exist.
     #[error("the nginx user {0:?} does not exist on this machine")]
     NoSuchUser(String),
+    /// A path nginx would be given cannot be trusted.
     #[error(transparent)]
     Unsafe(#[from] render::UnsafePath),
+    /// The files nginx needs could not be written.
     #[error("cannot prepare nginx files: {0}")]
     Io(#[from] io::Error),
 }
@@ -40,7 +50,9 @@ pub enum NginxError {
 /// The unprivileged identity a managed nginx runs as when we are root.
 #[derive(Debug, Clone, Copy)]
 pub struct RunAs {
+    /// Its user id.
     pub uid: u32,
+    /// Its group id.
     pub gid: u32,
 }
 
@@ -67,6 +79,7 @@ pub struct Nginx {
 }
 
 impl Nginx {
+    /// The nginx `config` describes: the binary (trusted, see [`exec::resolve`]), managed or system, and who it runs as.
     pub fn from_config(config: &Config) -> Result<Self, NginxError> {
         let binary = exec::resolve(
             "nginx",
@@ -102,10 +115,12 @@ impl Nginx {
         })
     }
 
+    /// The nginx binary.
     pub fn binary(&self) -> &Path {
         &self.binary
     }
 
+    /// Whether this is moltguard's own nginx on a private prefix.
     pub fn is_managed(&self) -> bool {
         matches!(self.mode, Mode::Managed { .. })
     }

@@ -11,25 +11,47 @@ use std::time::{Duration, Instant};
 /// What the edge answered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub struct Served {
+    /// The state its `X-Breaker-State` header names.
     pub state: BreakerState,
+    /// The generation the header names.
     pub generation: u64,
+    /// The HTTP status of the answer.
     pub http_status: u16,
 }
 
+/// Why the edge's answer could not be read back as the state it should serve.
 #[derive(Debug, thiserror::Error)]
 pub enum ProbeError {
+    /// The new generation answers only some of the time (old workers linger).
     #[error("the edge answered with generation {want} only now and then for {waited_ms} ms (old nginx workers still answering)")]
-    Unsteady { want: u64, waited_ms: u128 },
+    Unsteady {
+        /// The generation that should answer.
+        want: u64,
+        /// How long it was waited for.
+        waited_ms: u128,
+    },
+    /// Nothing listens on the address.
     #[error("nothing answers on {0}")]
     Unreachable(SocketAddr),
+    /// Something answered, but not as moltguard's edge does.
     #[error("{addr} answered HTTP {status} without a valid X-Breaker-State header (is this moltguard's edge?)")]
-    NoHeader { addr: SocketAddr, status: u16 },
+    NoHeader {
+        /// Where it was asked.
+        addr: SocketAddr,
+        /// The HTTP status it gave.
+        status: u16,
+    },
+    /// An older generation still answers after the wait.
     #[error("the edge still serves generation {seen} ({state}) {waited_ms} ms after the reload, not generation {want}; \
              nginx did not load the new config (see nginx's error log)")]
     Stale {
+        /// The generation that should answer.
         want: u64,
+        /// The generation that does.
         seen: u64,
+        /// The state that generation names.
         state: BreakerState,
+        /// How long it was waited for.
         waited_ms: u128,
     },
 }
@@ -98,7 +120,7 @@ const CONSECUTIVE: u32 = 5;
 const STABLE_FOR: Duration = Duration::from_millis(250);
 
 /// Polls until the edge serves `want` on several consecutive fresh
-/// connections spanning [`STABLE_FOR`], or `timeout` passes.
+/// connections spanning `STABLE_FOR`, or `timeout` passes.
 pub fn wait_for_generation(
     addr: SocketAddr,
     want: u64,

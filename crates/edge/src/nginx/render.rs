@@ -23,12 +23,15 @@ use std::path::Path;
 /// The first line of every rendered include; `parse_include_header` reads it back.
 const INCLUDE_MAGIC: &str = "# moltguard breaker include:";
 
+/// A path that cannot be written into nginx config safely (a quote, a newline, a `;`, ...).
 #[derive(Debug, thiserror::Error)]
 #[error(
     "the path {path} contains {what}, which nginx config cannot hold safely; use a path without it"
 )]
 pub struct UnsafePath {
+    /// The path.
     pub path: String,
+    /// What in it is unsafe.
     pub what: &'static str,
 }
 
@@ -199,7 +202,9 @@ pub fn render_allow_token(record: &BreakerRecord) -> Option<String> {
 /// What a rendered include says about itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct IncludeHeader {
+    /// The state the include renders.
     pub state: BreakerState,
+    /// Its generation.
     pub generation: u64,
 }
 

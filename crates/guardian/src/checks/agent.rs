@@ -52,6 +52,7 @@ pub const AGENT_CONFIG_PATHS: &[&str] = &[
 /// What one agent config says.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AgentConfig {
+    /// The config file.
     pub path: PathBuf,
     /// `gateway.port`, or the default.
     pub port: u16,
@@ -66,6 +67,7 @@ pub struct AgentConfig {
 pub struct AgentReport {
     /// The configs found and parsed.
     pub configs: Vec<AgentConfig>,
+    /// What is wrong with them.
     pub findings: Vec<Finding>,
 }
 

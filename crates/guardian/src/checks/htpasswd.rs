@@ -55,7 +55,9 @@ pub const AUTH_HASH_NOT_PORTABLE: &str = "AUTH_HASH_NOT_PORTABLE";
 /// The nginx worker's identity, to judge whether it can read the file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct NginxWorker {
+    /// Its user id.
     pub uid: u32,
+    /// Its group id.
     pub gid: u32,
 }
 

@@ -33,6 +33,7 @@ use crate::Finding;
 use std::path::Path;
 
 /// Where the nginx configuration comes from for [`run_static`].
+/// Where the nginx checks read the configuration from.
 #[derive(Debug, Clone, Copy)]
 pub enum NginxSource<'a> {
     /// The stdout of `nginx -T` from the nginx moltguard drives (preferred:
@@ -40,7 +41,12 @@ pub enum NginxSource<'a> {
     DumpT(&'a str),
     /// The main config file, and the directory relative includes resolve
     /// against (nginx's conf prefix: the directory of the main file).
-    Files { main: &'a Path, base_dir: &'a Path },
+    Files {
+        /// The main config file.
+        main: &'a Path,
+        /// What relative includes resolve against.
+        base_dir: &'a Path,
+    },
     /// Not available: the nginx checks are skipped (the runtime check
     /// reports why nginx cannot be used).
     Unavailable,
@@ -49,6 +55,7 @@ pub enum NginxSource<'a> {
 /// What [`run_static`] found, and the agent ports it learned.
 #[derive(Debug, Clone, Default)]
 pub struct StaticReport {
+    /// What is wrong.
     pub findings: Vec<Finding>,
     /// Agent control ports from the configs under `guardian.agent_homes`
     /// (18789 for a home without a readable config; empty without homes).

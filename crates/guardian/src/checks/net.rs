@@ -8,6 +8,7 @@ use std::net::IpAddr;
 pub enum Host {
     /// Every address: `*`, or no address given (`listen 8080;`).
     Any,
+    /// An address.
     Ip(IpAddr),
     /// A name; only `localhost` is known to be loopback.
     Name(String),

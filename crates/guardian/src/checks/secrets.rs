@@ -71,9 +71,13 @@ impl Default for ScanLimits {
 /// Why a file was not scanned.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Skip {
+    /// A NUL byte in its first 8 KiB: not text.
     Binary,
+    /// Larger than the scan's limit (its size in bytes).
     TooLarge(u64),
+    /// Not a regular file (a directory, a socket, a device).
     NotAFile,
+    /// It could not be read (why).
     Io(String),
 }
 
@@ -119,7 +123,9 @@ pub fn scan_file(path: &Path, limits: &ScanLimits) -> Result<Vec<SecretHit>, Ski
 pub struct DirScan {
     /// Hits, by file.
     pub hits: Vec<(PathBuf, Vec<SecretHit>)>,
+    /// How many files were read.
     pub files_scanned: usize,
+    /// How many bytes were read.
     pub bytes_scanned: u64,
     /// Files not scanned and why (the first 100).
     pub skipped: Vec<(PathBuf, Skip)>,
@@ -430,10 +436,17 @@ pub fn check_nginx_t_secrets(text: &str) -> Vec<Finding> {
 /// Why a process environment could not be scanned.
 #[derive(Debug, thiserror::Error)]
 pub enum EnvScanError {
+    /// This platform has no way to read another process's environment.
     #[error("reading another process's environment is not supported on {0}: only Linux exposes /proc/<pid>/environ; this check did not run")]
     Unsupported(&'static str),
+    /// The environment of the process could not be read.
     #[error("cannot read the environment of pid {pid}: {source}")]
-    Io { pid: u32, source: io::Error },
+    Io {
+        /// The process.
+        pid: u32,
+        /// What went wrong.
+        source: io::Error,
+    },
 }
 
 /// Scans `/proc/<pid>/environ` for secrets: one `SECRET_IN_PROCESS_ENV`
