@@ -11,6 +11,7 @@
 pub mod assemble;
 pub mod endpoint;
 pub mod errors;
+pub mod infer;
 pub mod json;
 pub mod passthrough;
 pub mod routes;
