@@ -115,47 +115,8 @@ pub async fn call(
     method: &str,
     params: Params,
 ) -> Result<Value, RpcError> {
-    let sec = &gw.security;
     let parsed = RpcMethod::parse(method);
-    // A name that is no method needs admin: probing for methods learns nothing.
-    match parsed.map_or(Access::Needs(Scope::Admin), |m| m.spec().access) {
-        Access::Public => {}
-        Access::Authenticated => {
-            if principal.is_none() {
-                return Err(err(
-                    StatusCode::UNAUTHORIZED,
-                    "unauthorized",
-                    "log in first",
-                ));
-            }
-        }
-        access @ (Access::Needs(_) | Access::EitherOf(..) | Access::Unlisted) => {
-            // The table never says Unlisted; if it did, admin it is.
-            let access = match access {
-                Access::Unlisted => Access::Needs(Scope::Admin),
-                a => a,
-            };
-            let Some(p) = principal else {
-                return Err(err(
-                    StatusCode::UNAUTHORIZED,
-                    "unauthorized",
-                    "log in first",
-                ));
-            };
-            if !access.granted_to(p.scopes()) {
-                return Err(err(
-                    StatusCode::FORBIDDEN,
-                    "insufficient_scope",
-                    format!(
-                        "{} may not call {method}: it needs the {} scope",
-                        p.label(),
-                        access.needed()
-                    ),
-                ));
-            }
-        }
-    }
-    let by = principal.map(Principal::label).unwrap_or_default();
+    authorize(parsed, principal, method)?;
     let Some(method) = parsed else {
         return Err(err(
             StatusCode::NOT_FOUND,
@@ -163,6 +124,8 @@ pub async fn call(
             format!("unknown method {method:?}"),
         ));
     };
+    let sec = &gw.security;
+    let by = principal.map(Principal::label).unwrap_or_default();
     match method {
         RpcMethod::Subscribe => Err(err(
             StatusCode::BAD_REQUEST,
@@ -170,7 +133,7 @@ pub async fn call(
             "subscribe pushes events: call it over the WebSocket at /ws",
         )),
         RpcMethod::AdminCheck => {
-            let p = principal.expect("authenticated");
+            let p = principal.expect("authorized: authenticated");
             Ok(json!({
                 "admin": p.scopes().allows(Scope::Admin),
                 "principal": p.label(),
@@ -178,97 +141,25 @@ pub async fn call(
             }))
         }
         RpcMethod::LockdownStatus => Ok(modes(sec)),
-        RpcMethod::LockdownToggle | RpcMethod::EmergencyToggle => {
-            let mode = if method == RpcMethod::LockdownToggle {
-                match p_str(&params, "mode") {
-                    None => Mode::Lockdown,
-                    Some(m) => Mode::parse(m)
-                        .ok_or_else(|| bad_params("mode must be \"lockdown\" or \"emergency\""))?,
-                }
-            } else {
-                Mode::Emergency
+        RpcMethod::LockdownToggle => {
+            let mode = match p_str(&params, "mode") {
+                None => Mode::Lockdown,
+                Some(m) => Mode::parse(m)
+                    .ok_or_else(|| bad_params("mode must be \"lockdown\" or \"emergency\""))?,
             };
-            let on = p_bool(&params, "on")?.unwrap_or(!sec.mode(mode));
-            sec.set_mode(mode, on, &by, Some(ctx))
-                .map_err(|e| err(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
-            sec.publish(json!({"event": "modes", "modes": modes(sec)}));
-            Ok(modes(sec))
+            toggle(sec, mode, &params, &by, ctx)
         }
-        RpcMethod::BlockedList => {
-            let now = super::store::now_ms();
-            let bans: Vec<_> = sec.bans.active(now);
-            Ok(json!({"blocked": bans}))
-        }
-        RpcMethod::BlockedAdd => {
-            let target = p_str(&params, "target")
-                .ok_or_else(|| bad_params("params.target (an IP or CIDR block) is required"))?;
-            let reason = p_str(&params, "reason").unwrap_or("blocked by an operator");
-            let dur = p_u64(&params, "duration_ms")?.map(Duration::from_millis);
-            let ban = sec
-                .block(target, reason, dur, &by, Some(ctx))
-                .map_err(bad_params)?;
-            Ok(json!({"blocked": &ban}))
-        }
-        RpcMethod::BlockedRemove => {
-            let target = p_str(&params, "target")
-                .ok_or_else(|| bad_params("params.target (an IP or CIDR block) is required"))?;
-            match sec.unblock(target, &by, Some(ctx)).map_err(bad_params)? {
-                Some(b) => Ok(json!({"unblocked": b.target})),
-                None => Err(err(
-                    StatusCode::NOT_FOUND,
-                    "not_found",
-                    format!("{target} is not blocked"),
-                )),
-            }
-        }
-        RpcMethod::IncidentsList => {
-            let limit = p_u64(&params, "limit")?.unwrap_or(100).min(1000) as u32;
-            let kind = match p_str(&params, "kind") {
-                None => None,
-                Some(k) => Some(IncidentKind::parse(k).ok_or_else(|| {
-                    let known: Vec<_> = IncidentKind::all().iter().map(|k| k.as_str()).collect();
-                    err(
-                        StatusCode::BAD_REQUEST,
-                        "invalid_params",
-                        format!("unknown incident kind {k:?} (known: {})", known.join(", ")),
-                    )
-                })?),
-            };
-            let filter = super::store::IncidentFilter {
-                kind,
-                client_ip: p_str(&params, "ip").map(str::to_string),
-                since_ms: p_u64(&params, "since_ms")?.map(|v| v.min(i64::MAX as u64) as i64),
-            };
-            let rows = blocking(gw, move |sec| sec.incidents(limit, &filter)).await?;
-            Ok(json!({"incidents": rows}))
-        }
+        RpcMethod::EmergencyToggle => toggle(sec, Mode::Emergency, &params, &by, ctx),
+        RpcMethod::BlockedList => Ok(json!({"blocked": sec.bans.active(super::store::now_ms())})),
+        RpcMethod::BlockedAdd => blocked_add(sec, &params, &by, ctx),
+        RpcMethod::BlockedRemove => blocked_remove(sec, &params, &by, ctx),
+        RpcMethod::IncidentsList => incidents_list(gw, &params).await,
         RpcMethod::GatewayConnections => {
             let c = &sec.limits.connections;
             Ok(json!({"open": c.count(), "max": c.max(), "connections": c.list()}))
         }
         RpcMethod::Dashboard => dashboard(gw).await,
-        RpcMethod::Activity => {
-            let now = super::store::now_ms();
-            let since = p_u64(&params, "since_ms")?
-                .map(|v| v.min(i64::MAX as u64) as i64)
-                .unwrap_or(now - 3600 * 1000)
-                .min(now);
-            let bucket = activity_bucket(now - since, p_u64(&params, "bucket_ms")?);
-            let (traffic, incidents) = blocking(gw, move |sec| {
-                Ok((
-                    sec.latency_buckets(since, bucket)?,
-                    sec.incident_counts(since, bucket)?,
-                ))
-            })
-            .await?;
-            Ok(json!({
-                "since_ms": since,
-                "until_ms": now,
-                "bucket_ms": bucket,
-                "traffic": traffic,
-                "incidents": incidents,
-            }))
-        }
+        RpcMethod::Activity => activity(gw, &params).await,
         RpcMethod::ProvidersStatus => Ok(status::status_json(gw)),
         RpcMethod::ProvidersLatency => {
             let since = p_u64(&params, "since_ms")?
@@ -277,46 +168,190 @@ pub async fn call(
             let rows = blocking(gw, move |sec| sec.latency_history(since)).await?;
             Ok(json!({"latency": rows}))
         }
-        RpcMethod::ProvidersTest => {
-            if sec.mode(Mode::Emergency) {
+        RpcMethod::ProvidersTest => providers_test(gw, principal, &params).await,
+    }
+}
+
+/// Whether `principal` may call `method` (`parsed`, if it is one): the
+/// access the API's table gives it; a name that is no method needs admin,
+/// so probing for methods learns nothing.
+fn authorize(
+    parsed: Option<RpcMethod>,
+    principal: Option<&Principal>,
+    method: &str,
+) -> Result<(), RpcError> {
+    let access = match parsed.map_or(Access::Needs(Scope::Admin), |m| m.spec().access) {
+        Access::Public => return Ok(()),
+        // The table never says Unlisted; if it did, admin it is.
+        Access::Unlisted => Access::Needs(Scope::Admin),
+        a => a,
+    };
+    let Some(p) = principal else {
+        return Err(err(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "log in first",
+        ));
+    };
+    if access == Access::Authenticated || access.granted_to(p.scopes()) {
+        return Ok(());
+    }
+    Err(err(
+        StatusCode::FORBIDDEN,
+        "insufficient_scope",
+        format!(
+            "{} may not call {method}: it needs the {} scope",
+            p.label(),
+            access.needed()
+        ),
+    ))
+}
+
+/// `security.lockdown.toggle` and `security.emergency.toggle`: `on`, or
+/// the other way round when it is absent.
+fn toggle(
+    sec: &Security,
+    mode: Mode,
+    params: &Params,
+    by: &str,
+    ctx: &RequestContext,
+) -> Result<Value, RpcError> {
+    let on = p_bool(params, "on")?.unwrap_or(!sec.mode(mode));
+    sec.set_mode(mode, on, by, Some(ctx))
+        .map_err(|e| err(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
+    sec.publish(json!({"event": "modes", "modes": modes(sec)}));
+    Ok(modes(sec))
+}
+
+/// The `target` param of the block methods.
+fn block_target(params: &Params) -> Result<&str, RpcError> {
+    p_str(params, "target")
+        .ok_or_else(|| bad_params("params.target (an IP or CIDR block) is required"))
+}
+
+/// `security.blocked.add`.
+fn blocked_add(
+    sec: &Security,
+    params: &Params,
+    by: &str,
+    ctx: &RequestContext,
+) -> Result<Value, RpcError> {
+    let target = block_target(params)?;
+    let reason = p_str(params, "reason").unwrap_or("blocked by an operator");
+    let dur = p_u64(params, "duration_ms")?.map(Duration::from_millis);
+    let ban = sec
+        .block(target, reason, dur, by, Some(ctx))
+        .map_err(bad_params)?;
+    Ok(json!({"blocked": &ban}))
+}
+
+/// `security.blocked.remove`.
+fn blocked_remove(
+    sec: &Security,
+    params: &Params,
+    by: &str,
+    ctx: &RequestContext,
+) -> Result<Value, RpcError> {
+    let target = block_target(params)?;
+    match sec.unblock(target, by, Some(ctx)).map_err(bad_params)? {
+        Some(b) => Ok(json!({"unblocked": b.target})),
+        None => Err(err(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("{target} is not blocked"),
+        )),
+    }
+}
+
+/// `security.incidents.list`.
+async fn incidents_list(gw: &Arc<Gateway>, params: &Params) -> Result<Value, RpcError> {
+    let limit = p_u64(params, "limit")?.unwrap_or(100).min(1000) as u32;
+    let kind = match p_str(params, "kind") {
+        None => None,
+        Some(k) => Some(IncidentKind::parse(k).ok_or_else(|| {
+            let known: Vec<_> = IncidentKind::all().iter().map(|k| k.as_str()).collect();
+            err(
+                StatusCode::BAD_REQUEST,
+                "invalid_params",
+                format!("unknown incident kind {k:?} (known: {})", known.join(", ")),
+            )
+        })?),
+    };
+    let filter = super::store::IncidentFilter {
+        kind,
+        client_ip: p_str(params, "ip").map(str::to_string),
+        since_ms: p_u64(params, "since_ms")?.map(|v| v.min(i64::MAX as u64) as i64),
+    };
+    let rows = blocking(gw, move |sec| sec.incidents(limit, &filter)).await?;
+    Ok(json!({"incidents": rows}))
+}
+
+/// `security.activity`.
+async fn activity(gw: &Arc<Gateway>, params: &Params) -> Result<Value, RpcError> {
+    let now = super::store::now_ms();
+    let since = p_u64(params, "since_ms")?
+        .map(|v| v.min(i64::MAX as u64) as i64)
+        .unwrap_or(now - 3600 * 1000)
+        .min(now);
+    let bucket = activity_bucket(now - since, p_u64(params, "bucket_ms")?);
+    let (traffic, incidents) = blocking(gw, move |sec| {
+        Ok((
+            sec.latency_buckets(since, bucket)?,
+            sec.incident_counts(since, bucket)?,
+        ))
+    })
+    .await?;
+    Ok(json!({
+        "since_ms": since,
+        "until_ms": now,
+        "bucket_ms": bucket,
+        "traffic": traffic,
+        "incidents": incidents,
+    }))
+}
+
+/// `providers.test`: refused under the kill switch; a key limited to some
+/// models may test only those (a test is a real, paid call upstream).
+async fn providers_test(
+    gw: &Arc<Gateway>,
+    principal: Option<&Principal>,
+    params: &Params,
+) -> Result<Value, RpcError> {
+    if gw.security.mode(Mode::Emergency) {
+        return Err(err(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "kill_switch",
+            "the kill switch is on: no LLM call leaves the gateway",
+        ));
+    }
+    let req = status::TestRequest {
+        provider: p_str(params, "provider").map(str::to_string),
+        model: p_str(params, "model").map(str::to_string),
+    };
+    if let Some(p) = principal {
+        for prov in gw
+            .providers
+            .iter()
+            .filter(|x| req.provider.as_deref().is_none_or(|n| n == x.name()))
+        {
+            let model = req
+                .model
+                .clone()
+                .or_else(|| prov.cfg.default_model.clone())
+                .unwrap_or_default();
+            let qualified = format!("{}/{model}", prov.name());
+            if !p.allows_model(&model) && !p.allows_model(&qualified) {
                 return Err(err(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "kill_switch",
-                    "the kill switch is on: no LLM call leaves the gateway",
+                    StatusCode::FORBIDDEN,
+                    "model_not_allowed",
+                    format!("{} may not use {qualified}", p.label()),
                 ));
             }
-            let req = status::TestRequest {
-                provider: p_str(&params, "provider").map(str::to_string),
-                model: p_str(&params, "model").map(str::to_string),
-            };
-            // A key limited to some models may test only those: a test is
-            // a real (paid) call upstream.
-            if let Some(p) = principal {
-                for prov in gw
-                    .providers
-                    .iter()
-                    .filter(|x| req.provider.as_deref().is_none_or(|n| n == x.name()))
-                {
-                    let model = req
-                        .model
-                        .clone()
-                        .or_else(|| prov.cfg.default_model.clone())
-                        .unwrap_or_default();
-                    let qualified = format!("{}/{model}", prov.name());
-                    if !p.allows_model(&model) && !p.allows_model(&qualified) {
-                        return Err(err(
-                            StatusCode::FORBIDDEN,
-                            "model_not_allowed",
-                            format!("{} may not use {qualified}", p.label()),
-                        ));
-                    }
-                }
-            }
-            status::run_tests(gw, req)
-                .await
-                .map_err(|e| err(e.status, "unknown_provider", e.message))
         }
     }
+    status::run_tests(gw, req)
+        .await
+        .map_err(|e| err(e.status, "unknown_provider", e.message))
 }
 
 /// The bucket width of `security.activity`: what was asked, at least a
@@ -919,7 +954,62 @@ async fn connect(
 
 #[cfg(test)]
 mod tests {
-    use super::activity_bucket;
+    use super::{activity_bucket, authorize};
+    use crate::api::RpcMethod;
+    use crate::inbound::keys;
+    use crate::inbound::scope::{Scope, Scopes};
+    use crate::inbound::Principal;
+    use std::sync::Arc;
+
+    fn key(scopes: Scopes) -> Principal {
+        let k = keys::generate("test", scopes, None, None, &[]);
+        Principal::Key(Arc::new(keys::KeyRecord::from_row(&k.row).unwrap()))
+    }
+
+    /// The status `authorize` answers for `method` (200: allowed).
+    fn status(method: &str, p: Option<&Principal>) -> u16 {
+        match authorize(RpcMethod::parse(method), p, method) {
+            Ok(()) => 200,
+            Err(e) => e.status.as_u16(),
+        }
+    }
+
+    #[test]
+    fn each_method_takes_the_access_of_the_table_and_unknown_names_need_admin() {
+        let read = key(Scopes::NONE.with(Scope::Read));
+        let write = key(Scopes::NONE.with(Scope::Write));
+        let admin = key(Scopes::admin());
+        // Any credential; none is a 401.
+        assert_eq!(status("security.admin.check", None), 401);
+        assert_eq!(status("security.admin.check", Some(&read)), 200);
+        // A scope: the wrong one is a 403, admin implies it.
+        assert_eq!(status("providers.status", None), 401);
+        assert_eq!(status("providers.status", Some(&read)), 200);
+        assert_eq!(status("providers.status", Some(&write)), 403);
+        assert_eq!(status("providers.status", Some(&admin)), 200);
+        assert_eq!(status("providers.test", Some(&read)), 403);
+        assert_eq!(status("providers.test", Some(&write)), 200);
+        assert_eq!(status("security.blocked.add", Some(&write)), 403);
+        assert_eq!(
+            status("security.blocked.add", Some(&Principal::Session)),
+            200
+        );
+        // A name that is no method: admin only, so probing learns nothing.
+        assert_eq!(status("security.nope", None), 401);
+        assert_eq!(status("security.nope", Some(&read)), 403);
+        assert_eq!(status("security.nope", Some(&admin)), 200);
+        // Every method of the table, for a caller with no scope at all.
+        let none = key(Scopes::NONE);
+        for m in RpcMethod::ALL {
+            let name = m.spec().name;
+            let want = if m.spec().access == crate::inbound::scope::Access::Authenticated {
+                200
+            } else {
+                403
+            };
+            assert_eq!(status(name, Some(&none)), want, "{name}");
+        }
+    }
 
     #[test]
     fn activity_buckets_are_whole_minutes_and_at_most_1440_per_range() {
