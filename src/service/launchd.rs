@@ -99,7 +99,8 @@ pub fn render_newsyslog(spec: &ServiceSpec) -> String {
     s
 }
 
-/// The property lists (and log rotation) for `spec`, and the `launchctl` commands that load and unload them.
+/// The property lists (and log rotation) for `spec`, and the `launchctl`
+/// commands that load and unload them.
 pub fn plan(spec: &ServiceSpec) -> Result<Plan, String> {
     let log = |name: &str| spec.log_dir.join(name);
     let mut daemons = vec![(

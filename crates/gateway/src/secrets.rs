@@ -98,7 +98,8 @@ pub struct SecretSource {
 }
 
 impl SecretSource {
-    /// A source reading the state directory `state_dir` and `env` (systemd's `CREDENTIALS_DIRECTORY` among it).
+    /// A source reading the state directory `state_dir` and `env`
+    /// (systemd's `CREDENTIALS_DIRECTORY` among it).
     pub fn new(state_dir: impl Into<PathBuf>, env: &Env) -> Self {
         Self {
             state_dir: state_dir.into(),

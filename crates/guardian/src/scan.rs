@@ -71,7 +71,8 @@ pub struct Scanner {
 const CONFIG_TEST_EVERY: u64 = 10;
 
 impl Scanner {
-    /// A scanner for `config`; it holds what repeated scans reuse (the nginx handle, the process table).
+    /// A scanner for `config`; it holds what repeated scans reuse (the
+    /// nginx handle, the process table).
     pub fn new(config: Config) -> Self {
         let nginx = Nginx::from_config(&config);
         Self {

@@ -79,7 +79,8 @@ pub struct Nginx {
 }
 
 impl Nginx {
-    /// The nginx `config` describes: the binary (trusted, see [`exec::resolve`]), managed or system, and who it runs as.
+    /// The nginx `config` describes: the binary (trusted, see
+    /// [`exec::resolve`]), managed or system, and who it runs as.
     pub fn from_config(config: &Config) -> Result<Self, NginxError> {
         let binary = exec::resolve(
             "nginx",

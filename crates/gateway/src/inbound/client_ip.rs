@@ -34,8 +34,8 @@ pub fn canonical(ip: IpAddr) -> IpAddr {
 }
 
 /// The client's address: the peer, unless the peer is a `trusted` proxy;
-/// then the rightmost `X-Forwarded-For` hop that is not one (an unreadable
-/// header or hop gives [`UNIDENTIFIED`]).
+/// then the rightmost `X-Forwarded-For` hop that is not one (the leftmost
+/// when all are; an unreadable header or hop gives [`UNIDENTIFIED`]).
 pub fn resolve(peer: SocketAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr {
     let peer = canonical(peer.ip());
     if !contains(trusted, peer) {

@@ -22,7 +22,7 @@ const SECRET_LEN: usize = 32;
 /// What a request's key resolved to.
 #[derive(Debug, Clone)]
 pub struct KeyRecord {
-    /// The key's public id (the part after `mgk_`).
+    /// The key's public id: `<id>` in `mgk_<id>_<secret>`.
     pub id: String,
     /// Its label, chosen by whoever made it.
     pub label: String,

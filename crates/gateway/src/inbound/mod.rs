@@ -234,7 +234,8 @@ impl Mode {
     }
 }
 
-/// Everything admission knows and changes: the settings, the database, and the hot copies of what it holds.
+/// Everything admission knows and changes: the settings, the database,
+/// and the hot copies of what it holds.
 pub struct Security {
     /// The settings it started with.
     pub cfg: SecurityConfig,
@@ -664,7 +665,8 @@ impl Security {
         self.publish(json!({"event": "blocked", "ban": &ban}));
     }
 
-    /// Bans `target` (an address or a CIDR block) for `for_`, or until lifted; an incident names `by`.
+    /// Bans `target` (an address or a CIDR block) for `for_`, or until
+    /// lifted; an incident names `by`.
     pub fn block(
         &self,
         target: &str,

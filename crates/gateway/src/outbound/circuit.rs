@@ -189,7 +189,7 @@ pub struct Permit<'a> {
 }
 
 impl Circuits {
-    /// A provider's circuits: its own, and one per model, created on first use.
+    /// A provider's circuits: its own, and one per model as models are asked for.
     pub fn new(cfg: CircuitConfig) -> Self {
         Self {
             cfg,

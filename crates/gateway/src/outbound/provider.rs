@@ -158,7 +158,8 @@ pub enum Answer {
 }
 
 impl Provider {
-    /// The provider `cfg` describes, with its key (or why it has none), and circuits set by `circuit`.
+    /// The provider `cfg` describes, with its key (or why it has none),
+    /// and circuits set by `circuit`.
     pub fn new(
         cfg: ProviderConfig,
         key: Option<SecretString>,
