@@ -94,6 +94,15 @@ struct Moltguard {
     agent_home: PathBuf,
 }
 
+/// Runs `moltguard nginx stop` on drop.
+struct StopsNginx<'a>(&'a Moltguard);
+
+impl Drop for StopsNginx<'_> {
+    fn drop(&mut self) {
+        let _ = self.0.run(&["nginx", "stop"], "");
+    }
+}
+
 impl Moltguard {
     fn command(&self, args: &[&str]) -> Command {
         let mut c = Command::new(bin("moltguard"));
@@ -316,6 +325,8 @@ fn openclaw_behind_the_edge() {
         .status
         .success());
     mg.ok(&["nginx", "start"]);
+    // The managed nginx daemonizes: stopped when the test ends, passed or not.
+    let _nginx = StopsNginx(&mg);
     let edge = SocketAddr::from(([127, 0, 0, 1], edge_port));
     let gateway_edge = SocketAddr::from(([127, 0, 0, 1], gateway_edge_port));
 
